@@ -1,0 +1,149 @@
+// The page the harness drives. It exposes window.wsd with three calls:
+//   adapterInfo()        -> what the WebGPU adapter is (vendor, architecture, features, limits)
+//   runModule(spec)      -> load a compiled .wasm, run one entry point, return outputs
+// Errors are thrown as Error objects whose message starts with a stable code
+// ("WSD_NO_WEBGPU: ...") so the Python driver can name what failed.
+
+const statusEl = document.getElementById("status");
+
+function setStatus(text) {
+  statusEl.textContent = text;
+}
+
+function fail(code, message) {
+  return new Error(`${code}: ${message}`);
+}
+
+// Plain-object copy of a GPUSupportedLimits (its fields are getters, not own properties).
+function limitsToObject(limits) {
+  const out = {};
+  for (const key in limits) {
+    const value = limits[key];
+    if (typeof value === "number") out[key] = value;
+  }
+  return out;
+}
+
+async function requestAdapter() {
+  if (typeof navigator === "undefined" || navigator.gpu === undefined) {
+    throw fail(
+      "WSD_NO_WEBGPU",
+      "navigator.gpu is missing: this browser has no WebGPU. Use Chrome/Chromium 113+ " +
+        "(headless needs --enable-unsafe-webgpu; without a GPU also --enable-unsafe-swiftshader " +
+        "--use-webgpu-adapter=swiftshader)."
+    );
+  }
+  const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+  if (adapter === null) {
+    throw fail("WSD_NO_ADAPTER", "navigator.gpu.requestAdapter() returned null: no usable GPU adapter.");
+  }
+  return adapter;
+}
+
+function describeAdapter(adapter) {
+  const info = adapter.info || {};
+  return {
+    vendor: info.vendor || "",
+    architecture: info.architecture || "",
+    device: info.device || "",
+    description: info.description || "",
+    features: Array.from(adapter.features).sort(),
+    limits: limitsToObject(adapter.limits),
+  };
+}
+
+async function adapterInfo() {
+  return describeAdapter(await requestAdapter());
+}
+
+function decodeBase64(text) {
+  const raw = atob(text);
+  const bytes = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; ++i) bytes[i] = raw.charCodeAt(i);
+  return bytes;
+}
+
+function encodeBase64(bytes) {
+  let raw = "";
+  const chunk = 0x8000;
+  for (let i = 0; i < bytes.length; i += chunk) {
+    raw += String.fromCharCode.apply(null, bytes.subarray(i, i + chunk));
+  }
+  return btoa(raw);
+}
+
+async function fetchBytes(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw fail("WSD_FETCH", `${url}: HTTP ${response.status}`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+// Requests the adapter's own limits for the device, so large models are not capped
+// at the WebGPU defaults.
+async function createDevice(adapter) {
+  const wanted = ["maxBufferSize", "maxStorageBufferBindingSize", "maxComputeWorkgroupStorageSize",
+    "maxComputeInvocationsPerWorkgroup", "maxComputeWorkgroupSizeX", "maxStorageBuffersPerShaderStage"];
+  const requiredLimits = {};
+  for (const key of wanted) requiredLimits[key] = adapter.limits[key];
+  const device = await adapter.requestDevice({ requiredLimits });
+  const errors = [];
+  device.addEventListener("uncapturederror", (event) => errors.push(event.error.message));
+  device.lost.then((info) => errors.push(`device lost: ${info.message}`));
+  return { device, errors };
+}
+
+// spec: {wasm: url, entry: name, device: "webgpu", inputs: [{data: base64, shape, dtype}], repeat}
+async function runModule(spec) {
+  setStatus(`running ${spec.entry}`);
+  const adapter = await requestAdapter();
+  const { device, errors } = await createDevice(adapter);
+  const wasmBytes = await fetchBytes(spec.wasm);
+  const tvm = await tvmjs.instantiate(wasmBytes.buffer, tvmjs.createPolyfillWASI(), () => {});
+  const timings = {};
+  tvm.beginScope();
+  try {
+    tvm.initWebGPU(device);
+    let t0 = performance.now();
+    await tvm.asyncLoadWebGPUPipelines(tvm.systemLib());
+    timings.pipelines_ms = performance.now() - t0;
+    if (errors.length) throw fail("WSD_SHADER", errors.join("\n"));
+    const dev = tvm.webgpu();
+    const vm = tvm.createVirtualMachine(dev);
+    const fn = vm.getFunction(spec.entry);
+    const args = spec.inputs.map((input) => {
+      const cpu = tvm.empty(input.shape, input.dtype, tvm.cpu());
+      cpu.copyFromRawBytes(decodeBase64(input.data));
+      const gpu = tvm.empty(input.shape, input.dtype, dev);
+      gpu.copyFrom(cpu);
+      return gpu;
+    });
+    const runs = [];
+    let result = null;
+    for (let i = 0; i < (spec.repeat || 1); ++i) {
+      t0 = performance.now();
+      result = fn(...args);
+      await tvm.webgpu().sync();
+      runs.push(performance.now() - t0);
+    }
+    if (errors.length) throw fail("WSD_GPU_ERROR", errors.join("\n"));
+    const outputs = [];
+    const list = result.size !== undefined && result.get !== undefined ? result : null;
+    const tensors = list ? Array.from({ length: list.size() }, (_, i) => list.get(i)) : [result];
+    for (const tensor of tensors) {
+      const cpu = tvm.empty(tensor.shape, tensor.dtype, tvm.cpu());
+      cpu.copyFrom(tensor);
+      await tvm.webgpu().sync();
+      outputs.push({ data: encodeBase64(cpu.toRawBytes()), shape: tensor.shape, dtype: tensor.dtype });
+    }
+    timings.run_ms = runs;
+    setStatus(`done ${spec.entry}`);
+    return { outputs, timings, adapter: describeAdapter(adapter) };
+  } finally {
+    tvm.endScope();
+    tvm.dispose();
+    device.destroy();
+  }
+}
+
+window.wsd = { adapterInfo, runModule, ready: true };
+setStatus("ready");
