@@ -16,12 +16,12 @@ function fail(code, message) {
 
 // Plain-object copy of a GPUSupportedLimits (its fields are getters, not own properties).
 function limitsToObject(limits) {
-  const out = {};
+  const entries = [];
   for (const key in limits) {
-    const value = limits[key];
-    if (typeof value === "number") out[key] = value;
+    const value = Reflect.get(limits, key);
+    if (typeof value === "number") entries.push([key, value]);
   }
-  return out;
+  return Object.fromEntries(entries);
 }
 
 async function requestAdapter() {
@@ -58,9 +58,7 @@ async function adapterInfo() {
 
 function decodeBase64(text) {
   const raw = atob(text);
-  const bytes = new Uint8Array(raw.length);
-  for (let i = 0; i < raw.length; ++i) bytes[i] = raw.charCodeAt(i);
-  return bytes;
+  return Uint8Array.from(raw, (ch) => ch.charCodeAt(0));
 }
 
 function encodeBase64(bytes) {
@@ -83,8 +81,7 @@ async function fetchBytes(url) {
 async function createDevice(adapter) {
   const wanted = ["maxBufferSize", "maxStorageBufferBindingSize", "maxComputeWorkgroupStorageSize",
     "maxComputeInvocationsPerWorkgroup", "maxComputeWorkgroupSizeX", "maxStorageBuffersPerShaderStage"];
-  const requiredLimits = {};
-  for (const key of wanted) requiredLimits[key] = adapter.limits[key];
+  const requiredLimits = Object.fromEntries(wanted.map((key) => [key, Reflect.get(adapter.limits, key)]));
   const device = await adapter.requestDevice({ requiredLimits });
   const errors = [];
   device.addEventListener("uncapturederror", (event) => errors.push(event.error.message));
@@ -145,5 +142,19 @@ async function runModule(spec) {
   }
 }
 
+// Fixed scenarios for the driver's own tests (never arbitrary code): a page that
+// throws, and a page whose main thread never returns.
+function testScenario(name) {
+  if (name === "throw") throw new Error("deliberate test exception");
+  if (name === "hang") {
+    for (;;) {
+      // a busy main thread: only a deadline enforced from outside the page ends this
+    }
+  }
+  return name;
+}
+
 window.wsd = { adapterInfo, runModule, ready: true };
+// The hook exists only when the driver asks for it (index.html?test=1).
+if (new URLSearchParams(window.location.search).has("test")) window.wsd.testScenario = testScenario;
 setStatus("ready");

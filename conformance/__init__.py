@@ -1,0 +1,1 @@
+"""The conformance harness: PyTorch references vs compiled modules on real WebGPU."""

@@ -1,0 +1,27 @@
+"""Numerical agreement between a reference and a candidate output."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
+    """max_abs, max_rel, rel_l2, cosine and PSNR (Apple's form) of candidate vs reference."""
+    ref = np.asarray(reference, dtype=np.float64)
+    out = np.asarray(candidate, dtype=np.float64)
+    if ref.shape != out.shape:
+        raise ValueError(f"shape mismatch: reference {ref.shape} vs candidate {out.shape}")
+    if not np.all(np.isfinite(out)):
+        nan = float("nan")
+        return {"max_abs": nan, "max_rel": nan, "rel_l2": nan, "cosine": nan, "psnr": nan}
+    diff = out - ref
+    ref_norm = float(np.linalg.norm(ref))
+    out_norm = float(np.linalg.norm(out))
+    rms = float(np.sqrt(np.mean(diff**2))) if diff.size else 0.0
+    return {
+        "max_abs": float(np.max(np.abs(diff))) if diff.size else 0.0,
+        "max_rel": float(np.max(np.abs(diff) / (np.abs(ref) + 1e-12))) if diff.size else 0.0,
+        "rel_l2": float(np.linalg.norm(diff) / ref_norm) if ref_norm else float(np.linalg.norm(diff)),
+        "cosine": float(np.dot(ref.ravel(), out.ravel()) / (ref_norm * out_norm)) if ref_norm and out_norm else 0.0,
+        "psnr": float(20 * np.log10((np.max(np.abs(ref)) + 1e-5) / (rms + 1e-10))),
+    }

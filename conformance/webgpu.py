@@ -1,0 +1,36 @@
+"""Running one compiled entry point on WebGPU through the runner page."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+import numpy as np
+
+from conformance.browser import RunnerPage
+
+
+@dataclass
+class WebGPURun:
+    outputs: list[np.ndarray]
+    adapter: dict
+    pipelines_ms: float
+    run_ms: list[float]
+
+
+def encode(array: np.ndarray) -> dict:
+    array = np.ascontiguousarray(array)
+    return {"data": base64.b64encode(array.tobytes()).decode("ascii"), "shape": list(array.shape),
+            "dtype": str(array.dtype)}
+
+
+def decode(item: dict) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(item["data"]), dtype=item["dtype"]).reshape(item["shape"]).copy()
+
+
+def run_entry(runner: RunnerPage, wasm_url: str, entry: str, inputs: list[np.ndarray], repeat: int = 1) -> WebGPURun:
+    result = runner.call("runModule", {"wasm": wasm_url, "entry": entry, "inputs": [encode(x) for x in inputs],
+                                       "repeat": repeat})
+    timings = result["timings"]
+    return WebGPURun([decode(o) for o in result["outputs"]], result["adapter"], timings["pipelines_ms"],
+                     timings["run_ms"])
