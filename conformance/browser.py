@@ -96,7 +96,9 @@ class RunnerPage:
         deadline_ms = (timeout_s or self.timeout_s) * 1000
         start = """([m, a]) => {
             window.__wsdJob = {done: false};
-            Promise.resolve().then(() => window.wsd[m](a)).then(
+            // A macrotask, so this evaluate returns before the work starts even if the
+            // work never yields the main thread again.
+            new Promise((go) => setTimeout(go, 0)).then(() => window.wsd[m](a)).then(
                 (r) => { window.__wsdJob = {done: true, result: r}; },
                 (e) => { window.__wsdJob = {done: true, error: String((e && e.message) || e)}; });
         }"""
@@ -135,9 +137,11 @@ class Browser:
     """
 
     def __init__(self, bundle: Path, artifacts: Path | None = None, webgpu: bool = True,
-                 timeout_s: float = 120.0, adapter: str | None = None):
+                 timeout_s: float = 120.0, adapter: str | None = None, playwright=None):
         self.mounts = runner_mounts(bundle, artifacts)
         self.webgpu, self.timeout_s, self.adapter = webgpu, timeout_s, adapter
+        # An already running Playwright (pytest-playwright's fixture) is borrowed, not stopped.
+        self._borrowed = playwright
 
     def __enter__(self) -> Browser:
         from playwright.sync_api import sync_playwright
@@ -147,7 +151,7 @@ class Browser:
         options = launch_options(self.webgpu, self.adapter)
         self._serve = serve(self.mounts)
         self.base_url = self._serve.__enter__()
-        self._pw = sync_playwright().start()
+        self._pw = self._borrowed or sync_playwright().start()
         try:
             self._browser = self._pw.chromium.launch(**options)
         except Exception as exc:  # noqa: BLE001
@@ -159,7 +163,8 @@ class Browser:
         return RunnerPage(self._browser.new_page(), self.base_url, self.timeout_s, test_hooks).open()
 
     def __exit__(self, *exc) -> None:
-        for closer in (lambda: self._browser.close(), lambda: self._pw.stop(),
+        stop_playwright = (lambda: None) if self._borrowed else (lambda: self._pw.stop())
+        for closer in (lambda: self._browser.close(), stop_playwright,
                        lambda: self._serve.__exit__(None, None, None)):
             try:
                 closer()

@@ -1,0 +1,89 @@
+"""The content-keyed cache: reuse when whole, rebuild when corrupt or when an input changes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from wsd import cache
+from wsd.webrt import kit as kit_mod
+from wsd.webrt import sources
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("WSD_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def counting_builder(calls):
+    def build(out):
+        calls.append(out)
+        (out / "a.bin").write_bytes(b"artifact %d" % len(calls))
+        return ["a.bin"]
+
+    return build
+
+
+def test_built_once_then_reused(isolated_cache):
+    calls = []
+    first = cache.get_or_build("thing", {"v": 1}, counting_builder(calls), echo=lambda _: None)
+    second = cache.get_or_build("thing", {"v": 1}, counting_builder(calls), echo=lambda _: None)
+    assert first == second and len(calls) == 1
+    assert first.parent.parent == isolated_cache
+    assert cache.verify(first) == []
+
+
+def test_changed_input_is_a_new_key(isolated_cache):
+    calls = []
+    a = cache.get_or_build("thing", {"v": 1}, counting_builder(calls), echo=lambda _: None)
+    b = cache.get_or_build("thing", {"v": 2}, counting_builder(calls), echo=lambda _: None)
+    assert a != b and len(calls) == 2
+
+
+@pytest.mark.parametrize("damage", ["edit", "delete", "manifest"])
+def test_a_damaged_entry_is_rebuilt_not_used(isolated_cache, damage):
+    calls, messages = [], []
+    entry = cache.get_or_build("thing", {"v": 1}, counting_builder(calls), echo=messages.append)
+    if damage == "edit":
+        (entry / "a.bin").write_bytes(b"tampered")
+    elif damage == "delete":
+        (entry / "a.bin").unlink()
+    else:
+        (entry / cache.MANIFEST).write_text("{not json")
+    assert cache.verify(entry)
+    again = cache.get_or_build("thing", {"v": 1}, counting_builder(calls), echo=messages.append)
+    assert len(calls) == 2 and cache.verify(again) == []
+    assert (again / "a.bin").read_bytes() == b"artifact 2"
+    assert any("corrupt" in m for m in messages)
+
+
+def test_a_failed_build_leaves_no_entry(isolated_cache):
+    def broken(out):
+        (out / "half.bin").write_bytes(b"x")
+        raise RuntimeError("compiler crashed")
+
+    with pytest.raises(RuntimeError):
+        cache.get_or_build("thing", {"v": 1}, broken, echo=lambda _: None)
+    assert not (isolated_cache / "thing" / cache.key_of({"v": 1})).exists()
+
+
+def test_manifest_records_inputs_and_hashes(isolated_cache):
+    entry = cache.get_or_build("thing", {"v": 1}, counting_builder([]), echo=lambda _: None)
+    manifest = json.loads((entry / cache.MANIFEST).read_text())
+    assert manifest["inputs"] == {"v": 1}
+    assert manifest["files"]["a.bin"] == cache.sha256_file(entry / "a.bin")
+
+
+def test_kit_key_covers_versions_and_our_headers(monkeypatch):
+    src = sources.locate()
+    base = cache.key_of(kit_mod.kit_inputs(src))
+    shims = sources.shim_files()
+    assert "include/tvm/support/serializer.h" in shims and len(shims) == 9
+    monkeypatch.setattr(sources, "shim_files", lambda: {**shims, "src/support/arena.h": "0" * 64})
+    assert cache.key_of(kit_mod.kit_inputs(src)) != base
+    monkeypatch.undo()
+    monkeypatch.setattr(kit_mod, "emcc_version", lambda: "9.9.9")
+    assert cache.key_of(kit_mod.kit_inputs(src)) != base
+    assert cache.key_of(kit_mod.kit_inputs(src.__class__(src.tvm_root, src.ffi_root, "0.26.0", src.ffi_version))) != base

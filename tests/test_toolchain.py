@@ -1,0 +1,53 @@
+"""`wsd toolchain`: finds the parts, installs only where it may, and says what to install."""
+
+from __future__ import annotations
+
+import pytest
+
+from wsd import toolchain
+from wsd.cli import main
+from wsd.errors import ToolchainError
+
+
+def test_every_part_is_found_here():
+    found = toolchain.ensure(install=False, echo=lambda _: None)
+    assert all(f.path for f in found)
+    assert all(f.version for f in found)
+
+
+@pytest.mark.parametrize("variable,part", [("WSD_CHROMIUM", "chromium"), ("WSD_EMCC", "emscripten")])
+def test_a_missing_part_names_the_install_command(monkeypatch, variable, part):
+    monkeypatch.setenv(variable, "/nonexistent/tool")
+    with pytest.raises(ToolchainError) as err:
+        toolchain.ensure(install=False, echo=lambda _: None)
+    message = str(err.value)
+    assert part in message and "apt-get install" in message
+    with pytest.raises(ToolchainError, match="apt-get install"):
+        toolchain.find(part)
+
+
+def test_without_root_it_never_installs(monkeypatch):
+    monkeypatch.setenv("WSD_EMCC", "/nonexistent/emcc")
+    monkeypatch.setattr(toolchain.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(toolchain, "_apt_install", lambda pkgs: pytest.fail("must not install without root"))
+    with pytest.raises(ToolchainError, match="emscripten"):
+        toolchain.ensure(install=True, echo=lambda _: None)
+
+
+def test_as_root_it_installs_what_is_missing(monkeypatch):
+    calls = []
+    monkeypatch.setattr(toolchain, "can_install", lambda: True)
+    monkeypatch.setattr(toolchain, "_apt_install", calls.append)
+    monkeypatch.setenv("WSD_EMCC", "/nonexistent/emcc")
+    with pytest.raises(ToolchainError):  # the fake install did not make emcc appear
+        toolchain.ensure(install=True, echo=lambda _: None)
+    assert calls == [["emscripten"]]
+
+
+def test_cli_exit_codes(monkeypatch, capsys):
+    assert main(["toolchain", "--no-install"]) == 0
+    out = capsys.readouterr().out
+    assert "chromium" in out and "emscripten" in out
+    monkeypatch.setenv("WSD_CHROMIUM", "/nonexistent/chromium")
+    assert main(["toolchain", "--no-install"]) == 2
+    assert "apt-get install" in capsys.readouterr().err

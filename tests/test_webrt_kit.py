@@ -1,0 +1,46 @@
+"""The runtime kit itself: its outputs, model links against it, and rebuild on corruption."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from wsd import cache
+from wsd.errors import BuildError
+from wsd.webrt import ensure_kit, link_wasm
+from wsd.webrt.kit import OUTPUTS
+
+
+def test_kit_holds_the_runtime_objects_and_bundle(kit):
+    assert cache.verify(kit.dir) == []
+    for name in OUTPUTS:
+        assert (kit.dir / name).stat().st_size > 0
+    for obj in kit.objects:
+        assert obj.read_bytes()[:4] == b"\0asm"  # wasm objects, not LLVM bitcode
+    assert "tvmjs" in kit.bundle.read_text()[:200000]
+    assert kit.info["tvm"] and kit.info["emcc"]
+
+
+def test_link_rejects_a_broken_object(kit, tmp_path):
+    bad = tmp_path / "bad.o"
+    bad.write_bytes(b"not a wasm object")
+    with pytest.raises(BuildError, match="model link"):
+        link_wasm(tmp_path / "m.wasm", [bad], kit)
+
+
+@pytest.mark.slow
+def test_a_corrupted_cached_kit_is_rebuilt(kit, tmp_path, monkeypatch):
+    """Copy the real kit into a private cache, damage it, and watch ensure_kit rebuild it."""
+    private = tmp_path / "cache"
+    shutil.copytree(kit.dir.parent.parent, private, symlinks=True)
+    monkeypatch.setenv("WSD_CACHE_DIR", str(private))
+    copied = private / "webrt" / kit.dir.name
+    victim = copied / "wasm_runtime.o"
+    victim.write_bytes(victim.read_bytes()[:-100] + b"\0" * 100)
+    messages = []
+    rebuilt = ensure_kit(echo=messages.append)
+    assert rebuilt.dir == copied
+    assert cache.verify(rebuilt.dir) == []
+    assert any("corrupt" in m and "wasm_runtime.o" in m for m in messages)
+    assert any("compiling" in m for m in messages)
