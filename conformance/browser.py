@@ -17,14 +17,26 @@ from wsd.errors import ToolchainError, WsdError
 from wsd.paths import web_dir
 
 # Keep Chromium off the network (this machine has none but the registries) and quiet.
-BASE_ARGS = ["--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--disable-quic", "--disable-default-apps", "--no-default-browser-check"]
+BASE_ARGS = [
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--disable-default-apps",
+    "--no-default-browser-check",
+]
 WEBGPU_ARGS = ["--enable-unsafe-webgpu", "--enable-features=Vulkan"]
 SWIFTSHADER_ARGS = ["--enable-unsafe-swiftshader", "--use-webgpu-adapter=swiftshader"]
 NO_WEBGPU_ARGS = ["--disable-webgpu", "--disable-features=WebGPU"]
 # Page-side error codes (web/runner/runner.js) -> BrowserError kinds.
-PAGE_CODES = {"WSD_NO_WEBGPU": "no-webgpu", "WSD_NO_ADAPTER": "no-adapter", "WSD_SHADER": "shader",
-              "WSD_GPU_ERROR": "gpu-error", "WSD_FETCH": "fetch"}
+PAGE_CODES = {
+    "WSD_NO_WEBGPU": "no-webgpu",
+    "WSD_NO_ADAPTER": "no-adapter",
+    "WSD_SHADER": "shader",
+    "WSD_GPU_ERROR": "gpu-error",
+    "WSD_FETCH": "fetch",
+}
 
 
 class BrowserError(WsdError):
@@ -84,7 +96,9 @@ class RunnerPage:
         self.page.on("crash", lambda *_: setattr(self, "crashed", True))
         self.page.on("pageerror", lambda exc: self.page_errors.append(str(exc)))
         try:
-            self.page.goto(f"{self.base_url}/index.html" + ("?test=1" if self.test_hooks else ""), timeout=self.timeout_s * 1000)
+            self.page.goto(
+                f"{self.base_url}/index.html" + ("?test=1" if self.test_hooks else ""), timeout=self.timeout_s * 1000
+            )
             self.page.wait_for_function("window.wsd && window.wsd.ready", timeout=self.timeout_s * 1000)
         except Exception as exc:  # noqa: BLE001 (Playwright raises several types)
             raise self._classify("opening the runner page", exc) from exc
@@ -132,12 +146,19 @@ class RunnerPage:
 class Browser:
     """Launch Chromium, serve the runner page, and hand out RunnerPage sessions.
 
-        with Browser(kit.bundle, artifacts_dir) as browser:
-            info = browser.runner().call("adapterInfo")
+    with Browser(kit.bundle, artifacts_dir) as browser:
+        info = browser.runner().call("adapterInfo")
     """
 
-    def __init__(self, bundle: Path, artifacts: Path | None = None, webgpu: bool = True,
-                 timeout_s: float = 120.0, adapter: str | None = None, playwright=None):
+    def __init__(
+        self,
+        bundle: Path,
+        artifacts: Path | None = None,
+        webgpu: bool = True,
+        timeout_s: float = 120.0,
+        adapter: str | None = None,
+        playwright=None,
+    ):
         self.mounts = runner_mounts(bundle, artifacts)
         self.webgpu, self.timeout_s, self.adapter = webgpu, timeout_s, adapter
         # An already running Playwright (pytest-playwright's fixture) is borrowed, not stopped.
@@ -164,9 +185,8 @@ class Browser:
 
     def __exit__(self, *exc) -> None:
         stop_playwright = (lambda: None) if self._borrowed else (lambda: self._pw.stop())
-        for closer in (lambda: self._browser.close(), stop_playwright,
-                       lambda: self._serve.__exit__(None, None, None)):
+        for closer in (lambda: self._browser.close(), stop_playwright, lambda: self._serve.__exit__(None, None, None)):
             try:
                 closer()
-            except Exception:  # noqa: BLE001,S110 (best-effort teardown)
+            except Exception:  # noqa: BLE001,S110  # nosec B110: best-effort teardown of a dying browser
                 pass

@@ -13,8 +13,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-MIME = {".wasm": "application/wasm", ".json": "application/json", ".js": "text/javascript",
-        ".mjs": "text/javascript", ".html": "text/html; charset=utf-8", ".bin": "application/octet-stream"}
+MIME = {
+    ".wasm": "application/wasm",
+    ".json": "application/json",
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".html": "text/html; charset=utf-8",
+    ".bin": "application/octet-stream",
+}
 
 
 def resolve(mounts: dict[str, Path], url_path: str) -> Path | None:
@@ -28,7 +34,7 @@ def resolve(mounts: dict[str, Path], url_path: str) -> Path | None:
             continue
         if not path.startswith(prefix):
             continue
-        rel = path[len(prefix):].lstrip("/") or "index.html"
+        rel = path[len(prefix) :].lstrip("/") or "index.html"
         candidate = (target / rel).resolve()
         if candidate.is_relative_to(target) and candidate.is_file():
             return candidate

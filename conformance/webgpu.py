@@ -20,8 +20,11 @@ class WebGPURun:
 
 def encode(array: np.ndarray) -> dict:
     array = np.ascontiguousarray(array)
-    return {"data": base64.b64encode(array.tobytes()).decode("ascii"), "shape": list(array.shape),
-            "dtype": str(array.dtype)}
+    return {
+        "data": base64.b64encode(array.tobytes()).decode("ascii"),
+        "shape": list(array.shape),
+        "dtype": str(array.dtype),
+    }
 
 
 def decode(item: dict) -> np.ndarray:
@@ -29,8 +32,10 @@ def decode(item: dict) -> np.ndarray:
 
 
 def run_entry(runner: RunnerPage, wasm_url: str, entry: str, inputs: list[np.ndarray], repeat: int = 1) -> WebGPURun:
-    result = runner.call("runModule", {"wasm": wasm_url, "entry": entry, "inputs": [encode(x) for x in inputs],
-                                       "repeat": repeat})
+    result = runner.call(
+        "runModule", {"wasm": wasm_url, "entry": entry, "inputs": [encode(x) for x in inputs], "repeat": repeat}
+    )
     timings = result["timings"]
-    return WebGPURun([decode(o) for o in result["outputs"]], result["adapter"], timings["pipelines_ms"],
-                     timings["run_ms"])
+    return WebGPURun(
+        [decode(o) for o in result["outputs"]], result["adapter"], timings["pipelines_ms"], timings["run_ms"]
+    )

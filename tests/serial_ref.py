@@ -48,7 +48,9 @@ def encode(typ: str, value) -> bytes:
     if head == "pair":
         return encode(args[0], value[0]) + encode(args[1], value[1])
     if head in ("map", "fmap"):
-        return struct.pack("<Q", len(value)) + b"".join(encode(args[0], k) + encode(args[1], v) for k, v in value.items())
+        return struct.pack("<Q", len(value)) + b"".join(
+            encode(args[0], k) + encode(args[1], v) for k, v in value.items()
+        )
     raise ValueError(f"unknown type {typ}")
 
 
@@ -128,4 +130,4 @@ def decode_params(blob: bytes) -> dict:
         tensors.append(tensor)
     if pos != len(blob):
         raise ValueError("trailing bytes")
-    return dict(zip(names, tensors))
+    return dict(zip(names, tensors, strict=False))

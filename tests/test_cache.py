@@ -86,4 +86,6 @@ def test_kit_key_covers_versions_and_our_headers(monkeypatch):
     monkeypatch.undo()
     monkeypatch.setattr(kit_mod, "emcc_version", lambda: "9.9.9")
     assert cache.key_of(kit_mod.kit_inputs(src)) != base
-    assert cache.key_of(kit_mod.kit_inputs(src.__class__(src.tvm_root, src.ffi_root, "0.26.0", src.ffi_version))) != base
+    assert (
+        cache.key_of(kit_mod.kit_inputs(src.__class__(src.tvm_root, src.ffi_root, "0.26.0", src.ffi_version))) != base
+    )

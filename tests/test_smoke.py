@@ -54,8 +54,16 @@ def test_wsd_smoke_cli_writes_the_report(tmp_path, capsys):
     assert report["rel_l2"] < 1e-5
     assert set(report) >= {"max_abs", "rel_l2", "adapter", "build_s", "link_s", "run_ms", "versions"}
     assert report["adapter"]["vendor"] and "maxBufferSize" in report["adapter"]["limits"]
-    assert set(report["versions"]) == {"python", "torch", "tvm", "tvm_ffi", "diffusers", "transformers",
-                                       "chromium", "emscripten"}
+    assert set(report["versions"]) == {
+        "python",
+        "torch",
+        "tvm",
+        "tvm_ffi",
+        "diffusers",
+        "transformers",
+        "chromium",
+        "emscripten",
+    }
     assert all(report["versions"].values())
     assert "smoke: max_abs=" in capsys.readouterr().out
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import struct
 import subprocess
-from collections import deque
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -30,9 +29,22 @@ FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthChe
 def probe(tmp_path_factory):
     ffi = Path(find_spec("tvm_ffi").submodule_search_locations[0])
     exe = tmp_path_factory.mktemp("probe") / "serializer_probe"
-    cmd = ["g++", "-std=c++17", "-O1", f"-I{SHIM}", f"-I{SHIM / 'include'}", f"-I{SHIM / '3rdparty' / 'compiler-rt'}",
-           f"-I{ffi / 'include'}", f"-I{ffi / '3rdparty' / 'dlpack' / 'include'}", str(PROBE_SRC), "-o", str(exe),
-           f"-L{ffi / 'lib'}", "-ltvm_ffi", f"-Wl,-rpath,{ffi / 'lib'}"]
+    cmd = [
+        "g++",
+        "-std=c++17",
+        "-O1",
+        f"-I{SHIM}",
+        f"-I{SHIM / 'include'}",
+        f"-I{SHIM / '3rdparty' / 'compiler-rt'}",
+        f"-I{ffi / 'include'}",
+        f"-I{ffi / '3rdparty' / 'dlpack' / 'include'}",
+        str(PROBE_SRC),
+        "-o",
+        str(exe),
+        f"-L{ffi / 'lib'}",
+        "-ltvm_ffi",
+        f"-Wl,-rpath,{ffi / 'lib'}",
+    ]
     subprocess.run(cmd, check=True)
 
     def call(mode: str, data: bytes) -> tuple[int, bytes]:
@@ -115,7 +127,6 @@ def test_base64_decoder_skips_whitespace_and_rejects_garbage(probe):
     assert rc != 0
 
 
-
 def test_every_half_widens_exactly(probe):
     halves = np.arange(65536, dtype=np.uint16)
     rc, out = probe("f16>f32", halves.tobytes())
@@ -129,11 +140,13 @@ def test_every_half_widens_exactly(probe):
 
 def test_float_narrowing_rounds_like_numpy(probe):
     rng = np.random.default_rng(0)
-    floats = np.concatenate([
-        rng.standard_normal(20000).astype(np.float32) * np.float32(100),
-        np.float32([0.0, -0.0, 65504.0, 65520.0, 1e-8, 6e-8, 5.96e-8, 1e9, -np.inf, np.inf]),
-        (rng.integers(0, 2**32, 20000, dtype=np.uint64).astype(np.uint32)).view(np.float32),
-    ])
+    floats = np.concatenate(
+        [
+            rng.standard_normal(20000).astype(np.float32) * np.float32(100),
+            np.float32([0.0, -0.0, 65504.0, 65520.0, 1e-8, 6e-8, 5.96e-8, 1e9, -np.inf, np.inf]),
+            (rng.integers(0, 2**32, 20000, dtype=np.uint64).astype(np.uint32)).view(np.float32),
+        ]
+    )
     rc, out = probe("f32>f16", floats.tobytes())
     assert rc == 0
     got = np.frombuffer(out, dtype=np.uint16)
@@ -144,12 +157,15 @@ def test_float_narrowing_rounds_like_numpy(probe):
     assert np.array_equal(got[~nan], want[~nan].view(np.uint16))
 
 
-ring_ops = st.lists(st.one_of(
-    st.tuples(st.just("W"), st.binary(min_size=1, max_size=3000)),
-    st.tuples(st.just("R"), st.integers(0, 4000)),
-    st.tuples(st.just("C"), st.integers(0, 4000)),
-    st.tuples(st.just("F"), st.integers(0, 3000)),
-), max_size=30)
+ring_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("W"), st.binary(min_size=1, max_size=3000)),
+        st.tuples(st.just("R"), st.integers(0, 4000)),
+        st.tuples(st.just("C"), st.integers(0, 4000)),
+        st.tuples(st.just("F"), st.integers(0, 3000)),
+    ),
+    max_size=30,
+)
 
 
 @FAST
@@ -191,8 +207,11 @@ def test_reference_model_reads_libtvm_param_blobs():
     """The Python model agrees with libtvm's real bytes (strings, vectors, tensor records)."""
     import tvm
 
-    params = {"conv.weight": np.arange(24, dtype="float32").reshape(2, 3, 4), "idx": np.array([7, -1], "int64"),
-              "ü-name": np.zeros((0,), "float16")}
+    params = {
+        "conv.weight": np.arange(24, dtype="float32").reshape(2, 3, 4),
+        "idx": np.array([7, -1], "int64"),
+        "ü-name": np.zeros((0,), "float16"),
+    }
     blob = bytes(tvm.runtime.save_param_dict({k: tvm.runtime.tensor(v) for k, v in params.items()}))
     decoded = serial_ref.decode_params(blob)
     assert set(decoded) == set(params)

@@ -114,6 +114,8 @@ def run(report_path: Path | None = Path("reports/smoke.json"), echo=print, timeo
 
 def summary_line(report: dict) -> str:
     adapter = report["adapter"]
-    return (f"smoke: max_abs={report['max_abs']:.2e} rel_l2={report['rel_l2']:.2e} on "
-            f"{adapter['vendor']}/{adapter['architecture']} | build {report['build_s']:.1f}s "
-            f"link {report['link_s']:.2f}s run {report['run_ms']:.1f}ms | tvm {report['versions']['tvm']}")
+    return (
+        f"smoke: max_abs={report['max_abs']:.2e} rel_l2={report['rel_l2']:.2e} on "
+        f"{adapter['vendor']}/{adapter['architecture']} | build {report['build_s']:.1f}s "
+        f"link {report['link_s']:.2f}s run {report['run_ms']:.1f}ms | tvm {report['versions']['tvm']}"
+    )

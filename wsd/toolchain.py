@@ -44,12 +44,26 @@ class Part:
 
 
 PARTS = (
-    Part("chromium", "chromium", "headless browser with WebGPU (SwiftShader without a GPU)",
-         env_override="WSD_CHROMIUM", executable="chromium"),
-    Part("emscripten", "emscripten", "builds the tvmjs wasm runtime and links model .wasm",
-         env_override="WSD_EMCC", executable="emcc"),
-    Part("node-acorn", "node-acorn", "JS parser emscripten's optimizer imports",
-         marker="/usr/share/nodejs/acorn/package.json"),
+    Part(
+        "chromium",
+        "chromium",
+        "headless browser with WebGPU (SwiftShader without a GPU)",
+        env_override="WSD_CHROMIUM",
+        executable="chromium",
+    ),
+    Part(
+        "emscripten",
+        "emscripten",
+        "builds the tvmjs wasm runtime and links model .wasm",
+        env_override="WSD_EMCC",
+        executable="emcc",
+    ),
+    Part(
+        "node-acorn",
+        "node-acorn",
+        "JS parser emscripten's optimizer imports",
+        marker="/usr/share/nodejs/acorn/package.json",
+    ),
     Part("node", "nodejs", "runs emscripten's JS tools and the tvmjs bundler", executable="node"),
     Part("npm", "npm", "installs the tvmjs bundler's npm packages", executable="npm"),
 )
@@ -102,8 +116,10 @@ def ensure(install: bool = True, echo=print) -> list[Found]:
     if missing:
         lines = [f"  {p.name}: {p.why}" + (f" (or set {p.env_override})" if p.env_override else "") for p in missing]
         raise ToolchainError(
-            "missing system parts:\n" + "\n".join(lines)
-            + "\ninstall them with:\n  sudo " + " ".join(install_command([p.debian_package for p in missing]))
+            "missing system parts:\n"
+            + "\n".join(lines)
+            + "\ninstall them with:\n  sudo "
+            + " ".join(install_command([p.debian_package for p in missing]))
         )
     return found
 

@@ -11,8 +11,8 @@ import concurrent.futures
 import json
 import os
 import shutil
-import tempfile
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +30,15 @@ COMPILE_FLAGS = ("-O3", "-std=c++17", "-Wno-ignored-attributes")
 # and without assertions, whose stack checks break instantiation under tvmjs.
 GLUE_FLAGS = ("-O0", "-s", "ASSERTIONS=0", "-s", "STACK_OVERFLOW_CHECK=0")
 LINK_FLAGS = (
-    "--no-entry", "-s", "WASM_BIGINT=1", "-s", "ALLOW_MEMORY_GROWTH=1", "-s", "STANDALONE_WASM=1",
-    "-s", "ERROR_ON_UNDEFINED_SYMBOLS=0",
+    "--no-entry",
+    "-s",
+    "WASM_BIGINT=1",
+    "-s",
+    "ALLOW_MEMORY_GROWTH=1",
+    "-s",
+    "STANDALONE_WASM=1",
+    "-s",
+    "ERROR_ON_UNDEFINED_SYMBOLS=0",
 )
 OUTPUTS = tuple(f"{u}.o" for u in RUNTIME_UNITS) + ("tvmjs.bundle.js", "tvmjs_runtime.wasm")
 
@@ -71,8 +78,13 @@ def kit_inputs(sources: src.Sources) -> dict:
 
 def _include_flags(root: Path) -> list[str]:
     ffi = root / "3rdparty" / "tvm-ffi"
-    dirs = [root, root / "include", ffi / "include", ffi / "3rdparty" / "dlpack" / "include",
-            root / "3rdparty" / "compiler-rt"]
+    dirs = [
+        root,
+        root / "include",
+        ffi / "include",
+        ffi / "3rdparty" / "dlpack" / "include",
+        root / "3rdparty" / "compiler-rt",
+    ]
     return [f"-I{d}" for d in dirs]
 
 
@@ -105,21 +117,45 @@ def _build(sources: src.Sources, out: Path, echo) -> list[str]:
 
         def compile_unit(unit: str) -> float:
             t0 = time.perf_counter()
-            run([emcc, *includes, *COMPILE_FLAGS, "-c", "-o", wasm_dir / f"{unit}.o", web / "emcc" / f"{unit}.cc"],
-                cwd=web, what=f"emcc {unit}.cc")
+            run(
+                [emcc, *includes, *COMPILE_FLAGS, "-c", "-o", wasm_dir / f"{unit}.o", web / "emcc" / f"{unit}.cc"],
+                cwd=web,
+                what=f"emcc {unit}.cc",
+            )
             return time.perf_counter() - t0
 
         echo(f"webrt: compiling {', '.join(RUNTIME_UNITS)} with emcc {emcc_version()} (minutes, once per key)")
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-            for unit, secs in zip(RUNTIME_UNITS, pool.map(compile_unit, RUNTIME_UNITS)):
+            for unit, secs in zip(RUNTIME_UNITS, pool.map(compile_unit, RUNTIME_UNITS), strict=False):
                 echo(f"webrt:   {unit}.o {secs:.0f}s")
 
         echo("webrt: linking the JS glue")
         objects = [wasm_dir / f"{u}.o" for u in RUNTIME_UNITS]
-        run([emcc, *GLUE_FLAGS, "-o", wasm_dir / "tvmjs_runtime.js", *objects, *LINK_FLAGS,
-             "--pre-js", web / "emcc" / "preload.js"], cwd=web, what="emcc glue link")
-        run([sys.executable, web / "emcc" / "decorate_as_wasi.py", wasm_dir / "tvmjs_runtime.js",
-             web / "src" / "tvmjs_runtime_wasi.js", "es"], cwd=web, what="decorate_as_wasi")
+        run(
+            [
+                emcc,
+                *GLUE_FLAGS,
+                "-o",
+                wasm_dir / "tvmjs_runtime.js",
+                *objects,
+                *LINK_FLAGS,
+                "--pre-js",
+                web / "emcc" / "preload.js",
+            ],
+            cwd=web,
+            what="emcc glue link",
+        )
+        run(
+            [
+                sys.executable,
+                web / "emcc" / "decorate_as_wasi.py",
+                wasm_dir / "tvmjs_runtime.js",
+                web / "src" / "tvmjs_runtime_wasi.js",
+                "es",
+            ],
+            cwd=web,
+            what="decorate_as_wasi",
+        )
 
         echo("webrt: bundling tvmjs.bundle.js")
         (web / "node_modules").symlink_to(node_modules, target_is_directory=True)

@@ -30,8 +30,12 @@ def _package_dir(module: str) -> Path:
 
 def locate() -> Sources:
     tvm_root, ffi_root = _package_dir("tvm"), _package_dir("tvm_ffi")
-    for need in (tvm_root / "web" / "emcc" / "wasm_runtime.cc", tvm_root / "src" / "runtime",
-                 ffi_root / "src" / "ffi", ffi_root / "include"):
+    for need in (
+        tvm_root / "web" / "emcc" / "wasm_runtime.cc",
+        tvm_root / "src" / "runtime",
+        ffi_root / "src" / "ffi",
+        ffi_root / "include",
+    ):
         if not need.exists():
             raise BuildError(f"the installed TVM wheel lacks {need}; the web runtime cannot be built from it")
     return Sources(tvm_root, ffi_root, metadata.version("apache-tvm"), metadata.version("apache-tvm-ffi"))
@@ -40,8 +44,7 @@ def locate() -> Sources:
 def shim_files() -> dict[str, str]:
     """Relative path -> sha256 of each header wsd supplies in place of the missing ones."""
     return {
-        str(p.relative_to(SHIM_DIR)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(SHIM_DIR.rglob("*.h"))
+        str(p.relative_to(SHIM_DIR)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(SHIM_DIR.rglob("*.h"))
     }
 
 
@@ -54,7 +57,9 @@ def stage_tree(sources: Sources, root: Path) -> Path:
     import shutil
 
     for sub in ("src", "include", "web"):
-        shutil.copytree(sources.tvm_root / sub, root / sub, ignore=shutil.ignore_patterns("__pycache__", "node_modules"))
+        shutil.copytree(
+            sources.tvm_root / sub, root / sub, ignore=shutil.ignore_patterns("__pycache__", "node_modules")
+        )
     ffi = root / "3rdparty" / "tvm-ffi"
     for sub in ("include", "src", "3rdparty"):
         shutil.copytree(sources.ffi_root / sub, ffi / sub)
