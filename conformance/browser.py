@@ -188,5 +188,6 @@ class Browser:
         for closer in (lambda: self._browser.close(), stop_playwright, lambda: self._serve.__exit__(None, None, None)):
             try:
                 closer()
-            except Exception:  # noqa: BLE001,S110  # nosec B110: best-effort teardown of a dying browser
+            # Best-effort teardown: the browser may already be gone.
+            except Exception:  # noqa: BLE001,S110  # nosec B110
                 pass

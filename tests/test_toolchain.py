@@ -48,6 +48,8 @@ def test_cli_exit_codes(monkeypatch, capsys):
     assert main(["toolchain", "--no-install"]) == 0
     out = capsys.readouterr().out
     assert "chromium" in out and "emscripten" in out
+    assert main(["toolchain"]) == 0  # everything present: nothing to install, npm packages cached
+    assert "tvmjs npm" in capsys.readouterr().out
     monkeypatch.setenv("WSD_CHROMIUM", "/nonexistent/chromium")
     assert main(["toolchain", "--no-install"]) == 2
     assert "apt-get install" in capsys.readouterr().err

@@ -14,8 +14,13 @@ SMOKE_TOLERANCE = 1e-5  # fp32 end to end on WebGPU; what the foundation promise
 
 def _cmd_toolchain(args) -> int:
     from wsd import toolchain
+    from wsd.webrt import kit, sources
 
     toolchain.ensure(install=not args.no_install)
+    if not args.no_install:
+        modules = kit.npm_packages(sources.locate()) / "node_modules"
+        count = sum(1 for p in modules.iterdir() if not p.name.startswith("."))
+        print(f"{'tvmjs npm':<11} {count} packages  ({modules})")
     return 0
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess  # nosec B404: wsd drives compilers and browsers by design
+# wsd drives compilers and browsers by design.
+import subprocess  # nosec B404
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from wsd.errors import BuildError
 def run(cmd: Sequence[str | Path], cwd: Path | None = None, what: str = "", env=None) -> str:
     """Run a command (never through a shell); raise BuildError with its output on failure."""
     argv = [str(c) for c in cmd]
-    proc = subprocess.run(  # nosec B603: argv list, no shell
+    # An argv list, never a shell.
+    proc = subprocess.run(  # nosec B603
         argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, check=False
     )
     if proc.returncode != 0:
@@ -24,7 +26,7 @@ def run(cmd: Sequence[str | Path], cwd: Path | None = None, what: str = "", env=
 def version_of(cmd: Sequence[str], timeout: float = 20.0) -> str | None:
     """First line of `cmd` output (a --version call), or None if it cannot run."""
     try:
-        proc = subprocess.run(  # nosec B603: fixed argv
+        proc = subprocess.run(  # nosec B603
             list(cmd), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=timeout, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
