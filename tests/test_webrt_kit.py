@@ -32,10 +32,11 @@ def test_link_rejects_a_broken_object(kit, tmp_path):
 @pytest.mark.slow
 def test_a_corrupted_cached_kit_is_rebuilt(kit, tmp_path, monkeypatch):
     """Copy the real kit into a private cache, damage it, and watch ensure_kit rebuild it."""
-    private = tmp_path / "cache"
-    shutil.copytree(kit.dir.parent.parent, private, symlinks=True)
-    monkeypatch.setenv("WSD_CACHE_DIR", str(private))
+    real, private = kit.dir.parent.parent, tmp_path / "cache"
+    shutil.copytree(real / "npm", private / "npm", symlinks=True)  # the bundler packages, as they are
     copied = private / "webrt" / kit.dir.name
+    shutil.copytree(kit.dir, copied)
+    monkeypatch.setenv("WSD_CACHE_DIR", str(private))
     victim = copied / "wasm_runtime.o"
     victim.write_bytes(victim.read_bytes()[:-100] + b"\0" * 100)
     messages = []
