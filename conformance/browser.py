@@ -121,7 +121,7 @@ class RunnerPage:
             self.page.wait_for_function("window.__wsdJob && window.__wsdJob.done", timeout=deadline_ms, polling=50)
             job = self.page.evaluate("window.__wsdJob")
         except Exception as exc:  # noqa: BLE001
-            raise self._classify(what, exc) from exc
+            raise self._classify(what, exc, deadline_ms / 1000) from exc
         if "error" in job:
             raise self._page_error(what, job["error"])
         return job["result"]
@@ -131,12 +131,12 @@ class RunnerPage:
         kind = PAGE_CODES.get(code, "js-exception")
         return BrowserError(kind, f"{what} failed in the page: {message}")
 
-    def _classify(self, what: str, exc: Exception) -> BrowserError:
+    def _classify(self, what: str, exc: Exception, deadline_s: float | None = None) -> BrowserError:
         text = str(exc)
         if self.crashed or "crash" in text.lower():
             return BrowserError("crash", f"the page crashed during {what}")
         if type(exc).__name__ == "TimeoutError" or "Timeout" in text:
-            return BrowserError("timeout", f"{what} did not finish within {self.timeout_s:.0f}s")
+            return BrowserError("timeout", f"{what} did not finish within {deadline_s or self.timeout_s:.0f}s")
         if "Target" in text and "closed" in text:
             return BrowserError("crash", f"the browser or page closed during {what}")
         extra = f" (page errors: {'; '.join(self.page_errors)})" if self.page_errors else ""

@@ -7,7 +7,6 @@ from functools import lru_cache
 from importlib import metadata
 
 from wsd import toolchain
-from wsd.proc import version_of
 
 
 def _dist(name: str) -> str | None:
@@ -25,8 +24,7 @@ def _tool(name: str) -> str | None:
 
 @lru_cache(maxsize=1)
 def emcc_version() -> str | None:
-    path = toolchain.PARTS[1].locate()
-    line = version_of([path, "--version"]) if path else None
+    line = _tool("emscripten")
     # "emcc (Emscripten gcc/clang-like replacement ...) 3.1.6 ()" -> "3.1.6"
     if line and ")" in line:
         tail = line.split(")", 1)[1].strip().split()
