@@ -84,6 +84,11 @@ def test_kit_key_covers_versions_and_our_headers(monkeypatch):
     monkeypatch.setattr(sources, "shim_files", lambda: {**shims, "src/support/arena.h": "0" * 64})
     assert cache.key_of(kit_mod.kit_inputs(src)) != base
     monkeypatch.undo()
+    npm = kit_mod.npm_inputs(src)
+    assert set(npm) == {"package.json", "package-lock.json"}  # a changed package.json is a new kit
+    monkeypatch.setattr(kit_mod, "npm_inputs", lambda _: {**npm, "package.json": "0" * 64})
+    assert cache.key_of(kit_mod.kit_inputs(src)) != base
+    monkeypatch.undo()
     monkeypatch.setattr(kit_mod, "emcc_version", lambda: "9.9.9")
     assert cache.key_of(kit_mod.kit_inputs(src)) != base
     assert (

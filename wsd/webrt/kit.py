@@ -69,7 +69,7 @@ def kit_inputs(sources: src.Sources) -> dict:
         "tvm_ffi": sources.ffi_version,
         "emcc": emcc_version(),
         "shims": src.shim_files(),
-        "package_lock": cache.sha256_file(sources.tvm_root / "web" / "package-lock.json"),
+        "npm": npm_inputs(sources),
         "recipe": RECIPE_VERSION,
         "compile_flags": list(COMPILE_FLAGS),
         "glue_flags": list(GLUE_FLAGS),
@@ -88,8 +88,14 @@ def _include_flags(root: Path) -> list[str]:
     return [f"-I{d}" for d in dirs]
 
 
+def npm_inputs(sources: src.Sources) -> dict:
+    """What the bundler's node_modules depend on (its cache key, and part of the kit's)."""
+    web = sources.tvm_root / "web"
+    return {name: cache.sha256_file(web / name) for name in ("package.json", "package-lock.json")}
+
+
 def npm_packages(sources: src.Sources, echo=print) -> Path:
-    """node_modules for the tvmjs bundler, installed once per package-lock.json."""
+    """node_modules for the tvmjs bundler, installed once per package.json/package-lock.json."""
     web = sources.tvm_root / "web"
 
     def install(out: Path) -> list[str]:
@@ -101,8 +107,7 @@ def npm_packages(sources: src.Sources, echo=print) -> Path:
         run([toolchain.find("npm"), "install", "--no-audit", "--no-fund"], cwd=out, what="npm install")
         return ["package-lock.json", "node_modules/.package-lock.json"]
 
-    inputs = {name: cache.sha256_file(web / name) for name in ("package.json", "package-lock.json")}
-    return cache.get_or_build("npm", inputs, install, echo)
+    return cache.get_or_build("npm", npm_inputs(sources), install, echo)
 
 
 def _build(sources: src.Sources, out: Path, echo) -> list[str]:
@@ -130,7 +135,7 @@ def _build(sources: src.Sources, out: Path, echo) -> list[str]:
                 echo(f"webrt:   {unit}.o {secs:.0f}s")
 
         echo("webrt: linking the JS glue")
-        objects = [wasm_dir / f"{u}.o" for u in RUNTIME_UNITS]
+        objects = [wasm_dir / f"{u}.o" for u in RUNTIME_UNITS]  # as compile_unit wrote them
         run(
             [
                 emcc,
