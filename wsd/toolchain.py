@@ -124,14 +124,18 @@ def ensure(install: bool = True, echo=print) -> list[Found]:
     return found
 
 
+def part(name: str) -> Part:
+    return next(p for p in PARTS if p.name == name)
+
+
 def find(name: str) -> str:
     """Path of one part, or a ToolchainError saying how to get it."""
-    part = next(p for p in PARTS if p.name == name)
-    path = part.locate()
+    tool = part(name)
+    path = tool.locate()
     if path is None:
-        hint = f" or set {part.env_override}" if part.env_override else ""
+        hint = f" or set {tool.env_override}" if tool.env_override else ""
         raise ToolchainError(
-            f"{name} not found ({part.why}). Run `wsd toolchain`, or: "
-            f"sudo {' '.join(install_command([part.debian_package]))}{hint}"
+            f"{name} not found ({tool.why}). Run `wsd toolchain`, or: "
+            f"sudo {' '.join(install_command([tool.debian_package]))}{hint}"
         )
     return path

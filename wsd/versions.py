@@ -17,7 +17,7 @@ def _dist(name: str) -> str | None:
 
 
 def _tool(name: str) -> str | None:
-    part = next(p for p in toolchain.PARTS if p.name == name)
+    part = toolchain.part(name)
     path = part.locate()
     return part.version(path) if path else None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from dataclasses import dataclass
 from importlib import metadata
 from importlib.util import find_spec
@@ -54,8 +55,6 @@ def stage_tree(sources: Sources, root: Path) -> Path:
     Copies, not symlinks: the runtime sources include each other by relative paths
     ("../../support/x.h"), which must resolve inside the staged tree.
     """
-    import shutil
-
     for sub in ("src", "include", "web"):
         shutil.copytree(
             sources.tvm_root / sub, root / sub, ignore=shutil.ignore_patterns("__pycache__", "node_modules")
