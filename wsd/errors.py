@@ -11,3 +11,7 @@ class ToolchainError(WsdError):
 
 class BuildError(WsdError):
     """Building the web runtime or linking a model failed."""
+
+
+class ModelFolderError(WsdError):
+    """A diffusers model folder is missing a file, or a file in it is malformed."""

@@ -1,0 +1,150 @@
+"""Entry points: the functions a compiled model exports, one declarative row each.
+
+Each row names a torch wrapper around loaded components and the inputs it takes.
+The wrappers hold the glue a browser cannot afford to do in JavaScript: classifier-free
+guidance batching inside the UNet, VAE scaling and clamping, RGBA packing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from wsd.models.folder import LoadedModel
+from wsd.models.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+    def example(self, rng: np.random.Generator, high: int = 2) -> np.ndarray:
+        if self.dtype.startswith("int"):
+            return rng.integers(0, high, size=self.shape).astype(self.dtype)
+        return rng.standard_normal(self.shape).astype(self.dtype)
+
+
+@dataclass(frozen=True)
+class EntryPoint:
+    name: str
+    wrapper: Callable  # (LoadedModel) -> torch.nn.Module
+    inputs: Callable[[ModelSpec], tuple[TensorSpec, ...]]
+    outputs: Callable[[ModelSpec], tuple[TensorSpec, ...]]
+    has_params: bool = True
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def clip_wrapper(model: LoadedModel):
+    torch = _torch()
+    encoder = model.text_encoders[0]
+
+    class Clip(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, input_ids):
+            return self.encoder(input_ids, return_dict=False)[0]
+
+    return Clip().eval()
+
+
+def unet_wrapper(model: LoadedModel):
+    """Classifier-free guidance inside: the latents are batched with [uncond, cond] embeddings."""
+    torch = _torch()
+    unet = model.unet
+
+    class GuidedUNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.unet = unet
+
+        def forward(self, latents, timestep, text_embeddings, guidance_scale):
+            batch = torch.cat([latents, latents])
+            t = timestep.reshape(1).expand(2)
+            eps = self.unet(batch, t, text_embeddings, return_dict=False)[0]
+            uncond, cond = eps.chunk(2)
+            return uncond + guidance_scale * (cond - uncond)
+
+    return GuidedUNet().eval()
+
+
+def vae_wrapper(model: LoadedModel):
+    """Latents -> image in 0..255, NHWC, as the page draws it."""
+    torch = _torch()
+    vae = model.vae
+    scale = float(vae.config.scaling_factor)
+
+    class Decode(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.vae = vae
+
+        def forward(self, latents):
+            image = self.vae.decode(latents / scale, return_dict=False)[0]
+            image = (image / 2 + 0.5).clamp(0, 1)
+            return (image.permute(0, 2, 3, 1) * 255.0).round()
+
+    return Decode().eval()
+
+
+def rgba_wrapper(model: LoadedModel):
+    """(1,H,W,3) floats in 0..255 -> (H,W) int32 words holding R,G,B,255 little-endian (a canvas's RGBA)."""
+    torch = _torch()
+
+    class ImageToRGBA(torch.nn.Module):
+        def forward(self, image):
+            px = image[0].clamp(0, 255).to(torch.int32)
+            r, g, b = px[..., 0], px[..., 1], px[..., 2]
+            # Sums, not shifts (the importer has no lshift); cannot overflow: at most 0x00FFFFFF,
+            # and adding -16777216 (0xFF000000 as int32) sets the alpha byte.
+            return r + g * 256 + b * 65536 - 16777216
+
+    return ImageToRGBA().eval()
+
+
+def _latents(spec: ModelSpec, name: str = "latents") -> TensorSpec:
+    return TensorSpec(name, (1, spec.latent_channels, spec.latent_size, spec.latent_size), "float32")
+
+
+def _image(spec: ModelSpec) -> TensorSpec:
+    return TensorSpec("image", (1, spec.image_size, spec.image_size, 3), "float32")
+
+
+SD15_ENTRIES = (
+    EntryPoint(
+        "clip", clip_wrapper,
+        lambda s: (TensorSpec("input_ids", (1, s.max_tokens), "int32"),),
+        lambda s: (TensorSpec("text_embeddings", (1, s.max_tokens, s.text_hidden), "float32"),),
+    ),
+    EntryPoint(
+        "unet", unet_wrapper,
+        lambda s: (_latents(s), TensorSpec("timestep", (), "float32"),
+                   TensorSpec("text_embeddings", (2, s.max_tokens, s.text_hidden), "float32"),
+                   TensorSpec("guidance_scale", (), "float32")),
+        lambda s: (_latents(s, "noise_pred"),),
+    ),
+    EntryPoint("vae", vae_wrapper, lambda s: (_latents(s),), lambda s: (_image(s),)),
+    EntryPoint(
+        "image_to_rgba", rgba_wrapper, lambda s: (_image(s),),
+        lambda s: (TensorSpec("rgba", (s.image_size, s.image_size), "int32"),), has_params=False,
+    ),
+)
+
+ENTRIES_BY_FAMILY = {"sd15": SD15_ENTRIES}
+
+
+def entries_for(spec: ModelSpec) -> tuple[EntryPoint, ...]:
+    return ENTRIES_BY_FAMILY[spec.family]

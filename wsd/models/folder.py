@@ -1,0 +1,169 @@
+"""Diffusers model folders: write one with seeded random weights, and load one, checked.
+
+`load` is the single path for a user's SD 1.5 folder and for the folders `write_random`
+makes, so tests of the tiny models exercise the code a real folder goes through. Every
+problem names the file that is wrong and what was expected; nothing is fetched.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from wsd.errors import ModelFolderError
+from wsd.models.spec import Component, ModelSpec
+from wsd.models.tokenizer import write_tokenizer
+
+SCHEDULER_FILE = Path("scheduler") / "scheduler_config.json"
+TOKENIZER_FILES = ("vocab.json", "merges.txt")
+
+
+@dataclass
+class LoadedModel:
+    spec: ModelSpec
+    folder: Path
+    unet: object
+    vae: object
+    text_encoders: list
+    tokenizers: list
+    scheduler_config: dict
+
+
+def write_random(spec: ModelSpec, folder: Path, seed: int) -> Path:
+    """Build every component from its config with seeded weights and save a diffusers folder."""
+    import torch
+
+    folder = Path(folder)
+    for index, comp in enumerate(spec.components):
+        torch.manual_seed(seed * 1000 + index)  # each component its own stream: order-independent
+        model = _instantiate(comp)
+        model.save_pretrained(folder / comp.subfolder, safe_serialization=True)
+    for sub in spec.tokenizers:
+        write_tokenizer(folder / sub, spec.tokenizer_merges, spec.max_tokens)
+    (folder / "scheduler").mkdir(parents=True, exist_ok=True)
+    (folder / SCHEDULER_FILE).write_text(json.dumps(spec.scheduler_config, indent=2))
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline", "wsd_model": spec.name}))
+    return folder
+
+
+def _instantiate(comp: Component):
+    cls = comp.load_class()
+    if comp.library == "transformers":
+        config_cls = cls.config_class
+        return cls(config_cls(**comp.config)).eval()
+    return cls.from_config(comp.config).eval()
+
+
+def read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise ModelFolderError(f"{path}: file is missing")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ModelFolderError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ModelFolderError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
+
+
+def check_config(comp: Component, config: dict, path: Path) -> None:
+    """The keys the architecture depends on are present and agree with the spec's kind of model."""
+    expected_class = comp.class_name if comp.library == "diffusers" else None
+    found_class = config.get("_class_name")
+    if expected_class and found_class and found_class != expected_class:
+        raise ModelFolderError(f"{path}: _class_name is {found_class!r}, expected {expected_class!r}")
+    for key in comp.required_keys:
+        if key not in config:
+            unknown = [k for k in config if k not in comp.config and not k.startswith("_")]
+            near = difflib.get_close_matches(key, unknown, n=1)
+            hint = f" (found {near[0]!r}: a misspelling?)" if near else ""
+            raise ModelFolderError(f"{path}: required config key {key!r} is missing{hint}")
+
+
+def _weights_file(comp: Component, sub: Path) -> Path:
+    for name in comp.weights:
+        if (sub / name).is_file():
+            return sub / name
+    raise ModelFolderError(f"{sub}: no weights file; expected one of {', '.join(comp.weights)}")
+
+
+def check_weights(model, weights: Path) -> None:
+    """Every tensor the model needs is in the file with the model's shape; nothing is left over."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if weights.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(weights), framework="pt") as fh:
+                found = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
+        except Exception as exc:  # safetensors raises its own error types
+            raise ModelFolderError(f"{weights}: unreadable safetensors file ({exc})") from None
+    else:
+        import torch
+
+        state = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
+        found = {k: tuple(v.shape) for k, v in state.items()}
+    missing = sorted(set(expected) - set(found))
+    if missing:
+        raise ModelFolderError(f"{weights}: {len(missing)} tensors missing, first {missing[0]!r}")
+    for key, shape in expected.items():
+        if found[key] != shape:
+            raise ModelFolderError(f"{weights}: tensor {key!r} has shape {list(found[key])}, the config needs {list(shape)}")
+    extra = sorted(set(found) - set(expected))
+    if extra:
+        raise ModelFolderError(f"{weights}: {len(extra)} tensors the config does not use, first {extra[0]!r}")
+
+
+def _load_component(comp: Component, folder: Path):
+    import torch
+
+    sub = folder / comp.subfolder
+    if not sub.is_dir():
+        raise ModelFolderError(f"{sub}: subfolder is missing (a diffusers folder has {comp.subfolder}/)")
+    config_path = sub / "config.json"
+    config = read_json(config_path)
+    check_config(comp, config, config_path)
+    weights = _weights_file(comp, sub)
+    cls = comp.load_class()
+    with torch.device("meta"):  # shapes only, no memory
+        if comp.library == "transformers":
+            shell = cls(cls.config_class(**{k: v for k, v in config.items() if not k.startswith("_")}))
+        else:
+            shell = cls.from_config(config)
+    check_weights(shell, weights)
+    try:
+        return cls.from_pretrained(str(sub), local_files_only=True).eval()
+    except Exception as exc:
+        raise ModelFolderError(f"{sub}: loading failed: {exc}") from exc
+
+
+def _load_tokenizer(folder: Path, sub: str, max_tokens: int):
+    from transformers import CLIPTokenizer
+
+    path = folder / sub
+    for name in TOKENIZER_FILES:
+        if not (path / name).is_file():
+            raise ModelFolderError(f"{path / name}: tokenizer file is missing")
+    read_json(path / "vocab.json")
+    tokenizer = CLIPTokenizer.from_pretrained(str(path), local_files_only=True)
+    tokenizer.model_max_length = max_tokens
+    return tokenizer
+
+
+def load(spec: ModelSpec, folder: Path) -> LoadedModel:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ModelFolderError(f"{folder}: model folder does not exist")
+    unet = _load_component(spec.unet, folder)
+    vae = _load_component(spec.vae, folder)
+    encoders = [_load_component(c, folder) for c in spec.text_encoders]
+    hidden = sum(e.config.hidden_size for e in encoders)
+    if unet.config.cross_attention_dim != hidden:
+        raise ModelFolderError(
+            f"{folder / 'unet' / 'config.json'}: cross_attention_dim is {unet.config.cross_attention_dim}, "
+            f"but the text encoder(s) give {hidden}")
+    tokenizers = [_load_tokenizer(folder, sub, spec.max_tokens) for sub in spec.tokenizers]
+    scheduler_config = read_json(folder / SCHEDULER_FILE)
+    return LoadedModel(spec, folder, unet, vae, encoders, tokenizers, scheduler_config)

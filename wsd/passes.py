@@ -1,0 +1,152 @@
+"""The compile pipeline: named Relax/TIR transforms, read top to bottom.
+
+`relax.build` is given a module that is already lowered and scheduled, so every
+step that matters is visible here (and testable one by one) rather than hidden in
+TVM's default pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from wsd.errors import BuildError
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    make: Callable  # (target) -> tvm.transform.Pass
+    why: str
+
+
+def _relax():
+    from tvm import relax
+
+    return relax
+
+
+def _bundle_params(target):
+    # One tuple argument per entry point: the page passes the entry's params from the
+    # tensor cache as a single array instead of hundreds of arguments.
+    return _relax().transform.BundleModelParams()
+
+
+def _legalize_wgsl(target):
+    from wsd import legalize
+
+    # Applied for every target, so the native (llvm) build runs the same graph the browser does.
+    return legalize.wgsl_legal_types()
+
+
+def _schedule(target):
+    import tvm
+
+    kernels = ScheduleKernels(target)
+    return tvm.transform.module_pass(lambda mod, ctx: kernels(mod), opt_level=0, name="wsd.ScheduleKernels")
+
+
+STEPS: tuple[Step, ...] = (
+    Step("bundle-params", _bundle_params, "params travel as one tuple per entry point"),
+    Step("decompose", lambda t: _relax().transform.DecomposeOpsForInference(), "batch-norm etc. to plain ops"),
+    Step("fold", lambda t: _relax().transform.FoldConstant(), "constant subgraphs (masks, position ids) computed now"),
+    Step("wgsl-types", _legalize_wgsl, "WGSL has no 64-bit ints; booleans must not be stored"),
+    Step("legalize", lambda t: _relax().transform.LegalizeOps(), "high-level ops to TensorIR"),
+    Step("annotate", lambda t: _relax().transform.AnnotateTIROpPattern(), "op patterns for fusion"),
+    Step("fuse", lambda t: _relax().transform.FuseOps(), "elementwise work joins its producer"),
+    Step("fuse-tir", lambda t: _relax().transform.FuseTIR(), "fused groups become one kernel"),
+    Step("dead-code", lambda t: _relax().transform.DeadCodeElimination(), "unused functions and bindings dropped"),
+    Step("schedule", _schedule, "every kernel gets a GPU schedule (dlight), or the build fails"),
+)
+
+
+def pipeline(target, steps: tuple[Step, ...] = STEPS, on_step=None):
+    import tvm
+
+    passes = []
+    for step in steps:
+        p = step.make(target)
+        if on_step is not None:
+            p = _announce(p, step.name, on_step)
+        passes.append(p)
+    return tvm.transform.Sequential(passes, name="wsd")
+
+
+def _announce(inner, name, on_step):
+    import tvm
+
+    @tvm.transform.module_pass(opt_level=0, name=f"wsd.{name}")
+    def run(mod, ctx):
+        on_step(name)
+        return inner(mod)
+
+    return run
+
+
+def dlight_rules(target):
+    from tvm.s_tir import dlight as dl  # tvm >= 0.24
+
+    if target.kind.name == "llvm":
+        return [dl.cpu.GEMV(), dl.cpu.Reduction()] if hasattr(dl, "cpu") else []
+    return [dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback()]
+
+
+def _scheduled_attr():
+    import tvm
+
+    return "tirx.is_scheduled" if hasattr(tvm, "tirx") else "tir.is_scheduled"
+
+
+def is_prim_func(func) -> bool:
+    import tvm
+
+    tir = getattr(tvm, "tirx", None) or tvm.tir
+    return isinstance(func, tir.PrimFunc)
+
+
+class ScheduleKernels:
+    """dlight's rules, tried in order per kernel; a rule that raises counts as not applying.
+
+    TVM's own ApplyDefaultSchedule stops the whole build when one rule asserts on an
+    unusual kernel (GEMV does on some reductions); here the next rule gets its turn,
+    and a kernel no rule schedules fails the build with its name.
+    """
+
+    def __init__(self, target):
+        self.target = target
+        self.rule_errors: dict[str, list[str]] = {}
+        self.applied: dict[str, str] = {}
+
+    def __call__(self, mod):
+        import tvm
+
+        attr = _scheduled_attr()
+        gpu = self.target.kind.name != "llvm"
+        updated = {}
+        with self.target:
+            for gvar, func in mod.functions_items():
+                if not is_prim_func(func) or (attr in func.attrs and int(func.attrs[attr]) == 1):
+                    continue
+                sch = self._first_rule(gvar.name_hint, func)
+                if sch is None:
+                    if gpu:
+                        tried = "; ".join(self.rule_errors.get(gvar.name_hint, [])) or "no rule matched"
+                        raise BuildError(f"kernel {gvar.name_hint!r} has no GPU schedule ({tried})")
+                    continue  # CPU kernels run fine unscheduled
+                updated[gvar] = sch.mod["main"].with_attr(attr, True)
+        for gvar, func in updated.items():
+            mod[gvar] = func
+        return mod
+
+    def _first_rule(self, name, func):
+        for rule in dlight_rules(self.target):
+            try:
+                space = rule.apply(func, self.target, False)
+            except Exception as exc:  # a rule's internal assertion: it does not apply here
+                self.rule_errors.setdefault(name, []).append(f"{type(rule).__name__}: {type(exc).__name__} {exc}")
+                continue
+            if space is None:
+                continue
+            self.applied[name] = type(rule).__name__
+            return space[0] if isinstance(space, list) else space
+        return None
