@@ -31,10 +31,14 @@ def decode(item: dict) -> np.ndarray:
     return np.frombuffer(base64.b64decode(item["data"]), dtype=item["dtype"]).reshape(item["shape"]).copy()
 
 
-def run_entry(runner: RunnerPage, wasm_url: str, entry: str, inputs: list[np.ndarray], repeat: int = 1) -> WebGPURun:
-    result = runner.call(
-        "runModule", {"wasm": wasm_url, "entry": entry, "inputs": [encode(x) for x in inputs], "repeat": repeat}
-    )
+def run_entry(
+    runner: RunnerPage, wasm_url: str, entry: str, inputs: list[np.ndarray], repeat: int = 1, params: dict | None = None
+) -> WebGPURun:
+    """params: {"cache": url of a tensor-cache folder, "prefix", "count"} for a `wsd build` entry point."""
+    spec = {"wasm": wasm_url, "entry": entry, "inputs": [encode(x) for x in inputs], "repeat": repeat}
+    if params is not None:
+        spec["params"] = params
+    result = runner.call("runModule", spec)
     timings = result["timings"]
     return WebGPURun(
         [decode(o) for o in result["outputs"]], result["adapter"], timings["pipelines_ms"], timings["run_ms"]

@@ -44,6 +44,43 @@ def _cmd_smoke(args) -> int:
     return 0
 
 
+def _cmd_build(args) -> int:
+    from wsd.build import BuildOptions, build
+
+    opts = BuildOptions(
+        model=args.model, weights=args.weights, random_init=args.random_init, seed=args.seed, dtype=args.dtype,
+        target=args.target, tune_db=args.tune_db, validate_pipelines=args.validate_pipelines,
+        entries=tuple(args.entry or ()),
+    )
+    result = build(opts, Path(args.out), progress=not args.quiet, force=args.rebuild)
+    files = result.manifest["files"]
+    total = sum(f["size"] for f in files.values())
+    wasm = files.get(result.manifest["library"], {}).get("size", 0)
+    shards = sum(f["size"] for n, f in files.items() if n.startswith("params_shard_"))
+    timings = result.manifest["timings_s"]
+    wgsl = result.manifest.get("wgsl") or {}
+    print(f"{result.manifest['model']} -> {result.out}  ({'cached' if result.cached else 'built'})")
+    print(f"  sizes: {result.manifest['library']} {wasm / 2**20:.1f} MiB, params {shards / 2**20:.1f} MiB, "
+          f"{len(files)} files, {total / 2**20:.1f} MiB in all")
+    print("  build times: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
+    if wgsl:
+        print(f"  WGSL: {wgsl['shaders']} shaders valid on {wgsl['adapter'].get('vendor')}/"
+              f"{wgsl['adapter'].get('architecture')}" + (" (pipelines created)" if wgsl.get("pipelines") else ""))
+    return 0
+
+
+def _cmd_verify(args) -> int:
+    from wsd import manifest
+
+    problems = manifest.verify(Path(args.dist))
+    for problem in problems:
+        print(f"{args.dist}: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print(f"{args.dist}: {len(manifest.load(Path(args.dist))['files'])} files match the manifest")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wsd", description="Compile Stable Diffusion for WebGPU and prove it.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -56,6 +93,24 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("smoke", help="compile a small module to WebGPU, run it in headless Chrome, compare")
     p.add_argument("--report", default="reports/smoke.json")
     p.set_defaults(func=_cmd_smoke)
+    p = sub.add_parser("build", help="compile a model from a diffusers folder into dist/<model>/")
+    p.add_argument("--model", required=True, help="model spec name (sd15, sd15-tiny)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--weights", help="a local diffusers folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/)")
+    src.add_argument("--random-init", action="store_true", help="seeded random weights, written as a diffusers folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", default="float32", help="float32 or float16")
+    p.add_argument("--target", default="webgpu", help="webgpu (a .wasm for the browser) or llvm (native CPU)")
+    p.add_argument("--out", default="dist")
+    p.add_argument("--tune-db", help="a MetaSchedule database folder to take tuned kernels from")
+    p.add_argument("--validate-pipelines", action="store_true", help="also create every compute pipeline in Dawn")
+    p.add_argument("--entry", action="append", help="build only this entry point (repeatable)")
+    p.add_argument("--rebuild", action="store_true", help="ignore the build cache")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_build)
+    p = sub.add_parser("verify", help="check a built folder against its manifest")
+    p.add_argument("dist", help="a dist/<model> folder")
+    p.set_defaults(func=_cmd_verify)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -123,6 +123,33 @@ def _image(spec: ModelSpec) -> TensorSpec:
     return TensorSpec("image", (1, spec.image_size, spec.image_size, 3), "float32")
 
 
+def scheduler_step_wrapper(model: LoadedModel):
+    from wsd.schedulers import step_module
+
+    return step_module()
+
+
+def scale_wrapper(model: LoadedModel):
+    from wsd.schedulers import scale_module
+
+    return scale_module()
+
+
+def _step_inputs(s: ModelSpec) -> tuple[TensorSpec, ...]:
+    from wsd.schedulers import NUM_COEFFS
+
+    names = ("sample", "model_output", "h1", "h2", "h3", "cur")
+    return (*(_latents(s, n) for n in names), TensorSpec("coeffs", (NUM_COEFFS,), "float32"))
+
+
+# Shared by every family: the samplers work on latents alone.
+SCHEDULER_ENTRIES = (
+    EntryPoint("scheduler_step", scheduler_step_wrapper, _step_inputs,
+               lambda s: (_latents(s, "prev_sample"), _latents(s, "stored")), has_params=False),
+    EntryPoint("scale_model_input", scale_wrapper, lambda s: (_latents(s, "sample"), TensorSpec("scale", (), "float32")),
+               lambda s: (_latents(s, "scaled"),), has_params=False),
+)
+
 SD15_ENTRIES = (
     EntryPoint(
         "clip", clip_wrapper,
@@ -143,7 +170,7 @@ SD15_ENTRIES = (
     ),
 )
 
-ENTRIES_BY_FAMILY = {"sd15": SD15_ENTRIES}
+ENTRIES_BY_FAMILY = {"sd15": SD15_ENTRIES + SCHEDULER_ENTRIES}
 
 
 def entries_for(spec: ModelSpec) -> tuple[EntryPoint, ...]:

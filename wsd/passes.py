@@ -39,6 +39,12 @@ def _legalize_wgsl(target):
     return legalize.wgsl_legal_types()
 
 
+# tvmjs asks the device for 10 storage buffers per shader stage (WebGPU's default is 8);
+# a fused kernel's inputs and outputs are each one storage buffer. FuseOps does not know
+# this limit, so wsd.wgsl checks every kernel against it and names the ones over it.
+MAX_STORAGE_BUFFERS = 10
+
+
 def _schedule(target):
     import tvm
 
@@ -60,9 +66,33 @@ STEPS: tuple[Step, ...] = (
 )
 
 
-def pipeline(target, steps: tuple[Step, ...] = STEPS, on_step=None):
+def tuning_step(db_path: str) -> Step:
+    """Kernels tuned by MetaSchedule take their records from the database; dlight does the rest."""
+
+    def make(target):
+        from tvm.s_tir import meta_schedule as ms
+
+        database = ms.database.JSONDatabase(work_dir=db_path)
+        inner = _relax().transform.MetaScheduleApplyDatabase(enable_warning=False)
+
+        import tvm
+
+        @tvm.transform.module_pass(opt_level=0, name="wsd.ApplyTuning")
+        def apply(mod, ctx):
+            with database:
+                return inner(mod)
+
+        return apply
+
+    return Step("apply-tuning", make, "MetaSchedule records from --tune-db")
+
+
+def pipeline(target, steps: tuple[Step, ...] = STEPS, on_step=None, tune_db: str | None = None):
     import tvm
 
+    if tune_db:
+        at = [s.name for s in steps].index("schedule")
+        steps = (*steps[:at], tuning_step(tune_db), *steps[at:])
     passes = []
     for step in steps:
         p = step.make(target)
@@ -81,6 +111,24 @@ def _announce(inner, name, on_step):
         return inner(mod)
 
     return run
+
+
+def build_config(target) -> dict:
+    """PassContext settings for `relax.build`.
+
+    WebGPU forbids binding one buffer both read-write and read-only in a dispatch. TIR's
+    StorageRewrite reuses an intermediate's buffer in place for the next one (safe on CUDA),
+    and a kernel then reads and writes the same buffer: Dawn refuses the command buffer at
+    run time ("includes writable usage and another usage in the same synchronization scope",
+    seen in the SDPA softmax of the tiny UNet). So no in-place reuse inside kernels for WebGPU.
+    """
+    import tvm
+
+    if target.kind.name != "webgpu":
+        return {}
+    known = tvm.transform.PassContext.list_configs()
+    key = next(k for k in ("tirx.disable_storage_rewrite", "tir.disable_storage_rewrite") if k in known)
+    return {key: True}
 
 
 def dlight_rules(target):

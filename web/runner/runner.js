@@ -89,7 +89,19 @@ async function createDevice(adapter) {
   return { device, errors };
 }
 
-// spec: {wasm: url, entry: name, device: "webgpu", inputs: [{data: base64, shape, dtype}], repeat}
+// The entry's weights from a tvmjs tensor cache (a `wsd build` folder), as the one
+// tuple argument every built entry point takes last. spec: {cache: url, prefix, count}.
+async function loadParams(tvm, spec) {
+  if (!spec) return null;
+  if (spec.count === 0) return tvm.makeTVMArray([]);
+  const t0 = performance.now();
+  await tvm.fetchTensorCache(new URL(spec.cache, window.location.href).href, tvm.webgpu(), "wsd-runner");
+  const params = tvm.getParamsFromCache(spec.prefix, spec.count);
+  setStatus(`params ${spec.prefix}: ${(performance.now() - t0).toFixed(0)} ms`);
+  return params;
+}
+
+// spec: {wasm: url, entry: name, params: {cache, prefix, count} | undefined, device: "webgpu", inputs: [{data: base64, shape, dtype}], repeat}
 async function runModule(spec) {
   setStatus(`running ${spec.entry}`);
   const adapter = await requestAdapter();
@@ -101,12 +113,20 @@ async function runModule(spec) {
   try {
     tvm.initWebGPU(device);
     let t0 = performance.now();
-    await tvm.asyncLoadWebGPUPipelines(tvm.systemLib());
+    try {
+      await tvm.asyncLoadWebGPUPipelines(tvm.systemLib());
+    } catch (err) {
+      // Dawn reports the root cause (a bad layout, a shader it refuses) as an earlier
+      // uncaptured error; let it arrive, then report it with the exception.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      throw fail("WSD_SHADER", [...errors, String(err.message || err)].join("\n"));
+    }
     timings.pipelines_ms = performance.now() - t0;
     if (errors.length) throw fail("WSD_SHADER", errors.join("\n"));
     const dev = tvm.webgpu();
     const vm = tvm.createVirtualMachine(dev);
     const fn = vm.getFunction(spec.entry);
+    const params = await loadParams(tvm, spec.params);
     const args = spec.inputs.map((input) => {
       const cpu = tvm.empty(input.shape, input.dtype, tvm.cpu());
       cpu.copyFromRawBytes(decodeBase64(input.data));
@@ -118,7 +138,7 @@ async function runModule(spec) {
     let result = null;
     for (let i = 0; i < (spec.repeat || 1); ++i) {
       t0 = performance.now();
-      result = fn(...args);
+      result = params === null ? fn(...args) : fn(...args, params);
       await tvm.webgpu().sync();
       runs.push(performance.now() - t0);
     }

@@ -1,0 +1,243 @@
+"""`wsd build`: a diffusers folder in, a servable WebGPU bundle (or a native module) out.
+
+Phases, in order: load (or write and load a seeded random folder), capture (torch.export
+-> Relax per entry point), passes (wsd.passes), build (relax.build), validate (every WGSL
+shader through Dawn), link (the .wasm against the web runtime kit), params (tensor-cache
+shards), then the schedulers' tables, the tokenizer files and the manifest. The result is
+cached by a key of every input, so an unchanged rebuild is a copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from wsd import cache, manifest, models, versions
+from wsd.errors import WsdError
+from wsd.progress import Phases
+
+DTYPES = ("float32", "float16")
+TARGETS = ("webgpu", "llvm")
+COMPILER_SOURCES = ("capture.py", "entries.py", "legalize.py", "passes.py", "params.py", "schedulers.py",
+                    "build.py", "wgsl.py", "manifest.py", "models/spec.py", "models/sd15.py", "models/folder.py",
+                    "models/tokenizer.py", "js/validate_wgsl.js")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    model: str
+    weights: str | None = None  # a diffusers folder; None with random_init
+    random_init: bool = False
+    seed: int = 0
+    dtype: str = "float32"
+    target: str = "webgpu"
+    tune_db: str | None = None
+    validate_pipelines: bool = False  # also create every compute pipeline (slow on SwiftShader)
+    entries: tuple[str, ...] = ()  # empty: all of the model's entry points
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    manifest: dict
+    cached: bool
+    times: dict = field(default_factory=dict)
+
+
+def check_options(opts: BuildOptions):
+    spec = models.get(opts.model)
+    if opts.dtype not in DTYPES:
+        raise WsdError(f"unsupported dtype {opts.dtype!r}; supported: {', '.join(DTYPES)}")
+    if opts.target not in TARGETS:
+        raise WsdError(f"unsupported target {opts.target!r}; supported: {', '.join(TARGETS)}")
+    if bool(opts.weights) == bool(opts.random_init):
+        raise WsdError("give exactly one of --weights DIR (a diffusers folder) or --random-init")
+    if opts.tune_db and not Path(opts.tune_db).is_dir():
+        raise WsdError(f"--tune-db {opts.tune_db}: not a MetaSchedule database folder")
+    return spec
+
+
+def target_of(name: str):
+    import tvm
+
+    if name == "webgpu":
+        return tvm.target.Target({"kind": "webgpu"}, host={"kind": "llvm", "mtriple": "wasm32-unknown-unknown-wasm"})
+    return tvm.target.Target({"kind": "llvm"})
+
+
+def random_folder(spec, seed: int, echo=print) -> Path:
+    """The seeded random diffusers folder for a spec, written once into the cache."""
+    from wsd.models.folder import write_random
+
+    inputs = {"config": spec.config_hash(), "seed": seed, "versions": _lib_versions(), "recipe": 1}
+
+    def build(out: Path) -> list[str]:
+        write_random(spec, out, seed)
+        return [p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()]
+
+    return cache.get_or_build(f"random-{spec.name}", inputs, build, echo=echo)
+
+
+def _lib_versions() -> dict:
+    import diffusers
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "diffusers": diffusers.__version__, "transformers": transformers.__version__}
+
+
+def folder_fingerprint(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != cache.MANIFEST):
+        digest.update(path.relative_to(folder).as_posix().encode())
+        digest.update(cache.sha256_file(path).encode())
+    return digest.hexdigest()
+
+
+def compiler_fingerprint() -> str:
+    here = Path(__file__).parent
+    digest = hashlib.sha256()
+    for name in COMPILER_SOURCES:
+        digest.update((here / name).read_bytes())
+    return digest.hexdigest()
+
+
+def build(opts: BuildOptions, out_root: Path, echo=print, progress: bool = True, force: bool = False) -> BuildResult:
+    spec = check_options(opts)
+    phases = Phases(enabled=progress)
+    with phases.phase("load"):
+        folder = random_folder(spec, opts.seed, echo) if opts.random_init else Path(opts.weights)
+        if not folder.is_dir():
+            raise WsdError(f"--weights {folder}: folder does not exist")
+        key_inputs = {
+            "options": {**asdict(opts), "weights": None},
+            "folder": folder_fingerprint(folder),
+            "config": spec.config_hash(),
+            "compiler": compiler_fingerprint(),
+            "versions": {k: v for k, v in versions.collect().items() if k != "chromium"},
+        }
+    cached = [True]
+
+    def do_build(staging: Path) -> list[str]:
+        cached[0] = False
+        (staging / "dist").mkdir()  # the entry's own manifest.json sits beside it
+        _build_into(staging / "dist", spec, opts, folder, phases, echo)
+        return [p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file()]
+
+    entry = cache.get_or_build(f"dist-{opts.target}", key_inputs, do_build, echo=echo, force=force)
+    out = Path(out_root) / spec.name
+    with phases.phase("copy"):
+        _publish(entry / "dist", out)
+    return BuildResult(out, manifest.load(out), cached[0], dict(phases.times))
+
+
+def _publish(entry: Path, out: Path) -> None:
+    """Hard-link the cache entry's files into out (copy across filesystems)."""
+    if out.exists():
+        shutil.rmtree(out)
+    for src in entry.rglob("*"):
+        if src.is_dir():
+            continue
+        dst = out / src.relative_to(entry)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+
+def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phases, echo) -> None:
+    import tvm
+    from tvm import relax
+
+    from wsd import params as param_shards
+    from wsd import schedulers, wgsl
+    from wsd.capture import capture
+    from wsd.entries import entries_for
+    from wsd.models.folder import load
+    from wsd.passes import STEPS, build_config, pipeline
+
+    entries = [e for e in entries_for(spec) if not opts.entries or e.name in opts.entries]
+    unknown = set(opts.entries) - {e.name for e in entries}
+    if unknown:
+        raise WsdError(f"unknown entry point(s) {sorted(unknown)}; {spec.name} has "
+                       f"{[e.name for e in entries_for(spec)]}")
+    with phases.phase("load", total=len(spec.components)):
+        model = load(spec, folder)
+    with phases.phase("capture", total=len(entries)) as bar:
+        captured = capture(model, entries, dtype=opts.dtype, echo=lambda name: (bar.set_postfix_str(name), bar.update()))
+    target = target_of(opts.target)
+    with phases.phase("passes", total=len(STEPS)) as bar:
+        mod = captured.mod
+        with target, tvm.transform.PassContext(opt_level=3):
+            mod = pipeline(target, on_step=lambda n: (bar.set_postfix_str(n), bar.update()), tune_db=opts.tune_db)(mod)
+    with phases.phase("build"), tvm.transform.PassContext(opt_level=3, config=build_config(target)):
+        executable = relax.build(mod, target)
+    validation = None
+    if opts.target == "webgpu":
+        shaders = wgsl.shaders_of(executable.mod)
+        with phases.phase("validate", total=len(shaders), unit="shader") as bar:
+            validation = wgsl.require_valid(shaders, pipelines=opts.validate_pipelines, echo=echo)
+            bar.update(len(shaders))
+        (out / "shaders").mkdir()
+        (out / "shaders" / "index.json").write_text(json.dumps(sorted(shaders), indent=0))
+    with phases.phase("link"):
+        lib_name = _link(executable, out, spec, opts, echo)
+    total_bytes = sum(a.nbytes for tensors in captured.params.values() for _, a in tensors)
+    with phases.phase("params", total=total_bytes, unit="B") as bar:
+        param_shards.write_shards(out, captured.params, on_tensor=bar.update)
+    with phases.phase("tables", total=len(spec.schedulers)) as bar:
+        (out / "schedulers").mkdir()
+        for sched in spec.schedulers:
+            tbl = schedulers.table(sched, model.scheduler_config)
+            (out / "schedulers" / f"{sched.name}.json").write_text(json.dumps(tbl))
+            bar.update()
+        for index, sub in enumerate(spec.tokenizers):
+            dest = out / ("tokenizer" if index == 0 else f"tokenizer_{index + 1}")
+            dest.mkdir()
+            for name in ("vocab.json", "merges.txt"):
+                shutil.copy2(folder / sub / name, dest / name)
+    manifest.write(out, {
+        "model": spec.name,
+        "library": lib_name,
+        "target": opts.target,
+        "dtype": opts.dtype,
+        "config_hash": spec.config_hash(),
+        "versions": versions.collect(),
+        "build_options": {k: v for k, v in asdict(opts).items() if k != "weights"} | {"weights": str(folder)},
+        "image_size": spec.image_size,
+        "latent_shape": [1, spec.latent_channels, spec.latent_size, spec.latent_size],
+        "max_tokens": spec.max_tokens,
+        "default_scheduler": spec.default_scheduler,
+        "schedulers": [s.name for s in spec.schedulers],
+        "entry_points": {
+            e.name: {
+                "inputs": [t.as_json() for t in e.inputs(spec)],
+                "outputs": [t.as_json() for t in e.outputs(spec)],
+                # Every entry takes a params tuple as its last argument (empty when it has none).
+                "params": {"prefix": e.name, "count": len(captured.params.get(e.name, []))},
+            }
+            for e in entries
+        },
+        "wgsl": None if validation is None else {
+            "validated": True, "shaders": validation.count, "adapter": validation.adapter,
+            "pipelines": opts.validate_pipelines, "ms": validation.ms,
+        },
+        "timings_s": {k: round(v, 2) for k, v in phases.times.items()},
+    })
+
+
+def _link(executable, out: Path, spec, opts: BuildOptions, echo) -> str:
+    if opts.target == "webgpu":
+        from wsd.webrt import ensure_kit, wasm_fcompile
+
+        name = f"{spec.name}.wasm"
+        executable.export_library(str(out / name), fcompile=wasm_fcompile(ensure_kit(echo=echo)))
+    else:
+        name = f"{spec.name}.so"
+        executable.export_library(str(out / name))
+    return name

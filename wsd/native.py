@@ -1,0 +1,42 @@
+"""Running a `wsd build --target llvm` output on the CPU through the Relax VM.
+
+The native backend of the harness, and how tests check a build against torch: the same
+Relax module, the same tensor-cache shards, the same entry signatures as the browser.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from wsd import manifest as manifests
+
+
+class NativeModel:
+    def __init__(self, dist: Path):
+        import tvm
+        from tvm import relax
+        from tvm.contrib import tvmjs
+
+        self.dist = Path(dist)
+        self.manifest = manifests.load(self.dist)
+        if self.manifest["target"] != "llvm":
+            raise ValueError(f"{dist} was built for {self.manifest['target']}, not llvm")
+        self.device = tvm.cpu()
+        lib = tvm.runtime.load_module(str(self.dist / self.manifest["library"]))
+        self.vm = relax.VirtualMachine(lib, self.device)
+        params, _ = tvmjs.load_tensor_cache(str(self.dist), self.device)
+        self.params = {}
+        for name, entry in self.manifest["entry_points"].items():
+            count, prefix = entry["params"]["count"], entry["params"]["prefix"]
+            self.params[name] = [params[f"{prefix}_{i}"] for i in range(count)]
+
+    def run(self, entry: str, *inputs: np.ndarray) -> list[np.ndarray]:
+        import tvm
+
+        args = [tvm.runtime.tensor(np.ascontiguousarray(x), self.device) for x in inputs]
+        args.append(self.params[entry])  # every entry takes its (possibly empty) params tuple
+        out = self.vm[entry](*args)
+        outs = list(out) if not hasattr(out, "numpy") else [out]
+        return [o.numpy() for o in outs]

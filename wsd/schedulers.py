@@ -1,0 +1,210 @@
+"""Schedulers as one linear multistep step function plus a table of constants per sampler.
+
+With the settings SD uses (epsilon prediction, eta 0, no churn, no thresholding), every
+step of DDIM, Euler, PNDM (PLMS) and DPM-Solver++ 2M is linear in the current sample,
+the model output, up to three stored history values and one saved sample:
+
+    prev   = c0*sample + c1*eps + c2*h1 + c3*h2 + c4*h3 + c5*cur
+    stored = c6*sample + c7*eps            (pushed onto the history when `push`)
+
+so one Relax function (`scheduler_step`) serves them all and each sampler is a JSON table
+of per-step coefficients. The tables are computed here from diffusers' own scheduler
+objects after `set_timesteps` (their timesteps, sigmas and alphas_cumprod); tests run
+whole denoising loops against diffusers' `step`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from wsd.models.spec import Scheduler
+
+NUM_COEFFS = 8
+HISTORY = 3
+
+
+def make_scheduler(spec: Scheduler, base_config: dict):
+    import diffusers
+
+    config = {k: v for k, v in base_config.items() if not k.startswith("_")}
+    config.update(spec.overrides)
+    return getattr(diffusers, spec.class_name).from_config(config)
+
+
+def _f(x) -> float:
+    return float(x.item() if hasattr(x, "item") else x)
+
+
+def _ddim(s, n):
+    acp = s.alphas_cumprod.double().numpy()
+    stride = s.config.num_train_timesteps // n
+    rows = []
+    for t in s.timesteps.numpy():
+        prev = int(t) - stride
+        a_t = acp[int(t)]
+        a_prev = acp[prev] if prev >= 0 else _f(s.final_alpha_cumprod)
+        c_eps = math.sqrt(1 - a_prev) - math.sqrt(a_prev) * math.sqrt(1 - a_t) / math.sqrt(a_t)
+        rows.append(dict(c=[math.sqrt(a_prev / a_t), c_eps, 0, 0, 0, 0, 0, 0]))
+    return rows
+
+
+def _euler(s, n):
+    sigmas = s.sigmas.double().numpy()
+    rows = []
+    for i in range(len(s.timesteps)):
+        rows.append(dict(c=[1, sigmas[i + 1] - sigmas[i], 0, 0, 0, 0, 0, 0], scale=1 / math.sqrt(sigmas[i] ** 2 + 1)))
+    return rows
+
+
+def _dpm_solver_pp(s, n):
+    """DPM-Solver++ 2M (midpoint): history holds the previous x0 predictions."""
+    cfg = s.config
+    if cfg.algorithm_type != "dpmsolver++" or cfg.solver_order != 2 or cfg.solver_type != "midpoint":
+        raise ValueError("only DPM-Solver++ 2M (midpoint) has a table")
+    sigmas = s.sigmas.double().numpy()
+
+    def alpha_sigma(sig):
+        alpha = 1 / math.sqrt(sig**2 + 1)
+        return alpha, sig * alpha
+
+    def lam(sig):
+        alpha, sigma = alpha_sigma(sig)
+        return math.log(alpha) - math.log(sigma) if sigma > 0 else math.inf
+
+    steps = len(s.timesteps)
+    rows = []
+    for i in range(steps):
+        alpha_s0, sigma_s0 = alpha_sigma(sigmas[i])
+        alpha_t, sigma_t = alpha_sigma(sigmas[i + 1])
+        # x0 = (x - sigma_s0 * eps) / alpha_s0
+        to_x0 = (1 / alpha_s0, -sigma_s0 / alpha_s0)
+        last = i == steps - 1
+        first_order = i == 0 or (last and (cfg.euler_at_final or (cfg.lower_order_final and steps < 15)
+                                            or cfg.final_sigmas_type == "zero"))
+        h = lam(sigmas[i + 1]) - lam(sigmas[i])
+        a = alpha_t * (math.exp(-h) - 1)  # exp(-inf) = 0 at a final sigma of zero
+        c_x = sigma_t / sigma_s0
+        if first_order:
+            c_m0, c_m1 = -a, 0.0
+        else:
+            r0 = (lam(sigmas[i]) - lam(sigmas[i - 1])) / h
+            c_m0, c_m1 = -a * (1 + 0.5 / r0), a * 0.5 / r0
+        rows.append(dict(c=[c_x + c_m0 * to_x0[0], c_m0 * to_x0[1], c_m1, 0, 0, 0, *to_x0]))
+    return rows
+
+
+def _pndm(s, n):
+    """PLMS with skip_prk_steps, including its repeated second timestep and saved sample."""
+    if not s.config.skip_prk_steps:
+        raise ValueError("PNDM tables need skip_prk_steps=True (SD's setting)")
+    acp = s.alphas_cumprod.double().numpy()
+    final = _f(s.final_alpha_cumprod)
+    stride = s.config.num_train_timesteps // n
+    rows, ets, counter = [], 0, 0
+    for t in (int(x) for x in s.timesteps.numpy()):
+        prev_t = t - stride
+        push = counter != 1
+        if push:
+            ets = min(ets, 3) + 1
+        else:
+            prev_t, t = t, t + stride
+        use_cur = False
+        if ets == 1 and counter == 0:
+            mix = [1, 0, 0, 0]
+        elif ets == 1 and counter == 1:
+            mix, use_cur = [0.5, 0.5, 0, 0], True
+        elif ets == 2:
+            mix = [1.5, -0.5, 0, 0]
+        elif ets == 3:
+            mix = [23 / 12, -16 / 12, 5 / 12, 0]
+        else:
+            mix = [55 / 24, -59 / 24, 37 / 24, -9 / 24]
+        a_t, a_prev = acp[t], (acp[prev_t] if prev_t >= 0 else final)
+        sample_coeff = math.sqrt(a_prev / a_t)
+        denom = a_t * math.sqrt(1 - a_prev) + math.sqrt(a_t * (1 - a_t) * a_prev)
+        k = -(a_prev - a_t) / denom
+        c = [0 if use_cur else sample_coeff, k * mix[0], k * mix[1], k * mix[2], k * mix[3],
+             sample_coeff if use_cur else 0, 0, 1]
+        rows.append(dict(c=c, push=push, save_cur=counter == 0))
+        counter += 1
+    return rows
+
+
+TABLE_BUILDERS = {
+    "DDIMScheduler": _ddim,
+    "EulerDiscreteScheduler": _euler,
+    "DPMSolverMultistepScheduler": _dpm_solver_pp,
+    "PNDMScheduler": _pndm,
+}
+
+
+def table(spec: Scheduler, base_config: dict, steps: int | None = None) -> dict:
+    """The JSON the page loads for one sampler: timesteps and per-step coefficients."""
+    steps = steps or spec.steps
+    sched = make_scheduler(spec, base_config)
+    sched.set_timesteps(steps)
+    if spec.class_name == "PNDMScheduler":
+        sched.set_timesteps(steps)  # PNDM keeps counters; a clean state either way
+    rows = TABLE_BUILDERS[spec.class_name](sched, steps)
+    return {
+        "name": spec.name,
+        "class": spec.class_name,
+        "num_inference_steps": steps,
+        "timesteps": [float(t) for t in sched.timesteps.numpy()],
+        "init_noise_sigma": _f(sched.init_noise_sigma),
+        "input_scale": [float(r.get("scale", 1.0)) for r in rows],
+        "coeffs": [[float(v) for v in r["c"]] for r in rows],
+        "push": [bool(r.get("push", True)) for r in rows],
+        "save_cur": [bool(r.get("save_cur", False)) for r in rows],
+        "history": HISTORY,
+    }
+
+
+class LoopState:
+    """The page's loop bookkeeping, in Python: history shifting and the saved sample."""
+
+    def __init__(self, sample: np.ndarray):
+        zeros = np.zeros_like(sample)
+        self.history = [zeros] * HISTORY
+        self.cur = zeros
+
+    def step(self, tbl: dict, i: int, sample, eps, step_fn):
+        if tbl["save_cur"][i]:
+            self.cur = sample
+        prev, stored = step_fn(sample, eps, *self.history, self.cur, np.asarray(tbl["coeffs"][i], "float32"))
+        if tbl["push"][i]:
+            self.history = [stored, *self.history[:-1]]
+        return prev
+
+
+def step_numpy(sample, eps, h1, h2, h3, cur, c):
+    prev = c[0] * sample + c[1] * eps + c[2] * h1 + c[3] * h2 + c[4] * h3 + c[5] * cur
+    return prev.astype(sample.dtype), (c[6] * sample + c[7] * eps).astype(sample.dtype)
+
+
+def step_module():
+    """The torch form of the step, captured into the Relax function `scheduler_step`."""
+    import torch
+
+    class SchedulerStep(torch.nn.Module):
+        def forward(self, sample, model_output, h1, h2, h3, cur, coeffs):
+            # Stacked and contracted rather than six scaled adds: fused, those make one kernel
+            # with 13 storage buffers, over the 10 a WebGPU device is asked for.
+            operands = torch.stack([sample, model_output, h1, h2, h3, cur])
+            prev = torch.tensordot(coeffs[:6], operands, dims=1)
+            stored = torch.tensordot(coeffs[6:], operands[:2], dims=1)
+            return prev, stored
+
+    return SchedulerStep().eval()
+
+
+def scale_module():
+    import torch
+
+    class ScaleModelInput(torch.nn.Module):
+        def forward(self, sample, scale):
+            return sample * scale
+
+    return ScaleModelInput().eval()
