@@ -39,3 +39,25 @@ def runner(page, runner_url):
     """The runner page open in pytest-playwright's page, with test scenarios enabled."""
     url, _ = runner_url
     return wsd_browser.RunnerPage(page, url, timeout_s=60, test_hooks=True).open()
+
+
+@pytest.fixture(scope="session")
+def tiny_spec():
+    from wsd import models
+
+    return models.get("sd15-tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tiny_spec):
+    """The seeded random sd15-tiny diffusers folder (cached across runs)."""
+    from wsd.build import random_folder
+
+    return random_folder(tiny_spec, 0, echo=lambda *_: None)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_spec, tiny_folder):
+    from wsd.models.folder import load
+
+    return load(tiny_spec, tiny_folder)

@@ -181,8 +181,8 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
     if opts.target == "webgpu":
         shaders = wgsl.shaders_of(executable.mod)
         with phases.phase("validate", total=len(shaders), unit="shader") as bar:
-            validation = wgsl.require_valid(shaders, pipelines=opts.validate_pipelines, echo=echo)
-            bar.update(len(shaders))
+            validation = wgsl.require_valid(shaders, pipelines=opts.validate_pipelines, echo=echo,
+                                            on_batch=bar.update)
         (out / "shaders").mkdir()
         (out / "shaders" / "index.json").write_text(json.dumps(sorted(shaders), indent=0))
     with phases.phase("link"):

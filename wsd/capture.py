@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from wsd.entries import EntryPoint
+from wsd.errors import BuildError
 
 
 @dataclass
@@ -65,17 +66,42 @@ def var_name(var) -> str:
 
 
 def import_exported(name: str, exported, custom_convert_map=None):
-    """One ExportedProgram -> (Relax function named `name`, its params as named numpy arrays)."""
+    """One ExportedProgram -> (Relax function named `name`, its params as named numpy arrays).
+
+    The arrays are zero-copy views of the torch weights, found by the placeholder names the
+    importer gives the Relax params; the importer's own copies are dropped at once, so a
+    full SD 1.5 capture holds the weights about once, not three times. The decomposition
+    the importer would run is run here, so the names refer to the program we look them up in.
+    """
+    import inspect
+
     from tvm.relax.frontend.torch import from_exported_program
 
-    mod = from_exported_program(exported, keep_params_as_input=True, unwrap_unit_return_tuple=True,
-                                custom_convert_map=custom_convert_map)
+    kwargs = {"keep_params_as_input": True, "unwrap_unit_return_tuple": True, "custom_convert_map": custom_convert_map}
+    if "run_ep_decomposition" in inspect.signature(from_exported_program).parameters:
+        exported = exported.run_decompositions()
+        kwargs["run_ep_decomposition"] = False
+    mod = from_exported_program(exported, **kwargs)
     func = mod["main"]
-    values = list(func.attrs["params"]) if "params" in func.attrs else []
     num_input = int(func.attrs["num_input"]) if "num_input" in func.attrs else len(func.params)
     names = [var_name(p) for p in func.params[num_input:]]
     func = func.without_attr("params").with_attr("global_symbol", name)
-    return func, [(n, v.numpy()) for n, v in zip(names, values, strict=True)]
+    del mod
+    return func, [(n, weight_of(exported, n)) for n in names]
+
+
+def weight_of(exported, placeholder: str) -> np.ndarray:
+    """The torch tensor behind an ExportedProgram placeholder (parameter, buffer or constant)."""
+    sig = exported.graph_signature
+    tables = (sig.inputs_to_parameters, sig.inputs_to_buffers, getattr(sig, "inputs_to_lifted_tensor_constants", {}))
+    for table in tables:
+        if placeholder in table:
+            target = table[placeholder]
+            tensor = exported.state_dict.get(target)
+            if tensor is None:
+                tensor = exported.constants[target]
+            return tensor.detach().contiguous().numpy()
+    raise BuildError(f"placeholder {placeholder!r} is not a parameter, buffer or constant of the exported program")
 
 
 def capture(model, entries, dtype: str = "float32", echo=None) -> Captured:

@@ -78,22 +78,47 @@ class Validation:
     count: int
 
 
-def validate(shaders: dict[str, str], pipelines: bool = False, echo=print) -> Validation:
+# Dawn for Node stalls after ~100 shader modules in one process on SwiftShader (seen on the
+# full SD 1.5 build: no CPU use, no reply); a fresh process per batch never does.
+BATCH = 48
+TIMEOUT_S = 300
+
+
+def validate(shaders: dict[str, str], pipelines: bool = False, echo=print, on_batch=None) -> Validation:
     if not shaders:
         return Validation({}, 0, {}, 0)
     env = vulkan_env()
     env["WSD_DAWN_MODULES"] = str(dawn_modules(echo))
+    names = list(shaders)
+    adapter, ms, failures = {}, 0, {}
+    for start in range(0, len(names), BATCH):
+        batch = {n: shaders[n] for n in names[start:start + BATCH]}
+        report = _validate_batch(batch, pipelines, env)
+        adapter, ms = report["adapter"], ms + report["ms"]
+        failures.update({r["name"]: r["messages"] for r in report["results"] if not r["ok"]})
+        if on_batch:
+            on_batch(len(batch))
+    return Validation(adapter, ms, failures, len(names))
+
+
+def _validate_batch(shaders: dict[str, str], pipelines: bool, env: dict) -> dict:
     with tempfile.TemporaryDirectory(prefix="wsd-wgsl-") as tmp:
         path = Path(tmp) / "shaders.json"
         path.write_text(json.dumps(shaders))
         argv = [toolchain.find("node"), str(SCRIPT), str(path)] + (["pipelines"] if pipelines else [])
-        proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)  # nosec B603
-    if proc.returncode != 0:
-        raise ToolchainError(f"WGSL validation could not run (Dawn for Node, exit {proc.returncode}): "
-                             f"{proc.stderr.strip()[-800:]}")
-    report = json.loads(proc.stdout)
-    failures = {r["name"]: r["messages"] for r in report["results"] if not r["ok"]}
-    return Validation(report["adapter"], report["ms"], failures, len(report["results"]))
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False,  # nosec B603
+                                  timeout=TIMEOUT_S)
+            code, err = proc.returncode, proc.stderr
+        except subprocess.TimeoutExpired:
+            code, err = "timeout", f"no answer in {TIMEOUT_S} s"
+        if code != 0:
+            kept = cache.cache_root() / "failed-wgsl" / f"shaders-{os.getpid()}.json"
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, kept)
+            raise ToolchainError(f"WGSL validation could not run (Dawn for Node, exit {code}); shaders "
+                                 f"kept in {kept}: {err.strip()[-800:]}")
+    return json.loads(proc.stdout)
 
 
 def storage_buffer_overflows(shaders: dict[str, str], limit: int) -> dict[str, list[str]]:
@@ -106,10 +131,10 @@ def storage_buffer_overflows(shaders: dict[str, str], limit: int) -> dict[str, l
     return out
 
 
-def require_valid(shaders: dict[str, str], pipelines: bool = False, echo=print) -> Validation:
+def require_valid(shaders: dict[str, str], pipelines: bool = False, echo=print, on_batch=None) -> Validation:
     from wsd.passes import MAX_STORAGE_BUFFERS
 
-    result = validate(shaders, pipelines, echo)
+    result = validate(shaders, pipelines, echo, on_batch)
     result.failures.update(storage_buffer_overflows(shaders, MAX_STORAGE_BUFFERS))
     if result.failures:
         lines = [f"  {name}: {msgs[0] if msgs else '?'}" for name, msgs in sorted(result.failures.items())[:10]]
@@ -118,5 +143,3 @@ def require_valid(shaders: dict[str, str], pipelines: bool = False, echo=print) 
     return result
 
 
-def node_available() -> bool:
-    return shutil.which("node") is not None

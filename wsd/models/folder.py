@@ -76,10 +76,21 @@ def check_config(comp: Component, config: dict, path: Path) -> None:
         raise ModelFolderError(f"{path}: _class_name is {found_class!r}, expected {expected_class!r}")
     for key in comp.required_keys:
         if key not in config:
-            unknown = [k for k in config if k not in comp.config and not k.startswith("_")]
+            known = known_keys(comp)
+            unknown = [k for k in config if k not in known and not k.startswith("_")]
             near = difflib.get_close_matches(key, unknown, n=1)
             hint = f" (found {near[0]!r}: a misspelling?)" if near else ""
             raise ModelFolderError(f"{path}: required config key {key!r} is missing{hint}")
+
+
+def known_keys(comp: Component) -> set[str]:
+    """The config keys the component's class accepts."""
+    import inspect
+
+    cls = comp.load_class()
+    if comp.library == "transformers":
+        return set(cls.config_class().to_dict())
+    return set(inspect.signature(cls.__init__).parameters)
 
 
 def _weights_file(comp: Component, sub: Path) -> Path:
