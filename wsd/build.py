@@ -159,7 +159,7 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
     from wsd.capture import capture
     from wsd.entries import entries_for
     from wsd.models.folder import load
-    from wsd.passes import STEPS, build_config, pipeline
+    from wsd.passes import STEPS, apply, build_config
 
     entries = [e for e in entries_for(spec) if not opts.entries or e.name in opts.entries]
     unknown = set(opts.entries) - {e.name for e in entries}
@@ -174,7 +174,7 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
     with phases.phase("passes", total=len(STEPS)) as bar:
         mod = captured.mod
         with target, tvm.transform.PassContext(opt_level=3):
-            mod = pipeline(target, on_step=lambda n: (bar.set_postfix_str(n), bar.update()), tune_db=opts.tune_db)(mod)
+            mod = apply(mod, target, on_step=lambda n: (bar.set_postfix_str(n), bar.update()), tune_db=opts.tune_db)
     with phases.phase("build"), tvm.transform.PassContext(opt_level=3, config=build_config(target)):
         executable = relax.build(mod, target)
     validation = None

@@ -81,6 +81,21 @@ def _cmd_verify(args) -> int:
     return 0
 
 
+def _cmd_coverage(args) -> int:
+    from wsd import coverage, models
+    from wsd.build import random_folder
+    from wsd.entries import entries_for
+    from wsd.models.folder import load
+
+    spec = models.get(args.model)
+    folder = Path(args.weights) if args.weights else random_folder(spec, 0)
+    data = coverage.report(load(spec, folder), entries_for(spec))
+    coverage.write(Path(args.report), data)
+    print(coverage.table(data))
+    print(f"written to {args.report}")
+    return 1 if any(info["unsupported"] for info in data.values()) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wsd", description="Compile Stable Diffusion for WebGPU and prove it.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -111,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("verify", help="check a built folder against its manifest")
     p.add_argument("dist", help="a dist/<model> folder")
     p.set_defaults(func=_cmd_verify)
+    p = sub.add_parser("coverage", help="the ATen ops each entry point uses and which TVM's importer converts")
+    p.add_argument("--model", default="sd15-tiny")
+    p.add_argument("--weights", help="a diffusers folder (default: the seeded random one)")
+    p.add_argument("--report", default="reports/importer_coverage.json")
+    p.set_defaults(func=_cmd_coverage)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -9,9 +9,8 @@ causal mask, SDPA's decomposition), so they are fixed here for every model:
 - int64 (and 8/16-bit integer) constants become int32 (refused, naming the value, if
   one does not fit); creation ops and `astype` asked for those types ask for int32;
   operators downstream follow.
-- comparisons with an infinite constant become strict comparisons with the largest
-  finite float (exactly equivalent); other infinite constants become that float, since
-  WGSL has no infinity literal (TVM prints `inff`).
+- infinite constants become the largest finite float of their sign, and comparisons with
+  them become <= / >= that float, since WGSL has no infinity literal (TVM prints `inff`).
 - a boolean result that another kernel reads is stored as int32 and turned back
   into a boolean where it is read, so the cast fuses into both kernels and no
   boolean ever crosses a storage buffer.
@@ -64,7 +63,7 @@ def narrow_const(expr, where: str):
 
     values = _const_array(expr)
     if values.size and (values.min() < INT32.min or values.max() > INT32.max):
-        raise BuildError(f"{where}: integer constant {values.max()} does not fit int32; WGSL has no 64-bit integers")
+        fail(f"{where}: integer constant {values.max()} does not fit int32; WGSL has no 64-bit integers")
     return relax.const(values.astype("int32"), "int32")
 
 
@@ -163,7 +162,7 @@ def wgsl_legal_types():
                     self.where = gvar.name_hint
                     for param in func.params:
                         if dtype_of(param) == "int64":
-                            raise BuildError(f"entry point {gvar.name_hint!r}: input {param} is int64; declare it int32 "
+                            fail(f"entry point {gvar.name_hint!r}: input {param} is int64; declare it int32 "
                                              "(WGSL has no 64-bit integers)")
                     self.builder_.update_func(gvar, self.visit_expr(func))
             return self.builder_.get()
@@ -173,6 +172,16 @@ def wgsl_legal_types():
         return WgslTypes(mod).run()
 
     return run
+
+
+def fail(message: str):
+    """Raise a BuildError from inside a pass; `passes.apply` re-raises it as one after TVM's
+    FFI has turned it into a RuntimeError on the way out."""
+    RAISED.append(message)
+    raise BuildError(message)
+
+
+RAISED: list[str] = []
 
 
 def _int32_creation(op_name: str, args, where: str):
@@ -190,7 +199,7 @@ def _int32_creation(op_name: str, args, where: str):
         return getattr(relax.op, op_name.split(".")[1])(*args, dtype="int32")
     if op_name in ("relax.zeros", "relax.ones", "relax.zeros_like", "relax.ones_like"):
         return getattr(relax.op, op_name.split(".")[1])(*args, dtype="int32")
-    raise BuildError(f"{where}: {op_name} makes a 64/16/8-bit integer tensor and has no int32 form here; "
+    fail(f"{where}: {op_name} makes a 64/16/8-bit integer tensor and has no int32 form here; "
                      "WGSL has no 64-bit integers (add the operator to wsd/legalize.py)")
 
 
@@ -209,9 +218,12 @@ def _inf_sign(expr) -> int:
 
 
 def _compare_without_inf(op_name, args):
-    """x == -inf is x < -FLT_MAX, exactly (NaN compares false both ways); likewise for +inf.
+    """x == -inf becomes x <= -FLT_MAX; likewise for +inf.
 
     WGSL has no infinity literal and TVM prints one as `inff`, which no WGSL front end accepts.
+    Since other infinite constants become +-FLT_MAX (`_finite`), a value filled with "-inf"
+    arrives as -FLT_MAX, and `<=` still finds it; true infinities compare the same way.
+    Only a genuine +-FLT_MAX input is now taken for an infinity (NaN stays false).
     """
     from tvm import relax
 
@@ -219,7 +231,7 @@ def _compare_without_inf(op_name, args):
         sign = _inf_sign(other)
         if sign:
             bound = relax.const(sign * FLT_MAX, dtype_of(other))
-            test = relax.op.greater(value, bound) if sign > 0 else relax.op.less(value, bound)
+            test = relax.op.greater_equal(value, bound) if sign > 0 else relax.op.less_equal(value, bound)
             return test if op_name == "relax.equal" else relax.op.logical_not(test)
     return args
 

@@ -102,6 +102,22 @@ def pipeline(target, steps: tuple[Step, ...] = STEPS, on_step=None, tune_db: str
     return tvm.transform.Sequential(passes, name="wsd")
 
 
+def apply(mod, target, on_step=None, tune_db: str | None = None):
+    """Run the pipeline on mod; a BuildError raised inside a pass comes out as a BuildError."""
+    from wsd import legalize
+
+    try:
+        return pipeline(target, on_step=on_step, tune_db=tune_db)(mod)
+    except BuildError:
+        raise
+    except Exception as exc:
+        text = str(exc)
+        for message in legalize.RAISED:
+            if message in text:
+                raise BuildError(message) from None
+        raise
+
+
 def _announce(inner, name, on_step):
     import tvm
 
@@ -179,7 +195,9 @@ class ScheduleKernels:
                 if sch is None:
                     if gpu:
                         tried = "; ".join(self.rule_errors.get(gvar.name_hint, [])) or "no rule matched"
-                        raise BuildError(f"kernel {gvar.name_hint!r} has no GPU schedule ({tried})")
+                        from wsd.legalize import fail
+
+                        fail(f"kernel {gvar.name_hint!r} has no GPU schedule ({tried})")
                     continue  # CPU kernels run fine unscheduled
                 updated[gvar] = sch.mod["main"].with_attr(attr, True)
         for gvar, func in updated.items():
