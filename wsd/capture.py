@@ -65,6 +65,39 @@ def var_name(var) -> str:
     return str(name if name is not None else var.name)
 
 
+def plain_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+    """SDPA as matmul, softmax, matmul: the form attention is captured in.
+
+    torch's own decomposition goes through `_safe_softmax` (a boolean "row is all -inf" test
+    per score) and, on a full SD 1.5 UNet, folds into ~1.2 GB of constant masks that land in
+    the .wasm. Scores of a row that is entirely masked are NaN here, as in eager PyTorch's
+    math kernel before 2.5; SD's masks never mask a whole row.
+    """
+    import math
+
+    import torch
+
+    if dropout_p or is_causal or enable_gqa:
+        raise NotImplementedError("plain_attention handles inference SDPA without is_causal/GQA")
+    scale = scale if scale is not None else 1.0 / math.sqrt(query.shape[-1])
+    scores = torch.matmul(query * scale, key.transpose(-2, -1))
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            scores = scores.masked_fill(attn_mask.logical_not(), float("-inf"))
+        else:
+            scores = scores + attn_mask
+    return torch.matmul(torch.softmax(scores, dim=-1), value)
+
+
+def decompositions():
+    """torch.export's default decompositions, with SDPA captured as plain attention."""
+    import torch
+
+    table = torch.export.default_decompositions()
+    table[torch.ops.aten.scaled_dot_product_attention.default] = plain_attention
+    return table
+
+
 def import_exported(name: str, exported, custom_convert_map=None):
     """One ExportedProgram -> (Relax function named `name`, its params as named numpy arrays).
 
@@ -78,8 +111,8 @@ def import_exported(name: str, exported, custom_convert_map=None):
     from tvm.relax.frontend.torch import from_exported_program
 
     kwargs = {"keep_params_as_input": True, "unwrap_unit_return_tuple": True, "custom_convert_map": custom_convert_map}
+    exported = exported.run_decompositions(decompositions())
     if "run_ep_decomposition" in inspect.signature(from_exported_program).parameters:
-        exported = exported.run_decompositions()
         kwargs["run_ep_decomposition"] = False
     mod = from_exported_program(exported, **kwargs)
     func = mod["main"]
