@@ -227,7 +227,7 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
             "validated": True, "shaders": validation.count, "adapter": validation.adapter,
             "pipelines": opts.validate_pipelines, "ms": validation.ms,
         },
-        "timings_s": {k: round(v, 2) for k, v in phases.times.items()},
+        "timings_s": [[k, round(v, 2)] for k, v in phases.times.items()],  # in phase order
     })
 
 

@@ -62,7 +62,9 @@ def _cmd_build(args) -> int:
     print(f"{result.manifest['model']} -> {result.out}  ({'cached' if result.cached else 'built'})")
     print(f"  sizes: {result.manifest['library']} {wasm / 2**20:.1f} MiB, params {shards / 2**20:.1f} MiB, "
           f"{len(files)} files, {total / 2**20:.1f} MiB in all")
-    print("  build times: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
+    print("  build times: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings))
+    if result.cached:
+        print(f"  (this run: {', '.join(f'{k} {v:.1f}s' for k, v in result.times.items())})")
     if wgsl:
         print(f"  WGSL: {wgsl['shaders']} shaders valid on {wgsl['adapter'].get('vendor')}/"
               f"{wgsl['adapter'].get('architecture')}" + (" (pipelines created)" if wgsl.get("pipelines") else ""))

@@ -1,0 +1,76 @@
+"""`wsd build` / `wsd verify` from the command line, and the built bundle on WebGPU."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from wsd.cli import main
+
+
+def test_unknown_model_exits_2(capsys, tmp_path):
+    assert main(["build", "--model", "sd14", "--random-init", "--out", str(tmp_path), "--quiet"]) == 2
+    assert "unknown model 'sd14'" in capsys.readouterr().err
+
+
+def test_unsupported_dtype_exits_2(capsys, tmp_path):
+    assert main(["build", "--model", "sd15-tiny", "--random-init", "--dtype", "int8", "--out", str(tmp_path)]) == 2
+    assert "unsupported dtype 'int8'" in capsys.readouterr().err
+
+
+def test_missing_subfolder_exits_2(capsys, tmp_path, tiny_folder):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_folder, folder)
+    shutil.rmtree(folder / "text_encoder")
+    code = main(["build", "--model", "sd15-tiny", "--weights", str(folder), "--target", "llvm", "--out",
+                 str(tmp_path / "dist"), "--quiet"])
+    assert code == 2
+    assert "text_encoder: subfolder is missing" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def webgpu_dist(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    assert main(["build", "--model", "sd15-tiny", "--random-init", "--out", str(out), "--quiet"]) == 0
+    return out / "sd15-tiny"
+
+
+@pytest.mark.e2e
+def test_webgpu_build_verifies(webgpu_dist, capsys):
+    assert main(["verify", str(webgpu_dist)]) == 0
+    manifest = json.loads((webgpu_dist / "manifest.json").read_text())
+    assert manifest["wgsl"]["validated"] and manifest["wgsl"]["shaders"] > 100
+    assert (webgpu_dist / "sd15-tiny.wasm").stat().st_size < 64 * 2**20  # weights live in shards, not the wasm
+    shard = webgpu_dist / "params_shard_0.bin"
+    shard.write_bytes(shard.read_bytes()[:-1])
+    assert main(["verify", str(webgpu_dist)]) == 1
+    assert "params_shard_0.bin: size" in capsys.readouterr().err
+
+
+@pytest.mark.e2e
+@pytest.mark.browser
+def test_built_unet_runs_on_webgpu(tmp_path, tiny_model, tiny_spec, kit):
+    """The UNet (attention, group norm, CFG inside) from a fresh dist, in Chromium, vs torch."""
+    from conformance.browser import Browser
+    from conformance.webgpu import run_entry
+    from wsd.build import BuildOptions, build
+    from wsd.entries import entries_for
+
+    dist = build(BuildOptions("sd15-tiny", random_init=True), tmp_path, echo=lambda *_: None, progress=False).out
+    manifest = json.loads((dist / "manifest.json").read_text())
+    entry = next(e for e in entries_for(tiny_spec) if e.name == "unet")
+    rng = np.random.default_rng(5)
+    inputs = [rng.standard_normal((1, 4, 8, 8)).astype("float32"), np.array(801.0, "float32"),
+              rng.standard_normal((2, 77, 32)).astype("float32"), np.array(7.5, "float32")]
+    with torch.no_grad():
+        want = entry.wrapper(tiny_model)(*[torch.from_numpy(x) for x in inputs]).numpy()
+    with Browser(kit.bundle, dist, timeout_s=300) as browser:
+        params = {"cache": "/a/", **manifest["entry_points"]["unet"]["params"]}
+        result = run_entry(browser.runner(), f"/a/{manifest['library']}", "unet", inputs, params=params)
+    got = result.outputs[0]
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
