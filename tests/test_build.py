@@ -122,3 +122,29 @@ def test_scheduler_tables_in_the_dist_match_the_spec(native_dist, tiny_spec):
 
     table = json.loads((native_dist.out / "schedulers" / "dpm-solver++.json").read_text())
     assert table == schedulers.table(tiny_spec.scheduler("dpm-solver++"), tiny_spec.scheduler_config)
+
+
+@pytest.fixture(scope="module")
+def native_fp16(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist16")
+    return build(BuildOptions("sd15-tiny", random_init=True, target="llvm", dtype="float16"), out, **QUIET)
+
+
+def psnr(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Apple's conversion check: 20*log10((max|ref| + 1e-5) / (RMS(ref - out) + 1e-10))."""
+    rms = float(np.sqrt(np.mean((reference.astype("float64") - candidate) ** 2)))
+    return 20 * np.log10((float(np.abs(reference).max()) + 1e-5) / (rms + 1e-10))
+
+
+@pytest.mark.parametrize("entry_name", ["clip", "unet", "vae"])
+def test_fp16_native_module_is_within_35_db(native_fp16, tiny_model, tiny_spec, entry_name):
+    from wsd.native import NativeModel
+
+    assert native_fp16.manifest["dtype"] == "float16"
+    entry = next(e for e in entries_for(tiny_spec) if e.name == entry_name)
+    inputs = _inputs(entry, tiny_spec, np.random.default_rng(4))
+    with torch.no_grad():
+        want = entry.wrapper(tiny_model)(*[torch.from_numpy(x) for x in inputs]).numpy()
+    got = NativeModel(native_fp16.out).run(entry_name, *inputs)[0]
+    assert psnr(want, got) >= 35.0  # fp16 compute, fp32 entry signatures
+    assert psnr(want, got) < 120.0  # and it really is not the fp32 module

@@ -169,12 +169,13 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
     with phases.phase("load", total=len(spec.components)):
         model = load(spec, folder)
     with phases.phase("capture", total=len(entries)) as bar:
-        captured = capture(model, entries, dtype=opts.dtype, echo=lambda name: (bar.set_postfix_str(name), bar.update()))
+        captured = capture(model, entries, echo=lambda name: (bar.set_postfix_str(name), bar.update()))
     target = target_of(opts.target)
     with phases.phase("passes", total=len(STEPS)) as bar:
         mod = captured.mod
         with target, tvm.transform.PassContext(opt_level=3):
-            mod = apply(mod, target, on_step=lambda n: (bar.set_postfix_str(n), bar.update()), tune_db=opts.tune_db)
+            mod = apply(mod, target, on_step=lambda n: (bar.set_postfix_str(n), bar.update()), tune_db=opts.tune_db,
+                        dtype=opts.dtype)
     with phases.phase("build"), tvm.transform.PassContext(opt_level=3, config=build_config(target)):
         executable = relax.build(mod, target)
     validation = None
@@ -224,8 +225,10 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
             for e in entries
         },
         "wgsl": None if validation is None else {
-            "validated": True, "shaders": validation.count, "adapter": validation.adapter,
+            "validated": not validation.skipped, "shaders": validation.count, "adapter": validation.adapter,
             "pipelines": opts.validate_pipelines, "ms": validation.ms,
+            "not_validated": len(validation.skipped),
+            "not_validated_reason": sorted(set(validation.skipped.values())),
         },
         "timings_s": [[k, round(v, 2)] for k, v in phases.times.items()],  # in phase order
     })

@@ -28,33 +28,10 @@ def example_args(entry: EntryPoint, spec, seed: int = 0):
     return tuple(torch.from_numpy(np.ascontiguousarray(t.example(rng))) for t in entry.inputs(spec))
 
 
-def in_dtype(module, dtype: str):
-    """The module computing in `dtype` with its float inputs and outputs kept float32, so an
-    fp16 build has the same entry signatures as an fp32 one (the samplers stay fp32)."""
-    import torch
-
-    if dtype == "float32":
-        return module
-    half = getattr(torch, dtype)
-
-    class Cast(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.inner = module.to(half)
-
-        def forward(self, *args):
-            args = [a.to(half) if a.is_floating_point() else a for a in args]
-            return self.inner(*args).float()
-
-    return Cast().eval()
-
-
-def export_entry(entry: EntryPoint, model, dtype: str = "float32"):
+def export_entry(entry: EntryPoint, model):
     import torch
 
     module = entry.wrapper(model)
-    if entry.has_params:
-        module = in_dtype(module, dtype)
     with torch.no_grad():
         return torch.export.export(module, example_args(entry, model.spec))
 
@@ -137,13 +114,13 @@ def weight_of(exported, placeholder: str) -> np.ndarray:
     raise BuildError(f"placeholder {placeholder!r} is not a parameter, buffer or constant of the exported program")
 
 
-def capture(model, entries, dtype: str = "float32", echo=None) -> Captured:
+def capture(model, entries, echo=None) -> Captured:
     import tvm
 
     functions = {}
     out = Captured(mod=None)
     for entry in entries:
-        exported = export_entry(entry, model, dtype)
+        exported = export_entry(entry, model)
         func, params = import_exported(entry.name, exported)
         functions[entry.name] = func
         out.params[entry.name] = params

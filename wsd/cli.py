@@ -66,8 +66,12 @@ def _cmd_build(args) -> int:
     if result.cached:
         print(f"  (this run: {', '.join(f'{k} {v:.1f}s' for k, v in result.times.items())})")
     if wgsl:
-        print(f"  WGSL: {wgsl['shaders']} shaders valid on {wgsl['adapter'].get('vendor')}/"
+        checked = wgsl["shaders"] - wgsl.get("not_validated", 0)
+        print(f"  WGSL: {checked} of {wgsl['shaders']} shaders valid on {wgsl['adapter'].get('vendor')}/"
               f"{wgsl['adapter'].get('architecture')}" + (" (pipelines created)" if wgsl.get("pipelines") else ""))
+        if wgsl.get("not_validated"):
+            print(f"  WARNING: {wgsl['not_validated']} shaders not validated: "
+                  f"{'; '.join(wgsl['not_validated_reason'])}", file=sys.stderr)
     return 0
 
 

@@ -87,9 +87,20 @@ def tuning_step(db_path: str) -> Step:
     return Step("apply-tuning", make, "MetaSchedule records from --tune-db")
 
 
-def pipeline(target, steps: tuple[Step, ...] = STEPS, on_step=None, tune_db: str | None = None):
+def mixed_precision_step() -> Step:
+    """fp16 compute: TVM's ToMixedPrecision casts conv/matmul inputs to float16 (accumulating in
+    fp32 where it chooses to) and keeps entry signatures and stored weights float32."""
+    return Step("float16", lambda t: _relax().transform.ToMixedPrecision(out_dtype="float16"),
+                "fp16 arithmetic for --dtype float16")
+
+
+def pipeline(target, steps: tuple[Step, ...] = STEPS, on_step=None, tune_db: str | None = None,
+             dtype: str = "float32"):
     import tvm
 
+    if dtype == "float16":
+        at = [s.name for s in steps].index("wgsl-types")
+        steps = (*steps[:at], mixed_precision_step(), *steps[at:])
     if tune_db:
         at = [s.name for s in steps].index("schedule")
         steps = (*steps[:at], tuning_step(tune_db), *steps[at:])
@@ -102,12 +113,12 @@ def pipeline(target, steps: tuple[Step, ...] = STEPS, on_step=None, tune_db: str
     return tvm.transform.Sequential(passes, name="wsd")
 
 
-def apply(mod, target, on_step=None, tune_db: str | None = None):
+def apply(mod, target, on_step=None, tune_db: str | None = None, dtype: str = "float32"):
     """Run the pipeline on mod; a BuildError raised inside a pass comes out as a BuildError."""
     from wsd import legalize
 
     try:
-        return pipeline(target, on_step=on_step, tune_db=tune_db)(mod)
+        return pipeline(target, on_step=on_step, tune_db=tune_db, dtype=dtype)(mod)
     except BuildError:
         raise
     except Exception as exc:

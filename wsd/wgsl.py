@@ -14,7 +14,7 @@ import re
 import shutil
 import subprocess  # nosec B404
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from wsd import cache, toolchain
@@ -78,6 +78,7 @@ class Validation:
     failures: dict[str, list[str]]  # kernel -> messages
     count: int
     retries: int = 0  # batches re-run after Dawn died mid-batch
+    skipped: dict[str, str] = field(default_factory=dict)  # kernel -> why it could not be validated here
 
 
 # Dawn for Node over SwiftShader sometimes dies part-way through a long run of shader
@@ -99,13 +100,13 @@ def validate(shaders: dict[str, str], pipelines: bool = False, echo=print, on_ba
     env = vulkan_env()
     env["WSD_DAWN_MODULES"] = str(dawn_modules(echo))
     names = list(shaders)
-    state = {"adapter": {}, "ms": 0, "failures": {}, "retries": 0}
+    state = {"adapter": {}, "ms": 0, "failures": {}, "retries": 0, "skipped": {}}
     for start in range(0, len(names), BATCH):
         _validate_split(names[start:start + BATCH], shaders, pipelines, env, state)
         if on_batch:
             on_batch(len(names[start:start + BATCH]))
     result = Validation(state["adapter"], state["ms"], state["failures"], len(names))
-    result.retries = state["retries"]
+    result.retries, result.skipped = state["retries"], state["skipped"]
     return result
 
 
@@ -123,6 +124,7 @@ def _validate_split(names, shaders, pipelines, env, state) -> None:
         return
     state["adapter"], state["ms"] = report["adapter"], state["ms"] + report["ms"]
     state["failures"].update({r["name"]: r["messages"] for r in report["results"] if not r["ok"]})
+    state["skipped"].update({r["name"]: r["skipped"] for r in report["results"] if r.get("skipped")})
 
 
 def _validate_batch(shaders: dict[str, str], pipelines: bool, env: dict) -> dict:
