@@ -54,7 +54,11 @@ def test_manifest_verifies_and_describes_every_entry(native_dist):
         assert info["integrity"].startswith("sha256-") and info["size"] > 0, name
     assert {"tvm", "torch", "diffusers"} <= set(m["versions"])
     assert sorted(p.name for p in (native_dist.out / "schedulers").iterdir()) == [
-        "ddim.json", "dpm-solver++.json", "euler.json", "pndm.json"]
+        "ddim.json",
+        "dpm-solver++.json",
+        "euler.json",
+        "pndm.json",
+    ]
 
 
 def test_unchanged_inputs_reuse_the_cache(native_dist, tmp_path):
@@ -96,8 +100,14 @@ def _inputs(entry, spec, rng):
 
 # Per entry point: fp32 on the CPU through Relax vs torch; the VAE's outputs are rounded
 # pixel values, so a value sitting on a rounding boundary may land one step away.
-NATIVE_TOLERANCE = {"clip": 1e-4, "unet": 1e-4, "vae": 1.0, "image_to_rgba": 0, "scheduler_step": 1e-5,
-                    "scale_model_input": 1e-6}
+NATIVE_TOLERANCE = {
+    "clip": 1e-4,
+    "unet": 1e-4,
+    "vae": 1.0,
+    "image_to_rgba": 0,
+    "scheduler_step": 1e-5,
+    "scale_model_input": 1e-6,
+}
 
 
 @pytest.mark.parametrize("entry_name", sorted(NATIVE_TOLERANCE))

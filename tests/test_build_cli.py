@@ -26,8 +26,20 @@ def test_missing_subfolder_exits_2(capsys, tmp_path, tiny_folder):
     folder = tmp_path / "model"
     shutil.copytree(tiny_folder, folder)
     shutil.rmtree(folder / "text_encoder")
-    code = main(["build", "--model", "sd15-tiny", "--weights", str(folder), "--target", "llvm", "--out",
-                 str(tmp_path / "dist"), "--quiet"])
+    code = main(
+        [
+            "build",
+            "--model",
+            "sd15-tiny",
+            "--weights",
+            str(folder),
+            "--target",
+            "llvm",
+            "--out",
+            str(tmp_path / "dist"),
+            "--quiet",
+        ]
+    )
     assert code == 2
     assert "text_encoder: subfolder is missing" in capsys.readouterr().err
 
@@ -64,8 +76,12 @@ def test_built_unet_runs_on_webgpu(tmp_path, tiny_model, tiny_spec, kit):
     manifest = json.loads((dist / "manifest.json").read_text())
     entry = next(e for e in entries_for(tiny_spec) if e.name == "unet")
     rng = np.random.default_rng(5)
-    inputs = [rng.standard_normal((1, 4, 8, 8)).astype("float32"), np.array(801.0, "float32"),
-              rng.standard_normal((2, 77, 32)).astype("float32"), np.array(7.5, "float32")]
+    inputs = [
+        rng.standard_normal((1, 4, 8, 8)).astype("float32"),
+        np.array(801.0, "float32"),
+        rng.standard_normal((2, 77, 32)).astype("float32"),
+        np.array(7.5, "float32"),
+    ]
     with torch.no_grad():
         want = entry.wrapper(tiny_model)(*[torch.from_numpy(x) for x in inputs]).numpy()
     with Browser(kit.bundle, dist, timeout_s=300) as browser:

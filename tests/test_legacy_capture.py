@@ -12,9 +12,17 @@ def clip():
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
-    config = CLIPTextConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-                            vocab_size=99, max_position_embeddings=77, bos_token_id=0, eos_token_id=2,
-                            pad_token_id=1)
+    config = CLIPTextConfig(
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        vocab_size=99,
+        max_position_embeddings=77,
+        bos_token_id=0,
+        eos_token_id=2,
+        pad_token_id=1,
+    )
     model = CLIPTextModel(config).eval()
 
     class LastHidden(torch.nn.Module):

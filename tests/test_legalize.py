@@ -93,7 +93,9 @@ def test_legalized_graph_computes_what_torch_does(case):
 
 def test_dawn_names_the_kernel_it_refuses():
     good = "@compute @workgroup_size(1) fn ok_kernel() {}"
-    bad = "@group(0) @binding(0) var<storage, read_write> a : array<i8>;\n@compute @workgroup_size(1) fn bad_kernel() {}"
+    bad = (
+        "@group(0) @binding(0) var<storage, read_write> a : array<i8>;\n@compute @workgroup_size(1) fn bad_kernel() {}"
+    )
     result = wgsl.validate({"ok_kernel": good, "bad_kernel": bad})
     assert list(result.failures) == ["bad_kernel"]
     assert "i8" in result.failures["bad_kernel"][0]

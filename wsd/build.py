@@ -22,9 +22,22 @@ from wsd.progress import Phases
 
 DTYPES = ("float32", "float16")
 TARGETS = ("webgpu", "llvm")
-COMPILER_SOURCES = ("capture.py", "entries.py", "legalize.py", "passes.py", "params.py", "schedulers.py",
-                    "build.py", "wgsl.py", "manifest.py", "models/spec.py", "models/sd15.py", "models/folder.py",
-                    "models/tokenizer.py", "js/validate_wgsl.js")
+COMPILER_SOURCES = (
+    "capture.py",
+    "entries.py",
+    "legalize.py",
+    "passes.py",
+    "params.py",
+    "schedulers.py",
+    "build.py",
+    "wgsl.py",
+    "manifest.py",
+    "models/spec.py",
+    "models/sd15.py",
+    "models/folder.py",
+    "models/tokenizer.py",
+    "js/validate_wgsl.js",
+)
 
 
 @dataclass(frozen=True)
@@ -164,8 +177,9 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
     entries = [e for e in entries_for(spec) if not opts.entries or e.name in opts.entries]
     unknown = set(opts.entries) - {e.name for e in entries}
     if unknown:
-        raise WsdError(f"unknown entry point(s) {sorted(unknown)}; {spec.name} has "
-                       f"{[e.name for e in entries_for(spec)]}")
+        raise WsdError(
+            f"unknown entry point(s) {sorted(unknown)}; {spec.name} has {[e.name for e in entries_for(spec)]}"
+        )
     with phases.phase("load", total=len(spec.components)):
         model = load(spec, folder)
     with phases.phase("capture", total=len(entries)) as bar:
@@ -174,16 +188,20 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
     with phases.phase("passes", total=len(STEPS)) as bar:
         mod = captured.mod
         with target, tvm.transform.PassContext(opt_level=3):
-            mod = apply(mod, target, on_step=lambda n: (bar.set_postfix_str(n), bar.update()), tune_db=opts.tune_db,
-                        dtype=opts.dtype)
+            mod = apply(
+                mod,
+                target,
+                on_step=lambda n: (bar.set_postfix_str(n), bar.update()),
+                tune_db=opts.tune_db,
+                dtype=opts.dtype,
+            )
     with phases.phase("build"), tvm.transform.PassContext(opt_level=3, config=build_config(target)):
         executable = relax.build(mod, target)
     validation = None
     if opts.target == "webgpu":
         shaders = wgsl.shaders_of(executable.mod)
         with phases.phase("validate", total=len(shaders), unit="shader") as bar:
-            validation = wgsl.require_valid(shaders, pipelines=opts.validate_pipelines, echo=echo,
-                                            on_batch=bar.update)
+            validation = wgsl.require_valid(shaders, pipelines=opts.validate_pipelines, echo=echo, on_batch=bar.update)
         (out / "shaders").mkdir()
         (out / "shaders" / "index.json").write_text(json.dumps(sorted(shaders), indent=0))
     with phases.phase("link"):
@@ -202,36 +220,44 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
             dest.mkdir()
             for name in ("vocab.json", "merges.txt"):
                 shutil.copy2(folder / sub / name, dest / name)
-    manifest.write(out, {
-        "model": spec.name,
-        "library": lib_name,
-        "target": opts.target,
-        "dtype": opts.dtype,
-        "config_hash": spec.config_hash(),
-        "versions": versions.collect(),
-        "build_options": {k: v for k, v in asdict(opts).items() if k != "weights"} | {"weights": str(folder)},
-        "image_size": spec.image_size,
-        "latent_shape": [1, spec.latent_channels, spec.latent_size, spec.latent_size],
-        "max_tokens": spec.max_tokens,
-        "default_scheduler": spec.default_scheduler,
-        "schedulers": [s.name for s in spec.schedulers],
-        "entry_points": {
-            e.name: {
-                "inputs": [t.as_json() for t in e.inputs(spec)],
-                "outputs": [t.as_json() for t in e.outputs(spec)],
-                # Every entry takes a params tuple as its last argument (empty when it has none).
-                "params": {"prefix": e.name, "count": len(captured.params.get(e.name, []))},
-            }
-            for e in entries
+    manifest.write(
+        out,
+        {
+            "model": spec.name,
+            "library": lib_name,
+            "target": opts.target,
+            "dtype": opts.dtype,
+            "config_hash": spec.config_hash(),
+            "versions": versions.collect(),
+            "build_options": {k: v for k, v in asdict(opts).items() if k != "weights"} | {"weights": str(folder)},
+            "image_size": spec.image_size,
+            "latent_shape": [1, spec.latent_channels, spec.latent_size, spec.latent_size],
+            "max_tokens": spec.max_tokens,
+            "default_scheduler": spec.default_scheduler,
+            "schedulers": [s.name for s in spec.schedulers],
+            "entry_points": {
+                e.name: {
+                    "inputs": [t.as_json() for t in e.inputs(spec)],
+                    "outputs": [t.as_json() for t in e.outputs(spec)],
+                    # Every entry takes a params tuple as its last argument (empty when it has none).
+                    "params": {"prefix": e.name, "count": len(captured.params.get(e.name, []))},
+                }
+                for e in entries
+            },
+            "wgsl": None
+            if validation is None
+            else {
+                "validated": not validation.skipped,
+                "shaders": validation.count,
+                "adapter": validation.adapter,
+                "pipelines": opts.validate_pipelines,
+                "ms": validation.ms,
+                "not_validated": len(validation.skipped),
+                "not_validated_reason": sorted(set(validation.skipped.values())),
+            },
+            "timings_s": [[k, round(v, 2)] for k, v in phases.times.items()],  # in phase order
         },
-        "wgsl": None if validation is None else {
-            "validated": not validation.skipped, "shaders": validation.count, "adapter": validation.adapter,
-            "pipelines": opts.validate_pipelines, "ms": validation.ms,
-            "not_validated": len(validation.skipped),
-            "not_validated_reason": sorted(set(validation.skipped.values())),
-        },
-        "timings_s": [[k, round(v, 2)] for k, v in phases.times.items()],  # in phase order
-    })
+    )
 
 
 def _link(executable, out: Path, spec, opts: BuildOptions, echo) -> str:

@@ -48,8 +48,14 @@ def _cmd_build(args) -> int:
     from wsd.build import BuildOptions, build
 
     opts = BuildOptions(
-        model=args.model, weights=args.weights, random_init=args.random_init, seed=args.seed, dtype=args.dtype,
-        target=args.target, tune_db=args.tune_db, validate_pipelines=args.validate_pipelines,
+        model=args.model,
+        weights=args.weights,
+        random_init=args.random_init,
+        seed=args.seed,
+        dtype=args.dtype,
+        target=args.target,
+        tune_db=args.tune_db,
+        validate_pipelines=args.validate_pipelines,
         entries=tuple(args.entry or ()),
     )
     result = build(opts, Path(args.out), progress=not args.quiet, force=args.rebuild)
@@ -60,18 +66,24 @@ def _cmd_build(args) -> int:
     timings = result.manifest["timings_s"]
     wgsl = result.manifest.get("wgsl") or {}
     print(f"{result.manifest['model']} -> {result.out}  ({'cached' if result.cached else 'built'})")
-    print(f"  sizes: {result.manifest['library']} {wasm / 2**20:.1f} MiB, params {shards / 2**20:.1f} MiB, "
-          f"{len(files)} files, {total / 2**20:.1f} MiB in all")
+    print(
+        f"  sizes: {result.manifest['library']} {wasm / 2**20:.1f} MiB, params {shards / 2**20:.1f} MiB, "
+        f"{len(files)} files, {total / 2**20:.1f} MiB in all"
+    )
     print("  build times: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings))
     if result.cached:
         print(f"  (this run: {', '.join(f'{k} {v:.1f}s' for k, v in result.times.items())})")
     if wgsl:
         checked = wgsl["shaders"] - wgsl.get("not_validated", 0)
-        print(f"  WGSL: {checked} of {wgsl['shaders']} shaders valid on {wgsl['adapter'].get('vendor')}/"
-              f"{wgsl['adapter'].get('architecture')}" + (" (pipelines created)" if wgsl.get("pipelines") else ""))
+        print(
+            f"  WGSL: {checked} of {wgsl['shaders']} shaders valid on {wgsl['adapter'].get('vendor')}/"
+            f"{wgsl['adapter'].get('architecture')}" + (" (pipelines created)" if wgsl.get("pipelines") else "")
+        )
         if wgsl.get("not_validated"):
-            print(f"  WARNING: {wgsl['not_validated']} shaders not validated: "
-                  f"{'; '.join(wgsl['not_validated_reason'])}", file=sys.stderr)
+            print(
+                f"  WARNING: {wgsl['not_validated']} shaders not validated: {'; '.join(wgsl['not_validated_reason'])}",
+                file=sys.stderr,
+            )
     return 0
 
 

@@ -144,29 +144,47 @@ def _step_inputs(s: ModelSpec) -> tuple[TensorSpec, ...]:
 
 # Shared by every family: the samplers work on latents alone.
 SCHEDULER_ENTRIES = (
-    EntryPoint("scheduler_step", scheduler_step_wrapper, _step_inputs,
-               lambda s: (_latents(s, "prev_sample"), _latents(s, "stored")), has_params=False),
-    EntryPoint("scale_model_input", scale_wrapper, lambda s: (_latents(s, "sample"), TensorSpec("scale", (), "float32")),
-               lambda s: (_latents(s, "scaled"),), has_params=False),
+    EntryPoint(
+        "scheduler_step",
+        scheduler_step_wrapper,
+        _step_inputs,
+        lambda s: (_latents(s, "prev_sample"), _latents(s, "stored")),
+        has_params=False,
+    ),
+    EntryPoint(
+        "scale_model_input",
+        scale_wrapper,
+        lambda s: (_latents(s, "sample"), TensorSpec("scale", (), "float32")),
+        lambda s: (_latents(s, "scaled"),),
+        has_params=False,
+    ),
 )
 
 SD15_ENTRIES = (
     EntryPoint(
-        "clip", clip_wrapper,
+        "clip",
+        clip_wrapper,
         lambda s: (TensorSpec("input_ids", (1, s.max_tokens), "int32"),),
         lambda s: (TensorSpec("text_embeddings", (1, s.max_tokens, s.text_hidden), "float32"),),
     ),
     EntryPoint(
-        "unet", unet_wrapper,
-        lambda s: (_latents(s), TensorSpec("timestep", (), "float32"),
-                   TensorSpec("text_embeddings", (2, s.max_tokens, s.text_hidden), "float32"),
-                   TensorSpec("guidance_scale", (), "float32")),
+        "unet",
+        unet_wrapper,
+        lambda s: (
+            _latents(s),
+            TensorSpec("timestep", (), "float32"),
+            TensorSpec("text_embeddings", (2, s.max_tokens, s.text_hidden), "float32"),
+            TensorSpec("guidance_scale", (), "float32"),
+        ),
         lambda s: (_latents(s, "noise_pred"),),
     ),
     EntryPoint("vae", vae_wrapper, lambda s: (_latents(s),), lambda s: (_image(s),)),
     EntryPoint(
-        "image_to_rgba", rgba_wrapper, lambda s: (_image(s),),
-        lambda s: (TensorSpec("rgba", (s.image_size, s.image_size), "int32"),), has_params=False,
+        "image_to_rgba",
+        rgba_wrapper,
+        lambda s: (_image(s),),
+        lambda s: (TensorSpec("rgba", (s.image_size, s.image_size), "int32"),),
+        has_params=False,
     ),
 )
 

@@ -8,12 +8,14 @@ The original web-stable-diffusion captured submodules with TVM's
 
 Dynamo records `nn.Embedding` as a call of the *function* `torch.nn.functional.embedding`,
 and TVM's FX importer converts the `nn.Embedding` module but has no entry for the function.
-The shim is three FX rewrites run inside the Dynamo backend before `from_fx`: each
-functional embedding becomes `index_select(weight, 0, ids.reshape(-1)).reshape(*ids.shape, dim)`,
-which the importer converts; and the boolean causal mask transformers 5 passes to SDPA (the
-next failure once embeddings import: "Only a float mask is supported") becomes additive;
-and `x.int()` becomes `x.to(torch.int32)` (the third: "Unsupported function target int"). `wsd build` itself uses torch.export (wsd.capture); this path exists
-for people bisecting against the original pipeline.
+The shim is three FX rewrites run inside the Dynamo backend before `from_fx`:
+- each functional embedding becomes `index_select(weight, 0, ids.reshape(-1))` reshaped
+  back, which the importer converts;
+- the boolean causal mask transformers 5 passes to SDPA becomes additive (the next
+  failure once embeddings import: "Only a float mask is supported");
+- `x.int()` becomes `x.to(torch.int32)` (the third: "Unsupported function target int").
+`wsd build` itself uses torch.export (wsd.capture); this path exists for people bisecting
+against the original pipeline.
 """
 
 from __future__ import annotations

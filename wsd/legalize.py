@@ -162,8 +162,10 @@ def wgsl_legal_types():
                     self.where = gvar.name_hint
                     for param in func.params:
                         if dtype_of(param) == "int64":
-                            fail(f"entry point {gvar.name_hint!r}: input {param} is int64; declare it int32 "
-                                             "(WGSL has no 64-bit integers)")
+                            fail(
+                                f"entry point {gvar.name_hint!r}: input {param} is int64; declare it int32 "
+                                "(WGSL has no 64-bit integers)"
+                            )
                     self.builder_.update_func(gvar, self.visit_expr(func))
             return self.builder_.get()
 
@@ -199,8 +201,10 @@ def _int32_creation(op_name: str, args, where: str):
         return getattr(relax.op, op_name.split(".")[1])(*args, dtype="int32")
     if op_name in ("relax.zeros", "relax.ones", "relax.zeros_like", "relax.ones_like"):
         return getattr(relax.op, op_name.split(".")[1])(*args, dtype="int32")
-    fail(f"{where}: {op_name} makes a 64/16/8-bit integer tensor and has no int32 form here; "
-                     "WGSL has no 64-bit integers (add the operator to wsd/legalize.py)")
+    fail(
+        f"{where}: {op_name} makes a 64/16/8-bit integer tensor and has no int32 form here; "
+        "WGSL has no 64-bit integers (add the operator to wsd/legalize.py)"
+    )
 
 
 FLT_MAX = float(np.finfo(np.float32).max)

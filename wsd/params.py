@@ -29,6 +29,7 @@ def write_shards(out: Path, params: dict[str, list[tuple[str, np.ndarray]]], on_
     meta = {"entries": {entry: {"count": len(t), "names": [n for n, _ in t]} for entry, t in params.items()}}
     # dump_tensor_cache narrates on stdout; the build has its own progress bars.
     with contextlib.redirect_stdout(io.StringIO()):
-        dump_tensor_cache(named(), str(out), encode_format="raw", meta_data=meta, shard_cap_mb=SHARD_MB,
-                          show_progress=False)
+        dump_tensor_cache(
+            named(), str(out), encode_format="raw", meta_data=meta, shard_cap_mb=SHARD_MB, show_progress=False
+        )
     return json.loads((out / "tensor-cache.json").read_text())

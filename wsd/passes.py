@@ -90,12 +90,14 @@ def tuning_step(db_path: str) -> Step:
 def mixed_precision_step() -> Step:
     """fp16 compute: TVM's ToMixedPrecision casts conv/matmul inputs to float16 (accumulating in
     fp32 where it chooses to) and keeps entry signatures and stored weights float32."""
-    return Step("float16", lambda t: _relax().transform.ToMixedPrecision(out_dtype="float16"),
-                "fp16 arithmetic for --dtype float16")
+    return Step(
+        "float16",
+        lambda t: _relax().transform.ToMixedPrecision(out_dtype="float16"),
+        "fp16 arithmetic for --dtype float16",
+    )
 
 
-def pipeline(target, steps: tuple[Step, ...] = STEPS, on_step=None, tune_db: str | None = None,
-             dtype: str = "float32"):
+def pipeline(target, steps: tuple[Step, ...] = STEPS, on_step=None, tune_db: str | None = None, dtype: str = "float32"):
     import tvm
 
     if dtype == "float16":
@@ -193,7 +195,6 @@ class ScheduleKernels:
         self.applied: dict[str, str] = {}
 
     def __call__(self, mod):
-        import tvm
 
         attr = _scheduled_attr()
         gpu = self.target.kind.name != "llvm"

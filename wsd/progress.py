@@ -17,8 +17,16 @@ class Phases:
     def phase(self, name: str, total: int | None = None, unit: str = "it"):
         from tqdm import tqdm
 
-        bar = tqdm(total=total, desc=f"{name:<9}", unit=unit, file=self.stream, disable=not self.enabled,
-                   leave=True, dynamic_ncols=True, unit_scale=unit == "B")
+        bar = tqdm(
+            total=total,
+            desc=f"{name:<9}",
+            unit=unit,
+            file=self.stream,
+            disable=not self.enabled,
+            leave=True,
+            dynamic_ncols=True,
+            unit_scale=unit == "B",
+        )
         start = time.perf_counter()
         try:
             yield bar

@@ -81,8 +81,9 @@ def _dpm_solver_pp(s, n):
         # x0 = (x - sigma_s0 * eps) / alpha_s0
         to_x0 = (1 / alpha_s0, -sigma_s0 / alpha_s0)
         last = i == steps - 1
-        first_order = i == 0 or (last and (cfg.euler_at_final or (cfg.lower_order_final and steps < 15)
-                                            or cfg.final_sigmas_type == "zero"))
+        first_order = i == 0 or (
+            last and (cfg.euler_at_final or (cfg.lower_order_final and steps < 15) or cfg.final_sigmas_type == "zero")
+        )
         h = lam(sigmas[i + 1]) - lam(sigmas[i])
         a = alpha_t * (math.exp(-h) - 1)  # exp(-inf) = 0 at a final sigma of zero
         c_x = sigma_t / sigma_s0
@@ -125,8 +126,16 @@ def _pndm(s, n):
         sample_coeff = math.sqrt(a_prev / a_t)
         denom = a_t * math.sqrt(1 - a_prev) + math.sqrt(a_t * (1 - a_t) * a_prev)
         k = -(a_prev - a_t) / denom
-        c = [0 if use_cur else sample_coeff, k * mix[0], k * mix[1], k * mix[2], k * mix[3],
-             sample_coeff if use_cur else 0, 0, 1]
+        c = [
+            0 if use_cur else sample_coeff,
+            k * mix[0],
+            k * mix[1],
+            k * mix[2],
+            k * mix[3],
+            sample_coeff if use_cur else 0,
+            0,
+            1,
+        ]
         rows.append(dict(c=c, push=push, save_cur=counter == 0))
         counter += 1
     return rows

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess  # nosec B404
 import tempfile
 from dataclasses import dataclass, field
@@ -43,8 +42,12 @@ def shaders_of(runtime_module) -> dict[str, str]:
 def dawn_modules(echo=print) -> Path:
     """node_modules holding Dawn for Node, installed once into the user cache."""
     npm = toolchain.find("npm")
-    node_version = subprocess.run([toolchain.find("node"), "--version"], capture_output=True, text=True,  # nosec B603
-                                  check=False).stdout.strip()
+    node_version = subprocess.run(
+        [toolchain.find("node"), "--version"],
+        capture_output=True,
+        text=True,  # nosec B603
+        check=False,
+    ).stdout.strip()
 
     def build(out: Path) -> list[str]:
         echo(f"installing {DAWN_PACKAGE} (Dawn for Node) into the cache")
@@ -90,7 +93,7 @@ BATCH = 32
 TIMEOUT_S = 60
 
 
-class _DawnDied(Exception):
+class _DawnDiedError(Exception):
     pass
 
 
@@ -102,9 +105,9 @@ def validate(shaders: dict[str, str], pipelines: bool = False, echo=print, on_ba
     names = list(shaders)
     state = {"adapter": {}, "ms": 0, "failures": {}, "retries": 0, "skipped": {}}
     for start in range(0, len(names), BATCH):
-        _validate_split(names[start:start + BATCH], shaders, pipelines, env, state)
+        _validate_split(names[start : start + BATCH], shaders, pipelines, env, state)
         if on_batch:
-            on_batch(len(names[start:start + BATCH]))
+            on_batch(len(names[start : start + BATCH]))
     result = Validation(state["adapter"], state["ms"], state["failures"], len(names))
     result.retries, result.skipped = state["retries"], state["skipped"]
     return result
@@ -113,7 +116,7 @@ def validate(shaders: dict[str, str], pipelines: bool = False, echo=print, on_ba
 def _validate_split(names, shaders, pipelines, env, state) -> None:
     try:
         report = _validate_batch({n: shaders[n] for n in names}, pipelines, env)
-    except _DawnDied as died:
+    except _DawnDiedError as died:
         if len(names) == 1:
             state["failures"][names[0]] = [f"Dawn's validator died on this shader alone: {died}"]
             return
@@ -133,14 +136,20 @@ def _validate_batch(shaders: dict[str, str], pipelines: bool, env: dict) -> dict
         path.write_text(json.dumps(shaders))
         argv = [toolchain.find("node"), str(SCRIPT), str(path)] + (["pipelines"] if pipelines else [])
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False,  # nosec B603
-                                  timeout=TIMEOUT_S)
+            proc = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                env=env,
+                check=False,  # nosec B603
+                timeout=TIMEOUT_S,
+            )
         except subprocess.TimeoutExpired:
-            raise _DawnDied(f"no answer in {TIMEOUT_S} s") from None
+            raise _DawnDiedError(f"no answer in {TIMEOUT_S} s") from None
     if proc.returncode == 3:  # the script's own error: no adapter, bad input
         raise ToolchainError(f"WGSL validation could not run (Dawn for Node): {proc.stderr.strip()[-800:]}")
     if proc.returncode != 0:
-        raise _DawnDied(f"exit {proc.returncode}: {proc.stderr.strip()[-200:]}")
+        raise _DawnDiedError(f"exit {proc.returncode}: {proc.stderr.strip()[-200:]}")
     return json.loads(proc.stdout)
 
 
@@ -161,8 +170,7 @@ def require_valid(shaders: dict[str, str], pipelines: bool = False, echo=print, 
     result.failures.update(storage_buffer_overflows(shaders, MAX_STORAGE_BUFFERS))
     if result.failures:
         lines = [f"  {name}: {msgs[0] if msgs else '?'}" for name, msgs in sorted(result.failures.items())[:10]]
-        raise BuildError(f"{len(result.failures)} of {result.count} WGSL shaders fail Dawn's validation:\n"
-                         + "\n".join(lines))
+        raise BuildError(
+            f"{len(result.failures)} of {result.count} WGSL shaders fail Dawn's validation:\n" + "\n".join(lines)
+        )
     return result
-
-

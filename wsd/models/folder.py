@@ -44,7 +44,9 @@ def write_random(spec: ModelSpec, folder: Path, seed: int) -> Path:
         write_tokenizer(folder / sub, spec.tokenizer_merges, spec.max_tokens)
     (folder / "scheduler").mkdir(parents=True, exist_ok=True)
     (folder / SCHEDULER_FILE).write_text(json.dumps(spec.scheduler_config, indent=2))
-    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline", "wsd_model": spec.name}))
+    (folder / "model_index.json").write_text(
+        json.dumps({"_class_name": "StableDiffusionPipeline", "wsd_model": spec.name})
+    )
     return folder
 
 
@@ -121,7 +123,9 @@ def check_weights(model, weights: Path) -> None:
         raise ModelFolderError(f"{weights}: {len(missing)} tensors missing, first {missing[0]!r}")
     for key, shape in expected.items():
         if found[key] != shape:
-            raise ModelFolderError(f"{weights}: tensor {key!r} has shape {list(found[key])}, the config needs {list(shape)}")
+            raise ModelFolderError(
+                f"{weights}: tensor {key!r} has shape {list(found[key])}, the config needs {list(shape)}"
+            )
     extra = sorted(set(found) - set(expected))
     if extra:
         raise ModelFolderError(f"{weights}: {len(extra)} tensors the config does not use, first {extra[0]!r}")
@@ -145,7 +149,7 @@ def _load_component(comp: Component, folder: Path):
             shell = cls.from_config(config)
     check_weights(shell, weights)
     try:
-        return cls.from_pretrained(str(sub), local_files_only=True).eval()
+        return cls.from_pretrained(str(sub), local_files_only=True).eval()  # nosec B615 (local folder)
     except Exception as exc:
         raise ModelFolderError(f"{sub}: loading failed: {exc}") from exc
 
@@ -158,7 +162,8 @@ def _load_tokenizer(folder: Path, sub: str, max_tokens: int):
         if not (path / name).is_file():
             raise ModelFolderError(f"{path / name}: tokenizer file is missing")
     read_json(path / "vocab.json")
-    tokenizer = CLIPTokenizer.from_pretrained(str(path), local_files_only=True)
+    # A local folder, never the hub: local_files_only (hence no revision to pin).
+    tokenizer = CLIPTokenizer.from_pretrained(str(path), local_files_only=True)  # nosec B615
     tokenizer.model_max_length = max_tokens
     return tokenizer
 
@@ -174,7 +179,8 @@ def load(spec: ModelSpec, folder: Path) -> LoadedModel:
     if unet.config.cross_attention_dim != hidden:
         raise ModelFolderError(
             f"{folder / 'unet' / 'config.json'}: cross_attention_dim is {unet.config.cross_attention_dim}, "
-            f"but the text encoder(s) give {hidden}")
+            f"but the text encoder(s) give {hidden}"
+        )
     tokenizers = [_load_tokenizer(folder, sub, spec.max_tokens) for sub in spec.tokenizers]
     scheduler_config = read_json(folder / SCHEDULER_FILE)
     return LoadedModel(spec, folder, unet, vae, encoders, tokenizers, scheduler_config)

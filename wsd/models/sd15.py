@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from wsd.models.spec import Component, ModelSpec, Scheduler
 
-UNET_KEYS = ("in_channels", "out_channels", "block_out_channels", "down_block_types", "up_block_types",
-             "cross_attention_dim", "layers_per_block", "norm_num_groups")
+UNET_KEYS = (
+    "in_channels",
+    "out_channels",
+    "block_out_channels",
+    "down_block_types",
+    "up_block_types",
+    "cross_attention_dim",
+    "layers_per_block",
+    "norm_num_groups",
+)
 VAE_KEYS = ("latent_channels", "block_out_channels", "up_block_types", "scaling_factor", "norm_num_groups")
 CLIP_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "max_position_embeddings")
 
@@ -26,8 +34,7 @@ SD15_SCHEDULER = {
 }
 
 SCHEDULERS = (
-    Scheduler("dpm-solver++", "DPMSolverMultistepScheduler", 20,
-              {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    Scheduler("dpm-solver++", "DPMSolverMultistepScheduler", 20, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
     Scheduler("pndm", "PNDMScheduler", 50),
     Scheduler("euler", "EulerDiscreteScheduler", 30),
     Scheduler("ddim", "DDIMScheduler", 50),
@@ -35,48 +42,97 @@ SCHEDULERS = (
 
 
 def _unet(widths, layers, heads, groups, cross_dim, sample):
-    return Component("unet", "diffusers", "UNet2DConditionModel", {
-        "sample_size": sample, "in_channels": 4, "out_channels": 4,
-        "block_out_channels": list(widths), "layers_per_block": layers,
-        "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
-        "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
-        "cross_attention_dim": cross_dim, "attention_head_dim": heads,
-        "norm_num_groups": groups, "flip_sin_to_cos": True, "freq_shift": 0,
-    }, DIFFUSERS_WEIGHTS, UNET_KEYS)
+    return Component(
+        "unet",
+        "diffusers",
+        "UNet2DConditionModel",
+        {
+            "sample_size": sample,
+            "in_channels": 4,
+            "out_channels": 4,
+            "block_out_channels": list(widths),
+            "layers_per_block": layers,
+            "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
+            "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
+            "cross_attention_dim": cross_dim,
+            "attention_head_dim": heads,
+            "norm_num_groups": groups,
+            "flip_sin_to_cos": True,
+            "freq_shift": 0,
+        },
+        DIFFUSERS_WEIGHTS,
+        UNET_KEYS,
+    )
 
 
 def _vae(widths, layers, groups, sample):
-    return Component("vae", "diffusers", "AutoencoderKL", {
-        "in_channels": 3, "out_channels": 3, "latent_channels": 4,
-        "block_out_channels": list(widths), "layers_per_block": layers,
-        "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
-        "norm_num_groups": groups, "sample_size": sample, "scaling_factor": 0.18215,
-    }, DIFFUSERS_WEIGHTS, VAE_KEYS)
+    return Component(
+        "vae",
+        "diffusers",
+        "AutoencoderKL",
+        {
+            "in_channels": 3,
+            "out_channels": 3,
+            "latent_channels": 4,
+            "block_out_channels": list(widths),
+            "layers_per_block": layers,
+            "down_block_types": ["DownEncoderBlock2D"] * 4,
+            "up_block_types": ["UpDecoderBlock2D"] * 4,
+            "norm_num_groups": groups,
+            "sample_size": sample,
+            "scaling_factor": 0.18215,
+        },
+        DIFFUSERS_WEIGHTS,
+        VAE_KEYS,
+    )
 
 
 def _clip(hidden, layers, heads, inner, vocab):
-    return Component("text_encoder", "transformers", "CLIPTextModel", {
-        "hidden_size": hidden, "intermediate_size": inner, "num_hidden_layers": layers,
-        "num_attention_heads": heads, "vocab_size": vocab, "max_position_embeddings": 77,
-        "hidden_act": "quick_gelu", "projection_dim": hidden,
-        "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1,
-    }, TRANSFORMERS_WEIGHTS, CLIP_KEYS)
+    return Component(
+        "text_encoder",
+        "transformers",
+        "CLIPTextModel",
+        {
+            "hidden_size": hidden,
+            "intermediate_size": inner,
+            "num_hidden_layers": layers,
+            "num_attention_heads": heads,
+            "vocab_size": vocab,
+            "max_position_embeddings": 77,
+            "hidden_act": "quick_gelu",
+            "projection_dim": hidden,
+            # SD 1.5's text_encoder/config.json values (token ids, not secrets).
+            "bos_token_id": 0,  # nosec B105
+            "eos_token_id": 2,  # nosec B105
+            "pad_token_id": 1,  # nosec B105
+        },
+        TRANSFORMERS_WEIGHTS,
+        CLIP_KEYS,
+    )
 
 
 SD15 = ModelSpec(
-    name="sd15", family="sd15", image_size=512,
+    name="sd15",
+    family="sd15",
+    image_size=512,
     unet=_unet((320, 640, 1280, 1280), 2, 8, 32, 768, 64),
     vae=_vae((128, 256, 512, 512), 2, 32, 512),
     text_encoders=(_clip(768, 12, 12, 3072, 49408),),
     tokenizers=("tokenizer",),
-    scheduler_config=SD15_SCHEDULER, schedulers=SCHEDULERS, default_scheduler="dpm-solver++",
+    scheduler_config=SD15_SCHEDULER,
+    schedulers=SCHEDULERS,
+    default_scheduler="dpm-solver++",
 )
 
 SD15_TINY = ModelSpec(
-    name="sd15-tiny", family="sd15", image_size=64,
+    name="sd15-tiny",
+    family="sd15",
+    image_size=64,
     unet=_unet((32, 32, 64, 64), 1, 8, 8, 32, 8),
     vae=_vae((16, 16, 32, 32), 1, 8, 64),
     text_encoders=(_clip(32, 2, 4, 64, 1024),),
     tokenizers=("tokenizer",),
-    scheduler_config=SD15_SCHEDULER, schedulers=SCHEDULERS, default_scheduler="dpm-solver++",
+    scheduler_config=SD15_SCHEDULER,
+    schedulers=SCHEDULERS,
+    default_scheduler="dpm-solver++",
 )

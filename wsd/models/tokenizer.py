@@ -96,9 +96,19 @@ def write_tokenizer(folder: Path, merges_count: int, max_length: int = 77) -> No
     (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
     lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in merges]
     (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (folder / "special_tokens_map.json").write_text(json.dumps(
-        {"bos_token": START, "eos_token": END, "unk_token": END, "pad_token": END}))
-    (folder / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "CLIPTokenizer", "model_max_length": max_length, "do_lower_case": True,
-        "bos_token": START, "eos_token": END, "unk_token": END, "pad_token": END,
-    }))
+    (folder / "special_tokens_map.json").write_text(
+        json.dumps({"bos_token": START, "eos_token": END, "unk_token": END, "pad_token": END})
+    )
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "CLIPTokenizer",
+                "model_max_length": max_length,
+                "do_lower_case": True,
+                "bos_token": START,
+                "eos_token": END,
+                "unk_token": END,
+                "pad_token": END,
+            }
+        )
+    )
