@@ -126,3 +126,34 @@ def test_int64_input_is_refused_with_advice():
     target = target_of("webgpu")
     with target, pytest.raises(BuildError, match="is int64; declare it int32"):
         apply(mod, target)
+
+
+def test_a_kernel_no_rule_schedules_fails_the_build_by_name(monkeypatch):
+    import tvm
+
+    from wsd import passes
+    from wsd.build import target_of
+
+    monkeypatch.setattr(passes, "dlight_rules", lambda target: [])
+    exported = torch.export.export(InfCompare().eval(), (torch.zeros(4, 8),))
+    func, _ = import_exported("main", exported)
+    mod = tvm.IRModule({tvm.ir.GlobalVar("main"): func})
+    target = target_of("webgpu")
+    with target, pytest.raises(BuildError, match=r"kernel '\w+' has no GPU schedule \(no rule matched\)"):
+        apply(mod, target)
+
+
+def test_a_tuning_database_is_applied_before_dlight(tmp_path):
+    """An empty MetaSchedule database: nothing to take from it, and dlight schedules the rest."""
+    import tvm
+
+    from wsd.build import target_of
+
+    exported = torch.export.export(InfCompare().eval(), (torch.zeros(4, 8),))
+    func, _ = import_exported("main", exported)
+    mod = tvm.IRModule({tvm.ir.GlobalVar("main"): func})
+    target = target_of("webgpu")
+    steps = []
+    with target, tvm.transform.PassContext(opt_level=3):
+        apply(mod, target, on_step=steps.append, tune_db=str(tmp_path))
+    assert steps.index("apply-tuning") == steps.index("schedule") - 1
