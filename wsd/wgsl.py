@@ -90,7 +90,7 @@ class Validation:
 # batches, each in a fresh process; a batch whose process dies is split in two and retried,
 # down to one shader, and only a shader that kills Dawn on its own is reported as failing.
 BATCH = 32
-TIMEOUT_S = 60
+TIMEOUT_S = 20  # a batch answers in well under a second; a stalled one is split
 
 
 class _DawnDiedError(Exception):
