@@ -157,3 +157,18 @@ def test_a_tuning_database_is_applied_before_dlight(tmp_path):
     with target, tvm.transform.PassContext(opt_level=3):
         apply(mod, target, on_step=steps.append, tune_db=str(tmp_path))
     assert steps.index("apply-tuning") == steps.index("schedule") - 1
+
+
+def test_hundreds_of_shaders_in_one_dawn_process(monkeypatch):
+    """Regression: the validator once let Dawn's GPU instance be garbage-collected and died
+    part-way through long batches. One process must now take a few hundred modules."""
+    monkeypatch.setattr(wgsl, "BATCH", 1000)
+    body = "@group(0) @binding(0) var<storage, read_write> a : array<f32>;\n"
+    shaders = {
+        f"k{i}_kernel": body + f"@compute @workgroup_size(64) fn k{i}_kernel(@builtin(global_invocation_id) g : "
+        f"vec3<u32>) {{ a[g.x] = a[g.x] * {i}.0 + 1.0; }}"
+        for i in range(400)
+    }
+    result = wgsl.validate(shaders)
+    assert result.failures == {} and result.count == 400
+    assert result.retries == 0

@@ -202,8 +202,10 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
         shaders = wgsl.shaders_of(executable.mod)
         with phases.phase("validate", total=len(shaders), unit="shader") as bar:
             validation = wgsl.require_valid(shaders, pipelines=opts.validate_pipelines, echo=echo, on_batch=bar.update)
+        # The WGSL travels with the build: the harness localizes faults per kernel with it,
+        # and it can be re-validated on another adapter (a real GPU) without rebuilding.
         (out / "shaders").mkdir()
-        (out / "shaders" / "index.json").write_text(json.dumps(sorted(shaders), indent=0))
+        (out / "shaders" / "wgsl.json").write_text(json.dumps(shaders, sort_keys=True))
     with phases.phase("link"):
         lib_name = _link(executable, out, spec, opts, echo)
     total_bytes = sum(a.nbytes for tensors in captured.params.values() for _, a in tensors)

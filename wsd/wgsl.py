@@ -84,12 +84,12 @@ class Validation:
     skipped: dict[str, str] = field(default_factory=dict)  # kernel -> why it could not be validated here
 
 
-# Dawn for Node over SwiftShader sometimes dies part-way through a long run of shader
-# modules (a futex error, a segfault, or a stall) although every one of those shaders
-# validates alone; seen on batches of the full SD 1.5 and the tiny UNet. So shaders go in
-# batches, each in a fresh process; a batch whose process dies is split in two and retried,
-# down to one shader, and only a shader that kills Dawn on its own is reported as failing.
-BATCH = 32
+# Shaders go to Dawn in batches, each in a fresh process; a batch whose process dies is
+# split in two and retried, down to one shader, and only a shader that kills Dawn on its
+# own is reported as failing. (The crashes and stalls first seen here were our script
+# letting the GPU instance be garbage-collected under a live device, now fixed; the
+# split stays so that a Dawn crash on one shader names that shader.)
+BATCH = 128
 TIMEOUT_S = 20  # a batch answers in well under a second; a stalled one is split
 
 

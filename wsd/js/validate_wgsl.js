@@ -33,7 +33,10 @@ async function main() {
   const shaders = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
   const pipelines = process.argv[3] === "pipelines";
   Object.assign(globalThis, dawn.globals);
-  const adapter = await dawn.create([]).requestAdapter();
+  // Keep the GPU instance referenced for the whole run: once it is garbage-collected, Dawn
+  // tears the instance down under the live device (futex errors, segfaults, stalls).
+  globalThis.wsdGpu = dawn.create([]);
+  const adapter = await globalThis.wsdGpu.requestAdapter();
   if (!adapter) throw new Error("Dawn found no WebGPU adapter (is a Vulkan driver or SwiftShader ICD visible?)");
   const limits = {};
   for (const key of ["maxComputeWorkgroupStorageSize", "maxComputeInvocationsPerWorkgroup", "maxStorageBuffersPerShaderStage"]) {
