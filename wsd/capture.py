@@ -18,7 +18,6 @@ from wsd.errors import BuildError
 class Captured:
     mod: object  # tvm.IRModule with one Relax function per entry point
     params: dict[str, list[tuple[str, np.ndarray]]] = field(default_factory=dict)  # entry -> named params
-    exported: dict[str, object] = field(default_factory=dict)  # entry -> torch ExportedProgram
 
 
 def example_args(entry: EntryPoint, spec, seed: int = 0):
@@ -124,7 +123,6 @@ def capture(model, entries, echo=None) -> Captured:
         func, params = import_exported(entry.name, exported)
         functions[entry.name] = func
         out.params[entry.name] = params
-        out.exported[entry.name] = exported
         if echo:
             echo(entry.name)
     out.mod = tvm.IRModule({tvm.ir.GlobalVar(n): f for n, f in functions.items()})

@@ -37,7 +37,6 @@ class EntryPoint:
     wrapper: Callable  # (LoadedModel) -> torch.nn.Module
     inputs: Callable[[ModelSpec], tuple[TensorSpec, ...]]
     outputs: Callable[[ModelSpec], tuple[TensorSpec, ...]]
-    has_params: bool = True
 
 
 def _torch():
@@ -149,14 +148,12 @@ SCHEDULER_ENTRIES = (
         scheduler_step_wrapper,
         _step_inputs,
         lambda s: (_latents(s, "prev_sample"), _latents(s, "stored")),
-        has_params=False,
     ),
     EntryPoint(
         "scale_model_input",
         scale_wrapper,
         lambda s: (_latents(s, "sample"), TensorSpec("scale", (), "float32")),
         lambda s: (_latents(s, "scaled"),),
-        has_params=False,
     ),
 )
 
@@ -184,7 +181,6 @@ SD15_ENTRIES = (
         rgba_wrapper,
         lambda s: (_image(s),),
         lambda s: (TensorSpec("rgba", (s.image_size, s.image_size), "int32"),),
-        has_params=False,
     ),
 )
 
