@@ -21,12 +21,17 @@ from wsd.paths import cache_root
 MANIFEST = "manifest.json"
 
 
-def sha256_file(path: Path) -> str:
+def file_digest(path: Path) -> bytes:
+    """sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()
+    return digest.digest()
+
+
+def sha256_file(path: Path) -> str:
+    return file_digest(path).hex()
 
 
 def key_of(inputs: dict) -> str:

@@ -80,6 +80,7 @@ def wgsl_legal_types():
             self.stored_bools = []
             self.boolish = []
             self.pending_boolish = False
+            self._dataflow_depth = 0
 
         def _narrow(self, const):
             return narrow_const(const, self.where) if dtype_of(const) in TO_INT32 else const
@@ -147,10 +148,10 @@ def wgsl_legal_types():
             self.set_var_remap(_vid(binding.var), new_var)
 
         def _in_dataflow(self):
-            return bool(getattr(self, "_dataflow_depth", 0))
+            return self._dataflow_depth > 0
 
         def visit_dataflow_block_(self, block):
-            self._dataflow_depth = getattr(self, "_dataflow_depth", 0) + 1
+            self._dataflow_depth += 1
             try:
                 return super().visit_dataflow_block_(block)
             finally:

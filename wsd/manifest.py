@@ -7,10 +7,10 @@ truncated shard is refused before it is used; `wsd verify` checks the same on di
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from pathlib import Path
 
+from wsd.cache import file_digest
 from wsd.errors import WsdError
 
 NAME = "manifest.json"
@@ -18,11 +18,7 @@ FORMAT = 1
 
 
 def digest_file(path: Path) -> dict:
-    sha = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            sha.update(block)
-    raw = sha.digest()
+    raw = file_digest(path)
     return {"sha256": raw.hex(), "size": path.stat().st_size, "integrity": "sha256-" + base64.b64encode(raw).decode()}
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from wsd import cache, toolchain
 from wsd.errors import BuildError, ToolchainError
-from wsd.proc import run
+from wsd.proc import run, version_of
 
 DAWN_PACKAGE = "webgpu@0.6.2"
 SCRIPT = Path(__file__).with_name("js") / "validate_wgsl.js"
@@ -42,12 +42,7 @@ def shaders_of(runtime_module) -> dict[str, str]:
 def dawn_modules(echo=print) -> Path:
     """node_modules holding Dawn for Node, installed once into the user cache."""
     npm = toolchain.find("npm")
-    node_version = subprocess.run(
-        [toolchain.find("node"), "--version"],
-        capture_output=True,
-        text=True,  # nosec B603
-        check=False,
-    ).stdout.strip()
+    node_version = version_of([toolchain.find("node"), "--version"])
 
     def build(out: Path) -> list[str]:
         echo(f"installing {DAWN_PACKAGE} (Dawn for Node) into the cache")
@@ -65,7 +60,7 @@ def vulkan_env() -> dict[str, str]:
     env = dict(os.environ)
     chromium_dir = Path("/usr/lib/chromium")
     # Chromium's own loader first: it is what the browser runs, and it is there without
-    # installing libvulkan1 (Debian's, when present, stalls where this one fails fast).
+    # installing libvulkan1.
     if (chromium_dir / "libvulkan.so.1").exists():
         env["LD_LIBRARY_PATH"] = f"{chromium_dir}:{env.get('LD_LIBRARY_PATH', '')}".rstrip(":")
     icd = chromium_dir / "vk_swiftshader_icd.json"
@@ -103,31 +98,29 @@ def validate(shaders: dict[str, str], pipelines: bool = False, echo=print, on_ba
     env = vulkan_env()
     env["WSD_DAWN_MODULES"] = str(dawn_modules(echo))
     names = list(shaders)
-    state = {"adapter": {}, "ms": 0, "failures": {}, "retries": 0, "skipped": {}}
+    result = Validation({}, 0, {}, len(names))
     for start in range(0, len(names), BATCH):
-        _validate_split(names[start : start + BATCH], shaders, pipelines, env, state)
+        _validate_split(names[start : start + BATCH], shaders, pipelines, env, result)
         if on_batch:
             on_batch(len(names[start : start + BATCH]))
-    result = Validation(state["adapter"], state["ms"], state["failures"], len(names))
-    result.retries, result.skipped = state["retries"], state["skipped"]
     return result
 
 
-def _validate_split(names, shaders, pipelines, env, state) -> None:
+def _validate_split(names, shaders, pipelines, env, result: Validation) -> None:
     try:
         report = _validate_batch({n: shaders[n] for n in names}, pipelines, env)
     except _DawnDiedError as died:
         if len(names) == 1:
-            state["failures"][names[0]] = [f"Dawn's validator died on this shader alone: {died}"]
+            result.failures[names[0]] = [f"Dawn's validator died on this shader alone: {died}"]
             return
-        state["retries"] += 1
+        result.retries += 1
         half = len(names) // 2
-        _validate_split(names[:half], shaders, pipelines, env, state)
-        _validate_split(names[half:], shaders, pipelines, env, state)
+        _validate_split(names[:half], shaders, pipelines, env, result)
+        _validate_split(names[half:], shaders, pipelines, env, result)
         return
-    state["adapter"], state["ms"] = report["adapter"], state["ms"] + report["ms"]
-    state["failures"].update({r["name"]: r["messages"] for r in report["results"] if not r["ok"]})
-    state["skipped"].update({r["name"]: r["skipped"] for r in report["results"] if r.get("skipped")})
+    result.adapter, result.ms = report["adapter"], result.ms + report["ms"]
+    result.failures.update({r["name"]: r["messages"] for r in report["results"] if not r["ok"]})
+    result.skipped.update({r["name"]: r["skipped"] for r in report["results"] if r.get("skipped")})
 
 
 def _validate_batch(shaders: dict[str, str], pipelines: bool, env: dict) -> dict:
@@ -136,13 +129,8 @@ def _validate_batch(shaders: dict[str, str], pipelines: bool, env: dict) -> dict
         path.write_text(json.dumps(shaders))
         argv = [toolchain.find("node"), str(SCRIPT), str(path)] + (["pipelines"] if pipelines else [])
         try:
-            proc = subprocess.run(
-                argv,
-                capture_output=True,
-                text=True,
-                env=env,
-                check=False,  # nosec B603
-                timeout=TIMEOUT_S,
+            proc = subprocess.run(  # nosec B603 (an argv list, never a shell)
+                argv, capture_output=True, text=True, env=env, check=False, timeout=TIMEOUT_S
             )
         except subprocess.TimeoutExpired:
             raise _DawnDiedError(f"no answer in {TIMEOUT_S} s") from None

@@ -111,28 +111,34 @@ def _clip(hidden, layers, heads, inner, vocab):
     )
 
 
-SD15 = ModelSpec(
-    name="sd15",
-    family="sd15",
-    image_size=512,
-    unet=_unet((320, 640, 1280, 1280), 2, 8, 32, 768, 64),
-    vae=_vae((128, 256, 512, 512), 2, 32, 512),
-    text_encoders=(_clip(768, 12, 12, 3072, 49408),),
-    tokenizers=("tokenizer",),
-    scheduler_config=SD15_SCHEDULER,
-    schedulers=SCHEDULERS,
-    default_scheduler="dpm-solver++",
+def _sd15_like(name: str, image_size: int, unet: Component, vae: Component, clip: Component) -> ModelSpec:
+    """An SD 1.5-family spec: one CLIP text encoder, SD 1.5's scheduler config and samplers."""
+    return ModelSpec(
+        name=name,
+        family="sd15",
+        image_size=image_size,
+        unet=unet,
+        vae=vae,
+        text_encoders=(clip,),
+        tokenizers=("tokenizer",),
+        scheduler_config=SD15_SCHEDULER,
+        schedulers=SCHEDULERS,
+        default_scheduler="dpm-solver++",
+    )
+
+
+SD15 = _sd15_like(
+    "sd15",
+    512,
+    _unet((320, 640, 1280, 1280), 2, 8, 32, 768, 64),
+    _vae((128, 256, 512, 512), 2, 32, 512),
+    _clip(768, 12, 12, 3072, 49408),
 )
 
-SD15_TINY = ModelSpec(
-    name="sd15-tiny",
-    family="sd15",
-    image_size=64,
-    unet=_unet((32, 32, 64, 64), 1, 8, 8, 32, 8),
-    vae=_vae((16, 16, 32, 32), 1, 8, 64),
-    text_encoders=(_clip(32, 2, 4, 64, 1024),),
-    tokenizers=("tokenizer",),
-    scheduler_config=SD15_SCHEDULER,
-    schedulers=SCHEDULERS,
-    default_scheduler="dpm-solver++",
+SD15_TINY = _sd15_like(
+    "sd15-tiny",
+    64,
+    _unet((32, 32, 64, 64), 1, 8, 8, 32, 8),
+    _vae((16, 16, 32, 32), 1, 8, 64),
+    _clip(32, 2, 4, 64, 1024),
 )
