@@ -33,9 +33,15 @@ NO_WEBGPU_ARGS = ["--disable-webgpu", "--disable-features=WebGPU"]
 PAGE_CODES = {
     "WSD_NO_WEBGPU": "no-webgpu",
     "WSD_NO_ADAPTER": "no-adapter",
+    "WSD_LIMIT": "limit",
+    "WSD_NO_F16": "no-f16",
     "WSD_SHADER": "shader",
     "WSD_GPU_ERROR": "gpu-error",
     "WSD_FETCH": "fetch",
+    "WSD_INTEGRITY": "integrity",
+    "WSD_TOKENIZER": "tokenizer",
+    "WSD_MODEL": "model",
+    "WSD_INPUT": "input",
 }
 
 
@@ -75,7 +81,7 @@ def launch_options(webgpu: bool = True, adapter: str | None = None) -> dict:
 
 
 def runner_mounts(bundle: Path, artifacts: Path | None = None) -> dict[str, Path]:
-    mounts = {"/": web_dir() / "runner", "/tvmjs.bundle.js": bundle}
+    mounts = {"/": web_dir() / "runner", "/lib/": web_dir() / "lib", "/tvmjs.bundle.js": bundle}
     if artifacts is not None:
         mounts["/a/"] = artifacts
     return mounts
@@ -182,6 +188,27 @@ class Browser:
 
     def runner(self, test_hooks: bool = False) -> RunnerPage:
         return RunnerPage(self._browser.new_page(), self.base_url, self.timeout_s, test_hooks).open()
+
+    def mount(self, folder: Path) -> str:
+        """Serve another built model folder; returns its URL path (the server reads mounts live)."""
+        prefix = f"/m{len(self.mounts)}/"
+        self.mounts[prefix] = Path(folder)
+        return prefix
+
+    def shared_runner(self) -> RunnerPage:
+        """One runner page kept open across callers, so a loaded model stays loaded."""
+        if getattr(self, "_shared", None) is None:
+            self._shared = self.runner()
+        return self._shared
+
+    def reset_runner(self) -> None:
+        """Close the shared page (after a crash or a timeout); the next call opens a fresh one."""
+        shared, self._shared = getattr(self, "_shared", None), None
+        if shared is not None:
+            try:
+                shared.page.close()
+            except Exception:  # noqa: BLE001,S110  # nosec B110 (the page may be gone already)
+                pass
 
     def __exit__(self, *exc) -> None:
         stop_playwright = (lambda: None) if self._borrowed else (lambda: self._pw.stop())

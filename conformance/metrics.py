@@ -25,3 +25,31 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
         "cosine": float(np.dot(ref.ravel(), out.ravel()) / (ref_norm * out_norm)) if ref_norm and out_norm else 0.0,
         "psnr": float(20 * np.log10((np.max(np.abs(ref)) + 1e-5) / (rms + 1e-10))),
     }
+
+
+def ssim(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Structural similarity of two uint8 images (H, W, C), scikit-image's implementation."""
+    from skimage.metrics import structural_similarity
+
+    ref, out = np.asarray(reference), np.asarray(candidate)
+    if ref.shape != out.shape:
+        raise ValueError(f"shape mismatch: reference {ref.shape} vs candidate {out.shape}")
+    return float(structural_similarity(ref, out, channel_axis=-1, data_range=255, win_size=7))
+
+
+def exact(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
+    """For ids and packed pixels: how many elements differ (0 is a pass)."""
+    ref, out = np.asarray(reference), np.asarray(candidate)
+    if ref.shape != out.shape:
+        raise ValueError(f"shape mismatch: reference {ref.shape} vs candidate {out.shape}")
+    return {"mismatches": int(np.count_nonzero(ref != out))}
+
+
+def measure(kind: str, reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
+    """The metrics for one output: `tensor`, `image` (uint8, adds SSIM) or `exact`."""
+    if kind == "exact":
+        return exact(reference, candidate)
+    metrics = compare(reference, candidate)
+    if kind == "image":
+        metrics["ssim"] = ssim(reference, candidate)
+    return metrics

@@ -32,6 +32,9 @@ COMPILER_SOURCES = (
     "build.py",
     "wgsl.py",
     "manifest.py",
+    "requirements.py",
+    "faults.py",
+    "kernels.py",
     "models/spec.py",
     "models/sd15.py",
     "models/folder.py",
@@ -51,6 +54,7 @@ class BuildOptions:
     tune_db: str | None = None
     validate_pipelines: bool = False  # also create every compute pipeline (slow on SwiftShader)
     entries: tuple[str, ...] = ()  # empty: all of the model's entry points
+    inject: tuple[str, ...] = ()  # faults for the harness's self-test (wsd/faults.py)
 
 
 @dataclass
@@ -69,6 +73,10 @@ def check_options(opts: BuildOptions):
         raise WsdError(f"unsupported target {opts.target!r}; supported: {', '.join(TARGETS)}")
     if bool(opts.weights) == bool(opts.random_init):
         raise WsdError("give exactly one of --weights DIR (a diffusers folder) or --random-init")
+    from wsd import faults
+
+    for fault in opts.inject:
+        faults.parse(fault)
     if opts.tune_db and not Path(opts.tune_db).is_dir():
         raise WsdError(f"--tune-db {opts.tune_db}: not a MetaSchedule database folder")
     return spec
@@ -168,7 +176,8 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
     from tvm import relax
 
     from wsd import params as param_shards
-    from wsd import schedulers, wgsl
+    from wsd import faults, requirements, schedulers, wgsl
+    from wsd import kernels as kernel_table
     from wsd.capture import capture
     from wsd.entries import entries_for
     from wsd.models.folder import load
@@ -185,7 +194,9 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
     with phases.phase("capture", total=len(entries)) as bar:
         captured = capture(model, entries, echo=lambda name: (bar.set_postfix_str(name), bar.update()))
     target = target_of(opts.target)
-    with phases.phase("passes", total=len(STEPS)) as bar:
+    injected: dict[str, str] = {}
+    extra = faults.steps(opts.inject, injected)
+    with phases.phase("passes", total=len(STEPS) + len(extra)) as bar:
         mod = captured.mod
         with target, tvm.transform.PassContext(opt_level=3):
             mod = apply(
@@ -194,10 +205,13 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
                 on_step=lambda n: (bar.set_postfix_str(n), bar.update()),
                 tune_db=opts.tune_db,
                 dtype=opts.dtype,
+                before_schedule=extra,
             )
+    # Kernel signatures for the harness's kernel-by-kernel localization.
+    (out / "kernels.json").write_text(json.dumps(kernel_table.signatures(mod), sort_keys=True))
     with phases.phase("build"), tvm.transform.PassContext(opt_level=3, config=build_config(target)):
         executable = relax.build(mod, target)
-    validation = None
+    validation, needs = None, None
     if opts.target == "webgpu":
         shaders = wgsl.shaders_of(executable.mod)
         with phases.phase("validate", total=len(shaders), unit="shader") as bar:
@@ -206,16 +220,23 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
         # and it can be re-validated on another adapter (a real GPU) without rebuilding.
         (out / "shaders").mkdir()
         (out / "shaders" / "wgsl.json").write_text(json.dumps(shaders, sort_keys=True))
+        needs = requirements.collect(mod, shaders, opts.dtype)
     with phases.phase("link"):
         lib_name = _link(executable, out, spec, opts, echo)
     total_bytes = sum(a.nbytes for tensors in captured.params.values() for _, a in tensors)
     with phases.phase("params", total=total_bytes, unit="B") as bar:
         param_shards.write_shards(out, captured.params, on_tensor=bar.update)
+    step_choices = {}
     with phases.phase("tables", total=len(spec.schedulers)) as bar:
         (out / "schedulers").mkdir()
         for sched in spec.schedulers:
             tbl = schedulers.table(sched, model.scheduler_config)
             (out / "schedulers" / f"{sched.name}.json").write_text(json.dumps(tbl))
+            # One table per step count the page offers (the default is among them).
+            step_choices[sched.name] = sorted({*schedulers.STEP_CHOICES, sched.steps})
+            for steps in step_choices[sched.name]:
+                tbl = schedulers.table(sched, model.scheduler_config, steps)
+                (out / "schedulers" / f"{sched.name}-{steps}.json").write_text(json.dumps(tbl))
             bar.update()
         for index, sub in enumerate(spec.tokenizers):
             dest = out / ("tokenizer" if index == 0 else f"tokenizer_{index + 1}")
@@ -237,6 +258,9 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
             "max_tokens": spec.max_tokens,
             "default_scheduler": spec.default_scheduler,
             "schedulers": [s.name for s in spec.schedulers],
+            "scheduler_steps": step_choices,
+            "requirements": needs,
+            "injected_faults": injected,
             "entry_points": {
                 e.name: {
                     "inputs": [t.as_json() for t in e.inputs(spec)],

@@ -57,6 +57,7 @@ def _cmd_build(args) -> int:
         tune_db=args.tune_db,
         validate_pipelines=args.validate_pipelines,
         entries=tuple(args.entry or ()),
+        inject=tuple(args.inject or ()),
     )
     result = build(opts, Path(args.out), progress=not args.quiet, force=args.rebuild)
     files = result.manifest["files"]
@@ -138,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tune-db", help="a MetaSchedule database folder to take tuned kernels from")
     p.add_argument("--validate-pipelines", action="store_true", help="also create every compute pipeline in Dawn")
     p.add_argument("--entry", action="append", help="build only this entry point (repeatable)")
+    p.add_argument(
+        "--inject", action="append", metavar="FAULT", help="inject a compiler fault, e.g. drop-bias@clip (harness self-test)"
+    )
     p.add_argument("--rebuild", action="store_true", help="ignore the build cache")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_build)

@@ -97,15 +97,21 @@ def mixed_precision_step() -> Step:
     )
 
 
-def pipeline(target, steps: tuple[Step, ...] = STEPS, on_step=None, tune_db: str | None = None, dtype: str = "float32"):
+def pipeline(
+    target,
+    steps: tuple[Step, ...] = STEPS,
+    on_step=None,
+    tune_db: str | None = None,
+    dtype: str = "float32",
+    before_schedule: tuple[Step, ...] = (),
+):
     import tvm
 
     if dtype == "float16":
         at = [s.name for s in steps].index("wgsl-types")
         steps = (*steps[:at], mixed_precision_step(), *steps[at:])
-    if tune_db:
-        at = [s.name for s in steps].index("schedule")
-        steps = (*steps[:at], tuning_step(tune_db), *steps[at:])
+    at = [s.name for s in steps].index("schedule")
+    steps = (*steps[:at], *before_schedule, *((tuning_step(tune_db),) if tune_db else ()), *steps[at:])
     passes = []
     for step in steps:
         p = step.make(target)
@@ -115,12 +121,12 @@ def pipeline(target, steps: tuple[Step, ...] = STEPS, on_step=None, tune_db: str
     return tvm.transform.Sequential(passes, name="wsd")
 
 
-def apply(mod, target, on_step=None, tune_db: str | None = None, dtype: str = "float32"):
+def apply(mod, target, on_step=None, tune_db: str | None = None, dtype: str = "float32", before_schedule=()):
     """Run the pipeline on mod; a BuildError raised inside a pass comes out as a BuildError."""
     from wsd import legalize
 
     try:
-        return pipeline(target, on_step=on_step, tune_db=tune_db, dtype=dtype)(mod)
+        return pipeline(target, on_step=on_step, tune_db=tune_db, dtype=dtype, before_schedule=before_schedule)(mod)
     except BuildError:
         raise
     except Exception as exc:
@@ -179,6 +185,13 @@ def is_prim_func(func) -> bool:
 
     tir = getattr(tvm, "tirx", None) or tvm.tir
     return isinstance(func, tir.PrimFunc)
+
+
+def param_buffers(func) -> list:
+    """A PrimFunc's parameter buffers (name, shape, dtype): `buffer_map` before TVM 0.27, typed params after."""
+    if hasattr(func, "buffer_map"):
+        return [func.buffer_map[p] for p in func.params if p in func.buffer_map]
+    return [p for p in func.params if hasattr(p, "shape") and p.shape is not None]
 
 
 class ScheduleKernels:

@@ -149,6 +149,10 @@ TABLE_BUILDERS = {
 }
 
 
+# Step counts the build writes a table for (the page's steps choices).
+STEP_CHOICES = (2, 4, 8, 10, 15, 20, 25, 30, 40, 50)
+
+
 def table(spec: Scheduler, base_config: dict, steps: int | None = None) -> dict:
     """The JSON the page loads for one sampler: timesteps and per-step coefficients."""
     steps = steps or spec.steps

@@ -1,55 +1,23 @@
-// The page the harness drives. It exposes window.wsd with three calls:
-//   adapterInfo()        -> what the WebGPU adapter is (vendor, architecture, features, limits)
-//   runModule(spec)      -> load a compiled .wasm, run one entry point, return outputs
-// Errors are thrown as Error objects whose message starts with a stable code
-// ("WSD_NO_WEBGPU: ...") so the Python driver can name what failed.
+// The page the harness drives. window.wsd exposes:
+//   adapterInfo()            -> the WebGPU adapter (vendor, architecture, features, limits)
+//   runModule(spec)          -> load a compiled .wasm, run one entry point, return outputs (smoke module)
+//   open({url})              -> load a `wsd build` model once (reused while its wasm is the same)
+//   run({entry, inputs})     -> one entry point of the open model on base64 arrays
+//   runKernels({kernels})    -> compiled kernels one by one (localization)
+//   tokenize({prompts})      -> the page's CLIP tokenizer on the open model's vocabulary
+//   generate(options)        -> prompt to image (lib/pipeline.js), image and latents as base64
+//   memory()                 -> GPU buffers and bytes the runtime holds
+// Errors are Error objects whose message starts with a stable code ("WSD_NO_WEBGPU: ...").
+import { WsdError } from "/lib/errors.js";
+import { createDevice, describeAdapter, requestAdapter } from "/lib/gpu.js";
+import { generate as generateImage } from "/lib/pipeline.js";
+import { ModelSession } from "/lib/session.js";
 
 const statusEl = document.getElementById("status");
+let session = null;
 
 function setStatus(text) {
   statusEl.textContent = text;
-}
-
-function fail(code, message) {
-  return new Error(`${code}: ${message}`);
-}
-
-// Plain-object copy of a GPUSupportedLimits (its fields are getters, not own properties).
-function limitsToObject(limits) {
-  const entries = [];
-  for (const key in limits) {
-    const value = Reflect.get(limits, key);
-    if (typeof value === "number") entries.push([key, value]);
-  }
-  return Object.fromEntries(entries);
-}
-
-async function requestAdapter() {
-  if (typeof navigator === "undefined" || navigator.gpu === undefined) {
-    throw fail(
-      "WSD_NO_WEBGPU",
-      "navigator.gpu is missing: this browser has no WebGPU. Use Chrome/Chromium 113+ " +
-        "(headless needs --enable-unsafe-webgpu; without a GPU also --enable-unsafe-swiftshader " +
-        "--use-webgpu-adapter=swiftshader)."
-    );
-  }
-  const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
-  if (adapter === null) {
-    throw fail("WSD_NO_ADAPTER", "navigator.gpu.requestAdapter() returned null: no usable GPU adapter.");
-  }
-  return adapter;
-}
-
-function describeAdapter(adapter) {
-  const info = adapter.info || {};
-  return {
-    vendor: info.vendor || "",
-    architecture: info.architecture || "",
-    device: info.device || "",
-    description: info.description || "",
-    features: Array.from(adapter.features).sort(),
-    limits: limitsToObject(adapter.limits),
-  };
 }
 
 async function adapterInfo() {
@@ -61,7 +29,8 @@ function decodeBase64(text) {
   return Uint8Array.from(raw, (ch) => ch.charCodeAt(0));
 }
 
-function encodeBase64(bytes) {
+function encodeBase64(view) {
+  const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
   let raw = "";
   const chunk = 0x8000;
   for (let i = 0; i < bytes.length; i += chunk) {
@@ -70,44 +39,75 @@ function encodeBase64(bytes) {
   return btoa(raw);
 }
 
-async function fetchBytes(url) {
-  const response = await fetch(url);
-  if (!response.ok) throw fail("WSD_FETCH", `${url}: HTTP ${response.status}`);
-  return new Uint8Array(await response.arrayBuffer());
+const TYPED = { float32: Float32Array, int32: Int32Array, uint32: Uint32Array, uint8: Uint8Array };
+
+function fromWire(item) {
+  const bytes = decodeBase64(item.data);
+  const Typed = TYPED[item.dtype] || Uint8Array;
+  return { data: new Typed(bytes.buffer, 0, bytes.byteLength / Typed.BYTES_PER_ELEMENT), shape: item.shape, dtype: item.dtype };
 }
 
-// Requests the adapter's own limits for the device, so large models are not capped
-// at the WebGPU defaults.
-async function createDevice(adapter) {
-  const wanted = ["maxBufferSize", "maxStorageBufferBindingSize", "maxComputeWorkgroupStorageSize",
-    "maxComputeInvocationsPerWorkgroup", "maxComputeWorkgroupSizeX", "maxStorageBuffersPerShaderStage"];
-  const requiredLimits = Object.fromEntries(wanted.map((key) => [key, Reflect.get(adapter.limits, key)]));
-  const device = await adapter.requestDevice({ requiredLimits });
-  const errors = [];
-  device.addEventListener("uncapturederror", (event) => errors.push(event.error.message));
-  device.lost.then((info) => errors.push(`device lost: ${info.message}`));
-  return { device, errors };
+function toWire(host) {
+  return { data: encodeBase64(host.data), shape: host.shape, dtype: host.dtype };
 }
 
-// The entry's weights from a tvmjs tensor cache (a `wsd build` folder), as the one
-// tuple argument every built entry point takes last. spec: {cache: url, prefix, count}.
-async function loadParams(tvm, spec) {
-  if (!spec) return null;
-  if (spec.count === 0) return tvm.makeTVMArray([]);
+function requireSession() {
+  if (!session) throw new WsdError("WSD_MODEL", "no model is open: call wsd.open({url}) first");
+  return session;
+}
+
+async function open(spec) {
+  setStatus(`opening ${spec.url}`);
   const t0 = performance.now();
-  await tvm.fetchTensorCache(new URL(spec.cache, window.location.href).href, tvm.webgpu(), "wsd-runner");
-  const params = tvm.getParamsFromCache(spec.prefix, spec.count);
-  setStatus(`params ${spec.prefix}: ${(performance.now() - t0).toFixed(0)} ms`);
-  return params;
+  session = await ModelSession.open(spec.url, { reuse: session, onProgress: (p) => setStatus(p.text) });
+  setStatus(`open ${session.manifest.model}`);
+  return { model: session.manifest.model, adapter: session.adapterInfo(), timings: { ...session.timings, open_ms: performance.now() - t0 } };
 }
 
-// spec: {wasm: url, entry: name, params: {cache, prefix, count} | undefined, device: "webgpu", inputs: [{data: base64, shape, dtype}], repeat}
+async function run(spec) {
+  const result = await requireSession().run(spec.entry, spec.inputs.map(fromWire));
+  return { outputs: result.outputs.map(toWire), ms: result.ms };
+}
+
+async function runKernels(spec) {
+  const results = await requireSession().runKernels(spec.kernels.map((k) => ({ ...k, args: k.args.map(fromWire) })));
+  return results.map((outs) => outs.map(toWire));
+}
+
+async function tokenize(spec) {
+  const tokenizer = await requireSession().tokenizer();
+  return spec.prompts.map((p) => Array.from(tokenizer.encode(p).ids));
+}
+
+async function generate(options) {
+  const opts = { ...options };
+  if (opts.noise) opts.noise = fromWire(opts.noise).data;
+  const t0 = performance.now();
+  const out = await generateImage(requireSession(), opts, { onProgress: (p) => setStatus(`${p.stage} ${p.step}/${p.steps}`) });
+  const shape = requireSession().manifest.latent_shape;
+  return {
+    rgba: encodeBase64(out.rgba),
+    width: out.width,
+    height: out.height,
+    latents: toWire({ data: out.latents, shape, dtype: "float32" }),
+    noise: toWire({ data: out.noise, shape, dtype: "float32" }),
+    tokens: out.tokens,
+    timings: { ...out.timings, wall_ms: performance.now() - t0 },
+  };
+}
+
+function memory() {
+  return requireSession().memory();
+}
+
+// The smoke module's one-shot path (wsd smoke): a bare .wasm without a manifest.
 async function runModule(spec) {
   setStatus(`running ${spec.entry}`);
   const adapter = await requestAdapter();
   const { device, errors } = await createDevice(adapter);
-  const wasmBytes = await fetchBytes(spec.wasm);
-  const tvm = await tvmjs.instantiate(wasmBytes.buffer, tvmjs.createPolyfillWASI(), () => {});
+  const response = await fetch(spec.wasm);
+  if (!response.ok) throw new WsdError("WSD_FETCH", `${spec.wasm}: HTTP ${response.status}`);
+  const tvm = await tvmjs.instantiate(await response.arrayBuffer(), tvmjs.createPolyfillWASI(), () => {});
   const timings = {};
   tvm.beginScope();
   try {
@@ -116,36 +116,30 @@ async function runModule(spec) {
     try {
       await tvm.asyncLoadWebGPUPipelines(tvm.systemLib());
     } catch (err) {
-      // Dawn reports the root cause (a bad layout, a shader it refuses) as an earlier
-      // uncaptured error; let it arrive, then report it with the exception.
       await new Promise((resolve) => setTimeout(resolve, 50));
-      throw fail("WSD_SHADER", [...errors, String(err.message || err)].join("\n"));
+      throw new WsdError("WSD_SHADER", [...errors, String(err.message || err)].join("\n"));
     }
     timings.pipelines_ms = performance.now() - t0;
-    if (errors.length) throw fail("WSD_SHADER", errors.join("\n"));
+    if (errors.length) throw new WsdError("WSD_SHADER", errors.join("\n"));
     const dev = tvm.webgpu();
-    const vm = tvm.createVirtualMachine(dev);
-    const fn = vm.getFunction(spec.entry);
-    const params = await loadParams(tvm, spec.params);
+    const fn = tvm.createVirtualMachine(dev).getFunction(spec.entry);
     const args = spec.inputs.map((input) => {
-      const cpu = tvm.empty(input.shape, input.dtype, tvm.cpu());
-      cpu.copyFromRawBytes(decodeBase64(input.data));
       const gpu = tvm.empty(input.shape, input.dtype, dev);
-      gpu.copyFrom(cpu);
+      gpu.copyFromRawBytes(decodeBase64(input.data));
       return gpu;
     });
     const runs = [];
     let result = null;
     for (let i = 0; i < (spec.repeat || 1); ++i) {
       t0 = performance.now();
-      result = params === null ? fn(...args) : fn(...args, params);
+      result = fn(...args);
       await tvm.webgpu().sync();
       runs.push(performance.now() - t0);
     }
-    if (errors.length) throw fail("WSD_GPU_ERROR", errors.join("\n"));
-    const outputs = [];
+    if (errors.length) throw new WsdError("WSD_GPU_ERROR", errors.join("\n"));
     const list = result.size !== undefined && result.get !== undefined ? result : null;
     const tensors = list ? Array.from({ length: list.size() }, (_, i) => list.get(i)) : [result];
+    const outputs = [];
     for (const tensor of tensors) {
       const cpu = tvm.empty(tensor.shape, tensor.dtype, tvm.cpu());
       cpu.copyFrom(tensor);
@@ -174,7 +168,7 @@ function testScenario(name) {
   return name;
 }
 
-window.wsd = { adapterInfo, runModule, ready: true };
+window.wsd = { adapterInfo, runModule, open, run, runKernels, tokenize, generate, memory, ready: true };
 // The hook exists only when the driver asks for it (index.html?test=1).
 if (new URLSearchParams(window.location.search).has("test")) window.wsd.testScenario = testScenario;
 setStatus("ready");

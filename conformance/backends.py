@@ -1,0 +1,132 @@
+"""Where a candidate runs: `webgpu` (the page in headless Chromium) or `native` (the same
+Relax module built for llvm, on the CPU). Both answer the same calls, so every stage runs
+unchanged on either; failing on webgpu only points at WebGPU codegen or the runtime,
+failing on both at capture or the compiler.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess  # nosec B404: node runs the page's own tokenizer
+import time
+from pathlib import Path
+
+import numpy as np
+
+from conformance.webgpu import decode, encode
+from wsd import schedulers, toolchain
+from wsd.paths import web_dir
+
+
+def rgb_of(rgba_bytes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(H, W, 3) uint8 from packed little-endian RGBA (int32 words or bytes)."""
+    return np.ascontiguousarray(np.asarray(rgba_bytes).view(np.uint8).reshape(height, width, 4)[..., :3])
+
+
+class Backend:
+    name = "?"
+    dist: Path
+
+    def run(self, entry: str, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], float]:
+        raise NotImplementedError
+
+    def table(self, scheduler: str, steps: int) -> dict:
+        return json.loads((self.dist / "schedulers" / f"{scheduler}-{steps}.json").read_text())
+
+    def step_fn(self):
+        """The compiled sampler step as LoopState wants it."""
+
+        def step(sample, eps, h1, h2, h3, cur, coeffs):
+            outs, _ = self.run("scheduler_step", [sample, eps, h1, h2, h3, cur, coeffs])
+            return outs[0], outs[1]
+
+        return step
+
+
+class NativeBackend(Backend):
+    name = "native"
+
+    def __init__(self, dist: Path):
+        from wsd.native import NativeModel
+
+        self.dist = Path(dist)
+        self.model = NativeModel(self.dist)
+
+    def run(self, entry, inputs):
+        t0 = time.perf_counter()
+        outs = self.model.run(entry, *inputs)
+        return outs, (time.perf_counter() - t0) * 1000
+
+    def tokenize(self, prompts: list[str]) -> list[list[int]]:
+        """The page's JS tokenizer, run by node on the same files."""
+        proc = subprocess.run(
+            [toolchain.find("node"), str(web_dir() / "tools" / "tokenize.mjs"), str(self.dist / "tokenizer")],
+            input=json.dumps(prompts),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return json.loads(proc.stdout)
+
+    def generate(self, prompt, negative, steps, guidance, scheduler, noise):
+        """pipeline.js's loop, step for step, on the native module."""
+        t0 = time.perf_counter()
+        tok = self.tokenize([negative, prompt])
+        embs = [self.run("clip", [np.asarray([ids], "int32")])[0][0] for ids in tok]
+        emb = np.concatenate(embs, axis=0)
+        tbl = self.table(scheduler, steps)
+        latents = (noise * np.float32(tbl["init_noise_sigma"])).astype("float32")
+        state = schedulers.LoopState(latents)
+        step = self.step_fn()
+        for i, t in enumerate(tbl["timesteps"]):
+            scale = tbl["input_scale"][i]
+            x = latents if scale == 1 else self.run("scale_model_input", [latents, np.float32(scale)])[0][0]
+            eps = self.run("unet", [x, np.float32(t), emb, np.float32(guidance)])[0][0]
+            latents = state.step(tbl, i, latents, eps, step)
+        image = self.run("vae", [latents])[0][0]
+        rgba = self.run("image_to_rgba", [image])[0][0]
+        image = rgb_of(rgba, *rgba.shape)
+        return {"latents": latents, "image": image, "ms": (time.perf_counter() - t0) * 1000}
+
+    def close(self):
+        pass
+
+
+class WebGPUBackend(Backend):
+    """The open model in the runner page; the page keeps it loaded between stages."""
+
+    name = "webgpu"
+
+    def __init__(self, runner, url: str, dist: Path, timeout_s: float = 600):
+        self.runner, self.url, self.dist, self.timeout_s = runner, url, Path(dist), timeout_s
+        opened = runner.call("open", {"url": url}, timeout_s=timeout_s)
+        self.adapter, self.open_timings = opened["adapter"], opened["timings"]
+
+    def run(self, entry, inputs):
+        result = self.runner.call("run", {"entry": entry, "inputs": [encode(np.asarray(x)) for x in inputs]})
+        return [decode(o) for o in result["outputs"]], result["ms"]
+
+    def run_kernels(self, kernels: list[dict]) -> list[list[np.ndarray]]:
+        wire = [{"name": k["name"], "outputs": k["outputs"], "args": [encode(a) for a in k["args"]]} for k in kernels]
+        return [[decode(o) for o in outs] for outs in self.runner.call("runKernels", {"kernels": wire})]
+
+    def tokenize(self, prompts):
+        return self.runner.call("tokenize", {"prompts": prompts})
+
+    def generate(self, prompt, negative, steps, guidance, scheduler, noise):
+        opts = {
+            "prompt": prompt,
+            "negativePrompt": negative,
+            "steps": steps,
+            "guidance": guidance,
+            "scheduler": scheduler,
+            "noise": encode(np.asarray(noise, "float32")),
+        }
+        out = self.runner.call("generate", opts, timeout_s=self.timeout_s)
+        image = rgb_of(np.frombuffer(base64.b64decode(out["rgba"]), np.uint8), out["height"], out["width"])
+        return {"latents": decode(out["latents"]), "image": image, "ms": out["timings"]["wall_ms"]}
+
+    def memory(self) -> dict:
+        return self.runner.call("memory")

@@ -1,0 +1,102 @@
+"""golden/: stored reference outputs of the tiny models, with a manifest.
+
+A run compares the live reference with the golden one: when they differ beyond the
+stage's tolerance, the reference itself moved (a torch/diffusers bump, or different
+weights), which is reported as drift, apart from candidate failures. A golden file whose
+sha256 is not the manifest's was edited: that case is an error, never a pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from wsd import versions
+from wsd.errors import WsdError
+from wsd.paths import repo_root
+
+MANIFEST = "manifest.json"
+
+
+class GoldenError(WsdError):
+    pass
+
+
+def root() -> Path:
+    return repo_root() / "golden"
+
+
+def file_name(case_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "__", case_id) + ".npz"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class Golden:
+    def __init__(self, folder: Path | None = None):
+        self.folder = Path(folder or root())
+        path = self.folder / MANIFEST
+        self.manifest = json.loads(path.read_text()) if path.is_file() else {"files": {}}
+
+    def provenance(self) -> dict:
+        return {k: v for k, v in self.manifest.items() if k != "files"}
+
+    def load(self, case_id: str) -> dict[str, np.ndarray] | None:
+        """The stored outputs of a case; None when there is none; GoldenError when edited."""
+        name = file_name(case_id)
+        expected = self.manifest["files"].get(name)
+        path = self.folder / name
+        if expected is None:
+            return None
+        if not path.is_file():
+            raise GoldenError(f"golden/{name} is listed in golden/manifest.json but missing")
+        found = _sha256(path)
+        if found != expected["sha256"]:
+            raise GoldenError(
+                f"golden/{name}: sha256 {found[:12]}… is not the manifest's {expected['sha256'][:12]}…: "
+                "the file was edited; restore it, or regenerate with `wsd-conformance golden --update`"
+            )
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+
+    def save(self, case_id: str, outputs: dict[str, np.ndarray], inputs_digest: str) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = file_name(case_id)
+        path = self.folder / name
+        np.savez_compressed(path, **outputs)
+        self.manifest["files"][name] = {"case": case_id, "sha256": _sha256(path), "inputs": inputs_digest}
+
+    def write_manifest(self, provenance: dict) -> None:
+        self.manifest = {
+            **provenance,
+            "versions": {k: v for k, v in versions.collect().items() if k not in ("chromium", "emscripten")},
+            "files": dict(sorted(self.manifest["files"].items())),
+        }
+        (self.folder / MANIFEST).write_text(json.dumps(self.manifest, indent=1, sort_keys=True) + "\n")
+
+
+def inputs_digest(inputs) -> str:
+    """A digest of a case's inputs, so a golden made from other inputs is not compared."""
+    digest = hashlib.sha256()
+
+    def feed(x):
+        if isinstance(x, dict):
+            for k in sorted(x):
+                digest.update(k.encode())
+                feed(x[k])
+        elif isinstance(x, (list, tuple)):
+            for item in x:
+                feed(item)
+        elif isinstance(x, np.ndarray):
+            digest.update(str(x.dtype).encode() + str(x.shape).encode() + np.ascontiguousarray(x).tobytes())
+        else:
+            digest.update(repr(x).encode())
+
+    feed(inputs)
+    return digest.hexdigest()[:16]

@@ -1,0 +1,351 @@
+"""Runs stage cases on backends and turns each into a result row of summary.json.
+
+One Harness per session: the reference of a case is computed once and shared by the
+backends; the browser opens the model once; a case that fails on WebGPU only is
+localized kernel by kernel against the native build.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from conformance import golden as golden_mod
+from conformance import tolerances as tol_mod
+from conformance.metrics import measure
+from conformance.stages import STAGES, Case, cases
+from wsd.paths import repo_root
+
+BACKENDS = ("webgpu", "native")
+
+
+def reports_dir() -> Path:
+    return repo_root() / "reports" / "conformance"
+
+
+class Context:
+    """What references need: the spec, the loaded torch model, diffusers pipelines."""
+
+    def __init__(self, spec, folder: Path):
+        self.spec, self.folder = spec, Path(folder)
+        self.latent_shape = (1, spec.latent_channels, spec.latent_size, spec.latent_size)
+        self._model, self._wrappers, self._pipes = None, {}, {}
+
+    @property
+    def model(self):
+        if self._model is None:
+            from wsd.models.folder import load
+
+            self._model = load(self.spec, self.folder)
+        return self._model
+
+    def wrapper(self, entry: str):
+        if entry not in self._wrappers:
+            from wsd.entries import entries_for
+
+            self._wrappers[entry] = next(e for e in entries_for(self.spec) if e.name == entry).wrapper(self.model)
+        return self._wrappers[entry]
+
+    def diffusers_pipeline(self, scheduler: str):
+        """StableDiffusionPipeline from the same local folder, with the named sampler."""
+        if scheduler not in self._pipes:
+            from diffusers import StableDiffusionPipeline
+
+            from wsd.schedulers import make_scheduler
+
+            spec = next(s for s in self.spec.schedulers if s.name == scheduler)
+            m = self.model  # the components diffusers/transformers loaded from the folder
+            pipe = StableDiffusionPipeline(
+                vae=m.vae,
+                text_encoder=m.text_encoders[0],
+                tokenizer=m.tokenizers[0],
+                unet=m.unet,
+                scheduler=make_scheduler(spec, m.scheduler_config),
+                safety_checker=None,
+                feature_extractor=None,
+                requires_safety_checker=False,
+            )
+            pipe.set_progress_bar_config(disable=True)
+            self._pipes[scheduler] = pipe
+        return self._pipes[scheduler]
+
+
+@dataclass
+class Reference:
+    inputs: object
+    outputs: dict[str, np.ndarray]
+    ms: float
+    drift: str | None
+    error: str | None = None
+
+
+@dataclass
+class Harness:
+    model: str = "sd15-tiny"
+    backends: tuple[str, ...] = BACKENDS
+    dists: dict[str, Path] = field(default_factory=dict)  # backend -> built model folder (default: build)
+    golden: golden_mod.Golden = field(default_factory=golden_mod.Golden)
+    out_dir: Path = field(default_factory=reports_dir)
+    timeout_s: float = 600.0
+    echo: object = print
+    browser: object = None  # a running conformance.browser.Browser to share (else one is started)
+    playwright: object = None  # pytest-playwright's, when run as a pytest plugin
+
+    def __post_init__(self):
+        from wsd import models
+
+        self.spec = models.get(self.model)
+        self.tolerances = tol_mod.load()
+        self.timings = {"build_s": 0.0, "browser_open_s": 0.0, "reference_s": 0.0, "candidate_s": 0.0}
+        self._refs: dict[str, Reference] = {}
+        self._backends: dict[str, object] = {}
+        self._browser = self.browser
+        self._own_browser = self.browser is None
+        self._ctx = None
+        self.adapter: dict = {}
+        self.results: list[dict] = []
+
+    # --- artifacts and backends ---------------------------------------------------------
+
+    @property
+    def ctx(self) -> Context:
+        if self._ctx is None:
+            from wsd.build import random_folder
+
+            self._ctx = Context(self.spec, random_folder(self.spec, 0, echo=lambda *_: None))
+        return self._ctx
+
+    def dist(self, backend: str) -> Path:
+        if backend not in self.dists:
+            from wsd.build import BuildOptions, build
+
+            t0 = time.perf_counter()
+            target = "webgpu" if backend == "webgpu" else "llvm"
+            out = self.out_dir.parent / ".dist" / target
+            self.echo(f"[conformance] building {self.model} for {target} (cached after the first run)")
+            result = build(BuildOptions(self.model, random_init=True, target=target), out, echo=self.echo, progress=False)
+            self.dists[backend] = result.out
+            self.timings["build_s"] += time.perf_counter() - t0
+        return Path(self.dists[backend])
+
+    def backend(self, name: str):
+        if name in self._backends:
+            return self._backends[name]
+        if name == "native":
+            from conformance.backends import NativeBackend
+
+            self._backends[name] = NativeBackend(self.dist("native"))
+        else:
+            self._backends[name] = self._open_webgpu()
+        return self._backends[name]
+
+    def _open_webgpu(self):
+        from conformance.backends import WebGPUBackend
+        from conformance.browser import Browser
+        from wsd.webrt import ensure_kit
+
+        dist = self.dist("webgpu")
+        t0 = time.perf_counter()
+        if self._browser is None:
+            kit = ensure_kit(echo=self.echo)
+            self._browser = Browser(kit.bundle, timeout_s=self.timeout_s, playwright=self.playwright).__enter__()
+        self.echo(f"[conformance] opening {self.model} in headless Chromium (compiles every GPU pipeline once)")
+        backend = WebGPUBackend(self._browser.shared_runner(), self._browser.mount(dist), dist, timeout_s=self.timeout_s)
+        self.adapter = backend.adapter
+        self.timings["browser_open_s"] += time.perf_counter() - t0
+        self.open_timings = backend.open_timings
+        return backend
+
+    def drop_backend(self, name: str) -> None:
+        """After a crash or a timeout the page cannot be trusted: the next case reopens it."""
+        self._backends.pop(name, None)
+        if name == "webgpu" and self._browser is not None:
+            self._browser.reset_runner()
+
+    def close(self) -> None:
+        if self._browser is not None and self._own_browser:
+            self._browser.__exit__(None, None, None)
+        self._browser = None
+        self._backends.clear()
+
+    # --- references ---------------------------------------------------------------------
+
+    def reference(self, case: Case) -> Reference:
+        if case.id in self._refs:
+            return self._refs[case.id]
+        t0 = time.perf_counter()
+        inputs = case.stage.inputs(self.ctx, case.params)
+        outputs = case.stage.reference(self.ctx, inputs, case.params)
+        ms = (time.perf_counter() - t0) * 1000
+        self.timings["reference_s"] += ms / 1000
+        drift, error = None, None
+        try:
+            drift = self._drift(case, inputs, outputs)
+        except golden_mod.GoldenError as exc:
+            error = str(exc)
+        ref = Reference(inputs, outputs, ms, drift, error)
+        self._refs[case.id] = ref
+        return ref
+
+    def _drift(self, case: Case, inputs, outputs) -> str | None:
+        stored = self.golden.load(case.id)
+        if stored is None:
+            return None
+        entry = self.golden.manifest["files"][golden_mod.file_name(case.id)]
+        if entry.get("inputs") != golden_mod.inputs_digest(inputs):
+            return "the golden was made from other inputs (stage inputs changed): regenerate it"
+        moved = []
+        for out in case.stage.outputs:
+            bounds = tol_mod.lookup(self.tolerances, case.stage.name, out.dtype or "float32", out.name)
+            if out.name not in stored:
+                moved.append(f"{out.name}: not in the golden file")
+                continue
+            broken = tol_mod.violations(measure(out.kind, stored[out.name], outputs[out.name]), bounds)
+            if broken:
+                moved.append(f"{out.name}: {', '.join(broken)}")
+        if not moved:
+            return None
+        prov = self.golden.provenance().get("versions", {})
+        return "the reference moved since the golden was made (" + "; ".join(moved) + f"); golden made with {prov}"
+
+    # --- one case on one backend --------------------------------------------------------
+
+    def run(self, case: Case, backend_name: str) -> dict:
+        from conformance.browser import BrowserError
+
+        dtype = self._dtype(backend_name)
+        row = {
+            "model": case.model,
+            "stage": case.id.split("/", 1)[1],
+            "backend": backend_name,
+            "dtype": dtype,
+            "status": "error",
+            "metrics": {},
+            "tolerance": {},
+            "ms": {"reference": None, "candidate": None},
+            "localized_kernel": None,
+            "message": "",
+            "outputs": {},
+            "reference_drift": None,
+        }
+        try:
+            ref = self.reference(case)
+            row["ms"]["reference"] = round(ref.ms, 1)
+            row["reference_drift"] = ref.drift
+            if ref.error:
+                row["message"] = ref.error
+                return self._done(row)
+            missing = [e for e in case.stage.required() if e not in self._entry_points(backend_name)]
+            if missing:
+                row["status"], row["message"] = "skip", f"the {backend_name} build has no entry point {missing}"
+                return self._done(row)
+            backend = self.backend(backend_name)
+            t0 = time.perf_counter()
+            got = case.stage.candidate(backend, self.ctx, ref.inputs, case.params)
+            row["ms"]["candidate"] = round((time.perf_counter() - t0) * 1000, 1)
+            self.timings["candidate_s"] += time.perf_counter() - t0
+            self._judge(case, row, ref, got, dtype)
+            if row["status"] == "fail" and backend_name == "webgpu" and case.stage.entry:
+                self._localize(case, row, ref)
+            self._images(case, row, ref, got)
+        except BrowserError as exc:
+            row["message"] = str(exc)
+            if exc.kind in ("crash", "timeout", "launch"):
+                self.drop_backend(backend_name)
+        except Exception as exc:  # noqa: BLE001 (a stage that raises is an error row, never a pass)
+            row["message"] = f"{type(exc).__name__}: {exc}"
+        return self._done(row)
+
+    def _done(self, row: dict) -> dict:
+        self.results.append(row)
+        return row
+
+    def _entry_points(self, backend_name: str) -> dict:
+        from wsd import manifest
+
+        return manifest.load(self.dist(backend_name))["entry_points"]
+
+    def _dtype(self, backend_name: str) -> str:
+        from wsd import manifest
+
+        try:
+            return manifest.load(self.dist(backend_name)).get("dtype", "float32")
+        except Exception:  # noqa: BLE001 (reported by the run itself)
+            return "float32"
+
+    def _judge(self, case: Case, row: dict, ref: Reference, got: dict, dtype: str) -> None:
+        problems = []
+        for out in case.stage.outputs:
+            bounds = tol_mod.lookup(self.tolerances, case.stage.name, out.dtype or dtype, out.name)
+            metrics = measure(out.kind, ref.outputs[out.name], np.asarray(got[out.name]))
+            broken = tol_mod.violations(metrics, bounds)
+            row["outputs"][out.name] = {"metrics": metrics, "tolerance": bounds, "violations": broken}
+            problems += [f"{out.name}: {b}" for b in broken]
+        first = row["outputs"][case.stage.outputs[0].name]
+        row["metrics"], row["tolerance"] = first["metrics"], first["tolerance"]
+        # The image output's SSIM/PSNR are what people read first for image stages.
+        for out in case.stage.outputs:
+            if out.kind == "image":
+                row["metrics"] = {**row["metrics"], **{k: v for k, v in row["outputs"][out.name]["metrics"].items()}}
+        row["status"] = "fail" if problems else "pass"
+        row["message"] = "; ".join(problems)
+        if row["reference_drift"]:
+            row["message"] = (row["message"] + "; " if row["message"] else "") + "reference drift: " + row[
+                "reference_drift"
+            ]
+
+    def _localize(self, case: Case, row: dict, ref: Reference) -> None:
+        from conformance.localize import localize
+
+        if "native" not in self.backends and not self.dists.get("native"):
+            return
+        native_row = self.run_quiet(case, "native")
+        if native_row["status"] != "pass":
+            row["message"] += "; fails on native too: a capture/compiler fault, not WebGPU's"
+            return
+        self.echo(f"[conformance] {case.id} fails on WebGPU only: localizing kernel by kernel")
+        found = localize(
+            self.backend("native"),
+            self.backend("webgpu"),
+            self.dist("webgpu"),
+            case.stage.entry,
+            self._entry_inputs(case, ref),
+            case.id,
+            self.out_dir / "repro",
+        )
+        row["localized_kernel"] = found.kernel
+        row["message"] += f"; WebGPU only (native passes): {found.message}"
+
+    def _entry_inputs(self, case: Case, ref: Reference) -> list[np.ndarray]:
+        if case.stage.name == "scheduler":  # the first step of the loop reproduces a step fault
+            noise, eps = ref.inputs
+            zeros = np.zeros_like(noise)
+            return [noise, eps[0], zeros, zeros, zeros, zeros, np.ones(8, "float32")]
+        return list(ref.inputs)
+
+    def run_quiet(self, case: Case, backend_name: str) -> dict:
+        """A backend's verdict on a case without adding a row (cached if it already ran)."""
+        for row in self.results:
+            if row["backend"] == backend_name and f"{row['model']}/{row['stage']}" == case.id:
+                return row
+        before = len(self.results)
+        row = self.run(case, backend_name)
+        del self.results[before:]
+        return row
+
+    def _images(self, case: Case, row: dict, ref: Reference, got: dict) -> None:
+        from conformance.report import save_triptych
+
+        for out in case.stage.outputs:
+            arr = np.asarray(ref.outputs[out.name])
+            if arr.ndim >= 3 and arr.shape[-1] == 3:
+                row.setdefault("images", {})[out.name] = save_triptych(
+                    self.out_dir / "images", f"{case.id}__{row['backend']}__{out.name}", arr, np.asarray(got[out.name])
+                )
+
+
+def all_cases(model: str = "sd15-tiny") -> list[Case]:
+    return cases(model, STAGES)

@@ -1,0 +1,84 @@
+"""The harness as a pytest plugin: every (stage case, backend) is a test id.
+
+    pytest -p conformance.plugin -m conformance tests/conformance -k unet
+    tox -e conformance                       # all stages, webgpu and native
+    tox -e conformance -- --inject dropped-bias   # must fail, naming the stage and kernel
+
+At the end of the session the reports are written to reports/conformance/.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conformance import report
+from conformance.harness import BACKENDS, Harness, all_cases
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("wsd-conformance")
+    group.addoption("--model", default="sd15-tiny", help="model spec to check (default sd15-tiny)")
+    group.addoption(
+        "--backend", action="append", choices=BACKENDS, help="backend(s) to run (default: webgpu and native)"
+    )
+    group.addoption("--inject", metavar="FAULT", help="inject a fault into the webgpu build (see conformance/faults.py)")
+    group.addoption("--report-dir", default=None, help="where the reports go (default reports/conformance)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "conformance: a stage of the conformance harness")
+
+
+def pytest_generate_tests(metafunc):
+    if "conformance_case" not in metafunc.fixturenames:
+        return
+    config = metafunc.config
+    backends = config.getoption("--backend") or list(BACKENDS)
+    # native first: its verdicts are there when a WebGPU failure is classified and localized
+    order = sorted(backends, key=lambda b: b != "native")
+    params = [(case, backend) for backend in order for case in all_cases(config.getoption("--model"))]
+    metafunc.parametrize("conformance_case", params, ids=[f"{c.id}[{b}]" for c, b in params])
+
+
+@pytest.fixture(scope="session")
+def harness(request):
+    config = request.config
+    started = time.perf_counter()
+    out_dir = Path(config.getoption("--report-dir") or report_default())
+    h = Harness(
+        model=config.getoption("--model"),
+        backends=tuple(config.getoption("--backend") or BACKENDS),
+        out_dir=out_dir,
+        playwright=request.getfixturevalue("playwright"),
+    )
+    fault = config.getoption("--inject")
+    extra = {}
+    if fault:
+        from conformance.faults import get
+
+        chosen = get(fault)
+        work = Path(tempfile.mkdtemp(prefix="wsd-fault-"))
+        h.dists["webgpu"] = chosen.apply(h.dist("webgpu"), work)
+        extra["injected_fault"] = {"name": chosen.name, "what": chosen.what, "expect": chosen.expect}
+    yield h
+    h.close()
+    body = report.summary(h.results, h.adapter, time.perf_counter() - started, {**extra, "timings": h.timings})
+    paths = report.write(out_dir, body)
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    if terminal is not None:
+        terminal.write_line(f"wsd conformance: {body['totals']} in {body['wall_s']} s; timings {rounded(h.timings)}")
+        terminal.write_line(f"reports: {', '.join(str(p) for p in paths.values())}")
+
+
+def report_default() -> Path:
+    from conformance.harness import reports_dir
+
+    return reports_dir()
+
+
+def rounded(timings: dict) -> dict:
+    return {k: round(v, 1) for k, v in timings.items()}

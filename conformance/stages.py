@@ -1,0 +1,294 @@
+"""The stage registry: what is compared, how its inputs are made, what the reference is.
+
+A stage is one declarative entry: name, compiled entry point (if any), outputs and the
+kind of metric each gets, variants (each a test case), and three functions: seeded
+inputs, the torch/diffusers reference (CPU, fp32), and the candidate on a backend.
+Adding a stage is adding one `Stage(...)` to STAGES.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess  # nosec B404: node runs the page's seeded noise
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from wsd import toolchain
+from wsd.paths import web_dir
+
+
+@dataclass(frozen=True)
+class Output:
+    name: str
+    kind: str  # "tensor" (float metrics), "image" (uint8, adds SSIM) or "exact"
+    dtype: str = ""  # the tolerance table's dtype; empty: the build's dtype
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    outputs: tuple[Output, ...]
+    inputs: Callable  # (ctx, params) -> inputs
+    reference: Callable  # (ctx, inputs, params) -> {output: array}
+    candidate: Callable  # (backend, ctx, inputs, params) -> {output: array}
+    entry: str | None = None  # the compiled entry point under test (localization needs it)
+    variants: dict[str, dict] = field(default_factory=lambda: {"": {}})
+    needs: tuple[str, ...] | None = None  # entry points the candidate calls (default: entry)
+
+    def required(self) -> tuple[str, ...]:
+        return self.needs if self.needs is not None else ((self.entry,) if self.entry else ())
+
+
+@dataclass(frozen=True)
+class Case:
+    model: str
+    stage: Stage
+    variant: str
+    params: dict
+
+    @property
+    def id(self) -> str:
+        return "/".join(p for p in (self.model, self.stage.name, self.variant) if p)
+
+
+def rng_for(*parts) -> np.random.Generator:
+    """A generator seeded by the case's name: inputs are fixed per case, not per run order."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, (time.perf_counter() - t0) * 1000
+
+
+# --- tokenizer: the page's JS tokenizer vs transformers' CLIPTokenizer ------------------
+
+PROMPTS = (
+    "",
+    "a photo of an astronaut riding a horse on mars",
+    "A PHOTO   of\ta\nCAT!!",
+    "naïve café, Ångström — déjà vu",
+    "日本語のテキスト 和 中文",
+    "emoji 🐱🚀 and ✨sparkles✨",
+    "it's they're we've I'm you'll he'd",
+    "3.14159 + 2,718 = 5.86; 100% (ok?) [x] {y} <z>",
+    "a <|endoftext|> b",
+    "over seventy-seven tokens: " + "a very long prompt " * 20,
+    "mixed\u00a0nbsp\u2003em-space",
+    "ǅ ﬁ ﬀ Straße İstanbul",
+)
+
+
+def _tokenizer_reference(ctx, prompts, params):
+    tok = ctx.model.tokenizers[0]
+    ids = [tok(p, padding="max_length", max_length=ctx.spec.max_tokens, truncation=True).input_ids for p in prompts]
+    return {"ids": np.asarray(ids, "int32")}
+
+
+def _tokenizer_candidate(backend, ctx, prompts, params):
+    return {"ids": np.asarray(backend.tokenize(list(prompts)), "int32")}
+
+
+# --- compiled entry points against their torch wrappers ----------------------------------
+
+
+def _entry_reference(output: str):
+    def reference(ctx, inputs, params):
+        import torch
+
+        with torch.no_grad():
+            out = ctx.wrapper(params["entry"])(*[torch.from_numpy(np.asarray(x)) for x in inputs])
+        return {output: out.numpy()}
+
+    return reference
+
+
+def _entry_candidate(output: str):
+    def candidate(backend, ctx, inputs, params):
+        outs, _ = backend.run(params["entry"], inputs)
+        return {output: outs[0]}
+
+    return candidate
+
+
+def _clip_inputs(ctx, params):
+    tok = ctx.model.tokenizers[0]
+    ids = tok(PROMPTS[1], padding="max_length", max_length=ctx.spec.max_tokens, truncation=True).input_ids
+    return [np.asarray([ids], "int32")]
+
+
+def _unet_inputs(ctx, params):
+    rng = rng_for(ctx.spec.name, "unet", params["t"], params["g"])
+    hidden = ctx.spec.text_hidden
+    return [
+        rng.standard_normal(ctx.latent_shape).astype("float32"),
+        np.array(params["t"], "float32"),
+        rng.standard_normal((2, ctx.spec.max_tokens, hidden)).astype("float32"),
+        np.array(params["g"], "float32"),
+    ]
+
+
+def _vae_inputs(ctx, params):
+    return [rng_for(ctx.spec.name, "vae").standard_normal(ctx.latent_shape).astype("float32")]
+
+
+def _rgba_inputs(ctx, params):
+    size = ctx.spec.image_size
+    return [rng_for(ctx.spec.name, "rgba").integers(0, 256, (1, size, size, 3)).astype("float32")]
+
+
+# --- samplers: the table + compiled step vs diffusers' scheduler.step --------------------
+
+SCHEDULER_STEPS = 10
+
+
+def _scheduler_inputs(ctx, params):
+    rng = rng_for(ctx.spec.name, "scheduler", params["sampler"])
+    noise = rng.standard_normal(ctx.latent_shape).astype("float32")
+    eps = rng.standard_normal((SCHEDULER_STEPS + 1, *ctx.latent_shape)).astype("float32")
+    return [noise, eps]
+
+
+def _scheduler_reference(ctx, inputs, params):
+    import torch
+
+    from wsd.schedulers import make_scheduler
+
+    noise, eps = inputs
+    spec = next(s for s in ctx.spec.schedulers if s.name == params["sampler"])
+    sched = make_scheduler(spec, ctx.model.scheduler_config)
+    sched.set_timesteps(SCHEDULER_STEPS)
+    sample = torch.from_numpy(noise) * sched.init_noise_sigma
+    for i, t in enumerate(sched.timesteps):
+        sched.scale_model_input(sample, t)  # Euler records that it was called
+        sample = sched.step(torch.from_numpy(eps[i]), t, sample).prev_sample
+    return {"sample": sample.numpy().astype("float32"), "timesteps": sched.timesteps.numpy().astype("float64")}
+
+
+def _scheduler_candidate(backend, ctx, inputs, params):
+    from wsd.schedulers import LoopState
+
+    noise, eps = inputs
+    tbl = backend.table(params["sampler"], SCHEDULER_STEPS)
+    sample = (noise * np.float32(tbl["init_noise_sigma"])).astype("float32")
+    state, step = LoopState(sample), backend.step_fn()
+    for i in range(len(tbl["timesteps"])):
+        sample = state.step(tbl, i, sample, eps[i], step)
+    return {"sample": sample, "timesteps": np.asarray(tbl["timesteps"], "float64")}
+
+
+# --- the whole pipeline: prompt -> image against diffusers' StableDiffusionPipeline ------
+
+PIPELINE = {"prompt": PROMPTS[1], "negative": "blurry", "steps": 4, "guidance": 7.5, "seed": 1}
+
+
+def page_noise(seed: int, count: int) -> np.ndarray:
+    """The page's seeded noise (lib/pipeline.js's gaussianNoise), computed by node."""
+    script = (
+        f"import {{ gaussianNoise }} from {json.dumps((web_dir() / 'lib' / 'pipeline.js').as_uri())};"
+        f"process.stdout.write(JSON.stringify(Array.from(gaussianNoise({int(seed)}, {int(count)}))));"
+    )
+    proc = subprocess.run(
+        [toolchain.find("node"), "--input-type=module", "-e", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return np.asarray(json.loads(proc.stdout), "float32")
+
+
+def _pipeline_inputs(ctx, params):
+    shape = ctx.latent_shape
+    return {**params, "noise": page_noise(params["seed"], int(np.prod(shape))).reshape(shape)}
+
+
+def _pipeline_reference(ctx, inputs, params):
+    import torch
+
+    pipe = ctx.diffusers_pipeline(params["scheduler"])
+    with torch.no_grad():
+        latents = pipe(
+            prompt=inputs["prompt"],
+            negative_prompt=inputs["negative"],
+            num_inference_steps=inputs["steps"],
+            guidance_scale=inputs["guidance"],
+            latents=torch.from_numpy(inputs["noise"]),
+            output_type="latent",
+        ).images
+        decoded = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0]
+        image = pipe.image_processor.postprocess(decoded, output_type="pt")
+    pixels = (image.permute(0, 2, 3, 1)[0] * 255.0).round().to(torch.uint8).numpy()
+    return {"latents": latents.numpy(), "image": pixels}
+
+
+def _pipeline_candidate(backend, ctx, inputs, params):
+    out = backend.generate(
+        inputs["prompt"], inputs["negative"], inputs["steps"], inputs["guidance"], params["scheduler"], inputs["noise"]
+    )
+    return {"latents": out["latents"], "image": out["image"]}
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage(
+        "tokenizer",
+        (Output("ids", "exact", "int32"),),
+        lambda ctx, p: PROMPTS,
+        _tokenizer_reference,
+        _tokenizer_candidate,
+    ),
+    Stage("clip", (Output("embeddings", "tensor"),), _clip_inputs, _entry_reference("embeddings"),
+          _entry_candidate("embeddings"), entry="clip"),
+    Stage(
+        "unet",
+        (Output("noise_pred", "tensor"),),
+        _unet_inputs,
+        _entry_reference("noise_pred"),
+        _entry_candidate("noise_pred"),
+        entry="unet",
+        # Several timesteps; guidance on (7.5) and off (1.0: the conditional prediction alone).
+        variants={"t981-g7.5": {"t": 981, "g": 7.5}, "t500-g1": {"t": 500, "g": 1.0}, "t1-g7.5": {"t": 1, "g": 7.5}},
+    ),
+    Stage("vae", (Output("image", "tensor"),), _vae_inputs, _entry_reference("image"), _entry_candidate("image"),
+          entry="vae"),
+    Stage(
+        "image_to_rgba",
+        (Output("rgba", "exact", "int32"),),
+        _rgba_inputs,
+        _entry_reference("rgba"),
+        _entry_candidate("rgba"),
+        entry="image_to_rgba",
+    ),
+    Stage(
+        "scheduler",
+        (Output("sample", "tensor"), Output("timesteps", "tensor")),
+        _scheduler_inputs,
+        _scheduler_reference,
+        _scheduler_candidate,
+        entry="scheduler_step",
+        variants={name: {"sampler": name} for name in ("dpm-solver++", "pndm", "euler", "ddim")},
+    ),
+    Stage(
+        "pipeline",
+        (Output("latents", "tensor"), Output("image", "image", "float32")),
+        _pipeline_inputs,
+        _pipeline_reference,
+        _pipeline_candidate,
+        variants={"dpm-solver++-4": {**PIPELINE, "scheduler": "dpm-solver++"}},
+        needs=("clip", "unet", "scheduler_step", "vae", "image_to_rgba"),
+    ),
+)
+
+
+def cases(model: str, stages: tuple[Stage, ...] = STAGES) -> list[Case]:
+    out = []
+    for stage in stages:
+        for variant, params in stage.variants.items():
+            out.append(Case(model, stage, variant, {**params, "entry": stage.entry}))
+    return out

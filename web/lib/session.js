@@ -1,0 +1,294 @@
+// One model loaded once: the wasm instantiated, every WebGPU pipeline created, the weights
+// uploaded. Entry points then run as often as wanted; each run's temporaries live in a tvmjs
+// scope that ends with the run, so GPU memory stays flat across runs.
+import { WsdError } from "./errors.js";
+import { createDevice, describeAdapter, requestAdapter } from "./gpu.js";
+import { VerifiedStore } from "./integrity.js";
+import { ClipTokenizer } from "./tokenizer.js";
+
+const TYPED = { float32: Float32Array, int32: Int32Array, uint32: Uint32Array, float16: Uint16Array, uint8: Uint8Array };
+
+export function folderUrl(url) {
+  const href = new URL(url, globalThis.location ? globalThis.location.href : undefined).href;
+  return href.endsWith("/") ? href : `${href}/`;
+}
+
+// manifest.json is the root of trust: fetched fresh (the service worker falls back to its
+// cached copy when offline), never from an HTTP cache that could hold an older build's.
+export async function fetchManifest(base, fetcher = globalThis.fetch.bind(globalThis)) {
+  let response;
+  try {
+    response = await fetcher(new URL("manifest.json", base).href, { cache: "no-cache" });
+  } catch (err) {
+    throw new WsdError("WSD_FETCH", `manifest.json of ${base}: ${err.message || err}`);
+  }
+  if (!response.ok) throw new WsdError("WSD_FETCH", `manifest.json of ${base}: HTTP ${response.status}`);
+  let manifest;
+  try {
+    manifest = await response.json();
+  } catch (err) {
+    throw new WsdError("WSD_MODEL", `manifest.json of ${base} is not valid JSON: ${err.message || err}`);
+  }
+  for (const key of ["library", "target", "files", "entry_points"]) {
+    if (!(key in manifest)) throw new WsdError("WSD_MODEL", `manifest.json of ${base} has no "${key}": not a wsd build.`);
+  }
+  if (manifest.target !== "webgpu") {
+    throw new WsdError("WSD_MODEL", `${manifest.model} at ${base} was built for ${manifest.target}, not webgpu.`);
+  }
+  return manifest;
+}
+
+function rawBytes(host) {
+  const view = host.data;
+  return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+}
+
+export class ModelSession {
+  constructor(tvmjs, base, manifest, adapter, device, errors, options) {
+    Object.assign(this, { tvmjs, base, manifest, adapter, device, gpuErrors: errors, options });
+    this.store = new VerifiedStore(base, manifest, options.store || {});
+    this.params = new Map();
+    this.functions = new Map();
+    this.timings = {};
+    this.queue = Promise.resolve();
+  }
+
+  // Opens the model at `url`; with `reuse` (an open session of the same wasm) only the
+  // weights and tables are swapped, keeping the instance and its compiled pipelines.
+  static async open(url, options = {}) {
+    const tvmjs = options.tvmjs || globalThis.tvmjs;
+    const progress = options.onProgress || (() => {});
+    const base = folderUrl(url);
+    progress({ stage: "manifest", text: "reading manifest.json" });
+    const manifest = await fetchManifest(base, options.fetcher);
+    const reuse = options.reuse;
+    if (reuse && !reuse.disposed && reuse.wasmSha() === manifest.files[manifest.library]?.sha256) {
+      await reuse.swapWeights(base, manifest, progress);
+      return reuse;
+    }
+    if (reuse) reuse.dispose();
+    const adapter = await requestAdapter(options.gpu);
+    const { device, errors } = await createDevice(adapter, manifest.requirements || {});
+    const session = new ModelSession(tvmjs, base, manifest, adapter, device, errors, options);
+    try {
+      await session.load(progress);
+    } catch (err) {
+      session.dispose();
+      throw err;
+    }
+    return session;
+  }
+
+  wasmSha() {
+    return this.manifest.files[this.manifest.library].sha256;
+  }
+
+  adapterInfo() {
+    return describeAdapter(this.adapter);
+  }
+
+  async load(progress) {
+    const t0 = performance.now();
+    progress({ stage: "wasm", text: `fetching ${this.manifest.library}` });
+    const wasm = await this.store.bytes(this.manifest.library);
+    this.tvm = await this.tvmjs.instantiate(wasm.buffer.slice(wasm.byteOffset, wasm.byteOffset + wasm.byteLength), this.tvmjs.createPolyfillWASI(), () => {});
+    this.tvm.initWebGPU(this.device);
+    this.tvm.beginScope(); // tvmjs hands out objects only inside a scope; kept ones are detached
+    try {
+      await this.loadInScope(progress, t0);
+    } finally {
+      this.tvm.endScope();
+    }
+  }
+
+  async loadInScope(progress, t0) {
+    const t1 = performance.now();
+    progress({ stage: "shaders", text: "compiling GPU pipelines" });
+    try {
+      await this.tvm.asyncLoadWebGPUPipelines(this.tvm.systemLib());
+    } catch (err) {
+      // Dawn reports the root cause as an earlier uncaptured error; let it arrive first.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      throw new WsdError("WSD_SHADER", [...this.gpuErrors, String(err.message || err)].join("\n"));
+    }
+    this.checkGpu("WSD_SHADER");
+    const t2 = performance.now();
+    this.vm = this.tvm.detachFromCurrentScope(this.tvm.createVirtualMachine(this.tvm.webgpu()));
+    await this.loadWeights(progress);
+    this.timings = { wasm_ms: t1 - t0, pipelines_ms: t2 - t1, params_ms: performance.now() - t2 };
+  }
+
+  async loadWeights(progress) {
+    progress({ stage: "weights", text: "fetching weights" });
+    this.tvm.registerInitProgressCallback?.((report) => progress({ stage: "weights", text: report.text, fraction: report.progress }));
+    this.tvm.beginScope();
+    try {
+      await this.tvm.fetchTensorCache(this.base, this.tvm.webgpu(), { artifactCache: this.store.asArtifactCache() });
+      for (const [name, entry] of Object.entries(this.manifest.entry_points)) {
+        const { prefix, count } = entry.params;
+        const params = count === 0 ? this.tvm.makeTVMArray([]) : this.tvm.getParamsFromCache(prefix, count);
+        this.params.set(name, this.tvm.detachFromCurrentScope(params));
+      }
+    } finally {
+      this.tvm.endScope();
+    }
+    this.tokenizerPromise = null;
+  }
+
+  async swapWeights(base, manifest, progress) {
+    await this.exclusive(async () => {
+      for (const params of this.params.values()) params.dispose();
+      this.params.clear();
+      this.tvm.tensorCacheClear();
+      this.base = base;
+      this.manifest = manifest;
+      this.store = new VerifiedStore(base, manifest, this.options.store || {});
+      const t0 = performance.now();
+      await this.loadWeights(progress);
+      this.timings = { ...this.timings, params_ms: performance.now() - t0, reused: true };
+    });
+  }
+
+  // Calls run one at a time: tvmjs scopes are a stack, so runs must not interleave.
+  exclusive(work) {
+    const next = this.queue.then(work, work);
+    this.queue = next.catch(() => {});
+    return next;
+  }
+
+  checkGpu(code = "WSD_GPU_ERROR") {
+    if (this.gpuErrors.length) throw new WsdError(code, this.gpuErrors.splice(0).join("\n"));
+  }
+
+  fn(entry) {
+    if (!this.functions.has(entry)) {
+      if (!(entry in this.manifest.entry_points)) {
+        throw new WsdError("WSD_MODEL", `${this.manifest.model} has no entry point ${entry}; it has ${Object.keys(this.manifest.entry_points)}`);
+      }
+      this.tvm.beginScope();
+      try {
+        this.functions.set(entry, this.tvm.detachFromCurrentScope(this.vm.getFunction(entry)));
+      } finally {
+        this.tvm.endScope();
+      }
+    }
+    return this.functions.get(entry);
+  }
+
+  // Inside a scope: run an entry point on GPU tensors; returns a list of output tensors.
+  call(entry, ...args) {
+    const result = this.fn(entry)(...args, this.params.get(entry));
+    if (result.size !== undefined && result.get !== undefined) return Array.from({ length: result.size() }, (_, i) => result.get(i));
+    return [result];
+  }
+
+  upload(host) {
+    const tensor = this.tvm.empty(host.shape, host.dtype, this.tvm.webgpu());
+    tensor.copyFromRawBytes(rawBytes(host));
+    return tensor;
+  }
+
+  scalar(value) {
+    // A one-element tensor: the compiled entry points accept it for their scalar inputs.
+    return this.upload({ data: Float32Array.of(value), shape: [1], dtype: "float32" });
+  }
+
+  async download(tensor) {
+    const cpu = this.tvm.empty(tensor.shape, tensor.dtype, this.tvm.cpu());
+    cpu.copyFrom(tensor);
+    await this.tvm.webgpu().sync();
+    const bytes = cpu.toRawBytes();
+    const Typed = TYPED[tensor.dtype] || Uint8Array;
+    return { data: new Typed(bytes.buffer, bytes.byteOffset, bytes.byteLength / Typed.BYTES_PER_ELEMENT), shape: Array.from(tensor.shape), dtype: tensor.dtype };
+  }
+
+  // One entry point on host arrays ({data: TypedArray, shape, dtype}); the harness's call.
+  run(entry, inputs) {
+    return this.exclusive(async () => {
+      this.tvm.beginScope();
+      try {
+        const args = inputs.map((x) => this.upload(x));
+        const t0 = performance.now();
+        const outputs = this.call(entry, ...args);
+        await this.tvm.webgpu().sync();
+        const ms = performance.now() - t0;
+        const hosts = [];
+        for (const tensor of outputs) hosts.push(await this.download(tensor));
+        this.checkGpu();
+        return { outputs: hosts, ms };
+      } finally {
+        this.tvm.endScope();
+      }
+    });
+  }
+
+  // Compiled kernels called alone (destination-passing style: outputs are arguments too);
+  // the harness's localization compares each with the native build's.
+  runKernels(kernels) {
+    return this.exclusive(async () => {
+      const results = [];
+      for (const kernel of kernels) {
+        this.tvm.beginScope();
+        try {
+          const fn = this.tvm.systemLib().getFunction(kernel.name);
+          const args = kernel.args.map((x) => this.upload(x));
+          fn(...args);
+          await this.tvm.webgpu().sync();
+          const outs = [];
+          for (const index of kernel.outputs) outs.push(await this.download(args[index]));
+          results.push(outs);
+          this.checkGpu();
+        } finally {
+          this.tvm.endScope();
+        }
+      }
+      return results;
+    });
+  }
+
+  memory() {
+    const ctx = this.tvm.lib.webGPUContext;
+    return { buffers: ctx.bufferTable.filter((b) => b !== undefined).length, bytes: ctx.currAllocatedBytes, peak_bytes: ctx.peakAllocatedBytes };
+  }
+
+  tokenizer() {
+    if (!this.tokenizerPromise) {
+      this.tokenizerPromise = (async () => {
+        try {
+          const vocab = await this.store.json("tokenizer/vocab.json");
+          const merges = await this.store.text("tokenizer/merges.txt");
+          return new ClipTokenizer(vocab, merges, { maxLength: this.manifest.max_tokens || 77 });
+        } catch (err) {
+          throw new WsdError("WSD_TOKENIZER", `the tokenizer could not be loaded: ${err.message || err}`);
+        }
+      })();
+      this.tokenizerPromise.catch(() => (this.tokenizerPromise = null));
+    }
+    return this.tokenizerPromise;
+  }
+
+  stepChoices(scheduler) {
+    const steps = (this.manifest.scheduler_steps || {})[scheduler];
+    if (!steps) throw new WsdError("WSD_INPUT", `scheduler ${JSON.stringify(scheduler)} is not in this build; it has ${this.manifest.schedulers}`);
+    return steps;
+  }
+
+  table(scheduler, steps) {
+    const choices = this.stepChoices(scheduler);
+    if (!choices.includes(steps)) throw new WsdError("WSD_INPUT", `steps must be one of ${choices.join(", ")} for ${scheduler} (the tables this build wrote), not ${steps}`);
+    return this.store.json(`schedulers/${scheduler}-${steps}.json`);
+  }
+
+  dispose() {
+    if (this.disposed) return;
+    this.disposed = true;
+    try {
+      for (const params of this.params.values()) params.dispose();
+      for (const fn of this.functions.values()) fn.dispose();
+      this.vm?.dispose();
+      this.tvm?.dispose();
+    } finally {
+      this.device.destroy();
+    }
+  }
+}
