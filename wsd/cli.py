@@ -115,6 +115,32 @@ def _cmd_coverage(args) -> int:
     return 1 if any(info["unsupported"] for info in data.values()) else 0
 
 
+def _cmd_serve(args) -> int:
+    from wsd.app import serve_forever
+
+    serve_forever(Path(args.dist), args.host, args.port)
+    return 0
+
+
+def _cmd_generate(args) -> int:
+    from wsd.app import generate
+
+    settings = {
+        "prompt": args.prompt,
+        "negative": args.negative,
+        "steps": args.steps,
+        "seed": args.seed,
+        "guidance": args.guidance,
+        "scheduler": args.scheduler,
+    }
+    result = generate(Path(args.dist), args.model, settings, Path(args.out), timeout_s=args.timeout)
+    t = result["timings"]
+    print(f"saved {result['out']} ({result['width']}x{result['height']}) in {t['total_ms'] / 1000:.1f} s")
+    if result["tokens"]["truncated"]:
+        print(f"note: the prompt was cut to {result['tokens']['limit']} tokens")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wsd", description="Compile Stable Diffusion for WebGPU and prove it.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -153,6 +179,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", help="a diffusers folder (default: the seeded random one)")
     p.add_argument("--report", default="reports/importer_coverage.json")
     p.set_defaults(func=_cmd_coverage)
+    p = sub.add_parser("serve", help="serve the browser app and the models of a dist folder")
+    p.add_argument("dist", nargs="?", default="dist")
+    p.add_argument("--host", default="127.0.0.1", help="interface (default loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=_cmd_serve)
+    p = sub.add_parser("generate", help="prompt to PNG through the browser app in headless Chromium")
+    p.add_argument("--model", default="sd15-tiny")
+    p.add_argument("--dist", default="dist")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--negative", default="")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--guidance", type=float, default=7.5)
+    p.add_argument("--scheduler", default=None, help="default: the model's (dpm-solver++)")
+    p.add_argument("--out", default="image.png")
+    p.add_argument("--timeout", type=float, default=900)
+    p.set_defaults(func=_cmd_generate)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -59,7 +59,8 @@ export class VerifiedStore {
     }
     let response;
     try {
-      response = await this.fetcher(url, { cache: "no-store" });
+      // The versioned URL is also the cache key; the server marks it immutable when it matches.
+      response = await this.fetcher(key, { cache: "no-cache" });
     } catch (err) {
       throw new WsdError("WSD_FETCH", `${name}: ${err.message || err}`, { name });
     }

@@ -1,0 +1,112 @@
+"""wsd-conformance: run the harness, prove it (selftest), refresh the golden outputs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _run(args) -> int:
+    import pytest
+
+    argv = ["-m", "conformance", str(_tests_dir()), "-p", "no:cacheprovider", *args.pytest_args]
+    return int(pytest.main(argv))
+
+
+def _tests_dir() -> Path:
+    from wsd.paths import repo_root
+
+    return repo_root() / "tests" / "conformance"
+
+
+def _selftest(args) -> int:
+    from conformance import selftest
+    from conformance.harness import reports_dir
+
+    result = selftest.run()
+    out = reports_dir() / "selftest.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    if result["baseline"] != "pass":
+        print("selftest: the clean build does not pass; fix that first:", *result["baseline_failures"], sep="\n  ")
+        return 1
+    for row in result["faults"]:
+        mark = "caught" if row["caught"] else "MISSED"
+        kernel = f", kernel {row['localized_kernel']}" if row["localized_kernel"] else ""
+        print(f"  {mark:7} {row['fault']:26} expect {row['expect']:15} failed {row['failed_stages']}{kernel}")
+    print(f"selftest: caught {result['caught']}/{result['total']} faults in {result['wall_s']} s ({out})")
+    return 0 if result["caught"] == result["total"] else 1
+
+
+def _golden(args) -> int:
+    from conformance.golden import Golden, inputs_digest
+    from conformance.harness import Harness, all_cases
+    from wsd.build import folder_fingerprint
+
+    if not args.update:
+        print("wsd-conformance golden: pass --update to regenerate golden/ from the live references")
+        return 2
+    h = Harness(golden=Golden())
+    h.golden.manifest["files"] = {}
+    for case in all_cases(h.model):
+        ref = h.reference(case)
+        h.golden.save(case.id, ref.outputs, inputs_digest(ref.inputs))
+        print(f"  {case.id}")
+    h.golden.write_manifest(
+        {
+            "model": h.model,
+            "config_hash": h.spec.config_hash(),
+            "weights": {"random_init_seed": 0, "fingerprint": folder_fingerprint(h.ctx.folder)},
+            "seeds": "inputs are seeded by each case's name (conformance.stages.rng_for); pipeline noise by seed",
+        }
+    )
+    print(f"golden: {len(h.golden.manifest['files'])} files in {h.golden.folder}")
+    return 0
+
+
+def _repro(args) -> int:
+    """Replay one saved kernel on WebGPU and compare with the native outputs it was saved with."""
+    from conformance.browser import Browser
+    from conformance.localize import diverges, load_repro
+    from wsd.webrt import ensure_kit
+
+    rec = load_repro(Path(args.file))
+    dist = Path(args.dist)
+    from conformance.backends import WebGPUBackend
+
+    with Browser(ensure_kit().bundle, dist.parent, timeout_s=600) as browser:
+        backend = WebGPUBackend(browser.runner(), f"/a/{dist.name}/", dist)
+        import numpy as np
+
+        wire = [{"name": rec["name"], "outputs": rec["outputs"], "args": [
+            np.zeros_like(a) if i in rec["outputs"] else a for i, a in enumerate(rec["args"])]}]
+        outs = backend.run_kernels(wire)[0]
+    for k, index in enumerate(rec["outputs"]):
+        bad, metrics = diverges(rec["args"][index], outs[k])
+        print(f"{rec['name']} output {index}: {'DIVERGES' if bad else 'agrees'} {metrics}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="wsd-conformance", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="run every stage (pytest; extra arguments go to pytest, e.g. -k unet)")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_run)
+    p = sub.add_parser("selftest", help="inject faults and report the catch rate")
+    p.set_defaults(func=_selftest)
+    p = sub.add_parser("golden", help="regenerate golden/ (with --update)")
+    p.add_argument("--update", action="store_true")
+    p.set_defaults(func=_golden)
+    p = sub.add_parser("repro", help="replay a localized kernel saved under reports/conformance/repro/")
+    p.add_argument("file")
+    p.add_argument("--dist", required=True, help="the webgpu build folder (dist/<model>)")
+    p.set_defaults(func=_repro)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

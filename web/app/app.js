@@ -1,0 +1,140 @@
+// The page a person opens: pick a model from /models/, type a prompt, press Generate.
+// A model is loaded once and kept; errors show what failed and what to do about it.
+import { explain, WsdError } from "/lib/errors.js";
+import { checkOptions, generate } from "/lib/pipeline.js";
+import { ModelSession } from "/lib/session.js";
+
+const $ = (id) => document.getElementById(id);
+let session = null;
+let busy = false;
+
+function status(text, fraction) {
+  $("status").textContent = text;
+  if (fraction !== undefined) $("progress").value = fraction;
+}
+
+function showError(err) {
+  const info = explain(err);
+  $("error-title").textContent = info.title;
+  $("error-advice").textContent = info.advice;
+  $("error-message").textContent = info.message;
+  $("error").hidden = false;
+  $("error").dataset.code = info.code;
+  status(`error: ${info.code}`);
+  window.wsdApp.lastError = info;
+}
+
+function clearError() {
+  $("error").hidden = true;
+  delete $("error").dataset.code;
+}
+
+function fillSelect(select, values, chosen) {
+  select.replaceChildren(...values.map((v) => new Option(String(v), String(v), false, String(v) === String(chosen))));
+}
+
+async function listModels() {
+  const response = await fetch("/models/index.json", { cache: "no-cache" });
+  if (!response.ok) throw new WsdError("WSD_FETCH", `/models/index.json: HTTP ${response.status}`);
+  return (await response.json()).models;
+}
+
+function fillOptions() {
+  const m = session.manifest;
+  fillSelect($("scheduler"), m.schedulers, m.default_scheduler);
+  const steps = () => fillSelect($("steps"), m.scheduler_steps[$("scheduler").value], 20);
+  $("scheduler").onchange = steps;
+  steps();
+}
+
+async function openModel(name) {
+  clearError();
+  $("generate").disabled = true;
+  status(`loading ${name}`, 0);
+  session = await ModelSession.open(`/models/${name}/`, {
+    reuse: session,
+    onProgress: (p) => status(p.text, p.fraction),
+  });
+  fillOptions();
+  status(`${name} ready (pipelines ${(session.timings.pipelines_ms / 1000).toFixed(1)} s)`, 1);
+  $("generate").disabled = false;
+}
+
+function optionsFromForm() {
+  return {
+    prompt: $("prompt").value,
+    negativePrompt: $("negative").value,
+    scheduler: $("scheduler").value,
+    steps: Number($("steps").value),
+    seed: Number($("seed").value),
+    guidance: Number($("guidance").value),
+    previewEvery: Number($("preview").value),
+  };
+}
+
+function draw(image) {
+  const canvas = $("canvas");
+  canvas.width = image.width;
+  canvas.height = image.height;
+  canvas.getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(image.rgba), image.width, image.height), 0, 0);
+}
+
+async function onGenerate(event) {
+  event.preventDefault();
+  if (busy || !session) return;
+  busy = true;
+  $("generate").disabled = true;
+  clearError();
+  try {
+    const options = checkOptions(optionsFromForm(), session.manifest);
+    const image = await generate(session, options, {
+      onProgress: (p) => {
+        const rate = p.itPerSec ? `, ${p.itPerSec.toFixed(2)} it/s` : "";
+        status(`${p.stage}: step ${p.step}/${p.steps}${rate}`, p.steps ? p.step / p.steps : 0);
+      },
+      onPreview: draw,
+    });
+    draw(image);
+    const link = $("download");
+    link.href = $("canvas").toDataURL("image/png");
+    link.download = `wsd-${session.manifest.model}-seed${options.seed}.png`;
+    link.hidden = false;
+    const note = image.tokens.truncated ? ` (prompt cut to ${image.tokens.limit} tokens)` : "";
+    status(`done in ${(image.timings.total_ms / 1000).toFixed(1)} s${note}`, 1);
+    const mem = session.memory();
+    $("memory").textContent = `GPU: ${mem.buffers} buffers, ${(mem.bytes / 2 ** 20).toFixed(1)} MiB`;
+    window.wsdApp.generations += 1;
+    window.wsdApp.last = { width: image.width, height: image.height, tokens: image.tokens, timings: image.timings };
+  } catch (err) {
+    showError(err);
+  } finally {
+    busy = false;
+    $("generate").disabled = !session;
+  }
+}
+
+async function start() {
+  window.wsdApp = { generations: 0, memory: () => (session ? session.memory() : null), lastError: null };
+  $("form").addEventListener("submit", onGenerate);
+  if ("serviceWorker" in navigator) {
+    try {
+      await navigator.serviceWorker.register("/sw.js");
+    } catch (err) {
+      console.warn("no offline cache:", err); // the page still works online
+    }
+  }
+  try {
+    const models = await listModels();
+    if (!models.length) throw new WsdError("WSD_MODEL", "no built model under /models/: run `wsd build` first");
+    const wanted = new URLSearchParams(location.search).get("model");
+    const first = models.includes(wanted) ? wanted : models[0];
+    fillSelect($("model"), models, first);
+    $("model").onchange = () => openModel($("model").value).catch(showError);
+    await openModel(first);
+  } catch (err) {
+    showError(err);
+  }
+  window.wsdApp.ready = true;
+}
+
+start();

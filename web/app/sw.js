@@ -1,0 +1,31 @@
+// Offline support: the page, its scripts and each model's manifest.json are kept here, so a
+// reload with the network off still starts. Network first (a rebuilt model is never served
+// stale); the cached copy only when the network fails. Model files themselves are cached by
+// lib/integrity.js under versioned keys, checked against the manifest on every read.
+const SHELL = "wsd-shell-v1";
+
+self.addEventListener("install", (event) => event.waitUntil(self.skipWaiting()));
+self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
+
+function isShell(url) {
+  return url.origin === self.location.origin && !/\.(bin|wasm)$/.test(url.pathname) && !url.pathname.includes("/schedulers/") && !url.pathname.includes("/tokenizer/");
+}
+
+self.addEventListener("fetch", (event) => {
+  const url = new URL(event.request.url);
+  if (event.request.method !== "GET" || !isShell(url)) return;
+  event.respondWith(
+    (async () => {
+      const cache = await caches.open(SHELL);
+      try {
+        const response = await fetch(event.request, { cache: "no-cache" });
+        if (response.ok) await cache.put(url.pathname, response.clone());
+        return response;
+      } catch (err) {
+        const hit = await cache.match(url.pathname);
+        if (hit) return hit;
+        throw err;
+      }
+    })()
+  );
+});

@@ -1,0 +1,109 @@
+"""`wsd serve` and `wsd generate`: the browser app served locally, and driven headless.
+
+`generate` opens the same page a person uses, fills the same form, presses Generate, and
+saves the canvas: what it writes is what the page draws.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from pathlib import Path
+
+from wsd.errors import WsdError
+
+
+def serve_forever(dist: Path, host: str, port: int, echo=print) -> None:
+    from conformance.server import app_mounts, serve
+    from wsd.webrt import ensure_kit
+
+    if not any(Path(dist).glob("*/manifest.json")):
+        raise WsdError(f"{dist}: no built model (no */manifest.json); run `wsd build --model sd15-tiny --random-init`")
+    with serve(app_mounts(ensure_kit(echo=echo).bundle, Path(dist)), host=host, port=port) as url:
+        echo(f"serving {dist} at {url}/  (Ctrl-C to stop)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            echo("stopped")
+
+
+def fill_form(page, settings: dict) -> None:
+    page.fill("#prompt", settings["prompt"])
+    page.fill("#negative", settings.get("negative", ""))
+    if settings.get("scheduler"):
+        page.select_option("#scheduler", settings["scheduler"])
+    page.select_option("#steps", str(settings["steps"]))
+    page.fill("#seed", str(settings["seed"]))
+    page.fill("#guidance", str(settings["guidance"]))
+
+
+def run_generation(page, settings: dict, timeout_s: float, on_status=None) -> dict:
+    """Press Generate on an open app page and wait for the image (or the page's error)."""
+    before = page.evaluate("window.wsdApp.generations")
+    fill_form(page, settings)
+    page.click("#generate")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = page.evaluate(
+            """() => ({done: window.wsdApp.generations, error: window.wsdApp.lastError,
+                      status: document.getElementById('status').textContent,
+                      fraction: document.getElementById('progress').value,
+                      errorShown: !document.getElementById('error').hidden})"""
+        )
+        if on_status:
+            on_status(state["status"], state["fraction"])
+        if state["errorShown"]:
+            err = state["error"] or {}
+            raise WsdError(f"{err.get('code')}: {err.get('title')}: {err.get('message')} ({err.get('advice')})")
+        if state["done"] > before:
+            return page.evaluate("window.wsdApp.last")
+        time.sleep(0.2)
+    raise WsdError(f"no image after {timeout_s:.0f} s (last status: {state['status']})")
+
+
+def canvas_png(page) -> bytes:
+    data = page.evaluate("document.getElementById('canvas').toDataURL('image/png')")
+    return base64.b64decode(data.split(",", 1)[1])
+
+
+def open_app(browser_page, url: str, model: str, timeout_s: float) -> None:
+    browser_page.goto(f"{url}/?model={model}", timeout=timeout_s * 1000)
+    browser_page.wait_for_function("window.wsdApp && window.wsdApp.ready", timeout=timeout_s * 1000)
+    err = browser_page.evaluate("window.wsdApp.lastError")
+    if err:
+        raise WsdError(f"{err['code']}: {err['title']}: {err['message']} ({err['advice']})")
+
+
+def generate(dist: Path, model: str, settings: dict, out: Path, timeout_s: float = 900, progress: bool = True) -> dict:
+    from playwright.sync_api import sync_playwright
+    from tqdm import tqdm
+
+    from conformance.browser import launch_options
+    from conformance.server import app_mounts, serve
+    from wsd.webrt import ensure_kit
+
+    if not (Path(dist) / model / "manifest.json").is_file():
+        raise WsdError(f"{dist}/{model}: not built; run `wsd build --model {model} --random-init --out {dist}`")
+    bar = tqdm(total=100, desc=f"generate {model}", unit="%", disable=not progress, leave=True)
+
+    def on_status(text, fraction):
+        bar.set_postfix_str(text[:60])
+        bar.n = round(100 * float(fraction or 0))
+        bar.refresh()
+
+    with serve(app_mounts(ensure_kit().bundle, Path(dist))) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(**launch_options())
+        try:
+            page = browser.new_page()
+            bar.set_postfix_str("loading the model (compiles GPU pipelines once)")
+            open_app(page, url, model, timeout_s)
+            last = run_generation(page, settings, timeout_s, on_status)
+            png = canvas_png(page)
+        finally:
+            browser.close()
+            bar.close()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(png)
+    return {"out": str(out), **last}
