@@ -80,8 +80,13 @@ def _repro(args) -> int:
         backend = WebGPUBackend(browser.runner(), f"/a/{dist.name}/", dist)
         import numpy as np
 
-        wire = [{"name": rec["name"], "outputs": rec["outputs"], "args": [
-            np.zeros_like(a) if i in rec["outputs"] else a for i, a in enumerate(rec["args"])]}]
+        wire = [
+            {
+                "name": rec["name"],
+                "outputs": rec["outputs"],
+                "args": [np.zeros_like(a) if i in rec["outputs"] else a for i, a in enumerate(rec["args"])],
+            }
+        ]
         outs = backend.run_kernels(wire)[0]
     for k, index in enumerate(rec["outputs"]):
         bad, metrics = diverges(rec["args"][index], outs[k])

@@ -84,7 +84,8 @@ def transposed_layout(dist: Path, work: Path) -> Path:
     out = copy_dist(dist, work / "transposed-layout")
     # A square projection of the text encoder written transposed (row- vs column-major).
     _edit_tensor(
-        out, lambda r: r["name"].startswith("clip_") and len(r["shape"]) == 2 and r["shape"][0] == r["shape"][1],
+        out,
+        lambda r: r["name"].startswith("clip_") and len(r["shape"]) == 2 and r["shape"][0] == r["shape"][1],
         lambda a: a.T,
     )
     resign(out)
@@ -125,7 +126,8 @@ def dropped_bias(dist: Path, work: Path) -> Path:
     """A kernel of the text encoder that forgets its bias: rebuilt with `--inject drop-bias@clip`."""
     from wsd.build import BuildOptions, build
 
-    opts = BuildOptions(manifests.load(dist)["model"], random_init=True, inject=("drop-bias@clip",))
+    built = manifests.load(dist)
+    opts = BuildOptions(built["model"], random_init=True, target=built["target"], inject=("drop-bias@clip",))
     return build(opts, work / "dropped-bias", echo=lambda *_: None, progress=False).out
 
 

@@ -126,7 +126,9 @@ class Harness:
             target = "webgpu" if backend == "webgpu" else "llvm"
             out = self.out_dir.parent / ".dist" / target
             self.echo(f"[conformance] building {self.model} for {target} (cached after the first run)")
-            result = build(BuildOptions(self.model, random_init=True, target=target), out, echo=self.echo, progress=False)
+            result = build(
+                BuildOptions(self.model, random_init=True, target=target), out, echo=self.echo, progress=False
+            )
             self.dists[backend] = result.out
             self.timings["build_s"] += time.perf_counter() - t0
         return Path(self.dists[backend])
@@ -153,7 +155,9 @@ class Harness:
             kit = ensure_kit(echo=self.echo)
             self._browser = Browser(kit.bundle, timeout_s=self.timeout_s, playwright=self.playwright).__enter__()
         self.echo(f"[conformance] opening {self.model} in headless Chromium (compiles every GPU pipeline once)")
-        backend = WebGPUBackend(self._browser.shared_runner(), self._browser.mount(dist), dist, timeout_s=self.timeout_s)
+        backend = WebGPUBackend(
+            self._browser.shared_runner(), self._browser.mount(dist), dist, timeout_s=self.timeout_s
+        )
         self.adapter = backend.adapter
         self.timings["browser_open_s"] += time.perf_counter() - t0
         self.open_timings = backend.open_timings
@@ -293,9 +297,9 @@ class Harness:
         row["status"] = "fail" if problems else "pass"
         row["message"] = "; ".join(problems)
         if row["reference_drift"]:
-            row["message"] = (row["message"] + "; " if row["message"] else "") + "reference drift: " + row[
-                "reference_drift"
-            ]
+            row["message"] = (
+                (row["message"] + "; " if row["message"] else "") + "reference drift: " + row["reference_drift"]
+            )
 
     def _localize(self, case: Case, row: dict, ref: Reference) -> None:
         from conformance.localize import localize

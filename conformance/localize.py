@@ -62,7 +62,9 @@ def diverges(expected: np.ndarray, got: np.ndarray) -> tuple[bool, dict]:
     return not (m["max_abs"] <= 1e-4 * scale), m
 
 
-def localize(native, webgpu, dist: Path, entry: str, inputs: list[np.ndarray], case_id: str, out_dir: Path) -> Localized:
+def localize(
+    native, webgpu, dist: Path, entry: str, inputs: list[np.ndarray], case_id: str, out_dir: Path
+) -> Localized:
     kernels = json.loads((Path(dist) / "kernels.json").read_text())
     calls = native_trace(native, entry, inputs, kernels)
     for start in range(0, len(calls), BATCH):
@@ -88,8 +90,8 @@ def localize(native, webgpu, dist: Path, entry: str, inputs: list[np.ndarray], c
                         len(calls),
                         metrics,
                         repro,
-                        f"first divergent kernel: {call['name']} (call {start + offset + 1} of {len(calls)} in {entry}); "
-                        f"inputs saved to {repro}",
+                        f"first divergent kernel: {call['name']} (call {start + offset + 1} of {len(calls)} "
+                        f"in {entry}); inputs saved to {repro}",
                     )
     return Localized(None, -1, len(calls), {}, None, f"all {len(calls)} kernels of {entry} agree one by one")
 
@@ -108,4 +110,9 @@ def load_repro(path: Path) -> dict:
     with np.load(path) as data:
         args = [data[f"arg{i}"] for i in range(sum(k.startswith("arg") for k in data.files))]
         webgpu = [data[k] for k in sorted(k for k in data.files if k.startswith("webgpu_out"))]
-        return {"name": str(data["kernel"]), "outputs": [int(i) for i in data["outputs"]], "args": args, "webgpu": webgpu}
+        return {
+            "name": str(data["kernel"]),
+            "outputs": [int(i) for i in data["outputs"]],
+            "args": args,
+            "webgpu": webgpu,
+        }

@@ -25,7 +25,9 @@ def pytest_addoption(parser):
     group.addoption(
         "--backend", action="append", choices=BACKENDS, help="backend(s) to run (default: webgpu and native)"
     )
-    group.addoption("--inject", metavar="FAULT", help="inject a fault into the webgpu build (see conformance/faults.py)")
+    group.addoption(
+        "--inject", metavar="FAULT", help="inject a fault into the webgpu build (see conformance/faults.py)"
+    )
     group.addoption("--report-dir", default=None, help="where the reports go (default reports/conformance)")
 
 

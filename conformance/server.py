@@ -10,8 +10,8 @@ import http.server
 import mimetypes
 import threading
 from contextlib import contextmanager
-from pathlib import Path
 from functools import lru_cache
+from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from wsd.cache import file_digest

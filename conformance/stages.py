@@ -194,7 +194,7 @@ def page_noise(seed: int, count: int) -> np.ndarray:
         f"import {{ gaussianNoise }} from {json.dumps((web_dir() / 'lib' / 'pipeline.js').as_uri())};"
         f"process.stdout.write(JSON.stringify(Array.from(gaussianNoise({int(seed)}, {int(count)}))));"
     )
-    proc = subprocess.run(
+    proc = subprocess.run(  # nosec B603: node on our own module, no shell
         [toolchain.find("node"), "--input-type=module", "-e", script],
         capture_output=True,
         text=True,
@@ -243,8 +243,14 @@ STAGES: tuple[Stage, ...] = (
         _tokenizer_reference,
         _tokenizer_candidate,
     ),
-    Stage("clip", (Output("embeddings", "tensor"),), _clip_inputs, _entry_reference("embeddings"),
-          _entry_candidate("embeddings"), entry="clip"),
+    Stage(
+        "clip",
+        (Output("embeddings", "tensor"),),
+        _clip_inputs,
+        _entry_reference("embeddings"),
+        _entry_candidate("embeddings"),
+        entry="clip",
+    ),
     Stage(
         "unet",
         (Output("noise_pred", "tensor"),),
@@ -255,8 +261,14 @@ STAGES: tuple[Stage, ...] = (
         # Several timesteps; guidance on (7.5) and off (1.0: the conditional prediction alone).
         variants={"t981-g7.5": {"t": 981, "g": 7.5}, "t500-g1": {"t": 500, "g": 1.0}, "t1-g7.5": {"t": 1, "g": 7.5}},
     ),
-    Stage("vae", (Output("image", "tensor"),), _vae_inputs, _entry_reference("image"), _entry_candidate("image"),
-          entry="vae"),
+    Stage(
+        "vae",
+        (Output("image", "tensor"),),
+        _vae_inputs,
+        _entry_reference("image"),
+        _entry_candidate("image"),
+        entry="vae",
+    ),
     Stage(
         "image_to_rgba",
         (Output("rgba", "exact", "int32"),),

@@ -18,4 +18,9 @@ export default [
       "no-new-func": "error",
     },
   },
+  {
+    // node's side: the JS unit tests and the tokenizer tool the native backend runs
+    files: ["tests/**/*.js", "tools/**/*.mjs", "**/tools/*.mjs", "**/tests/*.js"],
+    languageOptions: { globals: { ...globals.node } },
+  },
 ];

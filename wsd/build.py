@@ -94,7 +94,7 @@ def random_folder(spec, seed: int, echo=print) -> Path:
     """The seeded random diffusers folder for a spec, written once into the cache."""
     from wsd.models.folder import write_random
 
-    inputs = {"config": spec.config_hash(), "seed": seed, "versions": _lib_versions(), "recipe": 1}
+    inputs = {"config": spec.config_hash(), "seed": seed, "versions": _lib_versions(), "recipe": 2}
 
     def build(out: Path) -> list[str]:
         write_random(spec, out, seed)
@@ -175,9 +175,9 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
     import tvm
     from tvm import relax
 
-    from wsd import params as param_shards
     from wsd import faults, requirements, schedulers, wgsl
     from wsd import kernels as kernel_table
+    from wsd import params as param_shards
     from wsd.capture import capture
     from wsd.entries import entries_for
     from wsd.models.folder import load

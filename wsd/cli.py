@@ -166,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--validate-pipelines", action="store_true", help="also create every compute pipeline in Dawn")
     p.add_argument("--entry", action="append", help="build only this entry point (repeatable)")
     p.add_argument(
-        "--inject", action="append", metavar="FAULT", help="inject a compiler fault, e.g. drop-bias@clip (harness self-test)"
+        "--inject",
+        action="append",
+        metavar="FAULT",
+        help="inject a compiler fault, e.g. drop-bias@clip (harness self-test)",
     )
     p.add_argument("--rebuild", action="store_true", help="ignore the build cache")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -49,7 +49,7 @@ def steps(specs: tuple[str, ...], record: dict) -> tuple[Step, ...]:
     for spec in specs:
         kind, entry = parse(spec)
 
-        def make(target, entry=entry):
+        def make(target, entry=entry, kind=kind):
             import tvm
 
             return tvm.transform.module_pass(

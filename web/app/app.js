@@ -56,6 +56,8 @@ async function openModel(name) {
     onProgress: (p) => status(p.text, p.fraction),
   });
   fillOptions();
+  // The open model's manifest joins the offline shell (lib/integrity.js caches its files).
+  if (globalThis.caches) caches.open("wsd-shell-v1").then((c) => c.add(`/models/${name}/manifest.json`)).catch(() => {});
   status(`${name} ready (pipelines ${(session.timings.pipelines_ms / 1000).toFixed(1)} s)`, 1);
   $("generate").disabled = false;
 }

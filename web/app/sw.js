@@ -3,8 +3,12 @@
 // stale); the cached copy only when the network fails. Model files themselves are cached by
 // lib/integrity.js under versioned keys, checked against the manifest on every read.
 const SHELL = "wsd-shell-v1";
+const FILES = ["/", "/app.js", "/app.css", "/sw.js", "/tvmjs.bundle.js", "/models/index.json",
+  "/lib/errors.js", "/lib/gpu.js", "/lib/integrity.js", "/lib/pipeline.js", "/lib/session.js", "/lib/tokenizer.js"];
 
-self.addEventListener("install", (event) => event.waitUntil(self.skipWaiting()));
+self.addEventListener("install", (event) =>
+  event.waitUntil(caches.open(SHELL).then((cache) => cache.addAll(FILES)).then(() => self.skipWaiting()))
+);
 self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
 
 function isShell(url) {

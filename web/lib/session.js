@@ -91,6 +91,9 @@ export class ModelSession {
     const t0 = performance.now();
     progress({ stage: "wasm", text: `fetching ${this.manifest.library}` });
     const wasm = await this.store.bytes(this.manifest.library);
+    // Every download is verified (and cached) before the long pipeline compile, so a
+    // missing or altered file fails in seconds, not after minutes.
+    await this.prefetch(progress);
     this.tvm = await this.tvmjs.instantiate(wasm.buffer.slice(wasm.byteOffset, wasm.byteOffset + wasm.byteLength), this.tvmjs.createPolyfillWASI(), () => {});
     this.tvm.initWebGPU(this.device);
     this.tvm.beginScope(); // tvmjs hands out objects only inside a scope; kept ones are detached
@@ -118,6 +121,16 @@ export class ModelSession {
     this.timings = { wasm_ms: t1 - t0, pipelines_ms: t2 - t1, params_ms: performance.now() - t2 };
   }
 
+  async prefetch(progress) {
+    const cache = await this.store.json("tensor-cache.json");
+    const shards = cache.records.map((r) => r.dataPath);
+    for (const [i, name] of shards.entries()) {
+      progress({ stage: "download", text: `verifying ${name}`, fraction: i / shards.length });
+      await this.store.bytes(name);
+    }
+    await this.tokenizer();
+  }
+
   async loadWeights(progress) {
     progress({ stage: "weights", text: "fetching weights" });
     this.tvm.registerInitProgressCallback?.((report) => progress({ stage: "weights", text: report.text, fraction: report.progress }));
@@ -132,7 +145,6 @@ export class ModelSession {
     } finally {
       this.tvm.endScope();
     }
-    this.tokenizerPromise = null;
   }
 
   async swapWeights(base, manifest, progress) {
@@ -143,7 +155,9 @@ export class ModelSession {
       this.base = base;
       this.manifest = manifest;
       this.store = new VerifiedStore(base, manifest, this.options.store || {});
+      this.tokenizerPromise = null;
       const t0 = performance.now();
+      await this.prefetch(progress);
       await this.loadWeights(progress);
       this.timings = { ...this.timings, params_ms: performance.now() - t0, reused: true };
     });

@@ -114,7 +114,8 @@ export class ClipTokenizer {
           ids.push(id);
         } else {
           // No fused unknowns in CLIP's BPE: each unknown symbol becomes one <|endoftext|>.
-          for (const _symbol of Array.from(token.replace(/<\/w>$/, ""))) ids.push(this.eos);
+          const symbols = Array.from(token.replace(/<\/w>$/, "")).length;
+          for (let k = 0; k < symbols; ++k) ids.push(this.eos);
         }
       }
     }

@@ -39,6 +39,7 @@ def write_random(spec: ModelSpec, folder: Path, seed: int) -> Path:
     for index, comp in enumerate(spec.components):
         torch.manual_seed(seed * 1000 + index)  # each component its own stream: order-independent
         model = _instantiate(comp)
+        _vary_constants(model)
         model.save_pretrained(folder / comp.subfolder, safe_serialization=True)
     for sub in spec.tokenizers:
         write_tokenizer(folder / sub, spec.tokenizer_merges, spec.max_tokens)
@@ -48,6 +49,18 @@ def write_random(spec: ModelSpec, folder: Path, seed: int) -> Path:
         json.dumps({"_class_name": "StableDiffusionPipeline", "wsd_model": spec.name})
     )
     return folder
+
+
+def _vary_constants(model) -> None:
+    """Biases and norm scales start constant (0 or 1) in a fresh model; real weights never are,
+    and a constant bias hides bugs (a kernel that drops a zero bias is still right). So every
+    constant tensor gets seeded noise around its value."""
+    import torch
+
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.numel() == 1 or bool(torch.all(param == param.flatten()[0])):
+                param.add_(0.05 * torch.randn_like(param))
 
 
 def _instantiate(comp: Component):

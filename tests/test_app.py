@@ -1,0 +1,189 @@
+"""The browser app end to end: generate through the page, equal to the harness's pipeline
+stage; memory flat over five generations; offline reload; one test per error path."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conformance import browser as wsd_browser
+from conformance.server import app_mounts, serve
+from wsd.app import canvas_png, open_app, run_generation
+from wsd.paths import repo_root
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+E2E = repo_root() / "reports" / "e2e"
+SETTINGS = {
+    "prompt": "a photo of an astronaut riding a horse on mars",
+    "negative": "blurry",
+    "steps": 4,
+    "seed": 1,
+    "guidance": 7.5,
+    "scheduler": "dpm-solver++",
+}
+
+
+@pytest.fixture(scope="module")
+def app_dist(tmp_path_factory):
+    from wsd.build import BuildOptions, build
+
+    out = tmp_path_factory.mktemp("appdist")
+    build(BuildOptions("sd15-tiny", random_init=True), out, echo=lambda *_: None, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def served(app_dist, kit):
+    with serve(app_mounts(kit.bundle, app_dist)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def app_page(browser, served):
+    context = browser.new_context()
+    page = context.new_page()
+    open_app(page, served, "sd15-tiny", 600)
+    yield page
+    context.close()
+
+
+def pixels(png: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def test_generate_equals_the_harness_pipeline_stage(app_page, app_dist, browser, playwright, kit):
+    from conformance.harness import Harness
+    from conformance.stages import STAGES, cases
+
+    last = run_generation(app_page, SETTINGS, 600)
+    got = pixels(canvas_png(app_page))
+    E2E.mkdir(parents=True, exist_ok=True)
+    app_page.screenshot(path=str(E2E / "app-after-generate.png"), full_page=True)
+    assert got.shape == (64, 64, 3) and got.std() > 5  # a non-trivial image
+    assert last["timings"]["steps_ms"] and len(last["timings"]["steps_ms"]) == 4
+
+    h = Harness(dists={"webgpu": app_dist / "sd15-tiny"}, playwright=playwright, echo=lambda *_: None)
+    try:
+        case = next(c for c in cases("sd15-tiny", STAGES) if c.stage.name == "pipeline")
+        assert case.params["seed"] == SETTINGS["seed"] and case.params["steps"] == SETTINGS["steps"]
+        ref = h.reference(case)
+        candidate = case.stage.candidate(h.backend("webgpu"), h.ctx, ref.inputs, case.params)
+    finally:
+        h.close()
+    assert np.array_equal(got, candidate["image"])
+
+
+def test_memory_is_flat_over_five_generations(app_page):
+    sizes = []
+    for _ in range(5):
+        run_generation(app_page, SETTINGS, 600)
+        sizes.append(app_page.evaluate("window.wsdApp.memory()"))
+    E2E.mkdir(parents=True, exist_ok=True)
+    (E2E / "memory.json").write_text(json.dumps(sizes, indent=1))
+    print("GPU memory after each generation:", sizes)
+    first, last = sizes[0], sizes[-1]
+    assert last["bytes"] <= first["bytes"] * 1.05 and last["buffers"] <= first["buffers"] * 1.05, sizes
+
+
+def test_reload_offline_still_generates(app_page):
+    before = pixels(canvas_png(app_page))
+    app_page.context.set_offline(True)
+    try:
+        app_page.reload()
+        app_page.wait_for_function("window.wsdApp && window.wsdApp.ready", timeout=600_000)
+        assert app_page.evaluate("window.wsdApp.lastError") is None
+        run_generation(app_page, SETTINGS, 600)
+        assert np.array_equal(pixels(canvas_png(app_page)), before)
+    finally:
+        app_page.context.set_offline(False)
+
+
+# --- error paths: each one fails before the long pipeline compile ----------------------
+
+
+def broken_copy(app_dist: Path, tmp_path: Path, change) -> Path:
+    root = tmp_path / "dist"
+    shutil.copytree(app_dist / "sd15-tiny", root / "sd15-tiny", copy_function=os.link)
+    change(root / "sd15-tiny")
+    return root
+
+
+def replace(path: Path, data: bytes) -> None:
+    path.unlink()  # never edit the cache's hard-linked file in place
+    path.write_bytes(data)
+
+
+def edit_manifest(folder: Path, change) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    change(manifest)
+    replace(folder / "manifest.json", json.dumps(manifest).encode())
+
+
+def error_of(browser, kit, dist: Path) -> dict:
+    with serve(app_mounts(kit.bundle, dist)) as url:
+        context = browser.new_context()
+        try:
+            page = context.new_page()
+            page.goto(f"{url}/?model=sd15-tiny")
+            page.wait_for_function("window.wsdApp && window.wsdApp.ready", timeout=120_000)
+            shown = page.evaluate("document.getElementById('error').hidden") is False
+            return {**(page.evaluate("window.wsdApp.lastError") or {}), "shown": shown}
+        finally:
+            context.close()
+
+
+def test_no_webgpu_names_browsers_and_flags(playwright, app_dist, kit):
+    browser = playwright.chromium.launch(**wsd_browser.launch_options(webgpu=False))
+    try:
+        err = error_of(browser, kit, app_dist)
+    finally:
+        browser.close()
+    assert err["code"] == "WSD_NO_WEBGPU" and err["shown"]
+    assert "--enable-unsafe-webgpu" in err["advice"]
+
+
+def test_adapter_limit_too_small_names_limit_and_values(browser, kit, app_dist, tmp_path):
+    dist = broken_copy(
+        app_dist,
+        tmp_path,
+        lambda f: edit_manifest(f, lambda m: m["requirements"]["limits"].update(maxStorageBufferBindingSize=2**40)),
+    )
+    err = error_of(browser, kit, dist)
+    assert err["code"] == "WSD_LIMIT", err
+    assert "maxStorageBufferBindingSize" in err["message"] and str(2**40) in err["message"]
+
+
+def test_fp16_build_without_shader_f16(browser, kit, app_dist, tmp_path):
+    dist = broken_copy(
+        app_dist, tmp_path, lambda f: edit_manifest(f, lambda m: m["requirements"].update(features=["shader-f16"]))
+    )
+    assert error_of(browser, kit, dist)["code"] == "WSD_NO_F16"
+
+
+def test_tampered_shard_is_refused(browser, kit, app_dist, tmp_path):
+    def flip(folder):
+        shard = folder / "params_shard_0.bin"
+        data = bytearray(shard.read_bytes())
+        data[100] ^= 0xFF
+        replace(shard, bytes(data))
+
+    err = error_of(browser, kit, broken_copy(app_dist, tmp_path, flip))
+    assert err["code"] == "WSD_INTEGRITY" and "params_shard_0.bin" in err["message"] and "refused" in err["message"]
+
+
+def test_missing_shard_is_a_fetch_error(browser, kit, app_dist, tmp_path):
+    err = error_of(browser, kit, broken_copy(app_dist, tmp_path, lambda f: (f / "params_shard_0.bin").unlink()))
+    assert err["code"] == "WSD_FETCH" and "params_shard_0.bin: HTTP 404" in err["message"]
+
+
+def test_missing_tokenizer_file(browser, kit, app_dist, tmp_path):
+    err = error_of(browser, kit, broken_copy(app_dist, tmp_path, lambda f: (f / "tokenizer" / "vocab.json").unlink()))
+    assert err["code"] == "WSD_TOKENIZER" and "vocab.json" in err["message"]

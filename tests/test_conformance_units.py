@@ -1,0 +1,165 @@
+"""The harness's parts on the native backend: stages, tolerances, golden, reports, and
+every injected fault caught by the stage it breaks (the self-test, natively)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conformance import faults, golden, report, tolerances
+from conformance.harness import Harness, all_cases
+from conformance.metrics import measure
+
+
+@pytest.fixture(scope="module")
+def native_dist(tmp_path_factory):
+    from wsd.build import BuildOptions, build
+
+    out = tmp_path_factory.mktemp("native")
+    return build(
+        BuildOptions("sd15-tiny", random_init=True, target="llvm"), out, echo=lambda *_: None, progress=False
+    ).out
+
+
+@pytest.fixture(scope="module")
+def clean(native_dist, tmp_path_factory):
+    h = Harness(
+        backends=("native",),
+        dists={"native": native_dist},
+        out_dir=tmp_path_factory.mktemp("rep"),
+        echo=lambda *_: None,
+    )
+    rows = [h.run(c, "native") for c in all_cases()]
+    return h, rows
+
+
+def test_every_stage_passes_natively(clean):
+    _, rows = clean
+    assert [r["stage"] for r in rows if r["status"] != "pass"] == [], [r["message"] for r in rows]
+    assert {r["stage"].split("/")[0] for r in rows} == {
+        "tokenizer",
+        "clip",
+        "unet",
+        "vae",
+        "image_to_rgba",
+        "scheduler",
+        "pipeline",
+    }
+
+
+def test_live_reference_matches_the_golden(clean):
+    _, rows = clean
+    assert all(r["reference_drift"] is None for r in rows), [r["reference_drift"] for r in rows if r["reference_drift"]]
+
+
+@pytest.mark.parametrize("fault", faults.FAULTS, ids=lambda f: f.name)
+def test_each_fault_fails_its_stage(fault, clean, native_dist, tmp_path):
+    h, _ = clean
+    faulted = fault.apply(native_dist, tmp_path)
+    f = Harness(backends=("native",), dists={"native": faulted}, out_dir=tmp_path / "rep", echo=lambda *_: None)
+    f._ctx, f._refs = h.ctx, h._refs
+    failed = {r["stage"] for c in all_cases() if (r := f.run(c, "native"))["status"] == "fail"}
+    assert any(s == fault.expect or s.startswith(fault.expect + "/") for s in failed), failed
+
+
+def test_reports_have_the_stable_schema(clean, tmp_path):
+    h, rows = clean
+    body = report.summary(rows, {"vendor": "v", "features": ["f"]}, 1.5)
+    assert set(body) >= {"versions", "adapter", "stages", "totals", "wall_s"}
+    assert set(body["versions"]) >= {
+        "python",
+        "torch",
+        "tvm",
+        "tvm_ffi",
+        "diffusers",
+        "transformers",
+        "chromium",
+        "emscripten",
+    }
+    row = body["stages"][0]
+    assert set(row) >= {
+        "model",
+        "stage",
+        "backend",
+        "dtype",
+        "status",
+        "metrics",
+        "tolerance",
+        "ms",
+        "localized_kernel",
+        "message",
+    }
+    assert set(row["metrics"]) >= {"max_abs", "rel_l2", "cosine", "psnr", "ssim"}
+    paths = report.write(tmp_path, body)
+    assert json.loads(paths["summary"].read_text())["totals"]["pass"] == len(rows)
+    assert "<testsuite" in paths["junit"].read_text()
+    assert "pipeline" in paths["html"].read_text()
+
+
+def test_failed_rows_become_junit_failures():
+    row = {
+        "model": "m",
+        "stage": "unet",
+        "backend": "webgpu",
+        "dtype": "float32",
+        "status": "fail",
+        "metrics": {"max_abs": float("nan")},
+        "tolerance": {},
+        "ms": {"reference": 1, "candidate": 2},
+        "localized_kernel": "k",
+        "message": "max_abs nan > 1",
+    }
+    body = report.summary([row], {}, 0.1)
+    assert body["stages"][0]["metrics"]["max_abs"] is None  # NaN is not JSON
+    assert '<failure message="max_abs nan &gt; 1"' in report.junit(body)
+
+
+def test_tolerances_need_a_why(tmp_path):
+    table = tolerances.load()
+    assert tolerances.lookup(table, "unet", "float16", "noise_pred")["psnr"] >= 35
+    bad = tmp_path / "t.toml"
+    bad.write_text("[unet.float32.noise_pred]\nmax_abs = 1.0\n")
+    with pytest.raises(tolerances.ToleranceError, match="no `why`"):
+        tolerances.load(bad)
+    assert tolerances.violations({"max_abs": float("nan")}, {"max_abs": 1.0}) == ["max_abs nan > 1"]
+    assert tolerances.violations({"psnr": 30.0}, {"psnr": 35.0, "why": "x"}) == ["psnr 30 < 35"]
+
+
+def test_metrics_for_images_and_ids():
+    a = np.random.default_rng(0).integers(0, 256, (16, 16, 3)).astype(np.uint8)
+    m = measure("image", a, a)
+    assert m["ssim"] == pytest.approx(1.0) and m["max_abs"] == 0
+    assert measure("exact", np.arange(4), np.array([0, 1, 2, 4]))["mismatches"] == 1
+
+
+def test_an_edited_golden_is_an_error_row(clean, tmp_path):
+    h, _ = clean
+    store = golden.Golden(tmp_path)
+    case = next(c for c in all_cases() if c.stage.name == "clip")
+    ref = h.reference(case)
+    store.save(case.id, ref.outputs, golden.inputs_digest(ref.inputs))
+    store.write_manifest({"model": "sd15-tiny"})
+    path = tmp_path / golden.file_name(case.id)
+    np.savez_compressed(path, embeddings=ref.outputs["embeddings"] * 2)  # edited after the manifest
+    g = Harness(
+        backends=("native",), dists=h.dists, golden=golden.Golden(tmp_path), out_dir=tmp_path, echo=lambda *_: None
+    )
+    row = g.run(case, "native")
+    assert row["status"] == "error" and "was edited" in row["message"]
+
+
+def test_a_moved_reference_is_flagged_as_drift(clean, tmp_path):
+    h, _ = clean
+    store = golden.Golden(tmp_path)
+    case = next(c for c in all_cases() if c.stage.name == "clip")
+    ref = h.reference(case)
+    store.save(case.id, {"embeddings": ref.outputs["embeddings"] + 0.01}, golden.inputs_digest(ref.inputs))
+    store.write_manifest({"model": "sd15-tiny"})
+    g = Harness(
+        backends=("native",), dists=h.dists, golden=golden.Golden(tmp_path), out_dir=tmp_path, echo=lambda *_: None
+    )
+    row = g.run(case, "native")
+    assert row["status"] == "pass"  # the candidate still matches the live reference
+    assert "reference moved" in row["reference_drift"]
