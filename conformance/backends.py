@@ -108,9 +108,11 @@ class WebGPUBackend(Backend):
         result = self.runner.call("run", {"entry": entry, "inputs": [encode(np.asarray(x)) for x in inputs]})
         return [decode(o) for o in result["outputs"]], result["ms"]
 
-    def run_kernels(self, kernels: list[dict]) -> list[list[np.ndarray]]:
+    def run_kernels(self, kernels: list[dict]) -> list:
+        """Per kernel: its outputs, or {"error": text} when it cannot be called alone."""
         wire = [{"name": k["name"], "outputs": k["outputs"], "args": [encode(a) for a in k["args"]]} for k in kernels]
-        return [[decode(o) for o in outs] for outs in self.runner.call("runKernels", {"kernels": wire})]
+        results = self.runner.call("runKernels", {"kernels": wire})
+        return [r if isinstance(r, dict) else [decode(o) for o in r] for r in results]
 
     def tokenize(self, prompts):
         return self.runner.call("tokenize", {"prompts": prompts})

@@ -52,14 +52,18 @@ def native_trace(native, entry: str, inputs: list[np.ndarray], kernels: dict) ->
     return calls
 
 
+# A kernel diverges when its output is off by more than 0.1 % in relative L2. Measured on
+# SwiftShader: reordered sums stay below 1e-6, but sin/cos of large arguments (the timestep
+# embedding) differ from llvm's libm by ~1e-4 relative, which later layers absorb.
+REL_L2 = 1e-3
+
+
 def diverges(expected: np.ndarray, got: np.ndarray) -> tuple[bool, dict]:
     if expected.dtype.kind in "iub":
         bad = int(np.count_nonzero(expected != got))
         return bad > 0, {"mismatches": bad}
     m = compare(expected, got)
-    scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
-    # Per kernel, fp32 reorderings stay far below 1e-4 of the values' scale.
-    return not (m["max_abs"] <= 1e-4 * scale), m
+    return not (m["rel_l2"] <= REL_L2), m
 
 
 def localize(
@@ -67,6 +71,7 @@ def localize(
 ) -> Localized:
     kernels = json.loads((Path(dist) / "kernels.json").read_text())
     calls = native_trace(native, entry, inputs, kernels)
+    skipped: list[str] = []
     for start in range(0, len(calls), BATCH):
         batch = calls[start : start + BATCH]
         wire = [
@@ -80,6 +85,9 @@ def localize(
         ]
         results = webgpu.run_kernels(wire)
         for offset, (call, outs) in enumerate(zip(batch, results, strict=True)):
+            if isinstance(outs, dict):  # could not be called alone: its inputs still come from native
+                skipped.append(call["name"])
+                continue
             for k, index in enumerate(call["outputs"]):
                 bad, metrics = diverges(call["args"][index], outs[k])
                 if bad:
@@ -91,9 +99,23 @@ def localize(
                         metrics,
                         repro,
                         f"first divergent kernel: {call['name']} (call {start + offset + 1} of {len(calls)} "
-                        f"in {entry}); inputs saved to {repro}",
+                        f"in {entry}); inputs saved to {repro}" + _skipped_note(skipped),
                     )
-    return Localized(None, -1, len(calls), {}, None, f"all {len(calls)} kernels of {entry} agree one by one")
+    return Localized(
+        None,
+        -1,
+        len(calls),
+        {},
+        None,
+        f"all {len(calls) - len(skipped)} replayable kernels of {entry} agree one by one: "
+        "the fault is in data (weights, tables, inputs), not in a kernel" + _skipped_note(skipped),
+    )
+
+
+def _skipped_note(skipped: list[str]) -> str:
+    if not skipped:
+        return ""
+    return f" ({len(skipped)} kernel call(s) could not be replayed alone: {', '.join(sorted(set(skipped)))})"
 
 
 def save_repro(out_dir: Path, case_id: str, call: dict, webgpu_outputs: list[np.ndarray]) -> Path:

@@ -71,7 +71,7 @@ async function run(spec) {
 
 async function runKernels(spec) {
   const results = await requireSession().runKernels(spec.kernels.map((k) => ({ ...k, args: k.args.map(fromWire) })));
-  return results.map((outs) => outs.map(toWire));
+  return results.map((outs) => (Array.isArray(outs) ? outs.map(toWire) : outs));
 }
 
 async function tokenize(spec) {
