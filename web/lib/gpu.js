@@ -13,7 +13,12 @@ export function limitsToObject(limits) {
 
 export async function requestAdapter(gpu = globalThis.navigator && globalThis.navigator.gpu) {
   if (gpu === undefined || gpu === null) {
-    throw new WsdError("WSD_NO_WEBGPU", "navigator.gpu is missing: this browser has no WebGPU.");
+    throw new WsdError(
+      "WSD_NO_WEBGPU",
+      "navigator.gpu is missing: this browser has no WebGPU. Use Chrome/Edge 113+ " +
+        "(headless Chromium needs --enable-unsafe-webgpu; without a GPU also --enable-unsafe-swiftshader " +
+        "--use-webgpu-adapter=swiftshader)."
+    );
   }
   const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
   if (adapter === null) throw new WsdError("WSD_NO_ADAPTER", "navigator.gpu.requestAdapter() returned null.");
