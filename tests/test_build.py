@@ -53,12 +53,13 @@ def test_manifest_verifies_and_describes_every_entry(native_dist):
     for name, info in m["files"].items():
         assert info["integrity"].startswith("sha256-") and info["size"] > 0, name
     assert {"tvm", "torch", "diffusers"} <= set(m["versions"])
-    assert sorted(p.name for p in (native_dist.out / "schedulers").iterdir()) == [
-        "ddim.json",
-        "dpm-solver++.json",
-        "euler.json",
-        "pndm.json",
-    ]
+    names = {p.name for p in (native_dist.out / "schedulers").iterdir()}
+    samplers = ["ddim", "dpm-solver++", "euler", "pndm"]
+    assert {f"{s}.json" for s in samplers} <= names  # the default table of each sampler
+    for sampler in samplers:  # and one per step count the page offers
+        assert m["scheduler_steps"][sampler] == [2, 4, 8, 10, 15, 20, 25, 30, 40, 50]
+        assert {f"{sampler}-{n}.json" for n in m["scheduler_steps"][sampler]} <= names
+    assert m["injected_faults"] == {} and (native_dist.out / "kernels.json").is_file()
 
 
 def test_unchanged_inputs_reuse_the_cache(native_dist, tmp_path):
