@@ -44,7 +44,10 @@ def main() -> None:
         per_backend[row["backend"]] = per_backend.get(row["backend"], 0) + (row["ms"].get("candidate") or 0) / 1000
     print("  candidate time per backend: " + ", ".join(f"{k} {v:.1f} s" for k, v in per_backend.items()))
     slowest = sorted(body["stages"], key=lambda r: -(r["ms"].get("candidate") or 0))[:3]
-    print("  slowest cases: " + ", ".join(f"{r['stage']}[{r['backend']}] {r['ms']['candidate'] / 1000:.1f} s" for r in slowest))
+    print(
+        "  slowest cases: "
+        + ", ".join(f"{r['stage']}[{r['backend']}] {r['ms']['candidate'] / 1000:.1f} s" for r in slowest)
+    )
 
 
 if __name__ == "__main__":

@@ -88,8 +88,9 @@ def generate(dist: Path, model: str, settings: dict, out: Path, timeout_s: float
     bar = tqdm(total=100, desc=f"generate {model}", unit="%", disable=not progress, leave=True)
 
     def on_status(text, fraction):
-        bar.set_postfix_str(text[:60])
-        bar.n = round(100 * float(fraction or 0))
+        bar.set_postfix_str(text[:60], refresh=False)
+        generating = text.split(":", 1)[0] in ("text", "denoise", "decode") or text.startswith("done")
+        bar.n = round(100 * float(fraction or 0)) if generating else 0  # the bar is the generation's
         bar.refresh()
 
     with serve(app_mounts(ensure_kit().bundle, Path(dist))) as url, sync_playwright() as pw:
