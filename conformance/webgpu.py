@@ -31,13 +31,10 @@ def decode(item: dict) -> np.ndarray:
     return np.frombuffer(base64.b64decode(item["data"]), dtype=item["dtype"]).reshape(item["shape"]).copy()
 
 
-def run_entry(
-    runner: RunnerPage, wasm_url: str, entry: str, inputs: list[np.ndarray], repeat: int = 1, params: dict | None = None
-) -> WebGPURun:
-    """params: {"cache": url of a tensor-cache folder, "prefix", "count"} for a `wsd build` entry point."""
+def run_entry(runner: RunnerPage, wasm_url: str, entry: str, inputs: list[np.ndarray], repeat: int = 1) -> WebGPURun:
+    """A bare module (no manifest, no weights: the smoke module) loaded, run and disposed.
+    A `wsd build` model is opened once instead: conformance.backends.WebGPUBackend."""
     spec = {"wasm": wasm_url, "entry": entry, "inputs": [encode(x) for x in inputs], "repeat": repeat}
-    if params is not None:
-        spec["params"] = params
     result = runner.call("runModule", spec)
     timings = result["timings"]
     return WebGPURun(

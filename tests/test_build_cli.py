@@ -65,10 +65,10 @@ def test_webgpu_build_verifies(webgpu_dist, capsys):
 
 @pytest.mark.e2e
 @pytest.mark.browser
-def test_built_unet_runs_on_webgpu(tmp_path, tiny_model, tiny_spec, kit):
+def test_built_unet_runs_on_webgpu(tmp_path, tiny_model, tiny_spec, kit, playwright):
     """The UNet (attention, group norm, CFG inside) from a fresh dist, in Chromium, vs torch."""
+    from conformance.backends import WebGPUBackend
     from conformance.browser import Browser
-    from conformance.webgpu import run_entry
     from wsd.build import BuildOptions, build
     from wsd.entries import entries_for
 
@@ -84,9 +84,10 @@ def test_built_unet_runs_on_webgpu(tmp_path, tiny_model, tiny_spec, kit):
     ]
     with torch.no_grad():
         want = entry.wrapper(tiny_model)(*[torch.from_numpy(x) for x in inputs]).numpy()
-    with Browser(kit.bundle, dist, timeout_s=300) as browser:
-        params = {"cache": "/a/", **manifest["entry_points"]["unet"]["params"]}
-        result = run_entry(browser.runner(), f"/a/{manifest['library']}", "unet", inputs, params=params)
-    got = result.outputs[0]
+    with Browser(kit.bundle, dist, timeout_s=300, playwright=playwright) as browser:
+        backend = WebGPUBackend(browser.runner(), "/a/", dist)  # the harness's session: load once, run
+        outputs, _ = backend.run("unet", inputs)
+        assert manifest["entry_points"]["unet"]["params"]["count"] > 100
+    got = outputs[0]
     assert got.shape == want.shape
     assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
