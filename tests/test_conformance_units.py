@@ -163,3 +163,48 @@ def test_a_moved_reference_is_flagged_as_drift(clean, tmp_path):
     row = g.run(case, "native")
     assert row["status"] == "pass"  # the candidate still matches the live reference
     assert "reference moved" in row["reference_drift"]
+
+
+class DyingPage:
+    """A webgpu backend whose page dies or hangs mid-stage (what conformance.browser raises)."""
+
+    name = "webgpu"
+
+    def __init__(self, kind):
+        self.kind = kind
+
+    def run(self, entry, inputs):
+        from conformance.browser import BrowserError
+
+        raise BrowserError(self.kind, f"wsd.run: the page {self.kind} during the stage")
+
+
+@pytest.mark.parametrize("kind", ["crash", "timeout", "js-exception"])
+def test_a_page_that_dies_or_hangs_is_an_error_never_a_pass(kind, clean, native_dist):
+    h, _ = clean
+    resets = []
+    g = Harness(backends=("webgpu",), dists={"webgpu": native_dist, "native": native_dist}, echo=lambda *_: None)
+    g._ctx, g._refs = h.ctx, h._refs
+    g._backends["webgpu"] = DyingPage(kind)
+    g._browser = type("B", (), {"reset_runner": lambda self: resets.append(1)})()
+    case = next(c for c in all_cases() if c.stage.name == "clip")
+    row = g.run(case, "webgpu")
+    assert row["status"] == "error" and f"[{kind}]" in row["message"]
+    # after a crash or a timeout the page is not trusted again: the next case reopens it
+    assert ("webgpu" in g._backends) == (kind == "js-exception")
+    assert bool(resets) == (kind != "js-exception")
+
+
+def test_a_stage_that_raises_is_an_error(clean, native_dist):
+    from dataclasses import replace
+
+    h, _ = clean
+    case = next(c for c in all_cases() if c.stage.name == "vae")
+
+    def broken(backend, ctx, inputs, params):
+        raise RuntimeError("candidate exploded")
+
+    bad = replace(case, stage=replace(case.stage, candidate=broken))
+    row = h.run(bad, "native")
+    h.results.pop()
+    assert row["status"] == "error" and "candidate exploded" in row["message"]
