@@ -90,9 +90,6 @@ class NativeBackend(Backend):
         image = rgb_of(rgba, *rgba.shape)
         return {"latents": latents, "image": image, "ms": (time.perf_counter() - t0) * 1000}
 
-    def close(self):
-        pass
-
 
 class WebGPUBackend(Backend):
     """The open model in the runner page; the page keeps it loaded between stages."""

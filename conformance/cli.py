@@ -68,26 +68,20 @@ def _golden(args) -> int:
 
 def _repro(args) -> int:
     """Replay one saved kernel on WebGPU and compare with the native outputs it was saved with."""
+    from conformance.backends import WebGPUBackend
     from conformance.browser import Browser
-    from conformance.localize import diverges, load_repro
+    from conformance.localize import diverges, load_repro, replay_args
     from wsd.webrt import ensure_kit
 
     rec = load_repro(Path(args.file))
     dist = Path(args.dist)
-    from conformance.backends import WebGPUBackend
-
     with Browser(ensure_kit().bundle, dist.parent, timeout_s=600) as browser:
         backend = WebGPUBackend(browser.runner(), f"/a/{dist.name}/", dist)
-        import numpy as np
-
-        wire = [
-            {
-                "name": rec["name"],
-                "outputs": rec["outputs"],
-                "args": [np.zeros_like(a) if i in rec["outputs"] else a for i, a in enumerate(rec["args"])],
-            }
-        ]
-        outs = backend.run_kernels(wire)[0]
+        call = {"name": rec["name"], "outputs": rec["outputs"], "args": replay_args(rec["args"], rec["outputs"])}
+        outs = backend.run_kernels([call])[0]
+    if isinstance(outs, dict):
+        print(f"{rec['name']}: could not be called alone: {outs['error']}")
+        return 1
     for k, index in enumerate(rec["outputs"]):
         bad, metrics = diverges(rec["args"][index], outs[k])
         print(f"{rec['name']} output {index}: {'DIVERGES' if bad else 'agrees'} {metrics}")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from wsd import versions
+from wsd.cache import file_digest
 from wsd.errors import WsdError
 from wsd.paths import repo_root
 
@@ -35,7 +36,7 @@ def file_name(case_id: str) -> str:
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return file_digest(path).hex()
 
 
 class Golden:

@@ -102,6 +102,7 @@ class Harness:
         self.timings = {"build_s": 0.0, "browser_open_s": 0.0, "reference_s": 0.0, "candidate_s": 0.0}
         self._refs: dict[str, Reference] = {}
         self._localized: dict[str, object] = {}
+        self._manifests: dict[str, dict] = {}
         self._backends: dict[str, object] = {}
         self._browser = self.browser
         self._own_browser = self.browser is None
@@ -268,16 +269,19 @@ class Harness:
         self.results.append(row)
         return row
 
-    def _entry_points(self, backend_name: str) -> dict:
-        from wsd import manifest
+    def _manifest(self, backend_name: str) -> dict:
+        if backend_name not in self._manifests:
+            from wsd import manifest
 
-        return manifest.load(self.dist(backend_name))["entry_points"]
+            self._manifests[backend_name] = manifest.load(self.dist(backend_name))
+        return self._manifests[backend_name]
+
+    def _entry_points(self, backend_name: str) -> dict:
+        return self._manifest(backend_name)["entry_points"]
 
     def _dtype(self, backend_name: str) -> str:
-        from wsd import manifest
-
         try:
-            return manifest.load(self.dist(backend_name)).get("dtype", "float32")
+            return self._manifest(backend_name).get("dtype", "float32")
         except Exception:  # noqa: BLE001 (reported by the run itself)
             return "float32"
 

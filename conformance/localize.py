@@ -66,6 +66,12 @@ def diverges(expected: np.ndarray, got: np.ndarray) -> tuple[bool, dict]:
     return not (m["rel_l2"] <= REL_L2), m
 
 
+def replay_args(args: list[np.ndarray], outputs: list[int]) -> list[np.ndarray]:
+    """A recorded call's arguments for a replay: inputs as recorded, outputs zeroed (the kernel
+    must write them)."""
+    return [np.zeros_like(a) if i in outputs else a for i, a in enumerate(args)]
+
+
 def localize(
     native, webgpu, dist: Path, entry: str, inputs: list[np.ndarray], case_id: str, out_dir: Path
 ) -> Localized:
@@ -78,8 +84,7 @@ def localize(
             {
                 "name": c["name"],
                 "outputs": c["outputs"],
-                # outputs start zeroed on the GPU side: the kernel must write them
-                "args": [np.zeros_like(a) if i in c["outputs"] else a for i, a in enumerate(c["args"])],
+                "args": replay_args(c["args"], c["outputs"]),
             }
             for c in batch
         ]

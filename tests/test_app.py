@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conformance import browser as wsd_browser
+from conformance.faults import copy_dist, rewrite
 from conformance.server import app_mounts, serve
 from wsd.app import canvas_png, open_app, run_generation
 from wsd.paths import repo_root
@@ -110,21 +109,16 @@ def test_reload_offline_still_generates(app_page):
 
 
 def broken_copy(app_dist: Path, tmp_path: Path, change) -> Path:
+    """A hard-linked copy of the build (changed files rewritten, never edited in place)."""
     root = tmp_path / "dist"
-    shutil.copytree(app_dist / "sd15-tiny", root / "sd15-tiny", copy_function=os.link)
-    change(root / "sd15-tiny")
+    change(copy_dist(app_dist / "sd15-tiny", root / "sd15-tiny"))
     return root
-
-
-def replace(path: Path, data: bytes) -> None:
-    path.unlink()  # never edit the cache's hard-linked file in place
-    path.write_bytes(data)
 
 
 def edit_manifest(folder: Path, change) -> None:
     manifest = json.loads((folder / "manifest.json").read_text())
     change(manifest)
-    replace(folder / "manifest.json", json.dumps(manifest).encode())
+    rewrite(folder / "manifest.json", json.dumps(manifest).encode())
 
 
 def error_of(browser, kit, dist: Path, init_script: str | None = None) -> dict:
@@ -181,7 +175,7 @@ def test_tampered_shard_is_refused(browser, kit, app_dist, tmp_path):
         shard = folder / "params_shard_0.bin"
         data = bytearray(shard.read_bytes())
         data[100] ^= 0xFF
-        replace(shard, bytes(data))
+        rewrite(shard, bytes(data))
 
     err = error_of(browser, kit, broken_copy(app_dist, tmp_path, flip))
     assert err["code"] == "WSD_INTEGRITY" and "params_shard_0.bin" in err["message"] and "refused" in err["message"]

@@ -6,7 +6,7 @@ import { createDevice, describeAdapter, requestAdapter } from "./gpu.js";
 import { VerifiedStore } from "./integrity.js";
 import { ClipTokenizer } from "./tokenizer.js";
 
-const TYPED = { float32: Float32Array, int32: Int32Array, uint32: Uint32Array, float16: Uint16Array, uint8: Uint8Array };
+export const TYPED = { float32: Float32Array, int32: Int32Array, uint32: Uint32Array, float16: Uint16Array, uint8: Uint8Array };
 
 export function folderUrl(url) {
   const href = new URL(url, globalThis.location ? globalThis.location.href : undefined).href;

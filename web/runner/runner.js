@@ -11,7 +11,7 @@
 import { WsdError } from "/lib/errors.js";
 import { createDevice, describeAdapter, requestAdapter } from "/lib/gpu.js";
 import { generate as generateImage } from "/lib/pipeline.js";
-import { ModelSession } from "/lib/session.js";
+import { ModelSession, TYPED } from "/lib/session.js";
 
 const statusEl = document.getElementById("status");
 let session = null;
@@ -38,8 +38,6 @@ function encodeBase64(view) {
   }
   return btoa(raw);
 }
-
-const TYPED = { float32: Float32Array, int32: Int32Array, uint32: Uint32Array, uint8: Uint8Array };
 
 function fromWire(item) {
   const bytes = decodeBase64(item.data);
