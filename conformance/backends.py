@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conformance.webgpu import decode, encode
+from wsd.host.modules import decode, encode
 from wsd import schedulers, toolchain
 from wsd.paths import web_dir
 

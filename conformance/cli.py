@@ -69,7 +69,7 @@ def _golden(args) -> int:
 def _repro(args) -> int:
     """Replay one saved kernel on WebGPU and compare with the native outputs it was saved with."""
     from conformance.backends import WebGPUBackend
-    from conformance.browser import Browser
+    from wsd.host.browser import Browser
     from conformance.localize import diverges, load_repro, replay_args
     from wsd.webrt import ensure_kit
 

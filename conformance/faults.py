@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from wsd import manifest as manifests
+from wsd.cache import copy_file
 
 
 @dataclass(frozen=True)
@@ -33,12 +33,12 @@ class Fault:
 def copy_dist(dist: Path, dest: Path) -> Path:
     if dest.exists():
         shutil.rmtree(dest)
-    shutil.copytree(dist, dest, copy_function=os.link)
+    shutil.copytree(dist, dest, copy_function=lambda src, dst: copy_file(Path(src), Path(dst)))
     return dest
 
 
 def rewrite(path: Path, data: bytes) -> None:
-    path.unlink()  # break the hard link to the cache first
+    path.unlink()  # a new file, never an edit of one another folder might share
     path.write_bytes(data)
 
 

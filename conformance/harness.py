@@ -91,7 +91,7 @@ class Harness:
     out_dir: Path = field(default_factory=reports_dir)
     timeout_s: float = 600.0
     echo: object = print
-    browser: object = None  # a running conformance.browser.Browser to share (else one is started)
+    browser: object = None  # a running wsd.host.browser.Browser to share (else one is started)
     playwright: object = None  # pytest-playwright's, when run as a pytest plugin
 
     def __post_init__(self):
@@ -103,6 +103,7 @@ class Harness:
         self._refs: dict[str, Reference] = {}
         self._localized: dict[str, object] = {}
         self._manifests: dict[str, dict] = {}
+        self._checked: set[str] = set()
         self._backends: dict[str, object] = {}
         self._browser = self.browser
         self._own_browser = self.browser is None
@@ -133,6 +134,11 @@ class Harness:
             )
             self.dists[backend] = result.out
             self.timings["build_s"] += time.perf_counter() - t0
+        elif backend not in self._checked:
+            from wsd.manifest import require_whole
+
+            require_whole(Path(self.dists[backend]))  # a damaged dist is an error, not a failing stage
+        self._checked.add(backend)
         return Path(self.dists[backend])
 
     def backend(self, name: str):
@@ -148,7 +154,7 @@ class Harness:
 
     def _open_webgpu(self):
         from conformance.backends import WebGPUBackend
-        from conformance.browser import Browser
+        from wsd.host.browser import Browser
         from wsd.webrt import ensure_kit
 
         dist = self.dist("webgpu")
@@ -220,7 +226,7 @@ class Harness:
     # --- one case on one backend --------------------------------------------------------
 
     def run(self, case: Case, backend_name: str) -> dict:
-        from conformance.browser import BrowserError
+        from wsd.host.browser import BrowserError
 
         dtype = self._dtype(backend_name)
         row = {

@@ -9,10 +9,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # test helpers (serial_ref)
 
-from conformance import browser as wsd_browser  # noqa: E402
+from wsd.host import browser as wsd_browser  # noqa: E402
 
 pytest_plugins = ["conformance.plugin"]  # stage cases as test ids (tests/conformance)
-from conformance.server import serve  # noqa: E402
+from wsd.host.server import serve  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance import browser as wsd_browser
+from wsd.host import browser as wsd_browser
 from conformance.faults import copy_dist, rewrite
-from conformance.server import app_mounts, serve
+from wsd.host.server import app_mounts, serve
 from wsd.app import canvas_png, open_app, run_generation
 from wsd.paths import repo_root
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from conformance import browser as wsd_browser
-from conformance.browser import Browser, BrowserError, RunnerPage
+from wsd.host import browser as wsd_browser
+from wsd.host.browser import Browser, BrowserError, RunnerPage
 
 pytestmark = pytest.mark.browser
 

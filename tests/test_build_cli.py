@@ -68,7 +68,7 @@ def test_webgpu_build_verifies(webgpu_dist, capsys):
 def test_built_unet_runs_on_webgpu(tmp_path, tiny_model, tiny_spec, kit, playwright):
     """The UNet (attention, group norm, CFG inside) from a fresh dist, in Chromium, vs torch."""
     from conformance.backends import WebGPUBackend
-    from conformance.browser import Browser
+    from wsd.host.browser import Browser
     from wsd.build import BuildOptions, build
     from wsd.entries import entries_for
 

@@ -166,7 +166,7 @@ def test_a_moved_reference_is_flagged_as_drift(clean, tmp_path):
 
 
 class DyingPage:
-    """A webgpu backend whose page dies or hangs mid-stage (what conformance.browser raises)."""
+    """A webgpu backend whose page dies or hangs mid-stage (what wsd.host.browser raises)."""
 
     name = "webgpu"
 
@@ -174,7 +174,7 @@ class DyingPage:
         self.kind = kind
 
     def run(self, entry, inputs):
-        from conformance.browser import BrowserError
+        from wsd.host.browser import BrowserError
 
         raise BrowserError(self.kind, f"wsd.run: the page {self.kind} during the stage")
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conformance.metrics import compare
-from conformance.webgpu import run_entry
+from wsd.host.modules import run_entry
 from wsd import smoke
 from wsd.cli import SMOKE_TOLERANCE, main
 

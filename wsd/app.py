@@ -14,11 +14,16 @@ from wsd.errors import WsdError
 
 
 def serve_forever(dist: Path, host: str, port: int, echo=print) -> None:
-    from conformance.server import app_mounts, serve
+    from wsd.host.server import app_mounts, serve
     from wsd.webrt import ensure_kit
 
-    if not any(Path(dist).glob("*/manifest.json")):
+    from wsd.manifest import require_whole
+
+    built = sorted(p.parent for p in Path(dist).glob("*/manifest.json"))
+    if not built:
         raise WsdError(f"{dist}: no built model (no */manifest.json); run `wsd build --model sd15-tiny --random-init`")
+    for model in built:  # a damaged model is refused here, not half-loaded by a page
+        require_whole(model)
     with serve(app_mounts(ensure_kit(echo=echo).bundle, Path(dist)), host=host, port=port) as url:
         echo(f"serving {dist} at {url}/  (Ctrl-C to stop)")
         try:
@@ -79,12 +84,15 @@ def generate(dist: Path, model: str, settings: dict, out: Path, timeout_s: float
     from playwright.sync_api import sync_playwright
     from tqdm import tqdm
 
-    from conformance.browser import launch_options
-    from conformance.server import app_mounts, serve
+    from wsd.host.browser import launch_options
+    from wsd.host.server import app_mounts, serve
     from wsd.webrt import ensure_kit
+
+    from wsd.manifest import require_whole
 
     if not (Path(dist) / model / "manifest.json").is_file():
         raise WsdError(f"{dist}/{model}: not built; run `wsd build --model {model} --random-init --out {dist}`")
+    require_whole(Path(dist) / model)
     bar = tqdm(total=100, desc=f"generate {model}", unit="%", disable=not progress, leave=True)
 
     def on_status(text, fraction):

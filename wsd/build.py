@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -152,23 +151,9 @@ def build(opts: BuildOptions, out_root: Path, echo=print, progress: bool = True,
     entry = cache.get_or_build(f"dist-{opts.target}", key_inputs, do_build, echo=echo, force=force)
     out = Path(out_root) / spec.name
     with phases.phase("copy"):
-        _publish(entry / "dist", out)
+        # A private copy (reflink where possible): editing a published file never touches the cache.
+        cache.publish(entry / "dist", out, cache.entry_digests(entry, "dist"))
     return BuildResult(out, manifest.load(out), cached[0], dict(phases.times))
-
-
-def _publish(entry: Path, out: Path) -> None:
-    """Hard-link the cache entry's files into out (copy across filesystems)."""
-    if out.exists():
-        shutil.rmtree(out)
-    for src in entry.rglob("*"):
-        if src.is_dir():
-            continue
-        dst = out / src.relative_to(entry)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
 
 
 def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phases, echo) -> None:

@@ -10,24 +10,19 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
+from wsd.digests import file_digest, remember
 from wsd.paths import cache_root
 
 MANIFEST = "manifest.json"
-
-
-def file_digest(path: Path) -> bytes:
-    """sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.digest()
+READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 
 
 def sha256_file(path: Path) -> str:
@@ -38,6 +33,13 @@ def key_of(inputs: dict) -> str:
     """A short stable key for a JSON-able description of a build's inputs."""
     blob = json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:20]
+
+
+def entry_digests(entry: Path, under: str = "") -> dict[str, str]:
+    """name -> sha256 hex that an entry's manifest records, for files under a subfolder."""
+    files = json.loads((entry / MANIFEST).read_text())["files"]
+    prefix = f"{under}/" if under else ""
+    return {name[len(prefix) :]: digest for name, digest in files.items() if name.startswith(prefix)}
 
 
 def verify(entry: Path) -> list[str]:
@@ -94,9 +96,72 @@ def get_or_build(
             names = build(staging)
             manifest = {"key": key, "inputs": inputs, "files": {n: sha256_file(staging / n) for n in names}}
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+            _seal(staging)
             if entry.exists():
+                _unseal(entry)
                 shutil.rmtree(entry)
             staging.rename(entry)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return entry
+
+
+def _seal(root: Path) -> None:
+    """Entries are read-only: a tool that opens one for writing fails instead of damaging it.
+    (Root ignores modes; publishing copies, so nothing outside the cache shares an entry's files.)"""
+    for path in root.rglob("*"):
+        if path.is_file():
+            path.chmod(READ_ONLY)
+
+
+def _unseal(root: Path) -> None:
+    for path in root.rglob("*"):
+        if path.is_file():
+            path.chmod(path.stat().st_mode | stat.S_IWUSR)
+
+
+_FICLONE = 0x40049409  # linux/fs.h: share extents copy-on-write (btrfs, xfs); ext4 says EOPNOTSUPP
+
+
+def copy_file(src: Path, dst: Path) -> None:
+    """A private copy of src at dst: a reflink where the filesystem has them, else an in-kernel copy.
+    Never a hard link: a published file must share no writable storage with the cache."""
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        try:
+            fcntl.ioctl(fout.fileno(), _FICLONE, fin.fileno())
+            return
+        except OSError:
+            pass
+    shutil.copyfile(src, dst)  # sendfile(2) on Linux
+
+
+def publish(entry: Path, out: Path, digests: dict[str, str] | None = None) -> None:
+    """Copy a verified folder to out, replacing what was there only once the copy is whole.
+
+    `digests` (name -> sha256 hex, known for the entry) are remembered for the copies, so the
+    next check of out costs a stat per file instead of reading it all again.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for src in sorted(entry.rglob("*")):
+            dst = staging / src.relative_to(entry)
+            if src.is_dir():
+                dst.mkdir(parents=True, exist_ok=True)
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            copy_file(src, dst)
+        staging.chmod(0o755)
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old.{os.getpid()}"
+            out.rename(old)
+        staging.rename(out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        for name, sha256 in (digests or {}).items():  # after the copy: fewer are racily new
+            if (out / name).is_file():
+                remember(out / name, bytes.fromhex(sha256))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

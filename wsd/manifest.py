@@ -22,9 +22,12 @@ def digest_file(path: Path) -> dict:
     return {"sha256": raw.hex(), "size": path.stat().st_size, "integrity": "sha256-" + base64.b64encode(raw).decode()}
 
 
+def file_names(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != NAME)
+
+
 def file_table(root: Path) -> dict[str, dict]:
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != NAME)
-    return {p.relative_to(root).as_posix(): digest_file(p) for p in files}
+    return {name: digest_file(root / name) for name in file_names(root)}
 
 
 def write(root: Path, body: dict) -> dict:
@@ -41,9 +44,35 @@ def load(root: Path) -> dict:
         raise WsdError(f"{path}: no manifest; is {root} a `wsd build` output folder?") from None
     except ValueError as exc:
         raise WsdError(f"{path}: not valid JSON ({exc})") from None
-    if manifest.get("format") != FORMAT:
-        raise WsdError(f"{path}: manifest format {manifest.get('format')!r}, this wsd reads {FORMAT}")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise WsdError(f"{path}: manifest format {found!r}, this wsd reads {FORMAT}")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise WsdError(f"{path}: key 'files' must list the built files (found {type(files).__name__})")
+    for name, record in files.items():
+        if not (
+            isinstance(record, dict)
+            and isinstance(record.get("sha256"), str)
+            and isinstance(record.get("size"), int)
+            and not name.startswith("/")
+            and ".." not in name.split("/")
+        ):
+            raise WsdError(f"{path}: files[{name!r}] must be {{sha256, size}} under the folder (found {record!r})")
     return manifest
+
+
+def require_whole(root: Path, what: str = "model") -> dict:
+    """The manifest of a built folder, after checking every file (a stat each when unchanged since
+    last hashed); a damaged folder is a WsdError that names the files and the fix."""
+    problems = verify(root)
+    if problems:
+        listed = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise WsdError(
+            f"{root}: this built {what} is damaged ({listed}). Rebuild it with `wsd build` "
+            "(the build cache is separate and intact), or delete the folder."
+        )
+    return load(root)
 
 
 def verify(root: Path) -> list[str]:
@@ -62,7 +91,7 @@ def verify(root: Path) -> list[str]:
         elif found["sha256"] != expected["sha256"]:
             problems.append(f"{name}: sha256 differs from the manifest (altered)")
     listed = set(manifest["files"])
-    for name in file_table(root):
+    for name in file_names(root):
         if name not in listed:
             problems.append(f"{name}: not in the manifest")
     return problems

@@ -173,7 +173,7 @@ class Browser:
     def __enter__(self) -> Browser:
         from playwright.sync_api import sync_playwright
 
-        from conformance.server import serve
+        from wsd.host.server import serve
 
         options = launch_options(self.webgpu, self.adapter)
         self._serve = serve(self.mounts)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from conformance.browser import RunnerPage
+from wsd.host.browser import RunnerPage
 
 
 @dataclass
