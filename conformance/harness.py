@@ -93,11 +93,17 @@ class Harness:
     echo: object = print
     browser: object = None  # a running wsd.host.browser.Browser to share (else one is started)
     playwright: object = None  # pytest-playwright's, when run as a pytest plugin
+    weights: Path | None = None  # a user's diffusers folder: references and builds come from it
+    image_size: int | None = None  # gate a model at another size than its own (a full-size one at 64x64)
 
     def __post_init__(self):
         from wsd import models
+        from wsd.build import check_options
 
-        self.spec = models.get(self.model)
+        self.spec = check_options(self.build_options("webgpu"))  # the folder's configs, checked
+        self.model = self.spec.name
+        if self.weights is not None or self.image_size not in (None, models.get(self.model).image_size):
+            self.golden = None  # golden belongs to the seeded models at their own size
         self.tolerances = tol_mod.load()
         self.timings = {"build_s": 0.0, "browser_open_s": 0.0, "reference_s": 0.0, "candidate_s": 0.0}
         self._refs: dict[str, Reference] = {}
@@ -113,25 +119,44 @@ class Harness:
 
     # --- artifacts and backends ---------------------------------------------------------
 
+    def build_options(self, target: str):
+        from wsd.build import BuildOptions
+
+        if self.weights is not None:
+            return BuildOptions(None, weights=str(self.weights), target=target, image_size=self.image_size)
+        return BuildOptions(self.model, random_init=True, target=target, image_size=self.image_size)
+
+    def describe_model(self) -> dict:
+        """What the report says was gated: the model, its folder and the folder's fingerprint."""
+        from wsd.build import folder_fingerprint
+
+        return {
+            "name": self.spec.name,
+            "folder": str(self.ctx.folder),
+            "user_folder": self.weights is not None,
+            "fingerprint": folder_fingerprint(self.ctx.folder),
+            "image_size": self.spec.image_size,
+            "golden": "applied" if self.golden is not None else "not applied (a user's folder)",
+        }
+
     @property
     def ctx(self) -> Context:
         if self._ctx is None:
             from wsd.build import random_folder
 
-            self._ctx = Context(self.spec, random_folder(self.spec, 0, echo=lambda *_: None))
+            folder = self.weights if self.weights is not None else random_folder(self.spec, 0, echo=lambda *_: None)
+            self._ctx = Context(self.spec, folder)
         return self._ctx
 
     def dist(self, backend: str) -> Path:
         if backend not in self.dists:
-            from wsd.build import BuildOptions, build
+            from wsd.build import build
 
             t0 = time.perf_counter()
             target = "webgpu" if backend == "webgpu" else "llvm"
             out = self.out_dir.parent / ".dist" / target
             self.echo(f"[conformance] building {self.model} for {target} (cached after the first run)")
-            result = build(
-                BuildOptions(self.model, random_init=True, target=target), out, echo=self.echo, progress=False
-            )
+            result = build(self.build_options(target), out, echo=self.echo, progress=False)
             self.dists[backend] = result.out
             self.timings["build_s"] += time.perf_counter() - t0
         elif backend not in self._checked:
@@ -203,6 +228,8 @@ class Harness:
         return ref
 
     def _drift(self, case: Case, inputs, outputs) -> str | None:
+        if self.golden is None:
+            return None
         stored = self.golden.load(case.id)
         if stored is None:
             return None

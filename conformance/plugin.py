@@ -29,6 +29,8 @@ def pytest_addoption(parser):
         "--inject", metavar="FAULT", help="inject a fault into the webgpu build (see conformance/faults.py)"
     )
     group.addoption("--report-dir", default=None, help="where the reports go (default reports/conformance)")
+    group.addoption("--weights", default=None, help="gate a user's diffusers folder (its configs decide the model)")
+    group.addoption("--image-size", type=int, default=None, help="gate at this image size (default: the model's)")
 
 
 def pytest_configure(config):
@@ -42,7 +44,7 @@ def pytest_generate_tests(metafunc):
     backends = config.getoption("--backend") or list(BACKENDS)
     # native first: its verdicts are there when a WebGPU failure is classified and localized
     order = sorted(backends, key=lambda b: b != "native")
-    params = [(case, backend) for backend in order for case in all_cases(config.getoption("--model"))]
+    params = [(case, backend) for backend in order for case in all_cases(model_name(config))]
     metafunc.parametrize("conformance_case", params, ids=[f"{c.id}[{b}]" for c, b in params])
 
 
@@ -51,8 +53,11 @@ def harness(request):
     config = request.config
     started = time.perf_counter()
     out_dir = Path(config.getoption("--report-dir") or report_default())
+    weights = config.getoption("--weights")
     h = Harness(
         model=config.getoption("--model"),
+        weights=Path(weights) if weights else None,
+        image_size=config.getoption("--image-size"),
         backends=tuple(config.getoption("--backend") or BACKENDS),
         out_dir=out_dir,
         playwright=request.getfixturevalue("playwright"),
@@ -68,12 +73,24 @@ def harness(request):
         extra["injected_fault"] = {"name": chosen.name, "what": chosen.what, "expect": chosen.expect}
     yield h
     h.close()
+    extra["model"] = h.describe_model()
     body = report.summary(h.results, h.adapter, time.perf_counter() - started, {**extra, "timings": h.timings})
     paths = report.write(out_dir, body)
     terminal = config.pluginmanager.get_plugin("terminalreporter")
     if terminal is not None:
         terminal.write_line(f"wsd conformance: {body['totals']} in {body['wall_s']} s; timings {rounded(h.timings)}")
         terminal.write_line(f"reports: {', '.join(str(p) for p in paths.values())}")
+
+
+def model_name(config) -> str:
+    """The name the cases carry: the preset's, or (with --weights) what the build will call it."""
+    weights = config.getoption("--weights")
+    if not weights:
+        return config.getoption("--model")
+    from wsd.build import BuildOptions, check_options
+
+    opts = BuildOptions(None, weights=weights, image_size=config.getoption("--image-size"))
+    return check_options(opts).name
 
 
 def report_default() -> Path:

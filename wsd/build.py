@@ -44,7 +44,7 @@ COMPILER_SOURCES = (
 
 @dataclass(frozen=True)
 class BuildOptions:
-    model: str
+    model: str | None  # a preset (random-init) or the family of --weights; None: from model_index.json
     weights: str | None = None  # a diffusers folder; None with random_init
     random_init: bool = False
     seed: int = 0
@@ -54,6 +54,8 @@ class BuildOptions:
     validate_pipelines: bool = False  # also create every compute pipeline (slow on SwiftShader)
     entries: tuple[str, ...] = ()  # empty: all of the model's entry points
     inject: tuple[str, ...] = ()  # faults for the harness's self-test (wsd/faults.py)
+    image_size: int | None = None  # None: the preset's, or the folder's UNet sample_size x VAE scale
+    name: str | None = None  # the dist folder's name; None: the preset's, or the weights folder's name
 
 
 @dataclass
@@ -64,14 +66,44 @@ class BuildResult:
     times: dict = field(default_factory=dict)
 
 
-def check_options(opts: BuildOptions):
+def resolve_spec(opts: BuildOptions):
+    """The spec a build compiles: a preset for --random-init; for --weights, the folder's own
+    configs (wsd.models.from_folder), checked before anything is traced."""
+    import dataclasses
+
+    from wsd.models.from_folder import family_of, spec_from_folder
+
+    if opts.weights:
+        folder = Path(opts.weights)
+        if opts.model:
+            preset = models.get(opts.model)
+        elif (folder / "model_index.json").is_file():
+            preset = models.family_preset(family_of(folder))
+        else:
+            raise WsdError(f"{folder}/model_index.json is missing: give the family with --model (sd15)")
+        return spec_from_folder(folder, preset, name=opts.name or opts.model, image_size=opts.image_size)
+    if not opts.model:
+        raise WsdError("--random-init needs --model (one of: " + ", ".join(sorted(models.MODELS)) + ")")
     spec = models.get(opts.model)
+    if opts.image_size is not None or opts.name:
+        multiple = spec.vae_scale * 2 ** (len(spec.unet.config["block_out_channels"]) - 1)
+        size = opts.image_size or spec.image_size
+        if size <= 0 or size % multiple:
+            raise WsdError(f"--image-size {size}: {spec.name} needs a positive multiple of {multiple}")
+        spec = dataclasses.replace(spec, image_size=size, name=opts.name or spec.name)
+    return spec
+
+
+def check_options(opts: BuildOptions):
+    if bool(opts.weights) == bool(opts.random_init):
+        raise WsdError("give exactly one of --weights DIR (a diffusers folder) or --random-init")
+    if opts.weights and not Path(opts.weights).is_dir():
+        raise WsdError(f"--weights {opts.weights}: folder does not exist")
+    spec = resolve_spec(opts)
     if opts.dtype not in DTYPES:
         raise WsdError(f"unsupported dtype {opts.dtype!r}; supported: {', '.join(DTYPES)}")
     if opts.target not in TARGETS:
         raise WsdError(f"unsupported target {opts.target!r}; supported: {', '.join(TARGETS)}")
-    if bool(opts.weights) == bool(opts.random_init):
-        raise WsdError("give exactly one of --weights DIR (a diffusers folder) or --random-init")
     from wsd import faults
 
     for fault in opts.inject:
@@ -93,7 +125,7 @@ def random_folder(spec, seed: int, echo=print) -> Path:
     """The seeded random diffusers folder for a spec, written once into the cache."""
     from wsd.models.folder import write_random
 
-    inputs = {"config": spec.config_hash(), "seed": seed, "versions": _lib_versions(), "recipe": 2}
+    inputs = {"config": spec.weights_hash(), "seed": seed, "versions": _lib_versions(), "recipe": 3}
 
     def build(out: Path) -> list[str]:
         write_random(spec, out, seed)

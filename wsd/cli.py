@@ -58,6 +58,8 @@ def _cmd_build(args) -> int:
         validate_pipelines=args.validate_pipelines,
         entries=tuple(args.entry or ()),
         inject=tuple(args.inject or ()),
+        image_size=args.image_size,
+        name=args.name,
     )
     result = build(opts, Path(args.out), progress=not args.quiet, force=args.rebuild)
     files = result.manifest["files"]
@@ -154,7 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", default="reports/smoke.json")
     p.set_defaults(func=_cmd_smoke)
     p = sub.add_parser("build", help="compile a model from a diffusers folder into dist/<model>/")
-    p.add_argument("--model", required=True, help="model spec name (sd15, sd15-tiny)")
+    p.add_argument(
+        "--model",
+        help="a preset (sd15, sd15-tiny) for --random-init; with --weights the family (default: model_index.json)",
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--weights", help="a local diffusers folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/)")
     src.add_argument("--random-init", action="store_true", help="seeded random weights, written as a diffusers folder")
@@ -162,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtype", default="float32", help="float32 or float16")
     p.add_argument("--target", default="webgpu", help="webgpu (a .wasm for the browser) or llvm (native CPU)")
     p.add_argument("--out", default="dist")
+    p.add_argument("--image-size", type=int, help="pixels per side (default: the UNet's sample_size x the VAE scale)")
+    p.add_argument("--name", help="the dist folder's name (default: the preset's, or the weights folder's name)")
     p.add_argument("--tune-db", help="a MetaSchedule database folder to take tuned kernels from")
     p.add_argument("--validate-pipelines", action="store_true", help="also create every compute pipeline in Dawn")
     p.add_argument("--entry", action="append", help="build only this entry point (repeatable)")

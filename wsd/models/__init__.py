@@ -16,4 +16,12 @@ def get(name: str) -> ModelSpec:
         raise WsdError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}") from None
 
 
-__all__ = ["MODELS", "Component", "ModelSpec", "Scheduler", "get"]
+def family_preset(family: str) -> ModelSpec:
+    """The full-size preset of a family: what a user's folder of that family is checked against."""
+    for spec in MODELS.values():
+        if spec.family == family and spec.name == family:
+            return spec
+    raise WsdError(f"no preset for family {family!r}")
+
+
+__all__ = ["MODELS", "Component", "ModelSpec", "Scheduler", "family_preset", "get"]

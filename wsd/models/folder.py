@@ -45,10 +45,28 @@ def write_random(spec: ModelSpec, folder: Path, seed: int) -> Path:
         write_tokenizer(folder / sub, spec.tokenizer_merges, spec.max_tokens)
     (folder / "scheduler").mkdir(parents=True, exist_ok=True)
     (folder / SCHEDULER_FILE).write_text(json.dumps(spec.scheduler_config, indent=2))
-    (folder / "model_index.json").write_text(
-        json.dumps({"_class_name": "StableDiffusionPipeline", "wsd_model": spec.name})
-    )
+    (folder / "model_index.json").write_text(json.dumps(model_index(spec), indent=2))
     return folder
+
+
+def model_index(spec: ModelSpec) -> dict:
+    """A complete model_index.json, so diffusers' own `from_pretrained(folder)` loads it too."""
+    import diffusers
+
+    index = {
+        "_class_name": "StableDiffusionPipeline",
+        "_diffusers_version": diffusers.__version__,
+        "wsd_model": spec.name,
+        "scheduler": ["diffusers", spec.scheduler_config["_class_name"]],
+        "safety_checker": [None, None],
+        "feature_extractor": [None, None],
+        "requires_safety_checker": False,
+    }
+    for comp in spec.components:
+        index[comp.subfolder] = [comp.library, comp.class_name]
+    for sub in spec.tokenizers:
+        index[sub] = ["transformers", "CLIPTokenizer"]
+    return index
 
 
 def _vary_constants(model) -> None:

@@ -83,12 +83,24 @@ class ModelSpec:
         raise KeyError(f"unknown scheduler {name!r}; known: {known}")
 
     def config_hash(self) -> str:
-        blob = json.dumps(
+        return _hash(
             {
                 "components": {c.subfolder: [c.class_name, c.config] for c in self.components},
                 "image_size": self.image_size,
                 "scheduler": self.scheduler_config,
-            },
-            sort_keys=True,
+            }
         )
-        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def weights_hash(self) -> str:
+        """What the seeded random weights depend on (not the image size the build is made for)."""
+        return _hash(
+            {
+                "components": {c.subfolder: [c.class_name, c.config] for c in self.components},
+                "scheduler": self.scheduler_config,
+                "tokenizer": [self.tokenizers, self.tokenizer_merges, self.max_tokens],
+            }
+        )
+
+
+def _hash(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()

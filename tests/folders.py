@@ -1,0 +1,65 @@
+"""Diffusers folders that are none of the built-in presets, made with seeded random weights.
+
+Each is the sd15-tiny preset with some configs changed the way real checkpoints differ, written
+by the same `write_random` the presets use and then read back as a user's folder would be.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from wsd import models
+from wsd.models.folder import write_random
+
+
+def _with(spec, **changes):
+    """A spec whose component configs are updated: changes = {"unet": {...}, "vae": {...}, "text_encoder": {...}}."""
+    comps = {c.subfolder: c for c in spec.components}
+    new = {sub: dataclasses.replace(comps[sub], config={**comps[sub].config, **cfg}) for sub, cfg in changes.items()}
+    return dataclasses.replace(
+        spec,
+        unet=new.get("unet", spec.unet),
+        vae=new.get("vae", spec.vae),
+        text_encoders=(new.get("text_encoder", spec.text_encoders[0]),),
+    )
+
+
+def variants() -> dict:
+    tiny = models.get("sd15-tiny")
+    return {
+        # a narrower text encoder (24 wide) and a UNet whose cross-attention matches it
+        "narrow-text": _with(
+            tiny, text_encoder={"hidden_size": 24, "projection_dim": 24, "num_attention_heads": 4}, unet={"cross_attention_dim": 24}
+        ),
+        # a VAE with three levels: scale 4, so an 8x8-sample UNet makes 32x32 images
+        "shallow-vae": _with(
+            tiny,
+            vae={
+                "block_out_channels": [16, 16, 32],
+                "down_block_types": ["DownEncoderBlock2D"] * 3,
+                "up_block_types": ["UpDecoderBlock2D"] * 3,
+                "sample_size": 32,
+            },
+        ),
+        # SD 2-style attention: linear projections, upcast attention, head counts per block
+        "sd2-style": _with(
+            tiny, unet={"use_linear_projection": True, "upcast_attention": True, "attention_head_dim": [2, 2, 4, 4]}
+        ),
+        # a UNet of three levels instead of four
+        "three-levels": _with(
+            tiny,
+            unet={
+                "block_out_channels": [32, 64, 64],
+                "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+                "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+            },
+        ),
+    }
+
+
+def make(name: str, root: Path, seed: int = 7) -> Path:
+    folder = Path(root) / name
+    if not (folder / "model_index.json").is_file():
+        write_random(variants()[name], folder, seed)
+    return folder
