@@ -11,7 +11,11 @@ from pathlib import Path
 def _run(args) -> int:
     import pytest
 
-    argv = ["-m", "conformance", str(_tests_dir()), "-p", "no:cacheprovider", *args.pytest_args]
+    extra = [a for a in args.pytest_args if a != "--"] if args.pytest_args[:1] == ["--"] else args.pytest_args
+    for flag, value in (("--weights", args.weights), ("--image-size", args.image_size), ("--model", args.model)):
+        if value is not None:
+            extra = [flag, str(value), *extra]
+    argv = ["-m", "conformance", str(_tests_dir()), "-p", "no:cacheprovider", *extra]
     return int(pytest.main(argv))
 
 
@@ -92,6 +96,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="wsd-conformance", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="run every stage (pytest; extra arguments go to pytest, e.g. -k unet)")
+    p.add_argument("--weights", help="gate a user's diffusers folder (its configs decide the model)")
+    p.add_argument("--image-size", type=int, help="gate at this image size (a full-size model at 64, say)")
+    p.add_argument("--model", help="a preset (default sd15-tiny)")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_run)
     p = sub.add_parser("selftest", help="inject faults and report the catch rate")

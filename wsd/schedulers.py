@@ -26,9 +26,16 @@ HISTORY = 3
 
 
 def make_scheduler(spec: Scheduler, base_config: dict):
+    """A sampler as diffusers users make one: `Sampler.from_config(pipe.scheduler.config)`, where
+    the folder's own scheduler class has filled in its defaults first (SD 1.5's PNDM config
+    says nothing of timestep_spacing; PNDM's default "leading" is what the sampler inherits)."""
     import diffusers
 
-    config = {k: v for k, v in base_config.items() if not k.startswith("_")}
+    config = dict(base_config)
+    own = getattr(diffusers, str(config.get("_class_name")), None)
+    if isinstance(own, type) and hasattr(own, "from_config"):
+        config = dict(own.from_config(config).config)
+    config = {k: v for k, v in config.items() if not k.startswith("_")}
     config.update(spec.overrides)
     return getattr(diffusers, spec.class_name).from_config(config)
 

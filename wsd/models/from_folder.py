@@ -40,6 +40,8 @@ def family_of(folder: Path) -> str:
     path = Path(folder) / "model_index.json"
     index = read_json(path)
     cls = index.get("_class_name")
+    if not isinstance(cls, str):
+        raise _fail(path, "_class_name", cls, ", ".join(PIPELINE_FAMILIES))
     if cls in PIPELINE_FAMILIES:
         return PIPELINE_FAMILIES[cls]
     supported = ", ".join(PIPELINE_FAMILIES)
@@ -61,11 +63,11 @@ def _component(preset: Component, folder: Path) -> tuple[Component, Path]:
     config = read_json(path)
     if preset.library == "diffusers":
         found = config.get("_class_name")
-        if found is not None and found != preset.class_name:
+        if found is not None and (not isinstance(found, str) or found != preset.class_name):
             raise _fail(path, "_class_name", found, preset.class_name)
     else:
         arch = config.get("architectures") or [preset.class_name]
-        if not isinstance(arch, list) or preset.class_name not in arch:
+        if not isinstance(arch, list) or preset.class_name not in [a for a in arch if isinstance(a, str)]:
             raise _fail(path, "architectures", arch, f"[{preset.class_name!r}]")
     for key in preset.required_keys:
         if key not in config:

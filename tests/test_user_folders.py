@@ -1,0 +1,98 @@
+"""Folders that are none of the presets, through the CLI a user runs: build, gate, generate.
+
+Each folder is made with seeded random weights by tests/folders.py (a narrower text encoder,
+a shallower VAE and so another image size, SD 2-style attention, three UNet levels).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import folders
+from wsd.cli import main
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    root = tmp_path_factory.mktemp("folders")
+    return {name: folders.make(name, root) for name in folders.variants()}
+
+
+@pytest.mark.parametrize("name", sorted(folders.variants()))
+def test_builds_with_the_folders_own_shapes(made, tmp_path, name):
+    folder = made[name]
+    assert main(["build", "--weights", str(folder), "--target", "llvm", "--out", str(tmp_path), "--quiet"]) == 0
+    manifest = json.loads((tmp_path / name / "manifest.json").read_text())
+    unet = json.loads((folder / "unet" / "config.json").read_text())
+    vae = json.loads((folder / "vae" / "config.json").read_text())
+    text = json.loads((folder / "text_encoder" / "config.json").read_text())
+    scale = 2 ** (len(vae["block_out_channels"]) - 1)
+    assert manifest["image_size"] == unet["sample_size"] * scale
+    assert manifest["latent_shape"] == [1, vae["latent_channels"], unet["sample_size"], unet["sample_size"]]
+    clip_out = manifest["entry_points"]["clip"]["outputs"][0]["shape"]
+    assert clip_out == [1, 77, text["hidden_size"]]
+
+
+GATED = "shallow-vae"  # another image size (32x32): the page and every stage take it from the manifest
+
+
+@pytest.fixture(scope="module")
+def gated(made, tmp_path_factory):
+    reports = tmp_path_factory.mktemp("gate")
+    proc = subprocess.run(
+        [sys.executable, "-m", "conformance.cli", "run", "--weights", str(made[GATED]), "--", "--report-dir", str(reports)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    return proc, json.loads((reports / "summary.json").read_text())
+
+
+def test_the_gate_runs_on_a_users_folder(gated, made):
+    proc, summary = gated
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert summary["totals"]["fail"] == summary["totals"]["error"] == 0 and summary["totals"]["pass"] >= 20
+    model = summary["model"]
+    assert model["folder"] == str(made[GATED]) and model["user_folder"] and len(model["fingerprint"]) == 64
+    assert model["golden"].startswith("not applied")
+    assert {r["backend"] for r in summary["stages"]} == {"webgpu", "native"}
+
+
+def test_generate_matches_diffusers_from_pretrained(made, tmp_path, gated):
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from PIL import Image
+
+    from conformance.metrics import compare
+    from conformance.stages import page_noise
+    from wsd import models
+    from wsd.schedulers import make_scheduler
+
+    folder = made[GATED]
+    dist = tmp_path / "dist"
+    assert main(["build", "--weights", str(folder), "--out", str(dist), "--quiet"]) == 0  # the gate's build, cached
+    out = tmp_path / "image.png"
+    prompt, seed, steps = "a red fox in snow", 3, 4
+    args = ["generate", "--model", GATED, "--dist", str(dist), "--prompt", prompt, "--seed", str(seed)]
+    assert main([*args, "--steps", str(steps), "--out", str(out)]) == 0
+    got = np.asarray(Image.open(out).convert("RGB"), dtype=np.float64)
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(folder), local_files_only=True)  # nosec B615 (local)
+    manifest = json.loads((dist / GATED / "manifest.json").read_text())
+    sampler = models.get("sd15").scheduler(manifest["default_scheduler"])
+    pipe.scheduler = make_scheduler(sampler, dict(pipe.scheduler.config))
+    pipe.set_progress_bar_config(disable=True)
+    shape = manifest["latent_shape"]
+    noise = torch.from_numpy(page_noise(seed, int(np.prod(shape))).reshape(shape))
+    with torch.no_grad():
+        want = pipe(prompt, num_inference_steps=steps, guidance_scale=7.5, latents=noise, output_type="np").images[0]
+    want = (want * 255.0).round()
+    assert got.shape == want.shape == (manifest["image_size"], manifest["image_size"], 3)
+    assert compare(want, got)["psnr"] >= 40.0
