@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from wsd.host.modules import decode, encode
 from wsd import schedulers, toolchain
+from wsd.host.modules import decode, encode
 from wsd.paths import web_dir
 
 

@@ -73,8 +73,8 @@ def _golden(args) -> int:
 def _repro(args) -> int:
     """Replay one saved kernel on WebGPU and compare with the native outputs it was saved with."""
     from conformance.backends import WebGPUBackend
-    from wsd.host.browser import Browser
     from conformance.localize import diverges, load_repro, replay_args
+    from wsd.host.browser import Browser
     from wsd.webrt import ensure_kit
 
     rec = load_repro(Path(args.file))

@@ -30,7 +30,9 @@ def variants() -> dict:
     return {
         # a narrower text encoder (24 wide) and a UNet whose cross-attention matches it
         "narrow-text": _with(
-            tiny, text_encoder={"hidden_size": 24, "projection_dim": 24, "num_attention_heads": 4}, unet={"cross_attention_dim": 24}
+            tiny,
+            text_encoder={"hidden_size": 24, "projection_dim": 24, "num_attention_heads": 4},
+            unet={"cross_attention_dim": 24},
         ),
         # a VAE with three levels: scale 4, so an 8x8-sample UNet makes 32x32 images
         "shallow-vae": _with(

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wsd.host import browser as wsd_browser
 from conformance.faults import copy_dist, rewrite
-from wsd.host.server import app_mounts, serve
 from wsd.app import canvas_png, open_app, run_generation
+from wsd.host import browser as wsd_browser
+from wsd.host.server import app_mounts, serve
 from wsd.paths import repo_root
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]

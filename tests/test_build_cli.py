@@ -73,9 +73,9 @@ def test_webgpu_build_verifies(webgpu_dist, capsys):
 def test_built_unet_runs_on_webgpu(tmp_path, tiny_model, tiny_spec, kit, playwright):
     """The UNet (attention, group norm, CFG inside) from a fresh dist, in Chromium, vs torch."""
     from conformance.backends import WebGPUBackend
-    from wsd.host.browser import Browser
     from wsd.build import BuildOptions, build
     from wsd.entries import entries_for
+    from wsd.host.browser import Browser
 
     dist = build(BuildOptions("sd15-tiny", random_init=True), tmp_path, echo=lambda *_: None, progress=False).out
     manifest = json.loads((dist / "manifest.json").read_text())

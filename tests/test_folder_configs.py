@@ -34,11 +34,26 @@ def edit(path, **changes):
 
 
 REFUSED = [
-    ("model_index.json", {"_class_name": "StableDiffusionXLPipeline"}, [], "_class_name is 'StableDiffusionXLPipeline'"),
+    (
+        "model_index.json",
+        {"_class_name": "StableDiffusionXLPipeline"},
+        [],
+        "_class_name is 'StableDiffusionXLPipeline'",
+    ),
     ("model_index.json", {"_class_name": "KandinskyPipeline"}, [], "supported: StableDiffusionPipeline"),
-    ("scheduler/scheduler_config.json", {"prediction_type": "v_prediction"}, [], "prediction_type is 'v_prediction'; supported: epsilon"),
+    (
+        "scheduler/scheduler_config.json",
+        {"prediction_type": "v_prediction"},
+        [],
+        "prediction_type is 'v_prediction'; supported: epsilon",
+    ),
     ("scheduler/scheduler_config.json", {"clip_sample": True}, [], "clip_sample is True"),
-    ("unet/config.json", {"_class_name": "UNet2DModel"}, [], "_class_name is 'UNet2DModel'; supported: UNet2DConditionModel"),
+    (
+        "unet/config.json",
+        {"_class_name": "UNet2DModel"},
+        [],
+        "_class_name is 'UNet2DModel'; supported: UNet2DConditionModel",
+    ),
     ("unet/config.json", {"cross_attention_dim": 48}, [], "cross_attention_dim is 48; supported: 32, the text width"),
     ("unet/config.json", {"in_channels": 9}, [], "in_channels is 9; supported: 4, the VAE's latent_channels"),
     ("unet/config.json", {"addition_embed_type": "text_time"}, [], "addition_embed_type is 'text_time'"),
@@ -50,12 +65,16 @@ REFUSED = [
 
 
 @pytest.mark.parametrize(("file", "changes", "extra", "message"), REFUSED, ids=[r[3][:40] for r in REFUSED])
-def test_unsupported_config_is_one_line_naming_file_key_value(folder, tmp_path, capsys, monkeypatch, file, changes, extra, message):
+def test_unsupported_config_is_one_line_naming_file_key_value(
+    folder, tmp_path, capsys, monkeypatch, file, changes, extra, message
+):
     import wsd.capture
 
     monkeypatch.setattr(wsd.capture, "capture", lambda *a, **k: pytest.fail("traced a refused folder"))
     edit(folder / file, **changes)
-    code = main(["build", "--weights", str(folder), "--target", "llvm", "--out", str(tmp_path / "d"), "--quiet", *extra])
+    code = main(
+        ["build", "--weights", str(folder), "--target", "llvm", "--out", str(tmp_path / "d"), "--quiet", *extra]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert message in err
@@ -84,9 +103,11 @@ def test_folder_decides_shapes_and_name(folder):
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     index=st.one_of(
-        st.dictionaries(st.sampled_from(["_class_name", "unet", "vae", "x"]),
-                        st.none() | st.integers() | st.text(max_size=30) | st.lists(st.text(max_size=5), max_size=2),
-                        max_size=4),
+        st.dictionaries(
+            st.sampled_from(["_class_name", "unet", "vae", "x"]),
+            st.none() | st.integers() | st.text(max_size=30) | st.lists(st.text(max_size=5), max_size=2),
+            max_size=4,
+        ),
         st.lists(st.integers(), max_size=3),
         st.text(max_size=20),
     ),
@@ -100,7 +121,9 @@ def test_property_a_fuzzed_model_index_is_a_named_error(folder, index, raw):
     except WsdError as exc:
         assert "model_index.json" in str(exc) and "\n" not in str(exc)
     else:
-        assert isinstance(index, dict) and index.get("_class_name") == "StableDiffusionPipeline" and spec.family == "sd15"
+        assert (
+            isinstance(index, dict) and index.get("_class_name") == "StableDiffusionPipeline" and spec.family == "sd15"
+        )
 
 
 JSONISH = st.recursive(
@@ -109,8 +132,15 @@ JSONISH = st.recursive(
     max_leaves=6,
 )
 FUZZED_KEYS = {
-    "unet/config.json": ["_class_name", "in_channels", "out_channels", "block_out_channels", "cross_attention_dim",
-                         "sample_size", "addition_embed_type"],
+    "unet/config.json": [
+        "_class_name",
+        "in_channels",
+        "out_channels",
+        "block_out_channels",
+        "cross_attention_dim",
+        "sample_size",
+        "addition_embed_type",
+    ],
     "vae/config.json": ["_class_name", "latent_channels", "block_out_channels"],
     "text_encoder/config.json": ["architectures", "hidden_size"],
     "scheduler/scheduler_config.json": ["prediction_type", "clip_sample", "thresholding", "num_train_timesteps"],

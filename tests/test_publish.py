@@ -129,9 +129,16 @@ def test_property_no_damage_to_a_dist_reaches_the_cache(isolated_cache, tmp_path
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8), lambda c: st.lists(c, max_size=3)
-                    | st.dictionaries(st.sampled_from(["format", "files", "sha256", "size", "model", "x"]), c, max_size=4),
-                    max_leaves=12))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+        lambda c: (
+            st.lists(c, max_size=3)
+            | st.dictionaries(st.sampled_from(["format", "files", "sha256", "size", "model", "x"]), c, max_size=4)
+        ),
+        max_leaves=12,
+    )
+)
 def test_property_a_fuzzed_manifest_is_a_named_error(tmp_path_factory, body):
     root = tmp_path_factory.mktemp("fuzz")
     (root / "a.bin").write_bytes(b"a")

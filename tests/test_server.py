@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wsd.host.server import BadRequest, resolve, serve
+from wsd.host.server import BadRequestError, resolve, serve
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def test_resolve_stays_inside_mounts(tree):
     for evil in ("/../secret.txt", "/%2e%2e/secret.txt", "/..%2fsecret.txt", "/nothing", "/lib.js/x"):
         assert resolve(mounts, evil) is None, evil
     for malformed in ("/a%00", "/%zz", "/%ff", "/" + "a" * 3000):
-        with pytest.raises(BadRequest):
+        with pytest.raises(BadRequestError):
             resolve(mounts, malformed)
 
 
@@ -121,8 +121,30 @@ def fuzz_server(tmp_path_factory):
 
 
 ALLOWED = {200, 400, 404, 405, 414, 431, 501}
-PIECES = ["/", "..", "%2e%2e", "%2f", "%00", "%", "%zz", "%ff", "sub", "a.json", "link", "secret.txt", "models",
-          "?", "#", "\\", "//", ";", "%5c", "index.html", "%c0%af", "~"]
+PIECES = [
+    "/",
+    "..",
+    "%2e%2e",
+    "%2f",
+    "%00",
+    "%",
+    "%zz",
+    "%ff",
+    "sub",
+    "a.json",
+    "link",
+    "secret.txt",
+    "models",
+    "?",
+    "#",
+    "\\",
+    "//",
+    ";",
+    "%5c",
+    "index.html",
+    "%c0%af",
+    "~",
+]
 
 
 @given(

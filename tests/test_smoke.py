@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from conformance.metrics import compare
-from wsd.host.modules import run_entry
 from wsd import smoke
 from wsd.cli import SMOKE_TOLERANCE, main
+from wsd.host.modules import run_entry
 
 
 def run_in_browser(module, runner, runner_url, kit):

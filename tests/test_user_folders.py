@@ -10,10 +10,10 @@ import json
 import subprocess
 import sys
 
+import folders
 import numpy as np
 import pytest
 
-import folders
 from wsd.cli import main
 
 pytestmark = pytest.mark.e2e
@@ -47,7 +47,17 @@ GATED = "shallow-vae"  # another image size (32x32): the page and every stage ta
 def gated(made, tmp_path_factory):
     reports = tmp_path_factory.mktemp("gate")
     proc = subprocess.run(
-        [sys.executable, "-m", "conformance.cli", "run", "--weights", str(made[GATED]), "--", "--report-dir", str(reports)],
+        [
+            sys.executable,
+            "-m",
+            "conformance.cli",
+            "run",
+            "--weights",
+            str(made[GATED]),
+            "--",
+            "--report-dir",
+            str(reports),
+        ],
         capture_output=True,
         text=True,
         timeout=1800,

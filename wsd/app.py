@@ -15,9 +15,8 @@ from wsd.errors import WsdError
 
 def serve_forever(dist: Path, host: str, port: int, echo=print) -> None:
     from wsd.host.server import app_mounts, serve
-    from wsd.webrt import ensure_kit
-
     from wsd.manifest import require_whole
+    from wsd.webrt import ensure_kit
 
     built = sorted(p.parent for p in Path(dist).glob("*/manifest.json"))
     if not built:
@@ -86,9 +85,8 @@ def generate(dist: Path, model: str, settings: dict, out: Path, timeout_s: float
 
     from wsd.host.browser import launch_options
     from wsd.host.server import app_mounts, serve
-    from wsd.webrt import ensure_kit
-
     from wsd.manifest import require_whole
+    from wsd.webrt import ensure_kit
 
     if not (Path(dist) / model / "manifest.json").is_file():
         raise WsdError(f"{dist}/{model}: not built; run `wsd build --model {model} --random-init --out {dist}`")

@@ -33,7 +33,7 @@ MAX_PATH = 2048  # longer request paths are refused (400): no file we serve has 
 _PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
-class BadRequest(ValueError):
+class BadRequestError(ValueError):
     """A request path that cannot name a file: answered with 400."""
 
 
@@ -43,30 +43,30 @@ def split(raw: str):
 
 
 def url_path(raw: str) -> str:
-    """The decoded path of a request target; BadRequest for NUL, bad percent-encoding, non-UTF-8
+    """The decoded path of a request target; BadRequestError for NUL, bad percent-encoding, non-UTF-8
     or over-long paths (each would otherwise raise deep in the filesystem calls)."""
     try:
         path = split(raw).path
     except ValueError:
-        raise BadRequest("malformed request target") from None
+        raise BadRequestError("malformed request target") from None
     if len(path) > MAX_PATH:
-        raise BadRequest(f"path longer than {MAX_PATH} characters")
+        raise BadRequestError(f"path longer than {MAX_PATH} characters")
     if _PERCENT.search(path):
-        raise BadRequest("malformed percent-encoding")
+        raise BadRequestError("malformed percent-encoding")
     try:
         decoded = unquote(path, errors="strict")
     except UnicodeDecodeError:
-        raise BadRequest("path is not UTF-8") from None
+        raise BadRequestError("path is not UTF-8") from None
     if "\0" in decoded or any(ord(c) < 0x20 or 0xD800 <= ord(c) <= 0xDFFF for c in decoded):
-        raise BadRequest("control character in path")
+        raise BadRequestError("control character in path")
     if not decoded.startswith("/"):
-        raise BadRequest("path must start with /")
+        raise BadRequestError("path must start with /")
     return decoded
 
 
 def resolve(mounts: dict[str, Path], url: str) -> Path | None:
     """The file a request target names, or None if it is outside every mount.
-    BadRequest when the target is malformed."""
+    BadRequestError when the target is malformed."""
     path = url_path(url)
     for prefix in sorted(mounts, key=len, reverse=True):
         if callable(mounts[prefix]):
@@ -121,7 +121,7 @@ def _handler(mounts: dict):
             # Every request gets an HTTP answer: a fault in here is a 500, never a dropped connection.
             try:
                 self._route(body)
-            except BadRequest as exc:
+            except BadRequestError as exc:
                 self._error(400, str(exc))
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True  # the client went away; nothing to answer

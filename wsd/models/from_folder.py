@@ -81,7 +81,9 @@ def _positive_int(path: Path, key: str, value) -> int:
     return value
 
 
-def spec_from_folder(folder: Path, preset: ModelSpec, name: str | None = None, image_size: int | None = None) -> ModelSpec:
+def spec_from_folder(
+    folder: Path, preset: ModelSpec, name: str | None = None, image_size: int | None = None
+) -> ModelSpec:
     """The spec of a diffusers folder, checked. `preset` is the family's built-in spec."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -89,8 +91,12 @@ def spec_from_folder(folder: Path, preset: ModelSpec, name: str | None = None, i
     if (folder / "model_index.json").is_file():
         family = family_of(folder)
         if family != preset.family:
-            raise _fail(folder / "model_index.json", "_class_name", read_json(folder / "model_index.json")
-                        .get("_class_name"), f"a {preset.family} pipeline for --model {preset.name}")
+            raise _fail(
+                folder / "model_index.json",
+                "_class_name",
+                read_json(folder / "model_index.json").get("_class_name"),
+                f"a {preset.family} pipeline for --model {preset.name}",
+            )
     unet, unet_path = _component(preset.unet, folder)
     vae, vae_path = _component(preset.vae, folder)
     encoders = [_component(c, folder) for c in preset.text_encoders]
