@@ -5,6 +5,7 @@ import { WsdError } from "./errors.js";
 import { createDevice, describeAdapter, requestAdapter } from "./gpu.js";
 import { VerifiedStore } from "./integrity.js";
 import { ClipTokenizer } from "./tokenizer.js";
+import { checkManifest, checkSamplerTable, checkTensorCache } from "./validate.js";
 
 export const TYPED = { float32: Float32Array, int32: Int32Array, uint32: Uint32Array, float16: Uint16Array, uint8: Uint8Array };
 
@@ -29,9 +30,7 @@ export async function fetchManifest(base, fetcher = globalThis.fetch.bind(global
   } catch (err) {
     throw new WsdError("WSD_MODEL", `manifest.json of ${base} is not valid JSON: ${err.message || err}`);
   }
-  for (const key of ["library", "target", "files", "entry_points"]) {
-    if (!(key in manifest)) throw new WsdError("WSD_MODEL", `manifest.json of ${base} has no "${key}": not a wsd build.`);
-  }
+  checkManifest(manifest, `manifest.json of ${base}`);
   if (manifest.target !== "webgpu") {
     throw new WsdError("WSD_MODEL", `${manifest.model} at ${base} was built for ${manifest.target}, not webgpu.`);
   }
@@ -122,7 +121,7 @@ export class ModelSession {
   }
 
   async prefetch(progress) {
-    const cache = await this.store.json("tensor-cache.json");
+    const cache = checkTensorCache(await this.store.json("tensor-cache.json"), this.manifest);
     const shards = cache.records.map((r) => r.dataPath);
     for (const [i, name] of shards.entries()) {
       progress({ stage: "download", text: `verifying ${name}`, fraction: i / shards.length });
@@ -135,6 +134,7 @@ export class ModelSession {
     progress({ stage: "weights", text: "fetching weights" });
     this.tvm.registerInitProgressCallback?.((report) => progress({ stage: "weights", text: report.text, fraction: report.progress }));
     this.tvm.beginScope();
+    checkTensorCache(await this.store.json("tensor-cache.json"), this.manifest); // before tvmjs reads it
     try {
       await this.tvm.fetchTensorCache(this.base, this.tvm.webgpu(), { artifactCache: this.store.asArtifactCache() });
       for (const [name, entry] of Object.entries(this.manifest.entry_points)) {
@@ -289,10 +289,11 @@ export class ModelSession {
     return steps;
   }
 
-  table(scheduler, steps) {
+  async table(scheduler, steps) {
     const choices = this.stepChoices(scheduler);
     if (!choices.includes(steps)) throw new WsdError("WSD_INPUT", `steps must be one of ${choices.join(", ")} for ${scheduler} (the tables this build wrote), not ${steps}`);
-    return this.store.json(`schedulers/${scheduler}-${steps}.json`);
+    const name = `schedulers/${scheduler}-${steps}.json`;
+    return checkSamplerTable(await this.store.json(name), name);
   }
 
   dispose() {

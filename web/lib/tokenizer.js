@@ -34,6 +34,9 @@ export class ClipTokenizer {
       throw new TokenizerError("vocab.json is not a JSON object of token -> id");
     }
     this.vocab = new Map(Object.entries(vocab));
+    for (const [token, id] of this.vocab) {
+      if (!Number.isSafeInteger(id) || id < 0) throw new TokenizerError(`vocab.json: the id of ${JSON.stringify(token)} is ${JSON.stringify(id)}, not a token id`);
+    }
     for (const special of [BOS, EOS]) {
       if (!this.vocab.has(special)) throw new TokenizerError(`vocab.json lacks the special token ${special}`);
     }
