@@ -64,6 +64,7 @@ class BuildResult:
     manifest: dict
     cached: bool
     times: dict = field(default_factory=dict)
+    entry: Path | None = None  # the cache entry the dist was published from (read-only)
 
 
 def resolve_spec(opts: BuildOptions):
@@ -185,7 +186,7 @@ def build(opts: BuildOptions, out_root: Path, echo=print, progress: bool = True,
     with phases.phase("copy"):
         # A private copy (reflink where possible): editing a published file never touches the cache.
         cache.publish(entry / "dist", out, cache.entry_digests(entry, "dist"))
-    return BuildResult(out, manifest.load(out), cached[0], dict(phases.times))
+    return BuildResult(out, manifest.load(out), cached[0], dict(phases.times), entry / "dist")
 
 
 def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phases, echo) -> None:
