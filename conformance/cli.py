@@ -52,7 +52,8 @@ def _golden(args) -> int:
     if not args.update:
         print("wsd-conformance golden: pass --update to regenerate golden/ from the live references")
         return 2
-    h = Harness(golden=Golden())
+    model = args.model or "sd15-tiny"
+    h = Harness(model=model, golden=Golden(model=model))  # golden/<model>/ only: other models stay as they are
     h.golden.manifest["files"] = {}
     for case in all_cases(h.model):
         ref = h.reference(case)
@@ -103,8 +104,9 @@ def main(argv=None) -> int:
     p.set_defaults(func=_run)
     p = sub.add_parser("selftest", help="inject faults and report the catch rate")
     p.set_defaults(func=_selftest)
-    p = sub.add_parser("golden", help="regenerate golden/ (with --update)")
+    p = sub.add_parser("golden", help="regenerate golden/<model>/ (with --update)")
     p.add_argument("--update", action="store_true")
+    p.add_argument("--model", help="the seeded model whose golden is regenerated (default sd15-tiny)")
     p.set_defaults(func=_golden)
     p = sub.add_parser("repro", help="replay a localized kernel saved under reports/conformance/repro/")
     p.add_argument("file")

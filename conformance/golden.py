@@ -1,9 +1,11 @@
-"""golden/: stored reference outputs of the tiny models, with a manifest.
+"""golden/<model>/: stored reference outputs of the seeded models, one manifest per model.
 
-A run compares the live reference with the golden one: when they differ beyond the
-stage's tolerance, the reference itself moved (a torch/diffusers bump, or different
-weights), which is reported as drift, apart from candidate failures. A golden file whose
-sha256 is not the manifest's was edited: that case is an error, never a pass.
+A run compares the live reference with the golden one: when they differ beyond the stage's
+drift bound (tolerances.toml [drift.*], far tighter than the candidate's), the reference
+itself moved (a torch/diffusers bump, or different weights): the gate fails, naming the
+versions the golden was made with and the versions now, unless the run accepts drift. For a
+seeded model (SEEDED) a missing manifest, a case with no golden file, a golden made for
+another config, or a file whose sha256 is not the manifest's is an error, never a skip.
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ class GoldenError(WsdError):
     pass
 
 
-def root() -> Path:
-    return repo_root() / "golden"
+SEEDED = ("sd15-tiny",)  # models whose golden must exist: a missing one is an error
+
+
+def root(model: str = "sd15-tiny") -> Path:
+    return repo_root() / "golden" / model
 
 
 def file_name(case_id: str) -> str:
@@ -40,27 +45,42 @@ def _sha256(path: Path) -> str:
 
 
 class Golden:
-    def __init__(self, folder: Path | None = None):
-        self.folder = Path(folder or root())
+    def __init__(self, folder: Path | None = None, model: str = "sd15-tiny"):
+        self.model = model
+        self.folder = Path(folder or root(model))
         path = self.folder / MANIFEST
-        self.manifest = json.loads(path.read_text()) if path.is_file() else {"files": {}}
+        self.present = path.is_file()
+        self.manifest = json.loads(path.read_text()) if self.present else {"files": {}}
+
+    def check(self, config_hash: str) -> None:
+        """GoldenError when the golden cannot stand for this model: absent, or for another config."""
+        where = f"golden/{self.model}/{MANIFEST}"
+        if not self.present:
+            raise GoldenError(f"{where} is missing: run `wsd-conformance golden --update --model {self.model}`")
+        if self.manifest.get("config_hash") != config_hash:
+            raise GoldenError(
+                f"{where} was made for config {str(self.manifest.get('config_hash'))[:12]}…, this model is "
+                f"{config_hash[:12]}…: regenerate it with `wsd-conformance golden --update --model {self.model}`"
+            )
 
     def provenance(self) -> dict:
         return {k: v for k, v in self.manifest.items() if k != "files"}
 
-    def load(self, case_id: str) -> dict[str, np.ndarray] | None:
-        """The stored outputs of a case; None when there is none; GoldenError when edited."""
+    def load(self, case_id: str) -> dict[str, np.ndarray]:
+        """The stored outputs of a case; GoldenError when absent or edited."""
         name = file_name(case_id)
         expected = self.manifest["files"].get(name)
         path = self.folder / name
         if expected is None:
-            return None
+            raise GoldenError(
+                f"golden/{self.model} has no file for {case_id}: run `wsd-conformance golden --update --model {self.model}`"
+            )
         if not path.is_file():
-            raise GoldenError(f"golden/{name} is listed in golden/manifest.json but missing")
+            raise GoldenError(f"golden/{self.model}/{name} is listed in its manifest but missing")
         found = _sha256(path)
         if found != expected["sha256"]:
             raise GoldenError(
-                f"golden/{name}: sha256 {found[:12]}… is not the manifest's {expected['sha256'][:12]}…: "
+                f"golden/{self.model}/{name}: sha256 {found[:12]}… is not the manifest's {expected['sha256'][:12]}…: "
                 "the file was edited; restore it, or regenerate with `wsd-conformance golden --update`"
             )
         with np.load(path) as data:

@@ -87,7 +87,7 @@ class Harness:
     model: str = "sd15-tiny"
     backends: tuple[str, ...] = BACKENDS
     dists: dict[str, Path] = field(default_factory=dict)  # backend -> built model folder (default: build)
-    golden: golden_mod.Golden = field(default_factory=golden_mod.Golden)
+    golden: golden_mod.Golden | None = None  # default: golden/<model>/ for a seeded model at its own size
     out_dir: Path = field(default_factory=reports_dir)
     timeout_s: float = 600.0
     echo: object = print
@@ -95,6 +95,8 @@ class Harness:
     playwright: object = None  # pytest-playwright's, when run as a pytest plugin
     weights: Path | None = None  # a user's diffusers folder: references and builds come from it
     image_size: int | None = None  # gate a model at another size than its own (a full-size one at 64x64)
+    accept_drift: bool = False  # a deliberate bump: reference drift is a warning, not a failure
+    golden_root: Path | None = None  # where golden/<model>/ folders live (default: the checkout's golden/)
 
     def __post_init__(self):
         from wsd import models
@@ -102,8 +104,12 @@ class Harness:
 
         self.spec = check_options(self.build_options("webgpu"))  # the folder's configs, checked
         self.model = self.spec.name
-        if self.weights is not None or self.image_size not in (None, models.get(self.model).image_size):
+        seeded = self.weights is None and self.image_size in (None, models.get(self.model).image_size)
+        if not seeded:
             self.golden = None  # golden belongs to the seeded models at their own size
+        elif self.golden is None and self.model in golden_mod.SEEDED:
+            folder = self.golden_root / self.model if self.golden_root else None
+            self.golden = golden_mod.Golden(folder, model=self.model)
         self.tolerances = tol_mod.load()
         self.timings = {"build_s": 0.0, "browser_open_s": 0.0, "reference_s": 0.0, "candidate_s": 0.0}
         self._refs: dict[str, Reference] = {}
@@ -230,15 +236,14 @@ class Harness:
     def _drift(self, case: Case, inputs, outputs) -> str | None:
         if self.golden is None:
             return None
+        self.golden.check(self.spec.config_hash())
         stored = self.golden.load(case.id)
-        if stored is None:
-            return None
         entry = self.golden.manifest["files"][golden_mod.file_name(case.id)]
         if entry.get("inputs") != golden_mod.inputs_digest(inputs):
             return "the golden was made from other inputs (stage inputs changed): regenerate it"
         moved = []
         for out in case.stage.outputs:
-            bounds = tol_mod.lookup(self.tolerances, case.stage.name, out.dtype or "float32", out.name)
+            bounds = tol_mod.drift_bound(self.tolerances, case.stage.name, out.name)
             if out.name not in stored:
                 moved.append(f"{out.name}: not in the golden file")
                 continue
@@ -247,8 +252,15 @@ class Harness:
                 moved.append(f"{out.name}: {', '.join(broken)}")
         if not moved:
             return None
-        prov = self.golden.provenance().get("versions", {})
-        return "the reference moved since the golden was made (" + "; ".join(moved) + f"); golden made with {prov}"
+        from wsd import versions
+
+        made = self.golden.provenance().get("versions", {})
+        now = {k: v for k, v in versions.collect().items() if k in made}
+        changed = {k: f"{made[k]} -> {now[k]}" for k in made if now.get(k) != made[k]} or "no version changed"
+        return (
+            f"reference drift beyond the stage's drift bound ({'; '.join(moved)}); golden made with {made}, "
+            f"now {now} (changed: {changed})"
+        )
 
     # --- one case on one backend --------------------------------------------------------
 
@@ -276,6 +288,9 @@ class Harness:
             row["reference_drift"] = ref.drift
             if ref.error:
                 row["message"] = ref.error
+                return self._done(row)
+            if ref.drift and not self.accept_drift:  # the gate's baseline moved: a failure, by name
+                row["status"], row["message"] = "fail", ref.drift + "; pass --accept-drift for a deliberate bump"
                 return self._done(row)
             missing = [e for e in case.stage.required() if e not in self._entry_points(backend_name)]
             if missing:

@@ -31,6 +31,24 @@ def pytest_addoption(parser):
     group.addoption("--report-dir", default=None, help="where the reports go (default reports/conformance)")
     group.addoption("--weights", default=None, help="gate a user's diffusers folder (its configs decide the model)")
     group.addoption("--image-size", type=int, default=None, help="gate at this image size (default: the model's)")
+    group.addoption("--golden", default=None, help="the golden root (default golden/ in the checkout)")
+    group.addoption(
+        "--dist",
+        action="append",
+        default=[],
+        metavar="BACKEND=DIR",
+        help="gate an already built dist/<model> for a backend (webgpu=..., native=...) instead of building",
+    )
+    group.addoption(
+        "--accept-drift", action="store_true", help="reference drift from golden/ is a warning (a deliberate bump)"
+    )
+    group.addoption(
+        "--allow-skip",
+        action="append",
+        default=[],
+        metavar="STAGE",
+        help="a stage whose skip is expected (repeatable); any other skip fails the gate",
+    )
 
 
 def pytest_configure(config):
@@ -54,10 +72,20 @@ def harness(request):
     started = time.perf_counter()
     out_dir = Path(config.getoption("--report-dir") or report_default())
     weights = config.getoption("--weights")
+    dists = {}
+    for item in config.getoption("--dist"):
+        backend, _, folder = item.partition("=")
+        if backend not in BACKENDS or not folder:
+            raise pytest.UsageError(f"--dist {item}: expected BACKEND=DIR with BACKEND one of {', '.join(BACKENDS)}")
+        dists[backend] = Path(folder)
+    golden_root = config.getoption("--golden")
     h = Harness(
+        dists=dists,
         model=config.getoption("--model"),
         weights=Path(weights) if weights else None,
         image_size=config.getoption("--image-size"),
+        accept_drift=config.getoption("--accept-drift"),
+        golden_root=Path(golden_root) if golden_root else None,
         backends=tuple(config.getoption("--backend") or BACKENDS),
         out_dir=out_dir,
         playwright=request.getfixturevalue("playwright"),
@@ -74,12 +102,36 @@ def harness(request):
     yield h
     h.close()
     extra["model"] = h.describe_model()
+    extra["skips"] = [
+        {
+            "case": f"{r['model']}/{r['stage']}",
+            "backend": r["backend"],
+            "reason": r["message"],
+            "allowed": allowed_skip(config, r["stage"]),
+        }
+        for r in h.results
+        if r["status"] == "skip"
+    ]
+    extra["drift"] = [
+        {"case": f"{r['model']}/{r['stage']}", "backend": r["backend"], "drift": r["reference_drift"]}
+        for r in h.results
+        if r.get("reference_drift")
+    ]
     body = report.summary(h.results, h.adapter, time.perf_counter() - started, {**extra, "timings": h.timings})
     paths = report.write(out_dir, body)
     terminal = config.pluginmanager.get_plugin("terminalreporter")
     if terminal is not None:
         terminal.write_line(f"wsd conformance: {body['totals']} in {body['wall_s']} s; timings {rounded(h.timings)}")
+        for skip in body.get("skips", []):
+            mark = "expected" if skip["allowed"] else "NOT ALLOWED"
+            terminal.write_line(f"  skip ({mark}): {skip['case']} [{skip['backend']}]: {skip['reason']}")
         terminal.write_line(f"reports: {', '.join(str(p) for p in paths.values())}")
+
+
+def allowed_skip(config, stage: str) -> bool:
+    """Whether the run named this stage (or its family, `unet` for `unet/t1-g7.5`) as an expected skip."""
+    allowed = config.getoption("--allow-skip") or []
+    return any(stage == a or stage.startswith(a.rstrip("/") + "/") for a in allowed)
 
 
 def model_name(config) -> str:

@@ -15,20 +15,37 @@ class ToleranceError(ValueError):
 
 
 def load(path: Path = PATH) -> dict:
-    """{stage: {dtype: {output: {metric: bound, "why": text}}}}, each table checked."""
+    """{stage: {dtype: {output: {metric: bound, "why": text}}}}, each table checked; the golden
+    drift bounds under "drift": {stage: {output: {metric: bound, "why": text}}}."""
     table = tomllib.loads(Path(path).read_text())
+    for stage, outputs in table.get("drift", {}).items():
+        for output, bounds in outputs.items():
+            _check(bounds, f"{path}: [drift.{stage}.{output}]")
     for stage, dtypes in table.items():
+        if stage == "drift":
+            continue
         for dtype, outputs in dtypes.items():
             for output, bounds in outputs.items():
-                where = f"{path}: [{stage}.{dtype}.{output}]"
-                if not str(bounds.get("why", "")).strip():
-                    raise ToleranceError(f"{where} has no `why`: say why the bound is that value")
-                unknown = set(bounds) - {"why", *UPPER, *LOWER}
-                if unknown:
-                    raise ToleranceError(f"{where}: unknown metric(s) {sorted(unknown)}")
-                if len(bounds) < 2:
-                    raise ToleranceError(f"{where} sets no bound")
+                _check(bounds, f"{path}: [{stage}.{dtype}.{output}]")
     return table
+
+
+def _check(bounds: dict, where: str) -> None:
+    if not str(bounds.get("why", "")).strip():
+        raise ToleranceError(f"{where} has no `why`: say why the bound is that value")
+    unknown = set(bounds) - {"why", *UPPER, *LOWER}
+    if unknown:
+        raise ToleranceError(f"{where}: unknown metric(s) {sorted(unknown)}")
+    if len(bounds) < 2:
+        raise ToleranceError(f"{where} sets no bound")
+
+
+def drift_bound(table: dict, stage: str, output: str) -> dict:
+    """How far the live reference may move from the golden one (run-to-run noise, not a tolerance)."""
+    try:
+        return table["drift"][stage][output]
+    except KeyError:
+        raise ToleranceError(f"no drift bound [drift.{stage}.{output}] in {PATH.name}") from None
 
 
 def lookup(table: dict, stage: str, dtype: str, output: str) -> dict:

@@ -134,35 +134,75 @@ def test_metrics_for_images_and_ids():
     assert measure("exact", np.arange(4), np.array([0, 1, 2, 4]))["mismatches"] == 1
 
 
-def test_an_edited_golden_is_an_error_row(clean, tmp_path):
-    h, _ = clean
+def golden_of(h, tmp_path, change=None, config_hash=None):
+    """A one-case golden folder made from the live clip reference (optionally changed)."""
     store = golden.Golden(tmp_path)
     case = next(c for c in all_cases() if c.stage.name == "clip")
     ref = h.reference(case)
-    store.save(case.id, ref.outputs, golden.inputs_digest(ref.inputs))
-    store.write_manifest({"model": "sd15-tiny"})
+    outputs = change(ref.outputs) if change else ref.outputs
+    store.save(case.id, outputs, golden.inputs_digest(ref.inputs))
+    store.write_manifest({"model": "sd15-tiny", "config_hash": config_hash or h.spec.config_hash()})
+    return case, ref
+
+
+def gate(h, tmp_path, **kw):
+    return Harness(
+        backends=("native",),
+        dists=h.dists,
+        golden=golden.Golden(tmp_path),
+        out_dir=tmp_path,
+        echo=lambda *_: None,
+        **kw,
+    )
+
+
+def test_an_edited_golden_is_an_error_row(clean, tmp_path):
+    h, _ = clean
+    case, ref = golden_of(h, tmp_path)
     path = tmp_path / golden.file_name(case.id)
     np.savez_compressed(path, embeddings=ref.outputs["embeddings"] * 2)  # edited after the manifest
-    g = Harness(
-        backends=("native",), dists=h.dists, golden=golden.Golden(tmp_path), out_dir=tmp_path, echo=lambda *_: None
-    )
-    row = g.run(case, "native")
+    row = gate(h, tmp_path).run(case, "native")
     assert row["status"] == "error" and "was edited" in row["message"]
 
 
-def test_a_moved_reference_is_flagged_as_drift(clean, tmp_path):
+def test_drift_beyond_the_bound_fails_the_gate_naming_versions(clean, tmp_path):
     h, _ = clean
-    store = golden.Golden(tmp_path)
-    case = next(c for c in all_cases() if c.stage.name == "clip")
-    ref = h.reference(case)
-    store.save(case.id, {"embeddings": ref.outputs["embeddings"] + 0.01}, golden.inputs_digest(ref.inputs))
-    store.write_manifest({"model": "sd15-tiny"})
-    g = Harness(
-        backends=("native",), dists=h.dists, golden=golden.Golden(tmp_path), out_dir=tmp_path, echo=lambda *_: None
-    )
-    row = g.run(case, "native")
-    assert row["status"] == "pass"  # the candidate still matches the live reference
-    assert "reference moved" in row["reference_drift"]
+    case, _ = golden_of(h, tmp_path, change=lambda o: {"embeddings": o["embeddings"] * (1 + 1e-5)})
+    row = gate(h, tmp_path).run(case, "native")
+    assert row["status"] == "fail" and "reference drift" in row["message"]
+    assert "golden made with" in row["message"] and "torch" in row["message"] and "--accept-drift" in row["message"]
+    accepted = gate(h, tmp_path, accept_drift=True).run(case, "native")
+    assert accepted["status"] == "pass" and "reference drift" in accepted["reference_drift"]
+
+
+def test_drift_within_the_bound_passes(clean, tmp_path):
+    h, _ = clean
+    case, _ = golden_of(h, tmp_path, change=lambda o: {"embeddings": o["embeddings"] * (1 + 1e-8)})
+    row = gate(h, tmp_path).run(case, "native")
+    assert row["status"] == "pass" and row["reference_drift"] is None
+
+
+@pytest.mark.parametrize("damage", ["no-manifest", "no-file", "other-config"])
+def test_missing_or_foreign_golden_is_an_error_not_a_skip(clean, tmp_path, damage):
+    h, _ = clean
+    case, _ = golden_of(h, tmp_path, config_hash="0" * 64 if damage == "other-config" else None)
+    if damage == "no-manifest":
+        (tmp_path / golden.MANIFEST).unlink()
+    other = next(c for c in all_cases() if c.stage.name == "vae")
+    row = gate(h, tmp_path).run(other if damage == "no-file" else case, "native")
+    assert row["status"] == "error"
+    expected = {
+        "no-manifest": "manifest.json is missing",
+        "no-file": "has no file for",
+        "other-config": "made for config",
+    }
+    assert expected[damage] in row["message"] and "golden --update" in row["message"]
+
+
+def test_the_seeded_model_gets_its_own_golden_and_a_users_folder_none(clean):
+    h, _ = clean
+    assert Harness(backends=("native",), echo=lambda *_: None).golden.folder.name == "sd15-tiny"
+    assert Harness(backends=("native",), image_size=128, echo=lambda *_: None).golden is None
 
 
 class DyingPage:

@@ -1,0 +1,85 @@
+"""`tox -e conformance` exits non-zero, naming why, when golden is missing or moved or a stage skips.
+
+Each runs the gate as CI does (pytest on tests/conformance with the plugin's options), native
+backend only and a few stages, on a copy of golden/ (the checkout's is never written).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conformance import golden
+from wsd.cli import main
+from wsd.paths import repo_root
+
+pytestmark = pytest.mark.e2e
+
+
+def gate(*args: str) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", "pytest", "-m", "conformance", str(repo_root() / "tests" / "conformance")]
+    argv += ["-p", "no:cacheprovider", "--backend", "native", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=900, cwd=repo_root())
+
+
+@pytest.fixture
+def golden_copy(tmp_path):
+    shutil.copytree(golden.root("sd15-tiny").parent, tmp_path / "golden")
+    return tmp_path / "golden"
+
+
+def test_a_deleted_golden_manifest_fails_the_gate(golden_copy, tmp_path):
+    (golden_copy / "sd15-tiny" / golden.MANIFEST).unlink()
+    proc = gate("-k", "clip", "--golden", str(golden_copy), "--report-dir", str(tmp_path / "r"))
+    assert proc.returncode != 0
+    assert "golden/sd15-tiny/manifest.json is missing" in proc.stdout
+
+
+def test_a_golden_value_beyond_its_drift_bound_fails_the_gate(golden_copy, tmp_path):
+    folder = golden_copy / "sd15-tiny"
+    name = golden.file_name("sd15-tiny/clip")
+    with np.load(folder / name) as data:
+        np.savez_compressed(folder / name, embeddings=data["embeddings"] * (1 + 1e-4))
+    manifest = json.loads((folder / golden.MANIFEST).read_text())
+    manifest["files"][name]["sha256"] = golden.file_digest(folder / name).hex()  # re-signed: a moved, not edited, file
+    (folder / golden.MANIFEST).write_text(json.dumps(manifest))
+    proc = gate("-k", "clip", "--golden", str(golden_copy), "--report-dir", str(tmp_path / "r"))
+    assert proc.returncode != 0
+    assert "reference drift" in proc.stdout and "golden made with" in proc.stdout
+    accepted = gate("-k", "clip", "--golden", str(golden_copy), "--accept-drift", "--report-dir", str(tmp_path / "a"))
+    assert accepted.returncode == 0, accepted.stdout[-2000:]
+
+
+def test_a_skipped_stage_fails_the_gate_unless_allowed(tmp_path):
+    out = tmp_path / "dist"
+    entries = ["--entry", "clip", "--entry", "unet"]  # no vae: the vae stage has nothing to run
+    assert (
+        main(
+            [
+                "build",
+                "--model",
+                "sd15-tiny",
+                "--random-init",
+                "--target",
+                "llvm",
+                "--out",
+                str(out),
+                "--quiet",
+                *entries,
+            ]
+        )
+        == 0
+    )
+    dist = f"native={out / 'sd15-tiny'}"
+    proc = gate("-k", "vae", "--dist", dist, "--report-dir", str(tmp_path / "r"))
+    assert proc.returncode != 0
+    assert "sd15-tiny/vae on native skipped" in proc.stdout and "--allow-skip vae" in proc.stdout
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["skips"] and summary["skips"][0]["reason"].startswith("the native build has no entry point")
+    allowed = gate("-k", "vae", "--dist", dist, "--allow-skip", "vae", "--report-dir", str(tmp_path / "a"))
+    assert allowed.returncode == 0, allowed.stdout[-2000:]
