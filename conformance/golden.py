@@ -73,7 +73,8 @@ class Golden:
         path = self.folder / name
         if expected is None:
             raise GoldenError(
-                f"golden/{self.model} has no file for {case_id}: run `wsd-conformance golden --update --model {self.model}`"
+                f"golden/{self.model} has no file for {case_id}: "
+                f"run `wsd-conformance golden --update --model {self.model}`"
             )
         if not path.is_file():
             raise GoldenError(f"golden/{self.model}/{name} is listed in its manifest but missing")
