@@ -146,6 +146,7 @@ def _rgba_inputs(ctx, params):
 # --- samplers: the table + compiled step vs diffusers' scheduler.step --------------------
 
 SCHEDULER_STEPS = 10
+MODEL_INPUT_WEIGHT = 0.1
 
 
 def _scheduler_inputs(ctx, params):
@@ -166,8 +167,10 @@ def _scheduler_reference(ctx, inputs, params):
     sched.set_timesteps(SCHEDULER_STEPS)
     sample = torch.from_numpy(noise) * sched.init_noise_sigma
     for i, t in enumerate(sched.timesteps):
-        sched.scale_model_input(sample, t)  # Euler records that it was called
-        sample = sched.step(torch.from_numpy(eps[i]), t, sample).prev_sample
+        scaled = sched.scale_model_input(sample, t)
+        # A stand-in model that reads its (scaled) input, so a wrong scale changes the result.
+        model_output = torch.from_numpy(eps[i]) + MODEL_INPUT_WEIGHT * scaled
+        sample = sched.step(model_output, t, sample).prev_sample
     return {"sample": sample.numpy().astype("float32"), "timesteps": sched.timesteps.numpy().astype("float64")}
 
 
@@ -179,7 +182,10 @@ def _scheduler_candidate(backend, ctx, inputs, params):
     sample = (noise * np.float32(tbl["init_noise_sigma"])).astype("float32")
     state, step = LoopState(sample), backend.step_fn()
     for i in range(len(tbl["timesteps"])):
-        sample = state.step(tbl, i, sample, eps[i], step)
+        # the compiled scale_model_input, every step (the page skips it where the scale is 1)
+        scaled = backend.run("scale_model_input", [sample, np.float32(tbl["input_scale"][i])])[0][0]
+        model_output = (eps[i] + np.float32(MODEL_INPUT_WEIGHT) * scaled).astype("float32")
+        sample = state.step(tbl, i, sample, model_output, step)
     return {"sample": sample, "timesteps": np.asarray(tbl["timesteps"], "float64")}
 
 
@@ -285,6 +291,7 @@ STAGES: tuple[Stage, ...] = (
         _scheduler_candidate,
         entry="scheduler_step",
         variants={name: {"sampler": name} for name in ("dpm-solver++", "pndm", "euler", "ddim")},
+        needs=("scheduler_step", "scale_model_input"),
     ),
     Stage(
         "pipeline",
@@ -292,8 +299,15 @@ STAGES: tuple[Stage, ...] = (
         _pipeline_inputs,
         _pipeline_reference,
         _pipeline_candidate,
-        variants={"dpm-solver++-4": {**PIPELINE, "scheduler": "dpm-solver++"}},
-        needs=("clip", "unet", "scheduler_step", "vae", "image_to_rgba"),
+        # Every sampler the build writes, through the page's own loop (PNDM's history and saved
+        # sample, Euler's scale_model_input); guidance off (1) and a negative prompt among them.
+        variants={
+            "dpm-solver++-4": {**PIPELINE, "scheduler": "dpm-solver++"},
+            "pndm-4-g1": {**PIPELINE, "scheduler": "pndm", "guidance": 1.0, "negative": ""},
+            "euler-4": {**PIPELINE, "scheduler": "euler", "negative": "", "seed": 2},
+            "ddim-4-g5": {**PIPELINE, "scheduler": "ddim", "guidance": 5.0, "seed": 3},
+        },
+        needs=("clip", "unet", "scheduler_step", "scale_model_input", "vae", "image_to_rgba"),
     ),
 )
 

@@ -94,3 +94,16 @@ def test_kit_key_covers_versions_and_our_headers(monkeypatch):
     assert (
         cache.key_of(kit_mod.kit_inputs(src.__class__(src.tvm_root, src.ffi_root, "0.26.0", src.ffi_version))) != base
     )
+
+
+def test_a_changed_runtime_kit_is_a_new_build_key(monkeypatch, tiny_folder, tiny_spec):
+    """The .wasm is linked against the kit: a kit change must relink, never serve a stale .wasm."""
+    from wsd.build import BuildOptions, build_key_inputs
+    from wsd.webrt import kit as kit_module
+
+    opts = BuildOptions("sd15-tiny", random_init=True)
+    base = cache.key_of(build_key_inputs(opts, tiny_spec, tiny_folder))
+    monkeypatch.setattr(kit_module, "kit_key", lambda: "0" * 20)
+    assert cache.key_of(build_key_inputs(opts, tiny_spec, tiny_folder)) != base
+    native = BuildOptions("sd15-tiny", random_init=True, target="llvm")
+    assert "webrt_kit" not in build_key_inputs(native, tiny_spec, tiny_folder)

@@ -172,3 +172,54 @@ def test_hundreds_of_shaders_in_one_dawn_process(monkeypatch):
     result = wgsl.validate(shaders)
     assert result.failures == {} and result.count == 400
     assert result.retries == 0
+
+
+def test_fp16_infinities_become_the_largest_finite_half_not_inf_again():
+    """relax.const(+-FLT_MAX, "float16") is +-inf: an fp16 build must use +-65504 instead."""
+    import tvm
+    from tvm import relax
+
+    from wsd.legalize import _compare_without_inf, _const_array, _finite, largest_finite
+
+    assert largest_finite("float16") == 65504.0
+    for dtype in ("float16", "float32"):
+        neg_inf = relax.const(float("-inf"), dtype)
+        fixed = _const_array(_finite(neg_inf))
+        assert np.isfinite(fixed) and float(fixed) == -largest_finite(dtype), dtype
+        tensor_info = getattr(relax, "TensorStructInfo", None) or relax.TensorType  # renamed in TVM 0.27
+        x = relax.Var("x", tensor_info((4,), dtype))
+        test = _compare_without_inf("relax.equal", [x, neg_inf])
+        bound = _const_array(test.args[1])
+        assert np.isfinite(bound) and float(bound) == -largest_finite(dtype), dtype
+    assert tvm  # imported for relax's registration
+
+
+class BigSum(torch.nn.Module):
+    def forward(self, x):
+        return x.sum(dim=-1) + 1.0
+
+
+def _only_fallback_module(monkeypatch, shape):
+    import tvm
+    from tvm.s_tir import dlight as dl
+
+    from wsd import passes
+
+    monkeypatch.setattr(passes, "dlight_rules", lambda target: [dl.gpu.Fallback()])
+    exported = torch.export.export(BigSum().eval(), (torch.zeros(*shape),))
+    func, _ = import_exported("main", exported)
+    return tvm.IRModule({tvm.ir.GlobalVar("main"): func})
+
+
+def test_a_large_reduction_left_to_fallback_fails_unless_allowed(monkeypatch):
+    from wsd.build import target_of
+    from wsd.kernels import rule_counts, signatures
+
+    target = target_of("webgpu")
+    with target, pytest.raises(BuildError, match=r"only dlight's Fallback schedules it.*--allow-fallback"):
+        apply(_only_fallback_module(monkeypatch, (64, 32768)), target)  # 2M elements reduced
+    with target:
+        mod = apply(_only_fallback_module(monkeypatch, (64, 32768)), target, allow_fallback=True)
+        assert rule_counts(signatures(mod)) == {"Fallback": 2}  # the sum and the add
+        small = apply(_only_fallback_module(monkeypatch, (4, 8)), target)  # small: Fallback is fine
+        assert rule_counts(signatures(small)) == {"Fallback": 2}

@@ -56,6 +56,7 @@ class BuildOptions:
     inject: tuple[str, ...] = ()  # faults for the harness's self-test (wsd/faults.py)
     image_size: int | None = None  # None: the preset's, or the folder's UNet sample_size x VAE scale
     name: str | None = None  # the dist folder's name; None: the preset's, or the weights folder's name
+    allow_fallback: bool = False  # let dlight's Fallback schedule large reductions (slow) instead of failing
 
 
 @dataclass
@@ -151,6 +152,22 @@ def folder_fingerprint(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def build_key_inputs(opts: BuildOptions, spec, folder: Path) -> dict:
+    """Everything a build's output depends on: its cache key is made of this."""
+    inputs = {
+        "options": {**asdict(opts), "weights": None},
+        "folder": folder_fingerprint(folder),
+        "config": spec.config_hash(),
+        "compiler": compiler_fingerprint(),
+        "versions": {k: v for k, v in versions.collect().items() if k != "chromium"},
+    }
+    if opts.target == "webgpu":  # the .wasm is linked against the runtime kit
+        from wsd.webrt.kit import kit_key
+
+        inputs["webrt_kit"] = kit_key()
+    return inputs
+
+
 def compiler_fingerprint() -> str:
     here = Path(__file__).parent
     digest = hashlib.sha256()
@@ -166,13 +183,7 @@ def build(opts: BuildOptions, out_root: Path, echo=print, progress: bool = True,
         folder = random_folder(spec, opts.seed, echo) if opts.random_init else Path(opts.weights)
         if not folder.is_dir():
             raise WsdError(f"--weights {folder}: folder does not exist")
-        key_inputs = {
-            "options": {**asdict(opts), "weights": None},
-            "folder": folder_fingerprint(folder),
-            "config": spec.config_hash(),
-            "compiler": compiler_fingerprint(),
-            "versions": {k: v for k, v in versions.collect().items() if k != "chromium"},
-        }
+        key_inputs = build_key_inputs(opts, spec, folder)
     cached = [True]
 
     def do_build(staging: Path) -> list[str]:
@@ -224,9 +235,11 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
                 tune_db=opts.tune_db,
                 dtype=opts.dtype,
                 before_schedule=extra,
+                allow_fallback=opts.allow_fallback,
             )
-    # Kernel signatures for the harness's kernel-by-kernel localization.
-    (out / "kernels.json").write_text(json.dumps(kernel_table.signatures(mod), sort_keys=True))
+    # Kernel signatures for the harness's kernel-by-kernel localization, with each one's rule.
+    kernels = kernel_table.signatures(mod)
+    (out / "kernels.json").write_text(json.dumps(kernels, sort_keys=True))
     with phases.phase("build"), tvm.transform.PassContext(opt_level=3, config=build_config(target)):
         executable = relax.build(mod, target)
     validation, needs = None, None
@@ -278,6 +291,7 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
             "schedulers": [s.name for s in spec.schedulers],
             "scheduler_steps": step_choices,
             "requirements": needs,
+            "schedule_rules": kernel_table.rule_counts(kernels),
             "injected_faults": injected,
             "entry_points": {
                 e.name: {

@@ -60,6 +60,7 @@ def _cmd_build(args) -> int:
         inject=tuple(args.inject or ()),
         image_size=args.image_size,
         name=args.name,
+        allow_fallback=args.allow_fallback,
     )
     result = build(opts, Path(args.out), progress=not args.quiet, force=args.rebuild)
     files = result.manifest["files"]
@@ -170,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image-size", type=int, help="pixels per side (default: the UNet's sample_size x the VAE scale)")
     p.add_argument("--name", help="the dist folder's name (default: the preset's, or the weights folder's name)")
     p.add_argument("--tune-db", help="a MetaSchedule database folder to take tuned kernels from")
+    p.add_argument(
+        "--allow-fallback",
+        action="store_true",
+        help="let dlight's Fallback schedule large reductions (slow) instead of failing the build",
+    )
     p.add_argument("--validate-pipelines", action="store_true", help="also create every compute pipeline in Dawn")
     p.add_argument("--entry", action="append", help="build only this entry point (repeatable)")
     p.add_argument(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from wsd.passes import is_prim_func, param_buffers
+from wsd.passes import RULE_ATTR, is_prim_func, param_buffers
 
 
 def _written(script: str, names: list[str]) -> set[str]:
@@ -24,8 +24,19 @@ def signatures(mod) -> dict[str, dict]:
         bufs = param_buffers(func)
         names = [b.name for b in bufs]
         written = _written(func.script(), names)
+        attrs = func.attrs if func.attrs is not None else {}
         out[gvar.name_hint] = {
             "args": [{"name": b.name, "shape": [int(d) for d in b.shape], "dtype": str(b.dtype)} for b in bufs],
             "outputs": [i for i, n in enumerate(names) if n in written],
+            "rule": str(attrs[RULE_ATTR]) if RULE_ATTR in attrs else None,  # the dlight rule that scheduled it
         }
     return out
+
+
+def rule_counts(table: dict[str, dict]) -> dict[str, int]:
+    """How many kernels each dlight rule scheduled (None: not scheduled, a CPU build)."""
+    counts: dict[str, int] = {}
+    for info in table.values():
+        key = info.get("rule") or "unscheduled"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))

@@ -209,6 +209,13 @@ def _int32_creation(op_name: str, args, where: str):
 
 
 FLT_MAX = float(np.finfo(np.float32).max)
+
+
+def largest_finite(dtype: str) -> float:
+    """The largest finite value of a float dtype: FLT_MAX cast to float16 would be inf again."""
+    return float(np.finfo(np.dtype(dtype)).max)
+
+
 INF_COMPARISONS = ("relax.equal", "relax.not_equal")
 
 
@@ -223,7 +230,7 @@ def _inf_sign(expr) -> int:
 
 
 def _compare_without_inf(op_name, args):
-    """x == -inf becomes x <= -FLT_MAX; likewise for +inf.
+    """x == -inf becomes x <= -MAX (the dtype's largest finite value); likewise for +inf.
 
     WGSL has no infinity literal and TVM prints one as `inff`, which no WGSL front end accepts.
     Since other infinite constants become +-FLT_MAX (`_finite`), a value filled with "-inf"
@@ -235,7 +242,7 @@ def _compare_without_inf(op_name, args):
     for value, other in ((args[0], args[1]), (args[1], args[0])):
         sign = _inf_sign(other)
         if sign:
-            bound = relax.const(sign * FLT_MAX, dtype_of(other))
+            bound = relax.const(sign * largest_finite(dtype_of(other)), dtype_of(other))
             test = relax.op.greater_equal(value, bound) if sign > 0 else relax.op.less_equal(value, bound)
             return test if op_name == "relax.equal" else relax.op.logical_not(test)
     return args
@@ -246,7 +253,7 @@ def _finite(expr):
     from tvm import relax
 
     sign = _inf_sign(expr)
-    return relax.const(sign * FLT_MAX, dtype_of(expr)) if sign else expr
+    return relax.const(sign * largest_finite(dtype_of(expr)), dtype_of(expr)) if sign else expr
 
 
 BOOL_REDUCTIONS = ("relax.max", "relax.min", "relax.sum", "relax.prod")

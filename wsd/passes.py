@@ -7,6 +7,7 @@ TVM's default pipeline.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -45,10 +46,17 @@ def _legalize_wgsl(target):
 MAX_STORAGE_BUFFERS = 10
 
 
-def _schedule(target):
+# dlight's Fallback gives each thread one output element with no shared memory: right for
+# elementwise kernels, ~30x slower than a real schedule for large reductions (field notes: 62 ms
+# vs 2 ms for attention). A reduction over buffers above this size may not fall back silently.
+FALLBACK_MAX_ELEMENTS = 1 << 20
+RULE_ATTR = "wsd.schedule_rule"  # which dlight rule scheduled a kernel (kernels.json, the manifest)
+
+
+def _schedule(target, allow_fallback: bool = True):
     import tvm
 
-    kernels = ScheduleKernels(target)
+    kernels = ScheduleKernels(target, allow_fallback=allow_fallback)
     return tvm.transform.module_pass(lambda mod, ctx: kernels(mod), opt_level=0, name="wsd.ScheduleKernels")
 
 
@@ -104,9 +112,15 @@ def pipeline(
     tune_db: str | None = None,
     dtype: str = "float32",
     before_schedule: tuple[Step, ...] = (),
+    allow_fallback: bool = False,
 ):
     import tvm
 
+    if not allow_fallback:
+        steps = tuple(
+            Step(s.name, lambda t: _schedule(t, allow_fallback=False), s.why) if s.name == "schedule" else s
+            for s in steps
+        )
     if dtype == "float16":
         at = [s.name for s in steps].index("wgsl-types")
         steps = (*steps[:at], mixed_precision_step(), *steps[at:])
@@ -121,12 +135,28 @@ def pipeline(
     return tvm.transform.Sequential(passes, name="wsd")
 
 
-def apply(mod, target, on_step=None, tune_db: str | None = None, dtype: str = "float32", before_schedule=()):
+def apply(
+    mod,
+    target,
+    on_step=None,
+    tune_db: str | None = None,
+    dtype: str = "float32",
+    before_schedule=(),
+    allow_fallback=False,
+):
     """Run the pipeline on mod; a BuildError raised inside a pass comes out as a BuildError."""
     from wsd import legalize
 
     try:
-        return pipeline(target, on_step=on_step, tune_db=tune_db, dtype=dtype, before_schedule=before_schedule)(mod)
+        run = pipeline(
+            target,
+            on_step=on_step,
+            tune_db=tune_db,
+            dtype=dtype,
+            before_schedule=before_schedule,
+            allow_fallback=allow_fallback,
+        )
+        return run(mod)
     except BuildError:
         raise
     except Exception as exc:
@@ -180,6 +210,26 @@ def _scheduled_attr():
     return "tirx.is_scheduled" if hasattr(tvm, "tirx") else "tir.is_scheduled"
 
 
+_REDUCE_AXIS = re.compile(r'T\.axis\.reduce|T\.axis\.remap\("[SR]*R')
+
+
+def has_reduction(func) -> bool:
+    """Whether a kernel reduces (a serial loop per output under Fallback); elementwise kernels do not.
+    Read from the printed TIR: block iterators typed R (the IR classes moved tir -> tirx in 0.27)."""
+    return bool(_REDUCE_AXIS.search(func.script()))
+
+
+def largest_buffer_elements(func) -> int:
+    """Elements of a kernel's largest parameter buffer (inputs and outputs alike)."""
+    sizes = [1]
+    for buf in param_buffers(func):
+        n = 1
+        for dim in buf.shape:
+            n *= int(dim) if hasattr(dim, "value") or isinstance(dim, int) else 1
+        sizes.append(n)
+    return max(sizes)
+
+
 def is_prim_func(func) -> bool:
     import tvm
 
@@ -202,8 +252,9 @@ class ScheduleKernels:
     and a kernel no rule schedules fails the build with its name.
     """
 
-    def __init__(self, target):
+    def __init__(self, target, allow_fallback: bool = True):
         self.target = target
+        self.allow_fallback = allow_fallback
         self.rule_errors: dict[str, list[str]] = {}
         self.applied: dict[str, str] = {}
 
@@ -224,7 +275,19 @@ class ScheduleKernels:
 
                         fail(f"kernel {gvar.name_hint!r} has no GPU schedule ({tried})")
                     continue  # CPU kernels run fine unscheduled
-                updated[gvar] = sch.mod["main"].with_attr(attr, True)
+                rule = self.applied[gvar.name_hint]
+                if rule == "Fallback" and not self.allow_fallback and has_reduction(func):
+                    size = largest_buffer_elements(func)
+                    if size > FALLBACK_MAX_ELEMENTS:
+                        from wsd.legalize import fail
+
+                        fail(
+                            f"kernel {gvar.name_hint!r} reduces over buffers of up to {size} elements and only dlight's "
+                            f"Fallback schedules it (one thread per output, serial reduction, no shared memory); tried "
+                            f"{'; '.join(self.rule_errors.get(gvar.name_hint, [])) or 'the other rules did not match'}. "
+                            "Add a rule or tuning records, or build with --allow-fallback"
+                        )
+                updated[gvar] = sch.mod["main"].with_attr(attr, True).with_attr(RULE_ATTR, rule)
         for gvar, func in updated.items():
             mod[gvar] = func
         return mod

@@ -173,6 +173,12 @@ def _build(sources: src.Sources, out: Path, echo) -> list[str]:
     return list(OUTPUTS)
 
 
+def kit_key() -> str:
+    """The cache key of the kit this machine's TVM and emcc make: a model .wasm links against it,
+    so a build's own key includes it (a changed kit relinks instead of serving a stale .wasm)."""
+    return cache.key_of(kit_inputs(src.locate()))
+
+
 def ensure_kit(echo=print, force: bool = False) -> RuntimeKit:
     """The runtime kit for the installed TVM: reused when its key and hashes match, else rebuilt."""
     sources = src.locate()
