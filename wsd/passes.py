@@ -277,20 +277,24 @@ class ScheduleKernels:
                     continue  # CPU kernels run fine unscheduled
                 rule = self.applied[gvar.name_hint]
                 if rule == "Fallback" and not self.allow_fallback and has_reduction(func):
-                    size = largest_buffer_elements(func)
-                    if size > FALLBACK_MAX_ELEMENTS:
-                        from wsd.legalize import fail
-
-                        fail(
-                            f"kernel {gvar.name_hint!r} reduces over buffers of up to {size} elements and only dlight's "
-                            f"Fallback schedules it (one thread per output, serial reduction, no shared memory); tried "
-                            f"{'; '.join(self.rule_errors.get(gvar.name_hint, [])) or 'the other rules did not match'}. "
-                            "Add a rule or tuning records, or build with --allow-fallback"
-                        )
+                    self._refuse_large_fallback(gvar.name_hint, func)
                 updated[gvar] = sch.mod["main"].with_attr(attr, True).with_attr(RULE_ATTR, rule)
         for gvar, func in updated.items():
             mod[gvar] = func
         return mod
+
+    def _refuse_large_fallback(self, name, func) -> None:
+        size = largest_buffer_elements(func)
+        if size <= FALLBACK_MAX_ELEMENTS:
+            return
+        from wsd.legalize import fail
+
+        tried = "; ".join(self.rule_errors.get(name, [])) or "the other rules did not match"
+        fail(
+            f"kernel {name!r} reduces over buffers of up to {size} elements and only dlight's Fallback "
+            f"schedules it (one thread per output, serial reduction, no shared memory); tried {tried}. "
+            "Add a rule or tuning records, or build with --allow-fallback"
+        )
 
     def _first_rule(self, name, func):
         for rule in dlight_rules(self.target):
