@@ -116,11 +116,9 @@ def check_options(opts: BuildOptions):
 
 
 def target_of(name: str):
-    import tvm
+    from wsd import compat
 
-    if name == "webgpu":
-        return tvm.target.Target({"kind": "webgpu"}, host={"kind": "llvm", "mtriple": "wasm32-unknown-unknown-wasm"})
-    return tvm.target.Target({"kind": "llvm"})
+    return compat.webgpu_target() if name == "webgpu" else compat.llvm_target()
 
 
 def random_folder(spec, seed: int, echo=print) -> Path:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wsd import compat
 from wsd import manifest as manifests
 
 
@@ -17,7 +18,6 @@ class NativeModel:
     def __init__(self, dist: Path):
         import tvm
         from tvm import relax
-        from tvm.contrib import tvmjs
 
         self.dist = Path(dist)
         self.manifest = manifests.load(self.dist)
@@ -26,16 +26,14 @@ class NativeModel:
         self.device = tvm.cpu()
         lib = tvm.runtime.load_module(str(self.dist / self.manifest["library"]))
         self.vm = relax.VirtualMachine(lib, self.device)
-        params, _ = tvmjs.load_tensor_cache(str(self.dist), self.device)
+        params, _ = compat.tensor_cache()[1](str(self.dist), self.device)
         self.params = {}
         for name, entry in self.manifest["entry_points"].items():
             count, prefix = entry["params"]["count"], entry["params"]["prefix"]
             self.params[name] = [params[f"{prefix}_{i}"] for i in range(count)]
 
     def run(self, entry: str, *inputs: np.ndarray) -> list[np.ndarray]:
-        import tvm
-
-        args = [tvm.runtime.tensor(np.ascontiguousarray(x), self.device) for x in inputs]
+        args = [compat.tensor(np.ascontiguousarray(x), self.device) for x in inputs]
         args.append(self.params[entry])  # every entry takes its (possibly empty) params tuple
         out = self.vm[entry](*args)
         outs = list(out) if not hasattr(out, "numpy") else [out]

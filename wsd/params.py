@@ -17,7 +17,9 @@ SHARD_MB = 32
 
 
 def write_shards(out: Path, params: dict[str, list[tuple[str, np.ndarray]]], on_tensor=None) -> dict:
-    from tvm.contrib.tvmjs import dump_tensor_cache
+    from wsd.compat import tensor_cache
+
+    dump_tensor_cache = tensor_cache()[0]
 
     def named():
         for entry, tensors in params.items():

@@ -78,7 +78,9 @@ def tuning_step(db_path: str) -> Step:
     """Kernels tuned by MetaSchedule take their records from the database; dlight does the rest."""
 
     def make(target):
-        from tvm.s_tir import meta_schedule as ms
+        from wsd.compat import meta_schedule
+
+        ms = meta_schedule()
 
         database = ms.database.JSONDatabase(work_dir=db_path)
         inner = _relax().transform.MetaScheduleApplyDatabase(enable_warning=False)
@@ -187,17 +189,17 @@ def build_config(target) -> dict:
     run time ("includes writable usage and another usage in the same synchronization scope",
     seen in the SDPA softmax of the tiny UNet). So no in-place reuse inside kernels for WebGPU.
     """
-    import tvm
+    from wsd import compat
 
     if target.kind.name != "webgpu":
         return {}
-    known = tvm.transform.PassContext.list_configs()
-    key = next(k for k in ("tirx.disable_storage_rewrite", "tir.disable_storage_rewrite") if k in known)
-    return {key: True}
+    return {compat.disable_storage_rewrite_key(): True}
 
 
 def dlight_rules(target):
-    from tvm.s_tir import dlight as dl  # tvm >= 0.24
+    from wsd.compat import dlight
+
+    dl = dlight()
 
     if target.kind.name == "llvm":
         return [dl.cpu.GEMV(), dl.cpu.Reduction()] if hasattr(dl, "cpu") else []
@@ -205,9 +207,9 @@ def dlight_rules(target):
 
 
 def _scheduled_attr():
-    import tvm
+    from wsd.compat import scheduled_attr
 
-    return "tirx.is_scheduled" if hasattr(tvm, "tirx") else "tir.is_scheduled"
+    return scheduled_attr()
 
 
 _REDUCE_AXIS = re.compile(r'T\.axis\.reduce|T\.axis\.remap\("[SR]*R')
@@ -231,17 +233,15 @@ def largest_buffer_elements(func) -> int:
 
 
 def is_prim_func(func) -> bool:
-    import tvm
+    from wsd.compat import tir
 
-    tir = getattr(tvm, "tirx", None) or tvm.tir
-    return isinstance(func, tir.PrimFunc)
+    return isinstance(func, tir().PrimFunc)
 
 
 def param_buffers(func) -> list:
-    """A PrimFunc's parameter buffers (name, shape, dtype): `buffer_map` before TVM 0.27, typed params after."""
-    if hasattr(func, "buffer_map"):
-        return [func.buffer_map[p] for p in func.params if p in func.buffer_map]
-    return [p for p in func.params if hasattr(p, "shape") and p.shape is not None]
+    from wsd.compat import param_buffers as buffers
+
+    return buffers(func)
 
 
 class ScheduleKernels:

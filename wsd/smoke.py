@@ -52,26 +52,26 @@ def sample_input(seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((1, 4, 8, 8)).astype("float32")
 
 
-def webgpu_target():
-    import tvm
-
-    return tvm.target.Target({"kind": "webgpu"}, host={"kind": "llvm", "mtriple": "wasm32-unknown-unknown-wasm"})
-
-
 def build_wasm(module, example: np.ndarray, out: Path, kit) -> tuple[Path, float, float]:
-    """Capture with torch.export, build for webgpu, link the .wasm. Returns (path, build_s, link_s)."""
+    """Capture with torch.export, run wsd's pass pipeline (as every build does), build for webgpu,
+    link the .wasm. Returns (path, build_s, link_s)."""
     import torch
     import tvm
     from tvm import relax
     from tvm.relax.frontend.torch import from_exported_program
 
+    from wsd import compat
+    from wsd.passes import apply, build_config
     from wsd.webrt import wasm_fcompile
 
     t0 = time.perf_counter()
     exported = torch.export.export(module, (torch.from_numpy(example),))
     mod = from_exported_program(exported, keep_params_as_input=False)
-    with tvm.transform.PassContext(opt_level=3):
-        executable = relax.build(mod, webgpu_target())
+    target = compat.webgpu_target()
+    with target, tvm.transform.PassContext(opt_level=3):
+        mod = apply(mod, target)
+    with tvm.transform.PassContext(opt_level=3, config=build_config(target)):
+        executable = relax.build(mod, target)
     build_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     wasm = out / "smoke.wasm"
