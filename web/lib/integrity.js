@@ -74,7 +74,17 @@ export class VerifiedStore {
       throw new WsdError("WSD_INTEGRITY", `${name}: sha256 ${found.slice(0, 16)}…, manifest.json says ${expected.sha256.slice(0, 16)}…; refused.`, { name });
     }
     if (this.onFetch) this.onFetch(name, bytes.length);
-    if (cache) await cache.put(key, new Response(bytes, { headers: { "Content-Type": "application/octet-stream" } }));
+    if (cache && !this.cacheFull) {
+      try {
+        await cache.put(key, new Response(bytes, { headers: { "Content-Type": "application/octet-stream" } }));
+      } catch (err) {
+        // Caching is for offline reloads, not for this load: a full quota (an incognito profile,
+        // a 4 GB model on a small disk) stops caching and the verified bytes are used anyway.
+        if (err && err.name !== "QuotaExceededError") throw err;
+        this.cacheFull = true;
+        console.warn(`wsd: browser storage is full; ${name} and later files are not cached for offline use`);
+      }
+    }
     return bytes;
   }
 

@@ -100,3 +100,26 @@ test("prune drops cached files of an older build of the same folder", async () =
   assert.deepEqual(await rebuilt.bytes("params_shard_0.bin"), newer); // the old version is never served
   assert.equal(await rebuilt.prune(), 1);
 });
+
+test("a full storage quota stops caching but the verified file is still used", async () => {
+  const { fetcher } = serverWith(good);
+  const cacheStorage = memoryCaches();
+  const cache = await cacheStorage.open("wsd-models");
+  let puts = 0;
+  cache.put = async () => {
+    puts += 1;
+    throw new DOMException("Quota exceeded.", "QuotaExceededError");
+  };
+  cacheStorage.open = async () => cache;
+  const store = new VerifiedStore(BASE, manifest, { fetcher, cacheStorage });
+  const warn = console.warn;
+  console.warn = () => {};
+  try {
+    assert.deepEqual(await store.bytes("params_shard_0.bin"), good);
+    assert.deepEqual(await store.bytes("params_shard_0.bin"), good); // fetched again, not cached, no second put
+  } finally {
+    console.warn = warn;
+  }
+  assert.equal(puts, 1);
+  assert.equal(store.cacheFull, true);
+});
