@@ -11,7 +11,7 @@ from pathlib import Path
 def _run(args) -> int:
     import pytest
 
-    extra = [a for a in args.pytest_args if a != "--"] if args.pytest_args[:1] == ["--"] else args.pytest_args
+    extra = [a for a in args.pytest_args if a != "--"]
     for flag, value in (("--weights", args.weights), ("--image-size", args.image_size), ("--model", args.model)):
         if value is not None:
             extra = [flag, str(value), *extra]
@@ -71,6 +71,32 @@ def _golden(args) -> int:
     return 0
 
 
+def _diff(args) -> int:
+    from conformance import diff
+
+    a, b = diff.load(Path(args.a)), diff.load(Path(args.b))
+    diffs = diff.compare(a, b)
+    print(diff.text(a, b, diffs))
+    if args.html:
+        Path(args.html).write_text(diff.html_page(a, b, diffs, (args.a, args.b)))
+        print(f"html: {args.html}")
+    return 1 if any(d.changed for d in diffs) else 0
+
+
+# `git bisect run wsd-conformance check ...`: 0 good, 1 bad, 125 "cannot test this commit".
+BISECT_GOOD, BISECT_BAD, BISECT_SKIP = 0, 1, 125
+
+
+def _check(args) -> int:
+    code = _run(args)
+    if code == 0:
+        return BISECT_GOOD
+    if code == 1:  # pytest: some stage failed
+        return BISECT_BAD
+    print(f"wsd-conformance check: the gate could not run (pytest exit {code}); telling git bisect to skip")
+    return BISECT_SKIP
+
+
 def _repro(args) -> int:
     """Replay one saved kernel on WebGPU and compare with the native outputs it was saved with."""
     from conformance.backends import WebGPUBackend
@@ -102,6 +128,17 @@ def main(argv=None) -> int:
     p.add_argument("--model", help="a preset (default sd15-tiny)")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_run)
+    p = sub.add_parser("check", help="the gate with git-bisect exit codes: 0 good, 1 bad, 125 cannot test")
+    p.add_argument("--weights")
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--model")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_check)
+    p = sub.add_parser("diff", help="per stage, status and metric changes between two summary.json files")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--html", help="also write an HTML page here")
+    p.set_defaults(func=_diff)
     p = sub.add_parser("selftest", help="inject faults and report the catch rate")
     p.set_defaults(func=_selftest)
     p = sub.add_parser("golden", help="regenerate golden/<model>/ (with --update)")
@@ -112,7 +149,11 @@ def main(argv=None) -> int:
     p.add_argument("file")
     p.add_argument("--dist", required=True, help="the webgpu build folder (dist/<model>)")
     p.set_defaults(func=_repro)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # pytest's own options (-k unet, --backend webgpu) pass through run/check
+        if not hasattr(args, "pytest_args"):
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.pytest_args = [*unknown, *args.pytest_args]
     return args.func(args)
 
 
