@@ -71,6 +71,17 @@ def _golden(args) -> int:
     return 0
 
 
+def _bisect(args) -> int:
+    from conformance import bisect
+    from conformance.harness import reports_dir
+
+    spec = {k: getattr(args, k) for k in bisect.PACKAGES if getattr(args, k)}
+    out = Path(args.out) if args.out else reports_dir().parent / "bisect"
+    body = bisect.run(spec, [a for a in args.pytest_args if a != "--"], out)
+    print(f"bisect: {out / 'bisect.json'}")
+    return 1 if any(s["first_bad"] for s in body["stages"]) else 0
+
+
 def _diff(args) -> int:
     from conformance import diff
 
@@ -134,6 +145,17 @@ def main(argv=None) -> int:
     p.add_argument("--model")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_check)
+    p = sub.add_parser("bisect", help="per stage, the last good and first bad release of one package")
+    for short, package in (
+        ("tvm", "apache-tvm"),
+        ("torch", "torch"),
+        ("diffusers", "diffusers"),
+        ("transformers", "transformers"),
+    ):
+        p.add_argument(f"--{short}", metavar="GOOD..BAD", help=f"bisect {package} releases")
+    p.add_argument("--out", help="where per-release reports and bisect.json go (default reports/bisect)")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="gate options, e.g. --backend webgpu -k unet")
+    p.set_defaults(func=_bisect)
     p = sub.add_parser("diff", help="per stage, status and metric changes between two summary.json files")
     p.add_argument("a")
     p.add_argument("b")

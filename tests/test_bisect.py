@@ -1,0 +1,71 @@
+"""The bisect's search and environments' pins, with injected version-dependent faults."""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance import bisect
+
+
+def gate_with(faults: dict[str, set[str]], drift: set[str] = frozenset()):
+    """A stand-in for the gate on one release: `faults` maps a stage to the releases it fails on."""
+    calls = []
+
+    def evaluate(version):
+        calls.append(version)
+        out = {}
+        for stage in ("clip [webgpu]", "unet [webgpu]", "vae [native]"):
+            if version in faults.get(stage, ()):
+                why = "reference drift beyond the stage's drift bound" if version in drift else "rel_l2 0.3 > 1e-4"
+                out[stage] = ("fail", why)
+            else:
+                out[stage] = ("pass", "")
+        return out
+
+    return evaluate, calls
+
+
+RELEASES = ["0.25.0.post1", "0.26.0", "0.27.0", "0.27.0.post1"]
+
+
+def by_stage(results):
+    return {r.stage: r for r in results}
+
+
+def test_names_the_first_bad_release_and_a_good_bad_good_history():
+    evaluate, calls = gate_with({"unet [webgpu]": {"0.26.0"}, "clip [webgpu]": {"0.27.0", "0.27.0.post1"}})
+    got = by_stage(bisect.search(RELEASES, evaluate, echo=lambda *_: None))
+    assert (got["unet [webgpu]"].last_good, got["unet [webgpu]"].first_bad) == ("0.25.0.post1", "0.26.0")
+    assert [s for _, s in got["unet [webgpu]"].history] == ["pass", "fail", "pass", "pass"]  # good -> bad -> good
+    assert (got["clip [webgpu]"].last_good, got["clip [webgpu]"].first_bad) == ("0.26.0", "0.27.0")
+    assert got["clip [webgpu]"].kind == "candidate broke" and "rel_l2" in got["clip [webgpu]"].message
+    assert got["vae [native]"].first_bad is None
+    assert sorted(calls) == sorted(RELEASES)  # each release's gate ran once
+
+
+def test_many_releases_are_binary_searched_per_stage():
+    versions = [f"1.{i}.0" for i in range(20)]
+    evaluate, calls = gate_with({"unet [webgpu]": set(versions[13:])})
+    got = by_stage(bisect.search(versions, evaluate, echo=lambda *_: None))
+    assert (got["unet [webgpu]"].last_good, got["unet [webgpu]"].first_bad) == ("1.12.0", "1.13.0")
+    assert len(calls) <= 2 + 5  # the ends, then log2(20) probes
+
+
+def test_a_moved_reference_is_told_apart_from_a_broken_candidate():
+    evaluate, _ = gate_with({"vae [native]": {"0.27.0", "0.27.0.post1"}}, drift={"0.27.0", "0.27.0.post1"})
+    got = by_stage(bisect.search(RELEASES, evaluate, echo=lambda *_: None))
+    assert got["vae [native]"].first_bad == "0.27.0" and got["vae [native]"].kind == "reference moved"
+    assert "first bad" in bisect.table("apache-tvm", list(got.values()))
+
+
+def test_ranges_and_companion_pins():
+    assert bisect.parse_range("0.25.0.post1..0.27.0.post1") == ("0.25.0.post1", "0.27.0.post1")
+    with pytest.raises(bisect.WsdError, match="GOOD..BAD"):
+        bisect.parse_range("0.25")
+    assert bisect.between(["0.24.0", *RELEASES], "0.25.0.post1", "0.27.0") == RELEASES[:3]
+    with pytest.raises(bisect.WsdError, match="not a release"):
+        bisect.between(RELEASES, "0.25.1", "0.27.0")
+    pinned = bisect.constraints_for("apache-tvm", "0.25.0.post1")
+    assert "apache-tvm==0.25.0.post1" in pinned and "apache-tvm-ffi==0.1.12" in pinned
+    assert "apache-tvm==0.27.0.post1" not in pinned and "torch==2.7.1" in pinned
+    assert "apache-tvm-ffi==0.1.15.post2" in bisect.constraints_for("apache-tvm", "0.26.0")
