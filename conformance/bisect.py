@@ -13,29 +13,17 @@ compiled result moved: TVM).
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import re
-import shutil
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conformance import envs
 from wsd.errors import WsdError
-from wsd.paths import cache_root, repo_root
 
 PACKAGES = {"tvm": "apache-tvm", "torch": "torch", "diffusers": "diffusers", "transformers": "transformers"}
-# Pins a release needs beside it: TVM 0.25's sources do not build against tvm-ffi >= 0.1.13.
-COMPANIONS = {("apache-tvm", "0.25"): {"apache-tvm-ffi": "0.1.12"}}
 LINEAR_MAX = 8
-BASELINE = repo_root() / "constraints" / "py313-torch27.txt"
-
-Verdicts = dict[str, tuple[str, str]]  # stage -> (status, message)
 
 
 @dataclass
@@ -71,7 +59,7 @@ def index_versions(package: str) -> list[str]:
 
     url = f"https://pypi.org/pypi/{package}/json"
     try:
-        with urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310 (a fixed https URL)
+        with urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310  # nosec B310 (a fixed https URL)
             releases = json.loads(resp.read())["releases"]
     except OSError as exc:
         raise WsdError(f"cannot list {package}'s releases from PyPI ({exc})") from None
@@ -99,78 +87,19 @@ def between(versions: list[str], good: str, bad: str) -> list[str]:
     return chosen
 
 
-def constraints_for(package: str, version: str, base: Path = BASELINE) -> str:
-    """The baseline constraints with `package` (and its companions) pinned to this release."""
-    pins = {package: version}
-    for (name, prefix), extra in COMPANIONS.items():
-        if name == package and (version == prefix or version.startswith(prefix + ".")):
-            pins.update(extra)
-    lines = []
-    for line in base.read_text().splitlines():
-        name = re.split(r"[=<>!~ ]", line.strip(), maxsplit=1)[0].lower()
-        if name and name in pins:
-            continue
-        lines.append(line)
-    lines += [f"{name}=={v}" for name, v in pins.items()]
-    return "\n".join(lines) + "\n"
-
-
-def find_uv() -> str:
-    for cand in (shutil.which("uv"), str(cache_root() / "tools" / "bin" / "uv")):
-        if cand and Path(cand).is_file():
-            return cand
-    raise WsdError("bisect needs uv: run `scripts/tox --version` once (it installs uv), or `pip install uv`")
-
-
-def make_env(package: str, version: str, echo=print) -> Path:
-    """An environment with the baseline stack and `package==version`, made by uv (cached)."""
-    constraints = constraints_for(package, version)
-    key = f"{package}-{version}-{hashlib.sha256(constraints.encode()).hexdigest()[:10]}"
-    env = cache_root() / "bisect" / "envs" / key
-    if (env / ".ready").is_file():
-        return env
-    env.parent.mkdir(parents=True, exist_ok=True)
-    (env.parent / f"{key}.txt").write_text(constraints)
-    uv = find_uv()
-    echo(f"[bisect] environment for {package}=={version}")
-    subprocess.run([uv, "venv", "-q", "--allow-existing", "-p", sys.executable, str(env)], check=True)
-    py = str(env / "bin" / "python")
-    argv = [uv, "pip", "install", "-q", "-p", py, "-c", str(env.parent / f"{key}.txt"), "-e", f"{repo_root()}[test]"]
-    subprocess.run([*argv, f"{package}=={version}"], check=True)
-    (env / ".ready").write_text(time.strftime("%Y-%m-%d %H:%M:%S"))
-    return env
-
-
-def gate_in(env: Path, out: Path, gate_args: list[str]) -> Verdicts:
-    """Run the gate with the environment's Python; per stage and backend, (status, message)."""
-    out.mkdir(parents=True, exist_ok=True)
-    argv = [
-        str(env / "bin" / "python"),
-        "-m",
-        "pytest",
-        "-m",
-        "conformance",
-        str(repo_root() / "tests" / "conformance"),
-    ]
-    argv += ["-p", "no:cacheprovider", "-q", "--report-dir", str(out), *gate_args]
-    with open(out / "gate.log", "w") as log:
-        subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, cwd=repo_root(), env={**os.environ}, check=False)
-    summary = out / "summary.json"
-    if not summary.is_file():
-        return {"*": ("error", f"the gate did not run; see {out / 'gate.log'}")}
-    rows = json.loads(summary.read_text())["stages"]
-    return {f"{r['stage']} [{r['backend']}]": (r["status"], r.get("message") or "") for r in rows}
+def constraints_for(package: str, version: str) -> str:
+    return envs.constraints({package: version})
 
 
 def kind_of(message: str) -> str:
     return "reference moved" if "reference drift" in message else "candidate broke"
 
 
-def search(versions: list[str], evaluate: Callable[[str], Verdicts], echo=print) -> list[StageResult]:
+def search(versions: list[str], evaluate: Callable[[str], envs.Verdicts], echo=print) -> list[StageResult]:
     """Per stage: last good and first bad release. `evaluate(version)` runs the gate there."""
-    memo: dict[str, Verdicts] = {}
+    memo: dict[str, envs.Verdicts] = {}
 
-    def at(v: str) -> Verdicts:
+    def at(v: str) -> envs.Verdicts:
         if v not in memo:
             echo(f"[bisect] gate on {v}")
             memo[v] = evaluate(v)
@@ -228,9 +157,9 @@ def run(spec: dict[str, str], gate_args: list[str], out: Path, echo=print) -> di
     versions = between(index_versions(package), good, bad)
     echo(f"[bisect] {package}: {', '.join(versions)}")
 
-    def evaluate(version: str) -> Verdicts:
-        env = make_env(package, version, echo)
-        return gate_in(env, out / version, gate_args)
+    def evaluate(version: str) -> envs.Verdicts:
+        env = envs.make({package: version}, echo=echo)
+        return envs.gate_in(env, out / version, gate_args)
 
     results = search(versions, evaluate, echo)
     body = {"package": package, "range": [good, bad], "versions": versions, "stages": [r.as_json() for r in results]}

@@ -82,6 +82,14 @@ def _bisect(args) -> int:
     return 1 if any(s["first_bad"] for s in body["stages"]) else 0
 
 
+def _matrix(args) -> int:
+    from conformance import matrix
+
+    argv = ["--out", args.out, *sum((["--cell", c] for c in args.cell or []), [])]
+    argv += ["--merge-only"] if args.merge_only else []
+    return matrix.main([*argv, *[a for a in args.pytest_args if a != "--"]])
+
+
 def _diff(args) -> int:
     from conformance import diff
 
@@ -156,6 +164,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="where per-release reports and bisect.json go (default reports/bisect)")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="gate options, e.g. --backend webgpu -k unet")
     p.set_defaults(func=_bisect)
+    p = sub.add_parser("matrix", help="the gate in every TVM x torch x Python cell (resumable) and one report")
+    p.add_argument("--cell", action="append", help="python=X,torch=Y,tvm=Z (repeatable; default every cell)")
+    p.add_argument("--out", default="reports/matrix")
+    p.add_argument("--merge-only", action="store_true")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_matrix)
     p = sub.add_parser("diff", help="per stage, status and metric changes between two summary.json files")
     p.add_argument("a")
     p.add_argument("b")
