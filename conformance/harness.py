@@ -408,11 +408,19 @@ class Harness:
         from conformance.report import save_triptych
 
         for out in case.stage.outputs:
-            arr = np.asarray(ref.outputs[out.name])
+            arr, cand = np.asarray(ref.outputs[out.name]), np.asarray(got[out.name])
+            if out.name == "rgba" and arr.ndim == 2:  # packed canvas words: show them as the pixels they are
+                arr, cand = unpack_rgba(arr), unpack_rgba(cand)
             if arr.ndim >= 3 and arr.shape[-1] == 3:
                 row.setdefault("images", {})[out.name] = save_triptych(
-                    self.out_dir / "images", f"{case.id}__{row['backend']}__{out.name}", arr, np.asarray(got[out.name])
+                    self.out_dir / "images", f"{case.id}__{row['backend']}__{out.name}", arr, cand
                 )
+
+
+def unpack_rgba(words: np.ndarray) -> np.ndarray:
+    """(H, W) int32 words R + G<<8 + B<<16 + A<<24 -> (H, W, 3) RGB."""
+    b = np.ascontiguousarray(words.astype(np.int32)).view(np.uint8).reshape(*words.shape, 4)
+    return b[..., :3].astype(np.float64)
 
 
 def all_cases(model: str = "sd15-tiny") -> list[Case]:

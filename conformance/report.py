@@ -1,4 +1,7 @@
-"""reports/conformance/: summary.json (a stable schema for other tools), JUnit XML, index.html."""
+"""reports/conformance/: summary.json (a stable schema for other tools) and index.html.
+
+The one JUnit file is pytest's own (`--junitxml`), each case carrying its metrics as
+properties (tests/conformance/test_stages.py records them)."""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import html
 import json
 import math
 from pathlib import Path
-from xml.etree import ElementTree as ET  # nosec B405: we write XML, never parse it
 
 import numpy as np
 
@@ -81,33 +83,6 @@ def summary(results: list[dict], adapter: dict, wall_s: float, extra: dict | Non
     return _clean(body)
 
 
-def junit(body: dict) -> str:
-    suite = ET.Element(
-        "testsuite",
-        name="wsd-conformance",
-        tests=str(len(body["stages"])),
-        failures=str(body["totals"]["fail"]),
-        errors=str(body["totals"]["error"]),
-        skipped=str(body["totals"]["skip"]),
-        time=str(body["wall_s"]),
-    )
-    for row in body["stages"]:
-        ms = (row["ms"].get("reference") or 0) + (row["ms"].get("candidate") or 0)
-        case = ET.SubElement(
-            suite,
-            "testcase",
-            classname=f"{row['model']}.{row['backend']}",
-            name=row["stage"],
-            time=f"{ms / 1000:.3f}",
-        )
-        if row["status"] in ("fail", "error"):
-            tag = "failure" if row["status"] == "fail" else "error"
-            ET.SubElement(case, tag, message=row["message"][:500]).text = json.dumps(row["metrics"])
-        elif row["status"] == "skip":
-            ET.SubElement(case, "skipped", message=row["message"])
-    return ET.tostring(suite, encoding="unicode")
-
-
 def _fmt(value) -> str:
     if value is None:
         return "–"
@@ -137,6 +112,17 @@ def index_html(body: dict) -> str:
     versions_line = ", ".join(f"{k} {e(str(v))}" for k, v in body["versions"].items())
     adapter = body["adapter"]
     timings = body.get("timings", {})
+    time_rows = "".join(
+        f"<tr><td>{e(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in sorted(timings.items(), key=lambda kv: -(kv[1] or 0))
+    )
+    model = body.get("model") or {}
+    model_line = " · ".join(f"{e(str(k))}: {e(str(v))}" for k, v in model.items())
+    skips = "".join(
+        f"<li>{e(x['case'])} [{e(x['backend'])}] ({'expected' if x.get('allowed') else 'NOT allowed'}): "
+        f"{e(x['reason'])}</li>"
+        f"{e(x['reason'])}</li>"
+        for x in body.get("skips", [])
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>wsd conformance</title>
 <style>
@@ -151,7 +137,11 @@ td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}
 <p>Adapter: {e(adapter.get("vendor", ""))} {e(adapter.get("architecture", ""))};
 features: {e(", ".join(adapter.get("features", [])))}</p>
 <p>Versions: {versions_line}</p>
-<p>Time: {e(json.dumps(timings))}</p>
+<p>Model: {model_line or "–"}</p>
+<h2>Where the time went (s)</h2><table><tr><th>phase</th><th>s</th></tr>{time_rows}
+<tr><td><b>wall</b></td><td>{body["wall_s"]}</td></tr></table>
+{"<h2>Skips</h2><ul>" + skips + "</ul>" if skips else ""}
+<h2>Cases</h2>
 <table><tr>{"".join(f"<th>{h}</th>" for h in head)}</tr>
 {"".join(rows)}
 </table></body></html>
@@ -160,12 +150,7 @@ features: {e(", ".join(adapter.get("features", [])))}</p>
 
 def write(out_dir: Path, body: dict) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "summary": out_dir / "summary.json",
-        "junit": out_dir / "junit.xml",
-        "html": out_dir / "index.html",
-    }
+    paths = {"summary": out_dir / "summary.json", "html": out_dir / "index.html"}
     paths["summary"].write_text(json.dumps(body, indent=1) + "\n")
-    paths["junit"].write_text(junit(body) + "\n")
     paths["html"].write_text(index_html(body))
     return paths

@@ -7,9 +7,15 @@ from conformance.plugin import allowed_skip
 pytestmark = pytest.mark.conformance
 
 
-def test_stage(conformance_case, harness, request):
+def test_stage(conformance_case, harness, request, record_property):
     case, backend = conformance_case
     row = harness.run(case, backend)
+    # pytest's JUnit file is the one JUnit report: each case carries its metrics and bounds.
+    for output, data in row["outputs"].items():
+        for metric, value in (data.get("metrics") or {}).items():
+            if value is not None:
+                record_property(f"{output}.{metric}", value)
+    record_property("adapter", f"{harness.adapter.get('vendor', '')}/{harness.adapter.get('architecture', '')}")
     if row["status"] == "skip":
         # A skip is not green: only a stage the run names as expected may skip.
         if allowed_skip(request.config, row["stage"]):
