@@ -28,6 +28,7 @@ class Fault:
     what: str
     apply: Callable[[Path, Path], Path]  # (clean webgpu dist, work folder) -> faulted dist
     kernel: bool = False  # localization must name the injected kernel
+    webgpu_only: bool = False  # the native build of the same fault passes: only real WebGPU shows it
 
 
 def copy_dist(dist: Path, dest: Path) -> Path:
@@ -122,13 +123,35 @@ def off_by_one_timestep(dist: Path, work: Path) -> Path:
     return out
 
 
-def dropped_bias(dist: Path, work: Path) -> Path:
-    """A kernel of the text encoder that forgets its bias: rebuilt with `--inject drop-bias@clip`."""
-    from wsd.build import BuildOptions, build
+def _rebuilt_with(spec: str, folder: str):
+    def apply(dist: Path, work: Path) -> Path:
+        from wsd.build import BuildOptions, build
 
-    built = manifests.load(dist)
-    opts = BuildOptions(built["model"], random_init=True, target=built["target"], inject=("drop-bias@clip",))
-    return build(opts, work / "dropped-bias", echo=lambda *_: None, progress=False).out
+        built = manifests.load(dist)
+        opts = BuildOptions(built["model"], random_init=True, target=built["target"], inject=(spec,))
+        return build(opts, work / folder, echo=lambda *_: None, progress=False).out
+
+    return apply
+
+
+# A kernel of the text encoder that forgets its bias: rebuilt with `--inject drop-bias@clip`.
+dropped_bias = _rebuilt_with("drop-bias@clip", "dropped-bias")
+# CFG's scale applied 10 % too strong inside the UNet: `--inject guidance-scale@unet`.
+wrong_guidance_scale = _rebuilt_with("guidance-scale@unet", "wrong-guidance-scale")
+# TVM's in-place buffer reuse left on for WebGPU (what 0.26 shipped): two writable bindings of
+# one dispatch alias, which Dawn refuses at run time; the native build is unaffected.
+aliased_bindings = _rebuilt_with("storage-rewrite@all", "aliased-bindings")
+
+
+def wrong_tokenizer_merge(dist: Path, work: Path) -> Path:
+    out = copy_dist(dist, work / "wrong-tokenizer-merge")
+    path = out / "tokenizer" / "merges.txt"
+    lines = path.read_text().split("\n")
+    first = next(i for i, line in enumerate(lines) if line and not line.startswith("#"))
+    del lines[first]  # the highest-priority merge lost: a tokenizer file from another vocabulary
+    rewrite(path, "\n".join(lines).encode())
+    resign(out)
+    return out
 
 
 FAULTS: tuple[Fault, ...] = (
@@ -137,6 +160,11 @@ FAULTS: tuple[Fault, ...] = (
     Fault("dropped-bias", "clip", "a CLIP kernel that drops its bias add", dropped_bias, kernel=True),
     Fault("transposed-layout", "clip", "a square CLIP weight stored transposed", transposed_layout),
     Fault("off-by-one-timestep", "pipeline", "every DPM-Solver++ timestep one too high", off_by_one_timestep),
+    Fault("wrong-tokenizer-merge", "tokenizer", "the first BPE merge missing from merges.txt", wrong_tokenizer_merge),
+    Fault("wrong-guidance-scale", "unet", "CFG's guidance applied 10 % too strong", wrong_guidance_scale, kernel=True),
+    Fault(
+        "aliased-bindings", "unet", "two writable bindings of one dispatch alias", aliased_bindings, webgpu_only=True
+    ),
 )
 
 

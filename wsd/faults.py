@@ -12,7 +12,7 @@ import re
 from wsd.errors import BuildError
 from wsd.passes import Step, is_prim_func, param_buffers
 
-KINDS = ("drop-bias",)
+KINDS = ("drop-bias", "guidance-scale", "storage-rewrite")
 _CALLED = re.compile(r"R\.call_tir\((?:cls\.)?(\w+),")
 
 
@@ -43,17 +43,59 @@ def drop_bias(mod, entry: str, record: dict) -> object:
     raise BuildError(f"drop-bias@{entry}: no kernel of {entry} adds a 1-D parameter")
 
 
+def scale_guidance(mod, entry: str, record: dict) -> object:
+    """Guidance applied 10 % too strong: the kernel of `entry` that scales a difference by a scalar
+    (CFG's `uncond + g * (cond - uncond)`) reads g * 1.1 instead of g."""
+    import tvm
+
+    called = set(_CALLED.findall(mod[entry].script()))
+    for gvar, func in sorted(mod.functions_items(), key=lambda item: item[0].name_hint):
+        if gvar.name_hint not in called or not is_prim_func(func):
+            continue
+        bufs = param_buffers(func)
+        # the guidance scale arrives as a 0-d or (1,) tensor beside the 4-D noise predictions
+        scalars = [b.name for b in bufs if len(b.shape) == 0 or (len(b.shape) == 1 and int(b.shape[0]) == 1)]
+        script = func.script()
+        if not scalars or " - " not in script or not any(len(b.shape) == 4 for b in bufs):
+            continue
+        pattern = re.compile(r"\b((?:" + "|".join(map(re.escape, scalars)) + r")\[[^\]]*\])")
+        lines, hits = [], 0
+        for line in script.split("\n"):  # the arithmetic only, not the T.reads/T.writes annotations
+            if "=" in line and not line.strip().startswith(("T.reads", "T.writes")):
+                line, n = pattern.subn(r"(\1 * T.float32(1.1))", line)
+                hits += n
+            lines.append(line)
+        text = "\n".join(lines)
+        if hits:
+            mod[gvar] = tvm.script.from_source(text)
+            record[f"guidance-scale@{entry}"] = gvar.name_hint
+            return mod
+    raise BuildError(f"guidance-scale@{entry}: no kernel of {entry} scales a difference by a scalar")
+
+
+REWRITES = {"drop-bias": drop_bias, "guidance-scale": scale_guidance}
+
+
+def keeps_storage_rewrite(specs: tuple[str, ...]) -> bool:
+    """`storage-rewrite@all`: build WebGPU with TVM's in-place buffer reuse left on, so two bindings
+    of one dispatch alias (the fault TVM 0.26 shipped): Dawn refuses it at run time, native is fine."""
+    return any(parse(s)[0] == "storage-rewrite" for s in specs)
+
+
 def steps(specs: tuple[str, ...], record: dict) -> tuple[Step, ...]:
     """Pass-pipeline steps for the named faults (they run just before scheduling)."""
     out = []
     for spec in specs:
         kind, entry = parse(spec)
+        if kind not in REWRITES:
+            record[spec] = "build config"
+            continue
 
         def make(target, entry=entry, kind=kind):
             import tvm
 
             return tvm.transform.module_pass(
-                lambda mod, ctx: drop_bias(mod, entry, record), opt_level=0, name=f"wsd.fault.{kind}"
+                lambda mod, ctx: REWRITES[kind](mod, entry, record), opt_level=0, name=f"wsd.fault.{kind}"
             )
 
         out.append(Step(f"fault:{spec}", make, "an injected fault (harness self-test)"))
