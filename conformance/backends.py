@@ -32,7 +32,15 @@ class Backend:
         raise NotImplementedError
 
     def table(self, scheduler: str, steps: int) -> dict:
-        return json.loads((self.dist / "schedulers" / f"{scheduler}-{steps}.json").read_text())
+        from wsd.errors import WsdError
+        from wsd.schedulers import check_table
+
+        path = self.dist / "schedulers" / f"{scheduler}-{steps}.json"
+        try:
+            table = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise WsdError(f"{path}: unreadable sampler table ({exc})") from None
+        return check_table(table, str(path))
 
     def step_fn(self):
         """The compiled sampler step as LoopState wants it."""

@@ -12,6 +12,7 @@ import numpy as np
 
 from wsd import compat
 from wsd import manifest as manifests
+from wsd.errors import WsdError
 
 
 class NativeModel:
@@ -26,10 +27,19 @@ class NativeModel:
         self.device = tvm.cpu()
         lib = tvm.runtime.load_module(str(self.dist / self.manifest["library"]))
         self.vm = relax.VirtualMachine(lib, self.device)
-        params, _ = compat.tensor_cache()[1](str(self.dist), self.device)
+        try:
+            params, _ = compat.tensor_cache()[1](str(self.dist), self.device)
+        except Exception as exc:  # TVM's loader raises KeyError/TypeError/TVMError on a malformed cache
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise WsdError(f"{self.dist}/tensor-cache.json: unreadable ({type(exc).__name__}: {first})") from None
         self.params = {}
         for name, entry in self.manifest["entry_points"].items():
             count, prefix = entry["params"]["count"], entry["params"]["prefix"]
+            missing = [f"{prefix}_{i}" for i in range(count) if f"{prefix}_{i}" not in params]
+            if missing:
+                raise WsdError(
+                    f"{self.dist}/tensor-cache.json: no tensor {missing[0]} (entry point {name} needs {count})"
+                )
             self.params[name] = [params[f"{prefix}_{i}"] for i in range(count)]
 
     def run(self, entry: str, *inputs: np.ndarray) -> list[np.ndarray]:

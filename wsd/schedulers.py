@@ -228,3 +228,42 @@ def scale_module():
             return sample * scale
 
     return ScaleModelInput().eval()
+
+
+def check_table(table, name: str) -> dict:
+    """A sampler table as the loop reads it, or a one-line WsdError naming the file and the field
+    (the page's web/lib/validate.js checks the same in JavaScript)."""
+    from wsd.errors import WsdError
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise WsdError(f"{name}: {what}; rebuild the model with `wsd build`")
+
+    def number(x) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    need(isinstance(table, dict), "not a JSON object")
+    steps = table.get("timesteps")
+    need(isinstance(steps, list) and len(steps) > 0 and all(map(number, steps)), '"timesteps" must be numbers')
+    n = len(steps)
+    coeffs = table.get("coeffs")
+    need(
+        isinstance(coeffs, list)
+        and len(coeffs) == n
+        and all(isinstance(r, list) and len(r) == NUM_COEFFS and all(map(number, r)) for r in coeffs),
+        f'"coeffs" must be {n} rows of {NUM_COEFFS} numbers',
+    )
+    for key in ("push", "save_cur"):
+        v = table.get(key)
+        need(
+            isinstance(v, list) and len(v) == n and all(isinstance(b, bool) for b in v), f'"{key}" must be {n} booleans'
+        )
+    scale = table.get("input_scale")
+    need(isinstance(scale, list) and len(scale) == n and all(map(number, scale)), f'"input_scale" must be {n} numbers')
+    sigma = table.get("init_noise_sigma")
+    need(number(sigma) and sigma > 0, '"init_noise_sigma" must be a positive number')
+    history = table.get("history")
+    need(
+        isinstance(history, int) and not isinstance(history, bool) and 0 <= history <= HISTORY, '"history" must be 0..3'
+    )
+    return table

@@ -192,9 +192,19 @@ def _load_tokenizer(folder: Path, sub: str, max_tokens: int):
     for name in TOKENIZER_FILES:
         if not (path / name).is_file():
             raise ModelFolderError(f"{path / name}: tokenizer file is missing")
-    read_json(path / "vocab.json")
-    # A local folder, never the hub: local_files_only (hence no revision to pin).
-    tokenizer = CLIPTokenizer.from_pretrained(str(path), local_files_only=True)  # nosec B615
+    vocab = read_json(path / "vocab.json")
+    for special in ("<|startoftext|>", "<|endoftext|>"):  # CLIP's BOS and EOS/unknown token
+        if special not in vocab:
+            raise ModelFolderError(f"{path / 'vocab.json'}: the special token {special} is missing")
+    bad = next((k for k, v in vocab.items() if not isinstance(v, int) or isinstance(v, bool) or v < 0), None)
+    if bad is not None:
+        raise ModelFolderError(f"{path / 'vocab.json'}: the id of {bad!r} is {vocab[bad]!r}, not a token id")
+    try:
+        # A local folder, never the hub: local_files_only (hence no revision to pin).
+        tokenizer = CLIPTokenizer.from_pretrained(str(path), local_files_only=True)  # nosec B615
+    except Exception as exc:  # transformers raises many kinds on malformed files
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ModelFolderError(f"{path}: the tokenizer files do not load ({type(exc).__name__}: {first})") from None
     tokenizer.model_max_length = max_tokens
     return tokenizer
 
