@@ -31,6 +31,12 @@ def pytest_addoption(parser):
     group.addoption("--report-dir", default=None, help="where the reports go (default reports/conformance)")
     group.addoption("--weights", default=None, help="gate a user's diffusers folder (its configs decide the model)")
     group.addoption("--image-size", type=int, default=None, help="gate at this image size (default: the model's)")
+    group.addoption(
+        "--stage-timeout",
+        type=float,
+        default=600.0,
+        help="seconds one case may take in the page (the full architecture on SwiftShader needs more)",
+    )
     group.addoption("--golden", default=None, help="the golden root (default golden/ in the checkout)")
     group.addoption(
         "--dist",
@@ -85,6 +91,7 @@ def harness(request):
         weights=Path(weights) if weights else None,
         image_size=config.getoption("--image-size"),
         accept_drift=config.getoption("--accept-drift"),
+        timeout_s=config.getoption("--stage-timeout"),
         golden_root=Path(golden_root) if golden_root else None,
         backends=tuple(config.getoption("--backend") or BACKENDS),
         out_dir=out_dir,
