@@ -28,7 +28,6 @@ class Fault:
     what: str
     apply: Callable[[Path, Path], Path]  # (clean webgpu dist, work folder) -> faulted dist
     kernel: bool = False  # localization must name the injected kernel
-    webgpu_only: bool = False  # the native build of the same fault passes: only real WebGPU shows it
 
 
 def copy_dist(dist: Path, dest: Path) -> Path:
@@ -138,9 +137,6 @@ def _rebuilt_with(spec: str, folder: str):
 dropped_bias = _rebuilt_with("drop-bias@clip", "dropped-bias")
 # CFG's scale applied 10 % too strong inside the UNet: `--inject guidance-scale@unet`.
 wrong_guidance_scale = _rebuilt_with("guidance-scale@unet", "wrong-guidance-scale")
-# TVM's in-place buffer reuse left on for WebGPU (what 0.26 shipped): two writable bindings of
-# one dispatch alias, which Dawn refuses at run time; the native build is unaffected.
-aliased_bindings = _rebuilt_with("storage-rewrite@all", "aliased-bindings")
 
 
 def wrong_tokenizer_merge(dist: Path, work: Path) -> Path:
@@ -162,9 +158,6 @@ FAULTS: tuple[Fault, ...] = (
     Fault("off-by-one-timestep", "pipeline", "every DPM-Solver++ timestep one too high", off_by_one_timestep),
     Fault("wrong-tokenizer-merge", "tokenizer", "the first BPE merge missing from merges.txt", wrong_tokenizer_merge),
     Fault("wrong-guidance-scale", "unet", "CFG's guidance applied 10 % too strong", wrong_guidance_scale, kernel=True),
-    Fault(
-        "aliased-bindings", "unet", "two writable bindings of one dispatch alias", aliased_bindings, webgpu_only=True
-    ),
 )
 
 

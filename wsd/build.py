@@ -238,8 +238,7 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
     # Kernel signatures for the harness's kernel-by-kernel localization, with each one's rule.
     kernels = kernel_table.signatures(mod)
     (out / "kernels.json").write_text(json.dumps(kernels, sort_keys=True))
-    config = {} if faults.keeps_storage_rewrite(opts.inject) else build_config(target)
-    with phases.phase("build"), tvm.transform.PassContext(opt_level=3, config=config):
+    with phases.phase("build"), tvm.transform.PassContext(opt_level=3, config=build_config(target)):
         executable = relax.build(mod, target)
     validation, needs = None, None
     if opts.target == "webgpu":

@@ -12,7 +12,7 @@ import re
 from wsd.errors import BuildError
 from wsd.passes import Step, is_prim_func, param_buffers
 
-KINDS = ("drop-bias", "guidance-scale", "storage-rewrite")
+KINDS = ("drop-bias", "guidance-scale")
 _CALLED = re.compile(r"R\.call_tir\((?:cls\.)?(\w+),")
 
 
@@ -76,20 +76,11 @@ def scale_guidance(mod, entry: str, record: dict) -> object:
 REWRITES = {"drop-bias": drop_bias, "guidance-scale": scale_guidance}
 
 
-def keeps_storage_rewrite(specs: tuple[str, ...]) -> bool:
-    """`storage-rewrite@all`: build WebGPU with TVM's in-place buffer reuse left on, so two bindings
-    of one dispatch alias (the fault TVM 0.26 shipped): Dawn refuses it at run time, native is fine."""
-    return any(parse(s)[0] == "storage-rewrite" for s in specs)
-
-
 def steps(specs: tuple[str, ...], record: dict) -> tuple[Step, ...]:
     """Pass-pipeline steps for the named faults (they run just before scheduling)."""
     out = []
     for spec in specs:
         kind, entry = parse(spec)
-        if kind not in REWRITES:
-            record[spec] = "build config"
-            continue
 
         def make(target, entry=entry, kind=kind):
             import tvm
