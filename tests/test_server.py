@@ -97,7 +97,19 @@ def raw_request(url: str, target: bytes, headers: bytes = b"") -> tuple[int, byt
 
 @pytest.mark.parametrize(
     "target",
-    [b"/a%00b", b"/%00", b"/index.html%00.js", b"/%zz", b"/%4", b"/%ff%fe", b"/%c3", b"/" + b"a" * 5000, b"/%ed%a0%80"],
+    [
+        b"\xa0",
+        b"/a b",
+        b"/a%00b",
+        b"/%00",
+        b"/index.html%00.js",
+        b"/%zz",
+        b"/%4",
+        b"/%ff%fe",
+        b"/%c3",
+        b"/" + b"a" * 5000,
+        b"/%ed%a0%80",
+    ],
 )
 def test_malformed_paths_get_400_not_a_dropped_connection(tree, target):
     with serve({"/": tree / "site"}) as url:

@@ -110,6 +110,9 @@ def cache_control(path: Path, query: str) -> str:
 def _handler(mounts: dict):
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: a page fetches dozens of shards
+        # http.server answers a request it reads as HTTP/0.9 (a two-word request line: "GET \xa0
+        # HTTP/1.1" splits on the non-breaking space) with no status line at all; never do that.
+        default_request_version = "HTTP/1.0"
 
         def do_GET(self):  # noqa: N802 (http.server's naming)
             self._answer(body=True)
