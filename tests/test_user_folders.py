@@ -86,8 +86,11 @@ def test_generate_matches_diffusers_from_pretrained(made, tmp_path, gated):
     assert main(["build", "--weights", str(folder), "--out", str(dist), "--quiet"]) == 0  # the gate's build, cached
     out = tmp_path / "image.png"
     settings = {"prompt": "a red fox in snow", "seed": 3, "steps": 4, "guidance": 7.5}
-    args = ["generate", "--model", GATED, "--dist", str(dist), "--prompt", settings["prompt"]]
-    assert main([*args, "--seed", "3", "--steps", "4", "--out", str(out)]) == 0
+    # `wsd generate` as a user runs it: its own process (pytest-playwright's loop owns this thread)
+    args = [sys.executable, "-m", "wsd", "generate", "--model", GATED, "--dist", str(dist)]
+    args += ["--prompt", settings["prompt"], "--seed", "3", "--steps", "4", "--out", str(out)]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     got = np.asarray(Image.open(out).convert("RGB"), dtype=np.float64)
     manifest = json.loads((dist / GATED / "manifest.json").read_text())
     want = diffusers_ref.image(folder, manifest, settings)
