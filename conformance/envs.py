@@ -53,11 +53,16 @@ def find_uv() -> str:
 
 
 def find_python(version: str) -> str:
-    for cand in (
+    """A Python of that version that runs (pyenv's shims exist for versions that are not selected)."""
+    candidates = [
+        *sorted(Path.home().glob(f".pyenv/versions/{version}*/bin/python{version}")),
         shutil.which(f"python{version}"),
-        *Path.home().glob(f".pyenv/versions/{version}*/bin/python{version}"),
-    ):
-        if cand and Path(cand).is_file():
+    ]
+    for cand in candidates:
+        if not cand or not Path(cand).is_file():
+            continue
+        probe = subprocess.run([str(cand), "-c", "import sys"], capture_output=True, check=False)  # nosec B603
+        if probe.returncode == 0:
             return str(cand)
     raise WsdError(f"Python {version} is not installed here (pyenv install {version}, or apt)")
 
