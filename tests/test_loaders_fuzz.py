@@ -65,6 +65,10 @@ def test_sampler_tables(llvm_dist):
 
     table = json.loads((llvm_dist.out / "schedulers" / "pndm-4.json").read_text())
     check_table(table, "pndm-4.json")
+    short = json.loads(json.dumps(table))
+    short["coeffs"].pop()  # rows that disagree in length would run a wrong loop
+    with pytest.raises(WsdError, match='"coeffs" must be'):
+        check_table(short, "pndm-4.json")
 
     @settings(max_examples=300, deadline=None)
     @given(mutated(table))

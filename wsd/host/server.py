@@ -13,7 +13,6 @@ import os
 import re
 import threading
 from contextlib import contextmanager
-from functools import lru_cache
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -91,19 +90,12 @@ def resolve(mounts: dict[str, Path], url: str) -> Path | None:
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 
-@lru_cache(maxsize=4096)
-def _sha256(path: Path, mtime_ns: int, size: int) -> str:
-    return file_digest(path).hex()
-
-
 def cache_control(path: Path, query: str) -> str:
     """Versioned requests (`?v=<sha256 prefix>`, lib/integrity.js's keys) whose version is the
     file's own may be cached forever; anything else must be revalidated."""
     version = parse_qs(query).get("v", [""])[0]
-    if len(version) >= 16:
-        stat = path.stat()
-        if _sha256(path, stat.st_mtime_ns, stat.st_size).startswith(version):
-            return IMMUTABLE
+    if len(version) >= 16 and file_digest(path).hex().startswith(version):  # remembered per inode (wsd.digests)
+        return IMMUTABLE
     return "no-cache"
 
 
