@@ -119,6 +119,13 @@ class WebGPUBackend(Backend):
         results = self.runner.call("runKernels", {"kernels": wire})
         return [r if isinstance(r, dict) else [decode(o) for o in r] for r in results]
 
+    def run_chain(self, buffers: list[dict], calls: list[dict], upto: int, fetch: list[int]) -> list[np.ndarray]:
+        """Kernel calls chained on GPU buffers (see web/lib/session.js runChain)."""
+        wire = [{**b, "init": encode(b["init"])} if "init" in b else b for b in buffers]
+        wire_calls = [{"fill": [[i, encode(a)] for i, a in c["fill"]]} if "fill" in c else c for c in calls]
+        spec = {"buffers": wire, "calls": wire_calls, "upto": upto, "fetch": fetch}
+        return [decode(o) for o in self.runner.call("runChain", spec, timeout_s=self.timeout_s)]
+
     def tokenize(self, prompts):
         return self.runner.call("tokenize", {"prompts": prompts})
 

@@ -29,8 +29,9 @@ def _selftest(args) -> int:
     from conformance import selftest
     from conformance.harness import reports_dir
 
-    result = selftest.run()
-    out = reports_dir() / "selftest.json"
+    names = [n for n in (args.faults or "").split(",") if n]
+    result = selftest.run(names=names or None, expected_only=args.expected_only)
+    out = Path(args.out) if args.out else reports_dir() / "selftest.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     if result["baseline"] != "pass":
@@ -39,7 +40,8 @@ def _selftest(args) -> int:
     for row in result["faults"]:
         mark = "caught" if row["caught"] else "MISSED"
         kernel = f", kernel {row['localized_kernel']}" if row["localized_kernel"] else ""
-        print(f"  {mark:7} {row['fault']:26} expect {row['expect']:15} failed {row['failed_stages']}{kernel}")
+        where = row["caught_by"] or f"failed {row['failed_stages']}"
+        print(f"  {mark:7} {row['fault']:24} expect {row['expect']:16} by {where}{kernel}")
     print(f"selftest: caught {result['caught']}/{result['total']} faults in {result['wall_s']} s ({out})")
     return 0 if result["caught"] == result["total"] else 1
 
@@ -176,6 +178,9 @@ def main(argv=None) -> int:
     p.add_argument("--html", help="also write an HTML page here")
     p.set_defaults(func=_diff)
     p = sub.add_parser("selftest", help="inject faults and report the catch rate")
+    p.add_argument("--faults", help="comma-separated fault names (default: all of conformance/faults.py)")
+    p.add_argument("--expected-only", action="store_true", help="run only the cases of the stage each fault must fail")
+    p.add_argument("--out", help="where to write selftest.json (default: reports/conformance/selftest.json)")
     p.set_defaults(func=_selftest)
     p = sub.add_parser("golden", help="regenerate golden/<model>/ (with --update)")
     p.add_argument("--update", action="store_true")

@@ -1,16 +1,25 @@
 """Faults injected into a built model to prove the harness catches them.
 
-Each fault copies the webgpu build (hard links; changed files are rewritten, never edited
-in place, so the build cache stays whole), breaks one thing the way a real bug would, and
-re-signs the manifest (the bug is in what was built, not a tampered download). `expect`
-is the stage that must fail, `kernel` whether localization must name a kernel.
+Each fault copies the webgpu build (changed files are rewritten, never edited in place, so
+the build cache stays whole), breaks one thing the way a real bug would, and re-signs the
+manifest (the bug is in what was built, not a tampered download). `expect` is the stage
+that must fail ("load": the model must refuse to open, naming the kernel), `kernel`
+whether the failure must name the injected kernel.
+
+Four are WebGPU's own failure classes, written into the built WGSL the way a codegen bug
+would emit it: a missing workgroup barrier (a race), a storage buffer typed `array<i8>`
+(how TVM stores booleans; WGSL has no 8-bit type), workgroup memory over the device's
+limit, and a kernel that also writes into a buffer it should only read (two kernels
+aliasing one buffer: each kernel alone is right, the chain is not).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +37,7 @@ class Fault:
     what: str
     apply: Callable[[Path, Path], Path]  # (clean webgpu dist, work folder) -> faulted dist
     kernel: bool = False  # localization must name the injected kernel
+    webgpu_only: bool = False  # written into the WGSL: a native build has nothing to break
 
 
 def copy_dist(dist: Path, dest: Path) -> Path:
@@ -42,9 +52,12 @@ def rewrite(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def resign(dist: Path) -> None:
-    body = {k: v for k, v in manifests.load(dist).items() if k not in ("files", "format")}
-    manifests.write(dist, body)
+def resign(dist: Path, injected: dict[str, str] | None = None) -> None:
+    if injected:
+        injected = {**manifests.load(dist).get("injected_faults", {}), **injected}
+        manifests.resign(dist, injected_faults=injected)
+    else:
+        manifests.resign(dist)
 
 
 def _tensor(dist: Path, predicate) -> tuple[Path, dict, int]:
@@ -150,6 +163,136 @@ def wrong_tokenizer_merge(dist: Path, work: Path) -> Path:
     return out
 
 
+def wrong_input_scale(dist: Path, work: Path) -> Path:
+    out = copy_dist(dist, work / "wrong-input-scale")
+
+    def change(t):
+        t["input_scale"][2] *= 1.02  # Euler's scale_model_input 2 % off on one step
+
+    _edit_table(out, "euler-10.json", change)
+    resign(out)
+    return out
+
+
+# --- WGSL-level faults: the shader a kernel ships with, as a codegen bug would have emitted it ---
+
+
+def _fit(text: str, size: int) -> bytes:
+    """`text` as exactly `size` bytes: indentation dropped if too long, spaces appended if short
+    (the wasm holds each shader as a length-prefixed string; keeping its length keeps every
+    other offset in the file)."""
+    data = text.encode()
+    if len(data) > size:
+        data = re.sub(rb"\n[ ]+", b"\n", data)
+    if len(data) > size:
+        raise LookupError(f"the patched shader is {len(data) - size} bytes longer than the original")
+    return data + b" " * (size - len(data))
+
+
+def patch_shader(dist: Path, shader: str, change, writable: int | None = None) -> None:
+    """Rewrite one kernel's WGSL in the built wasm and in shaders/wgsl.json; with `writable`,
+    also mark that buffer argument written in the kernel's launch info (tvmjs binds it
+    read-write then)."""
+    table_path = dist / "shaders" / "wgsl.json"
+    shaders = json.loads(table_path.read_text())
+    code = change(shaders[shader])
+    lib = dist / manifests.load(dist)["library"]
+    wasm = bytearray(lib.read_bytes())
+    at = wasm.find(f"\n// Function: {shader}\n".encode())
+    if at < 0:
+        raise LookupError(f"{shader}'s source is not in {lib.name}")
+    start = wasm.rfind(b"//", 0, at)  # the dashes line above the header
+    (size,) = struct.unpack("<Q", wasm[start - 8 : start])
+    wasm[start : start + size] = _fit(f"//-\n// Function: {shader}\n//-\n{code}", size)
+    if writable is not None:
+        name = shader.encode()
+        entry = wasm.find(struct.pack("<Q", len(name)) + name + struct.pack("<Q", len(name)) + name)
+        tag = wasm.find(b"paramWriteAccess:[", entry)
+        end = wasm.find(b"]", tag)
+        access = json.loads(wasm[tag + 17 : end + 1])
+        access[writable] = 1
+        wasm[tag + 17 : end + 1] = _fit(json.dumps(access, separators=(",", ":")), end + 1 - tag - 17)
+    rewrite(lib, bytes(wasm))
+    shaders[shader] = code
+    rewrite(table_path, json.dumps(shaders, sort_keys=True).encode())
+
+
+def _shader_of(dist: Path, shader: str) -> str:
+    return json.loads((dist / "shaders" / "wgsl.json").read_text())[shader]
+
+
+def _kernels_of(dist: Path, entry: str, shader_has: str) -> list[tuple[str, str, dict]]:
+    """(kernel, shader, signature) of `entry`'s kernels whose WGSL contains `shader_has`, by name."""
+    table = json.loads((dist / "kernels.json").read_text())
+    shaders = json.loads((dist / "shaders" / "wgsl.json").read_text())
+    found = []
+    for kernel, info in sorted(table.items()):
+        shader = f"{kernel}_kernel"
+        if entry in info.get("entries", []) and shader in shaders and shader_has in shaders[shader]:
+            found.append((kernel, shader, info))
+    if not found:
+        raise LookupError(f"no kernel of {entry} has {shader_has!r} in its WGSL")
+    return found
+
+
+def missing_barrier(dist: Path, work: Path) -> Path:
+    out = copy_dist(dist, work / "missing-barrier")
+    # A tiled conv of the UNet: threads fill a shared tile, then read each other's part of it.
+    kernel, shader, _ = next(
+        k for k in _kernels_of(out, "unet", "workgroupBarrier();") if k[0].startswith("fused_conv2d")
+    )
+    patch_shader(out, shader, lambda code: code.replace("workgroupBarrier();", "//rkgroupBarrier();"))
+    resign(out, {"missing-barrier": kernel})
+    return out
+
+
+def bool_as_i8(dist: Path, work: Path) -> Path:
+    out = copy_dist(dist, work / "bool-as-i8")
+    candidates = _kernels_of(out, "clip", ": array<i32>;")
+    kernel, shader, _ = candidates[0]
+    patch_shader(out, shader, lambda code: code.replace(": array<i32>;", ": array<i8>; ", 1))
+    resign(out, {"bool-as-i8": kernel})
+    return out
+
+
+def workgroup_over_limit(dist: Path, work: Path) -> Path:
+    out = copy_dist(dist, work / "workgroup-over-limit")
+    # 40 000 bytes of workgroup memory: over WebGPU's default (16 KiB) and SwiftShader's 32 KiB.
+    kernel, shader, _ = _kernels_of(out, "unet", " : array<f32, 256>;")[0]
+    patch_shader(out, shader, lambda code: code.replace(" : array<f32, 256>;", ": array<f32, 10000>;", 1))
+    resign(out, {"workgroup-over-limit": kernel})
+    return out
+
+
+_STORE = re.compile(r"^([ ]*)(\w+_ptr)\[([^\]\n]+)\] = ([^\n]+);$", re.M)
+
+
+def clobbered_input(dist: Path, work: Path) -> Path:
+    """An elementwise kernel of the UNet that also writes its result back into its input, as an
+    in-place buffer reuse gone wrong would: its own output is right, its input's later readers
+    (here: the time embedding every ResNet block reads) get the wrong values."""
+    out = copy_dist(dist, work / "clobbered-input")
+    candidates = []
+    for kernel, shader, info in _kernels_of(out, "unet", "var<storage, read> "):
+        if len(info["args"]) != 2 or info["outputs"] != [1]:
+            continue
+        candidates.append((("sigmoid" not in kernel), kernel, shader, info))
+    _, kernel, shader, info = min(candidates)
+    source = info["args"][0]["name"] + "_ptr"
+    declared = re.search(rf"@binding\((\d+)\) var<storage, read> {source}\b", _shader_of(out, shader))
+
+    def change(code: str) -> str:
+        code = code.replace(f"var<storage, read> {source}", f"var<storage, read_write> {source}", 1)
+        store = _STORE.search(code)
+        indent, target, index, _ = store.groups()
+        extra = f"\n{indent}{source}[{index}] = {target}[{index}];"
+        return code[: store.end()] + extra + code[store.end() :]
+
+    patch_shader(out, shader, change, writable=int(declared.group(1)))  # the launch info indexes bindings
+    resign(out, {"clobbered-input": kernel})
+    return out
+
+
 FAULTS: tuple[Fault, ...] = (
     Fault("perturbed-shard", "unet", "a UNet weight 2 % off in its shard", perturbed_shard),
     Fault("wrong-scheduler-constant", "scheduler/ddim", "one DDIM coefficient 1 % off", wrong_scheduler_constant),
@@ -158,6 +301,39 @@ FAULTS: tuple[Fault, ...] = (
     Fault("off-by-one-timestep", "pipeline", "every DPM-Solver++ timestep one too high", off_by_one_timestep),
     Fault("wrong-tokenizer-merge", "tokenizer", "the first BPE merge missing from merges.txt", wrong_tokenizer_merge),
     Fault("wrong-guidance-scale", "unet", "CFG's guidance applied 10 % too strong", wrong_guidance_scale, kernel=True),
+    Fault("wrong-input-scale", "scheduler/euler", "Euler's scale_model_input 2 % off on one step", wrong_input_scale),
+    Fault(
+        "missing-barrier",
+        "unet",
+        "a tiled UNet conv without its barriers (a race)",
+        missing_barrier,
+        kernel=True,
+        webgpu_only=True,
+    ),
+    Fault(
+        "bool-as-i8",
+        "load",
+        "a CLIP kernel's buffer typed array<i8> (no 8-bit WGSL type)",
+        bool_as_i8,
+        kernel=True,
+        webgpu_only=True,
+    ),
+    Fault(
+        "workgroup-over-limit",
+        "load",
+        "a UNet kernel asking 40 000 bytes of workgroup memory (over the device's limit)",
+        workgroup_over_limit,
+        kernel=True,
+        webgpu_only=True,
+    ),
+    Fault(
+        "clobbered-input",
+        "unet",
+        "a UNet kernel that also writes into the buffer it reads (aliasing; right alone, wrong chained)",
+        clobbered_input,
+        kernel=True,
+        webgpu_only=True,
+    ),
 )
 
 

@@ -19,7 +19,11 @@ from conformance.metrics import measure
 from conformance.stages import STAGES, Case, cases
 from wsd.paths import repo_root
 
-BACKENDS = ("webgpu", "native")
+BACKENDS = ("webgpu", "native", "dawn")
+DEFAULT_BACKENDS = ("webgpu", "native")
+# The build each backend runs: webgpu (headless Chromium) and dawn (Dawn for Node) share one.
+TARGETS = {"webgpu": "webgpu", "dawn": "webgpu", "native": "llvm"}
+GPU_BACKENDS = ("webgpu", "dawn")
 
 
 def reports_dir() -> Path:
@@ -85,7 +89,7 @@ class Reference:
 @dataclass
 class Harness:
     model: str = "sd15-tiny"
-    backends: tuple[str, ...] = BACKENDS
+    backends: tuple[str, ...] = DEFAULT_BACKENDS
     dists: dict[str, Path] = field(default_factory=dict)  # backend -> built model folder (default: build)
     golden: golden_mod.Golden | None = None  # default: golden/<model>/ for a seeded model at its own size
     out_dir: Path = field(default_factory=reports_dir)
@@ -119,8 +123,10 @@ class Harness:
         self._backends: dict[str, object] = {}
         self._browser = self.browser
         self._own_browser = self.browser is None
+        self._dawn = None  # a wsd.host.dawn.DawnHost, started for the dawn backend
         self._ctx = None
-        self.adapter: dict = {}
+        self.adapter: dict = {}  # the last GPU adapter opened (the summary's headline)
+        self.adapters: dict[str, dict] = {}  # backend -> its adapter
         self.results: list[dict] = []
 
     # --- artifacts and backends ---------------------------------------------------------
@@ -155,11 +161,14 @@ class Harness:
         return self._ctx
 
     def dist(self, backend: str) -> Path:
+        twin = next((b for b, t in TARGETS.items() if b != backend and t == TARGETS[backend] and b in self.dists), None)
+        if backend not in self.dists and twin:
+            self.dists[backend] = self.dists[twin]  # one webgpu build for Chromium and Dawn
         if backend not in self.dists:
             from wsd.build import build
 
             t0 = time.perf_counter()
-            target = "webgpu" if backend == "webgpu" else "llvm"
+            target = TARGETS[backend]
             out = self.out_dir.parent / ".dist" / target
             self.echo(f"[conformance] building {self.model} for {target} (cached after the first run)")
             result = build(self.build_options(target), out, echo=self.echo, progress=False)
@@ -180,24 +189,37 @@ class Harness:
 
             self._backends[name] = NativeBackend(self.dist("native"))
         else:
-            self._backends[name] = self._open_webgpu()
+            self._backends[name] = self._open_gpu(name)
         return self._backends[name]
 
-    def _open_webgpu(self):
-        from conformance.backends import WebGPUBackend
-        from wsd.host.browser import Browser
-        from wsd.webrt import ensure_kit
+    def _host(self, name: str):
+        """The headless Chromium (webgpu) or the Dawn for Node runner (dawn) that runs the page code."""
+        from wsd.webrt import runtime_bundle
 
-        dist = self.dist("webgpu")
-        t0 = time.perf_counter()
+        if name == "dawn":
+            if self._dawn is None:
+                from wsd.host.dawn import DawnHost
+
+                self._dawn = DawnHost(runtime_bundle(echo=self.echo), timeout_s=self.timeout_s).__enter__()
+            return self._dawn
         if self._browser is None:
-            kit = ensure_kit(echo=self.echo)
-            self._browser = Browser(kit.bundle, timeout_s=self.timeout_s, playwright=self.playwright).__enter__()
-        self.echo(f"[conformance] opening {self.model} in headless Chromium (compiles every GPU pipeline once)")
-        backend = WebGPUBackend(
-            self._browser.shared_runner(), self._browser.mount(dist), dist, timeout_s=self.timeout_s
-        )
-        self.adapter = backend.adapter
+            from wsd.host.browser import Browser
+
+            bundle = runtime_bundle(echo=self.echo)
+            self._browser = Browser(bundle, timeout_s=self.timeout_s, playwright=self.playwright).__enter__()
+        return self._browser
+
+    def _open_gpu(self, name: str):
+        from conformance.backends import WebGPUBackend
+
+        dist = self.dist(name)
+        t0 = time.perf_counter()
+        host = self._host(name)
+        where = "Dawn for Node" if name == "dawn" else "headless Chromium"
+        self.echo(f"[conformance] opening {self.model} in {where} (compiles every GPU pipeline once)")
+        backend = WebGPUBackend(host.shared_runner(), host.mount(dist), dist, timeout_s=self.timeout_s)
+        backend.name = name
+        self.adapter = self.adapters[name] = backend.adapter
         self.timings["browser_open_s"] += time.perf_counter() - t0
         self.open_timings = backend.open_timings
         return backend
@@ -207,11 +229,15 @@ class Harness:
         self._backends.pop(name, None)
         if name == "webgpu" and self._browser is not None:
             self._browser.reset_runner()
+        if name == "dawn" and self._dawn is not None:
+            self._dawn.reset_runner()
 
     def close(self) -> None:
         if self._browser is not None and self._own_browser:
             self._browser.__exit__(None, None, None)
-        self._browser = None
+        if self._dawn is not None:
+            self._dawn.__exit__(None, None, None)
+        self._browser = self._dawn = None
         self._backends.clear()
 
     # --- references ---------------------------------------------------------------------
@@ -301,9 +327,12 @@ class Harness:
             got = case.stage.candidate(backend, self.ctx, ref.inputs, case.params)
             row["ms"]["candidate"] = round((time.perf_counter() - t0) * 1000, 1)
             self.timings["candidate_s"] += time.perf_counter() - t0
+            if backend_name in self.adapters:  # every GPU result names the adapter it ran on
+                a = self.adapters[backend_name]
+                row["adapter"] = " ".join(filter(None, (a.get("vendor"), a.get("architecture"), a.get("description"))))
             self._judge(case, row, ref, got, dtype)
-            if row["status"] == "fail" and backend_name == "webgpu" and case.stage.entry:
-                self._localize(case, row, ref)
+            if row["status"] == "fail" and backend_name in GPU_BACKENDS and case.stage.entry:
+                self._localize(case, row, ref, backend_name)
             self._images(case, row, ref, got)
         except BrowserError as exc:
             row["message"] = str(exc)
@@ -354,37 +383,39 @@ class Harness:
                 (row["message"] + "; " if row["message"] else "") + "reference drift: " + row["reference_drift"]
             )
 
-    def _localize(self, case: Case, row: dict, ref: Reference) -> None:
+    def _localize(self, case: Case, row: dict, ref: Reference, gpu: str = "webgpu") -> None:
         if "native" not in self.backends and not self.dists.get("native"):
             return
         native_row = self.run_quiet(case, "native")
         if native_row["status"] != "pass":
             row["message"] += "; fails on native too: a capture/compiler fault, not WebGPU's"
             return
-        entry = case.stage.entry
-        found = self._localized.get(entry)
+        key = (gpu, case.stage.entry)
+        found = self._localized.get(key)
         if found is None:  # one replay per entry point: its other cases share the verdict
-            self.echo(f"[conformance] {case.id} fails on WebGPU only: localizing kernel by kernel")
+            self.echo(f"[conformance] {case.id} fails on {gpu} only: localizing kernel by kernel")
             try:
-                found = self._replay(case, ref)
+                found = self._replay(case, ref, gpu)
             except Exception as exc:  # noqa: BLE001 (the verdict stands; say why there is no kernel)
                 row["message"] += f"; WebGPU only (native passes); localization failed: {exc}"
                 return
-            self._localized[entry] = found
+            self._localized[key] = found
         row["localized_kernel"] = found.kernel
         row["message"] += f"; WebGPU only (native passes): {found.message}"
 
-    def _replay(self, case: Case, ref: Reference):
+    def _replay(self, case: Case, ref: Reference, gpu: str = "webgpu"):
         from conformance.localize import localize
 
+        out = case.stage.outputs[0]
         return localize(
             self.backend("native"),
-            self.backend("webgpu"),
-            self.dist("webgpu"),
+            self.backend(gpu),
+            self.dist(gpu),
             case.stage.entry,
             self._entry_inputs(case, ref),
             case.id,
             self.out_dir / "repro",
+            bounds=tol_mod.lookup(self.tolerances, case.stage.name, out.dtype or self._dtype(gpu), out.name),
         )
 
     def _entry_inputs(self, case: Case, ref: Reference) -> list[np.ndarray]:

@@ -16,14 +16,17 @@ from pathlib import Path
 import pytest
 
 from conformance import report
-from conformance.harness import BACKENDS, Harness, all_cases
+from conformance.harness import BACKENDS, DEFAULT_BACKENDS, GPU_BACKENDS, Harness, all_cases
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("wsd-conformance")
     group.addoption("--model", default="sd15-tiny", help="model spec to check (default sd15-tiny)")
     group.addoption(
-        "--backend", action="append", choices=BACKENDS, help="backend(s) to run (default: webgpu and native)"
+        "--backend",
+        action="append",
+        choices=BACKENDS,
+        help="backend(s) to run (default: webgpu and native; dawn: Dawn for Node, a real GPU where there is one)",
     )
     group.addoption(
         "--inject", metavar="FAULT", help="inject a fault into the webgpu build (see conformance/faults.py)"
@@ -65,7 +68,7 @@ def pytest_generate_tests(metafunc):
     if "conformance_case" not in metafunc.fixturenames:
         return
     config = metafunc.config
-    backends = config.getoption("--backend") or list(BACKENDS)
+    backends = config.getoption("--backend") or list(DEFAULT_BACKENDS)
     # native first: its verdicts are there when a WebGPU failure is classified and localized
     order = sorted(backends, key=lambda b: b != "native")
     params = [(case, backend) for backend in order for case in all_cases(model_name(config))]
@@ -85,6 +88,7 @@ def harness(request):
             raise pytest.UsageError(f"--dist {item}: expected BACKEND=DIR with BACKEND one of {', '.join(BACKENDS)}")
         dists[backend] = Path(folder)
     golden_root = config.getoption("--golden")
+    backends = tuple(config.getoption("--backend") or DEFAULT_BACKENDS)
     h = Harness(
         dists=dists,
         model=config.getoption("--model"),
@@ -93,9 +97,12 @@ def harness(request):
         accept_drift=config.getoption("--accept-drift"),
         timeout_s=config.getoption("--stage-timeout"),
         golden_root=Path(golden_root) if golden_root else None,
-        backends=tuple(config.getoption("--backend") or BACKENDS),
+        backends=backends,
         out_dir=out_dir,
-        playwright=request.getfixturevalue("playwright"),
+        # Chromium only for the webgpu backend: the dawn backend runs where Playwright is not installed.
+        playwright=request.getfixturevalue("playwright")
+        if "webgpu" in (config.getoption("--backend") or DEFAULT_BACKENDS)
+        else None,
     )
     fault = config.getoption("--inject")
     extra = {}
@@ -104,8 +111,14 @@ def harness(request):
 
         chosen = get(fault)
         work = Path(tempfile.mkdtemp(prefix="wsd-fault-"))
-        h.dists["webgpu"] = chosen.apply(h.dist("webgpu"), work)
-        extra["injected_fault"] = {"name": chosen.name, "what": chosen.what, "expect": chosen.expect}
+        gpus = [b for b in h.backends if b in GPU_BACKENDS] or ["webgpu"]
+        faulted = chosen.apply(h.dist(gpus[0]), work)
+        for gpu in gpus:  # Chromium and Dawn run the same (faulted) webgpu build
+            h.dists[gpu] = faulted
+        from wsd import manifest
+
+        kernel = next(iter(manifest.load(faulted).get("injected_faults", {}).values()), None)
+        extra["injected_fault"] = {"name": chosen.name, "what": chosen.what, "expect": chosen.expect, "kernel": kernel}
     yield h
     h.close()
     extra["model"] = h.describe_model()
@@ -124,6 +137,7 @@ def harness(request):
         for r in h.results
         if r.get("reference_drift")
     ]
+    extra["adapters"] = h.adapters
     body = report.summary(h.results, h.adapter, time.perf_counter() - started, {**extra, "timings": h.timings})
     paths = report.write(out_dir, body)
     terminal = config.pluginmanager.get_plugin("terminalreporter")

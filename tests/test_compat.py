@@ -39,6 +39,16 @@ def test_tensor_round_trips_numpy():
     np.testing.assert_array_equal(compat.tensor(x, tvm.cpu()).numpy(), x)
 
 
+def test_tensor_address_is_shared_by_views_and_not_by_copies():
+    import numpy as np
+    import tvm
+
+    a = compat.tensor(np.arange(6, dtype="float32"), tvm.cpu())
+    b = compat.tensor(np.arange(6, dtype="float32"), tvm.cpu())
+    assert compat.tensor_address(a) == compat.tensor_address(a._create_view((2, 3), "float32"))
+    assert compat.tensor_address(a) != compat.tensor_address(b)
+
+
 def test_tensor_info_annotates_a_relax_var():
     from tvm import relax
 

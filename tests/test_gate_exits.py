@@ -21,9 +21,9 @@ from wsd.paths import repo_root
 pytestmark = pytest.mark.e2e
 
 
-def gate(*args: str) -> subprocess.CompletedProcess:
+def gate(*args: str, backends: tuple[str, ...] = ("native",)) -> subprocess.CompletedProcess:
     argv = [sys.executable, "-m", "pytest", "-m", "conformance", str(repo_root() / "tests" / "conformance")]
-    argv += ["-p", "no:cacheprovider", "--backend", "native", *args]
+    argv += ["-p", "no:cacheprovider", *(f"--backend={b}" for b in backends), *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=900, cwd=repo_root())
 
 
@@ -83,3 +83,23 @@ def test_a_skipped_stage_fails_the_gate_unless_allowed(tmp_path):
     assert summary["skips"] and summary["skips"][0]["reason"].startswith("the native build has no entry point")
     allowed = gate("-k", "vae", "--dist", dist, "--allow-skip", "vae", "--report-dir", str(tmp_path / "a"))
     assert allowed.returncode == 0, allowed.stdout[-2000:]
+
+
+def test_an_injected_webgpu_fault_fails_the_gate_naming_the_kernel(tmp_path):
+    """CI's expected failure: a kernel that also writes into the buffer it reads (each kernel is
+    right alone) must make the gate exit non-zero, and the chained replay must name it."""
+    proc = gate(
+        "-k",
+        "unet and t981",
+        "--inject",
+        "clobbered-input",
+        "--report-dir",
+        str(tmp_path / "r"),
+        backends=("webgpu", "native"),
+    )
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    (row,) = [r for r in summary["stages"] if r["backend"] == "webgpu"]
+    want = summary["injected_fault"]["kernel"]
+    assert row["status"] == "fail" and row["localized_kernel"] == want, row["message"]
+    assert "chained on WebGPU" in row["message"] and "changed its input argument" in row["message"]

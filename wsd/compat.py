@@ -55,6 +55,15 @@ def tensor(array, device):
     return make(array, device) if make is not None else tvm.nd.array(array, device)
 
 
+def tensor_address(t) -> int:
+    """Where a runtime tensor's data starts: `Tensor.data_ptr()` (tvm-ffi); older NDArrays only
+    expose their DLTensor through `.handle`."""
+    if hasattr(t, "data_ptr"):
+        return int(t.data_ptr())
+    dl = t.handle.contents  # pragma: no cover (TVM < 0.22)
+    return int(dl.data or 0) + int(dl.byte_offset)  # pragma: no cover
+
+
 def tensor_info(shape, dtype: str):
     """Relax's tensor annotation: `relax.TensorStructInfo`, renamed `relax.TensorType` (StructInfo -> Type) in 0.27."""
     from tvm import relax

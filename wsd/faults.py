@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 
 from wsd.errors import BuildError
+from wsd.kernels import CALLED
 from wsd.passes import Step, is_prim_func, param_buffers
 
 KINDS = ("drop-bias", "guidance-scale")
-_CALLED = re.compile(r"R\.call_tir\((?:cls\.)?(\w+),")
 
 
 def parse(spec: str) -> tuple[str, str]:
@@ -27,7 +27,7 @@ def drop_bias(mod, entry: str, record: dict) -> object:
     """Remove `+ bias[i]` from the first kernel of `entry` (by name) that adds a 1-D parameter."""
     import tvm
 
-    called = set(_CALLED.findall(mod[entry].script()))
+    called = set(CALLED.findall(mod[entry].script()))
     for gvar, func in sorted(mod.functions_items(), key=lambda item: item[0].name_hint):
         if gvar.name_hint not in called or not is_prim_func(func):
             continue
@@ -48,7 +48,7 @@ def scale_guidance(mod, entry: str, record: dict) -> object:
     (CFG's `uncond + g * (cond - uncond)`) reads g * 1.1 instead of g."""
     import tvm
 
-    called = set(_CALLED.findall(mod[entry].script()))
+    called = set(CALLED.findall(mod[entry].script()))
     for gvar, func in sorted(mod.functions_items(), key=lambda item: item[0].name_hint):
         if gvar.name_hint not in called or not is_prim_func(func):
             continue

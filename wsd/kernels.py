@@ -2,7 +2,8 @@
 
 The harness's localization calls kernels one at a time on native and on WebGPU with the
 same inputs; in TVM's destination-passing style a kernel's outputs are arguments too, so
-it needs to know which arguments are written.
+it needs to know which arguments are written, and which entry points call each kernel
+(the report says "kernel X of unet"; the self-test picks kernels of one stage).
 """
 
 from __future__ import annotations
@@ -16,8 +17,23 @@ def _written(script: str, names: list[str]) -> set[str]:
     return {n for n in names if re.search(rf"^\s*{re.escape(n)}\[[^\n]*\] = ", script, re.MULTILINE)}
 
 
+CALLED = re.compile(r"R\.call_tir(?:_inplace)?\((?:cls\.)?(\w+),")
+
+
+def callers(mod) -> dict[str, list[str]]:
+    """Kernel name -> the Relax functions (entry points) that call it."""
+    out: dict[str, list[str]] = {}
+    for gvar, func in mod.functions_items():
+        if is_prim_func(func):
+            continue
+        for name in set(CALLED.findall(func.script())):
+            out.setdefault(name, []).append(gvar.name_hint)
+    return {k: sorted(v) for k, v in out.items()}
+
+
 def signatures(mod) -> dict[str, dict]:
     out = {}
+    called_by = callers(mod)
     for gvar, func in mod.functions_items():
         if not is_prim_func(func):
             continue
@@ -29,6 +45,7 @@ def signatures(mod) -> dict[str, dict]:
             "args": [{"name": b.name, "shape": [int(d) for d in b.shape], "dtype": str(b.dtype)} for b in bufs],
             "outputs": [i for i, n in enumerate(names) if n in written],
             "rule": str(attrs[RULE_ATTR]) if RULE_ATTR in attrs else None,  # the dlight rule that scheduled it
+            "entries": called_by.get(gvar.name_hint, []),
         }
     return out
 

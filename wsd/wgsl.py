@@ -40,7 +40,10 @@ def shaders_of(runtime_module) -> dict[str, str]:
 
 
 def dawn_modules(echo=print) -> Path:
-    """node_modules holding Dawn for Node, installed once into the user cache."""
+    """node_modules holding Dawn for Node, installed once into the user cache (`WSD_DAWN_MODULES`
+    names a carried copy on a machine without npm's registry)."""
+    if os.environ.get("WSD_DAWN_MODULES"):
+        return Path(os.environ["WSD_DAWN_MODULES"])
     npm = toolchain.find("npm")
     node_version = version_of([toolchain.find("node"), "--version"])
 

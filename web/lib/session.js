@@ -2,9 +2,10 @@
 // uploaded. Entry points then run as often as wanted; each run's temporaries live in a tvmjs
 // scope that ends with the run, so GPU memory stays flat across runs.
 import { WsdError } from "./errors.js";
-import { createDevice, describeAdapter, requestAdapter } from "./gpu.js";
+import { createDevice, describeAdapter, diagnoseShaders, requestAdapter } from "./gpu.js";
 import { VerifiedStore } from "./integrity.js";
 import { ClipTokenizer } from "./tokenizer.js";
+import { KernelProfiler } from "./profile.js";
 import { checkManifest, checkSamplerTable, checkTensorCache } from "./validate.js";
 
 export const TYPED = { float32: Float32Array, int32: Int32Array, uint32: Uint32Array, float16: Uint16Array, uint8: Uint8Array };
@@ -67,8 +68,10 @@ export class ModelSession {
     }
     if (reuse) reuse.dispose();
     const adapter = await requestAdapter(options.gpu);
-    const { device, errors } = await createDevice(adapter, manifest.requirements || {});
+    const { device, errors } = await createDevice(adapter, manifest.requirements || {}, options.profile ? ["timestamp-query"] : []);
     const session = new ModelSession(tvmjs, base, manifest, adapter, device, errors, options);
+    // Installed before the pipelines are created: it learns each pipeline's kernel name then.
+    if (options.profile && device.features.has("timestamp-query")) session.profiler = new KernelProfiler(device);
     try {
       await session.load(progress);
     } catch (err) {
@@ -111,13 +114,26 @@ export class ModelSession {
     } catch (err) {
       // Dawn reports the root cause as an earlier uncaptured error; let it arrive first.
       await new Promise((resolve) => setTimeout(resolve, 50));
-      throw new WsdError("WSD_SHADER", [...this.gpuErrors, String(err.message || err)].join("\n"));
+      throw await this.shaderError([...this.gpuErrors, String(err.message || err)].join("\n"));
     }
     this.checkGpu("WSD_SHADER");
     const t2 = performance.now();
     this.vm = this.tvm.detachFromCurrentScope(this.tvm.createVirtualMachine(this.tvm.webgpu()));
     await this.loadWeights(progress);
     this.timings = { wasm_ms: t1 - t0, pipelines_ms: t2 - t1, params_ms: performance.now() - t2 };
+  }
+
+  // A pipeline failed to compile: name the kernel(s), from the WGSL the build ships beside the wasm.
+  async shaderError(raw) {
+    let failing;
+    try {
+      failing = await diagnoseShaders(this.device, await this.store.json("shaders/wgsl.json"));
+    } catch (err) {
+      return new WsdError("WSD_SHADER", `${raw}\n(the failing kernel could not be found: ${err.message || err})`);
+    }
+    if (!failing.length) return new WsdError("WSD_SHADER", raw);
+    const named = failing.map((f) => `kernel ${f.kernel} (shader ${f.shader}): ${f.message}`).join("\n");
+    return new WsdError("WSD_SHADER", `${failing.length} GPU pipeline(s) do not compile on this adapter:\n${named}`, { kernels: failing.map((f) => f.kernel) });
   }
 
   async prefetch(progress) {
@@ -259,6 +275,68 @@ export class ModelSession {
         }
       }
       return results;
+    });
+  }
+
+  // Timing for benchmarks: the inputs uploaded once, one warm-up call, then `repeat` calls each
+  // waited for (wall ms); with a profiler, one more call with every dispatch's GPU time.
+  bench(entry, inputs, repeat = 10) {
+    return this.exclusive(async () => {
+      this.tvm.beginScope();
+      try {
+        const args = inputs.map((x) => this.upload(x));
+        const once = async () => {
+          this.tvm.beginScope();
+          try {
+            const t0 = performance.now();
+            this.call(entry, ...args);
+            await this.tvm.webgpu().sync();
+            return performance.now() - t0;
+          } finally {
+            this.tvm.endScope();
+          }
+        };
+        await once();
+        const ms = [];
+        for (let i = 0; i < repeat; ++i) ms.push(await once());
+        let kernels = null;
+        if (this.profiler) {
+          this.profiler.start();
+          await once();
+          kernels = await this.profiler.stop();
+        }
+        this.checkGpu();
+        return { ms, kernels };
+      } finally {
+        this.tvm.endScope();
+      }
+    });
+  }
+
+  // Kernel calls chained on GPU buffers, the way the VM runs them: `buffers` are either
+  // {init} (uploaded) or {viewOf, shape, dtype} (another buffer's bytes seen with another
+  // shape); `calls` name a kernel and its arguments by buffer index, or {fill: [[index, host]]}. Runs calls[0..upto]
+  // and downloads the `fetch` buffers: the harness bisects the call list with it.
+  runChain({ buffers, calls, upto, fetch }) {
+    return this.exclusive(async () => {
+      this.tvm.beginScope();
+      try {
+        const tensors = [];
+        for (const b of buffers) tensors.push(b.init ? this.upload(b.init) : tensors.at(b.viewOf).view(b.shape, b.dtype));
+        const lib = this.tvm.systemLib();
+        for (const call of calls.slice(0, upto + 1)) {
+          // a kernel that cannot be called alone: its outputs get the reference's values
+          if (call.fill) for (const [i, host] of call.fill) tensors.at(i).copyFromRawBytes(rawBytes(host));
+          else lib.getFunction(call.name)(...call.args.map((i) => tensors.at(i)));
+        }
+        await this.tvm.webgpu().sync();
+        const outs = [];
+        for (const i of fetch) outs.push(await this.download(tensors.at(i)));
+        this.checkGpu();
+        return outs;
+      } finally {
+        this.tvm.endScope();
+      }
     });
   }
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { explain, WsdError } from "../lib/errors.js";
-import { checkAdapter } from "../lib/gpu.js";
+import { checkAdapter, diagnoseShaders, shaderOverLimits } from "../lib/gpu.js";
 import { checkOptions, gaussianNoise } from "../lib/pipeline.js";
 
 const adapter = (limits, features = []) => ({ limits, features: new Set(features) });
@@ -52,4 +52,37 @@ test("seeded noise is deterministic and standard normal", () => {
   const variance = a.reduce((s, v) => s + (v - mean) ** 2, 0) / a.length;
   assert.ok(Math.abs(mean) < 0.03 && Math.abs(variance - 1) < 0.05, `${mean} ${variance}`);
   assert.ok(a.every(Number.isFinite));
+});
+
+const LIMITS = { maxComputeWorkgroupStorageSize: 32768, maxComputeInvocationsPerWorkgroup: 256 };
+
+test("a shader over the device's workgroup limits is named from its WGSL", () => {
+  const ok = "var<workgroup> a : array<f32, 256>;\n@compute @workgroup_size(8, 8, 1)\nfn k() {}";
+  assert.deepEqual(shaderOverLimits(ok, LIMITS), []);
+  const big = "var<workgroup> a : array<f32, 10000>;\nvar<workgroup> b : array<f16, 2>;\n@compute @workgroup_size(16, 32)\nfn k() {}";
+  const problems = shaderOverLimits(big, LIMITS);
+  assert.equal(problems.length, 2);
+  assert.match(problems[0], /40004 bytes of workgroup memory; the device allows 32768/);
+  assert.match(problems[1], /512 invocations per workgroup; the device allows 256/);
+});
+
+test("diagnoseShaders names the kernel whose shader does not compile, else the one whose pipeline fails", async () => {
+  const device = {
+    limits: LIMITS,
+    scopes: [],
+    createShaderModule: ({ code }) => ({
+      getCompilationInfo: async () => ({ messages: code.includes("i8") ? [{ type: "error", lineNum: 1, linePos: 9, message: "unresolved type 'i8'" }] : [] }),
+      code,
+    }),
+    pushErrorScope() {},
+    popErrorScope: async () => null,
+    createComputePipelineAsync: async ({ compute }) => {
+      if (compute.module.code.includes("broken")) throw new Error("pipeline refused");
+    },
+  };
+  const compileFault = await diagnoseShaders(device, { take_kernel: "var<storage> x : array<i8>;", add_kernel: "fine", mm_kernel_1: "broken" });
+  assert.deepEqual(compileFault.map((f) => f.kernel), ["take"]);
+  assert.match(compileFault[0].message, /1:9 unresolved type 'i8'/);
+  const pipelineFault = await diagnoseShaders(device, { add_kernel: "fine", mm_kernel_1: "broken" });
+  assert.deepEqual(pipelineFault, [{ kernel: "mm", shader: "mm_kernel_1", message: "pipeline refused" }]);
 });

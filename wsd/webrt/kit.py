@@ -179,6 +179,13 @@ def kit_key() -> str:
     return cache.key_of(kit_inputs(src.locate()))
 
 
+def runtime_bundle(echo=print) -> Path:
+    """The tvmjs bundle the page and the Dawn runner load: `WSD_TVMJS_BUNDLE` where the kit was
+    carried to a machine that cannot build it (a lent GPU machine), else the cached kit's."""
+    carried = os.environ.get("WSD_TVMJS_BUNDLE")
+    return Path(carried) if carried else ensure_kit(echo=echo).bundle
+
+
 def ensure_kit(echo=print, force: bool = False) -> RuntimeKit:
     """The runtime kit for the installed TVM: reused when its key and hashes match, else rebuilt."""
     sources = src.locate()

@@ -1,0 +1,226 @@
+"""SD 1.5 on a real GPU: the compiled UNet over WebGPU (Dawn for Node) beside PyTorch eager on
+the same GPU, in one run. Prints the figures and writes them to benchmarks/results/.
+
+    python benchmarks/bench_gpu.py --dist DIST [--fp16-dist DIST16] [--repeat 10] [--steps 20]
+
+DIST is a `wsd build --model sd15 --random-init` webgpu build (its shards are made from its
+seed here when they did not travel: wsd/refill.py). Figures, all medians of `repeat` calls:
+the UNet entry (CFG batch 2, 64x64 latents, fp32) on WebGPU; PyTorch eager on the same
+weights and inputs in fp32 with TF32 off (the like-for-like arithmetic: WebGPU has no tensor
+cores), with TF32, and in fp16; per-kernel GPU time of one WebGPU call (timestamp queries),
+joined with each kernel's dlight rule and shapes; one 20-step 512x512 image end to end; and
+each entry point's output on the GPU against PyTorch's (fp32, TF32 off). Run by
+scripts/gpu/run.sh on a lent GPU machine; on a machine without CUDA it stops with a message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def torch_medians(module, inputs, repeat: int) -> dict[str, float]:
+    """PyTorch eager per-call medians (ms) in the three arithmetics people compare with."""
+    import copy
+
+    import torch
+
+    out = {}
+    for label, dtype, tf32 in (
+        ("fp32_no_tf32", torch.float32, False),
+        ("tf32", torch.float32, True),
+        ("fp16", torch.float16, True),
+    ):
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        mod = copy.deepcopy(module).to("cuda", dtype)
+        args = [torch.from_numpy(x).to("cuda", dtype if x.dtype == np.float32 else None) for x in inputs]
+        times = []
+        with torch.inference_mode():
+            for i in range(repeat + 2):
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                mod(*args)
+                torch.cuda.synchronize()
+                if i >= 2:  # two warm-ups (cuDNN picks its algorithms)
+                    times.append((time.perf_counter() - t0) * 1000)
+        out[label] = statistics.median(times)
+        del mod
+        torch.cuda.empty_cache()
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    return out
+
+
+def torch_outputs(module, inputs) -> list[np.ndarray]:
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    mod = module.to("cuda", torch.float32)
+    with torch.inference_mode():
+        out = mod(*[torch.from_numpy(x).cuda() for x in inputs])
+    outs = out if isinstance(out, (tuple, list)) else [out]
+    mod.cpu()
+    return [o.float().cpu().numpy() for o in outs]
+
+
+def kernel_table(kernels: list[dict], table: dict, top: int = 15) -> list[dict]:
+    """Per-kernel GPU time of one call, summed by kernel, with its dlight rule and shapes."""
+    total: dict[str, dict] = {}
+    for k in kernels:
+        row = total.setdefault(k["kernel"], {"kernel": k["kernel"], "ms": 0.0, "calls": 0})
+        row["ms"] += k["ms"]
+        row["calls"] += 1
+    rows = sorted(total.values(), key=lambda r: -r["ms"])
+    for row in rows:
+        info = table.get(row["kernel"], {})
+        row["rule"] = info.get("rule")
+        row["shapes"] = [a["shape"] for a in info.get("args", [])]
+    return rows[:top]
+
+
+def rule_totals(kernels: list[dict], table: dict) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k in kernels:
+        kind = _kind(k["kernel"])
+        out[kind] = out.get(kind, 0.0) + k["ms"]
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def _kind(name: str) -> str:
+    for kind in ("group_norm", "conv2d", "matmul", "softmax", "layer_norm", "resize"):
+        if kind in name:
+            return kind
+    return "other"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dist", type=Path, required=True)
+    ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--label", default="", help="a name for this run in the results file")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    if not torch.cuda.is_available():
+        print("bench_gpu: no CUDA device here; run it on a GPU machine (scripts/gpu/run.sh)")
+        return 2
+    from conformance.metrics import compare
+    from wsd import manifest, versions
+    from wsd.build import BuildOptions, random_folder, resolve_spec
+    from wsd.entries import entries_for
+    from wsd.host.dawn import DawnHost
+    from wsd.host.modules import decode, encode
+    from wsd.models.folder import load
+    from wsd.refill import refill
+    from wsd.webrt import runtime_bundle
+
+    dist = args.dist
+    if not any(dist.glob("*.bin")):
+        t0 = time.perf_counter()
+        refill(dist)
+        print(f"weights made from the seed in {time.perf_counter() - t0:.1f} s")
+    built = manifest.require_whole(dist)
+    opts = built["build_options"]
+    spec = resolve_spec(BuildOptions(opts["model"], random_init=True, seed=opts["seed"], image_size=opts["image_size"]))
+    model = load(spec, random_folder(spec, opts["seed"]))
+    wrappers = {e.name: e for e in entries_for(spec)}
+    rng = np.random.default_rng(0)
+    unet_inputs = [
+        rng.standard_normal(built["entry_points"]["unet"]["inputs"][0]["shape"]).astype("float32"),
+        np.array([981.0], "float32"),
+        (rng.standard_normal(built["entry_points"]["unet"]["inputs"][2]["shape"]) * 0.5).astype("float32"),
+        np.array([7.5], "float32"),
+    ]
+    results: dict = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "label": args.label,
+        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "model": built["model"],
+        "image_size": built["image_size"],
+        "dtype": built["dtype"],
+        "gpu": torch.cuda.get_device_name(),
+        "versions": {**versions.collect(), "torch_here": torch.__version__},
+        "schedule_rules": built.get("schedule_rules"),
+    }
+    unet = wrappers["unet"].wrapper(model)
+    print("PyTorch eager on", results["gpu"])
+    results["torch_unet_ms"] = torch_medians(unet, unet_inputs, args.repeat)
+    reference = {"unet": torch_outputs(unet, unet_inputs)[0]}
+    table = json.loads((dist / "kernels.json").read_text())
+
+    with DawnHost(runtime_bundle(), timeout_s=600) as host:
+        runner = host.shared_runner()
+        t0 = time.perf_counter()
+        opened = runner.call("open", {"url": host.mount(dist), "profile": True}, timeout_s=600)
+        results["adapter"] = opened["adapter"]
+        results["open_s"] = round(time.perf_counter() - t0, 1)
+        bench = runner.call(
+            "bench", {"entry": "unet", "inputs": [encode(x) for x in unet_inputs], "repeat": args.repeat}
+        )
+        results["webgpu_unet_ms"] = statistics.median(bench["ms"])
+        results["webgpu_unet_runs_ms"] = [round(x, 2) for x in bench["ms"]]
+        if bench["kernels"]:
+            results["kernel_gpu_ms_total"] = round(sum(k["ms"] for k in bench["kernels"]), 2)
+            results["dispatches"] = len(bench["kernels"])
+            results["by_kind_ms"] = {k: round(v, 2) for k, v in rule_totals(bench["kernels"], table).items()}
+            results["top_kernels"] = kernel_table(bench["kernels"], table)
+
+        def run(entry: str, inputs: list[np.ndarray]) -> np.ndarray:
+            outs = runner.call("run", {"entry": entry, "inputs": [encode(x) for x in inputs]}, timeout_s=600)
+            return decode(outs["outputs"][0])
+
+        got = run("unet", unet_inputs)
+        results["unet_vs_torch"] = compare(reference["unet"], got)
+        # the other entry points on the GPU against PyTorch's on the same GPU
+        ids = np.zeros(built["entry_points"]["clip"]["inputs"][0]["shape"], "int32")
+        ids[0, :4] = [49406, 320, 1125, 49407]
+        checks = {"clip": [ids], "vae": [(rng.standard_normal(built["latent_shape"]) * 0.5).astype("float32")]}
+        results["entries_vs_torch"] = {}
+        for name, inputs in checks.items():
+            want = torch_outputs(wrappers[name].wrapper(model), inputs)[0]
+            results["entries_vs_torch"][name] = compare(want, run(name, inputs))
+        t0 = time.perf_counter()
+        image = runner.call(
+            "generate",
+            {"prompt": "a photo of an astronaut riding a horse", "steps": args.steps, "guidance": 7.5, "seed": 1},
+            timeout_s=600,
+        )
+        results["image_s"] = round(image["timings"]["wall_ms"] / 1000, 2)
+        results["image_steps"] = args.steps
+        results["image_wall_s_host"] = round(time.perf_counter() - t0, 2)
+    t = results["torch_unet_ms"]
+    results["ratio_vs_fp32_no_tf32"] = round(t["fp32_no_tf32"] / results["webgpu_unet_ms"], 3)
+    print(json.dumps({k: v for k, v in results.items() if k not in ("top_kernels", "versions")}, indent=1))
+    print(f"{'kernel':70} {'ms':>8} {'calls':>5}  rule")
+    for row in results.get("top_kernels", []):
+        print(f"{row['kernel'][:70]:70} {row['ms']:8.2f} {row['calls']:5d}  {row['rule']}")
+    print(
+        f"UNet per call: WebGPU {results['webgpu_unet_ms']:.1f} ms; "
+        f"PyTorch fp32 (TF32 off) {t['fp32_no_tf32']:.1f} ms, "
+        f"TF32 {t['tf32']:.1f} ms, fp16 {t['fp16']:.1f} ms -> {results['ratio_vs_fp32_no_tf32']}x of PyTorch fp32"
+    )
+    print(f"{args.steps}-step {built['image_size']}² image: {results['image_s']} s")
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = (
+        f"gpu-{results['date'][:10]}-{built['model']}-{built['dtype']}{('-' + args.label) if args.label else ''}.json"
+    )
+    (args.out / name).write_text(json.dumps(results, indent=1, default=float) + "\n")
+    print(f"written: {args.out / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

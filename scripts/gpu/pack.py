@@ -1,0 +1,95 @@
+"""Pack what a lent GPU machine needs into .gpu/ (at most 64 MiB travels a call), then run
+scripts/gpu/run.sh there. Nothing there reaches a registry, so everything comes from here:
+
+- Node (this machine's Debian binary) and Dawn for Node (npm `webgpu`'s dawn.node), xz'd;
+- the Vulkan loader debs the device README names (NVIDIA's driver is there, its loader not);
+- wheels the GPU image lacks (diffusers; torch, transformers, numpy, scikit-image are there);
+- the tvmjs runtime bundle, and each build without its weights (the wasm xz'd): weights do
+  not travel, they are made there from the build's seed (wsd/refill.py).
+
+    python scripts/gpu/pack.py [--build sd15] [--build sd15-tiny]   # builds (cached) and packs
+"""
+
+from __future__ import annotations
+
+import argparse
+import lzma
+import shutil
+import subprocess  # nosec B404
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+LIMIT = 64 << 20
+DEBS = ("libvulkan1", "libegl1", "libglvnd0", "libopengl0", "libgl1", "libglx0", "libgles2")
+WHEELS = ("diffusers==0.42.1", "importlib_metadata", "zipp")  # the rest is in the GPU image
+PLATFORM = ["--python-version", "3.12", "--implementation", "cp", "--only-binary=:all:", "--no-deps"]
+
+
+def xz(src: Path, dest: Path) -> None:
+    with open(src, "rb") as f, lzma.open(dest, "wb", preset=3) as out:
+        shutil.copyfileobj(f, out, 1 << 20)
+
+
+def pack_build(model: str, dtype: str, out: Path) -> None:
+    from wsd.build import BuildOptions, build
+
+    opts = BuildOptions(model, random_init=True, target="webgpu", dtype=dtype)
+    built = build(opts, ROOT / "dist" / "gpu", echo=print).out
+    dest = out / "dists" / (built.name if dtype == "float32" else f"{built.name}-{dtype}")
+    dest.mkdir(parents=True)
+    for path in built.rglob("*"):
+        rel = path.relative_to(built)
+        if path.is_dir() or path.suffix == ".bin":
+            continue  # shards are made there from the seed
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".wasm":
+            xz(path, dest / f"{rel}.xz")
+        else:
+            shutil.copy2(path, dest / rel)
+
+
+def main(argv=None) -> int:
+    from wsd import toolchain
+    from wsd.webrt import runtime_bundle
+    from wsd.wgsl import dawn_modules
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", action="append", help="model[:dtype] to build and pack (default: sd15, sd15-tiny)")
+    ap.add_argument("--out", type=Path, default=ROOT / ".gpu")
+    args = ap.parse_args(argv)
+    out = args.out
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "debs").mkdir(parents=True)
+    node = Path(toolchain.find("node")).resolve()
+    xz(node, out / "node.xz")
+    addon = dawn_modules() / "webgpu"
+    (out / "dawn").mkdir()
+    shutil.copy2(addon / "package.json", out / "dawn" / "package.json")
+    xz(addon / "dist" / "linux-x64" / "dawn.node", out / "dawn" / "dawn.node.xz")
+    lists = Path(tempfile.mkdtemp(prefix="wsd-apt-"))
+    (lists / "partial").mkdir()
+    apt = ["apt-get", "-oAPT::Architecture=amd64", f"-oDir::State::Lists={lists}"]
+    subprocess.run([*apt, "update", "-qq"], check=True, capture_output=True)  # nosec B603
+    subprocess.run([*apt, "download", *DEBS], check=True, cwd=out / "debs", capture_output=True)  # nosec B603
+    pip = [sys.executable, "-m", "pip", "download", "-q", *PLATFORM, "-d", str(out / "wheels"), *WHEELS]
+    subprocess.run(pip, check=True)  # nosec B603
+    shutil.copy2(runtime_bundle(), out / "tvmjs.bundle.js")
+    for item in args.build or ["sd15", "sd15-tiny"]:
+        model, _, dtype = item.partition(":")
+        pack_build(model, dtype or "float32", out)
+    tree = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(f"{out}: {tree / 2**20:.1f} MiB (a call carries at most {LIMIT >> 20} MiB with the checkout)")
+    if tree > LIMIT - (4 << 20):
+        print("too large for one call: pack fewer builds")
+        return 1
+    print('on the GPU machine: run(command="bash scripts/gpu/run.sh bench gate", carry=[".gpu"])')
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# On a lent GPU machine, over the .gpu/ that scripts/gpu/pack.py made: unpack Node, Dawn and the
+# Vulkan loader, make each build's weights from its seed, then run what is asked:
+#   bench  benchmarks/bench_gpu.py on each sd15 build (WebGPU over Dawn beside PyTorch eager)
+#   gate   the conformance gate on sd15-tiny with the dawn backend (references: PyTorch there)
+# Results go to $OUT (the device tool brings them back) and to benchmarks/results/.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+G=.gpu
+T=/tmp/wsd-gpu
+OUT=${OUT:-$PWD/reports/gpu}
+mkdir -p "$OUT" $T/bin $T/node_modules/webgpu/dist/linux-x64 $T/site
+for f in $G/debs/*.deb; do dpkg -x "$f" /; done
+ldconfig
+if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
+  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+fi
+xz -dc $G/node.xz > $T/bin/node && chmod +x $T/bin/node
+xz -dc $G/dawn/dawn.node.xz > $T/node_modules/webgpu/dist/linux-x64/dawn.node
+cp $G/dawn/package.json $T/node_modules/webgpu/
+python3 -m pip install -q --no-index --no-deps --no-compile --target $T/site $G/wheels/*.whl
+export PATH=$T/bin:$PATH PYTHONPATH=$T/site:$PWD PYTHONUNBUFFERED=1
+export WSD_DAWN_MODULES=$T/node_modules WSD_TVMJS_BUNDLE=$PWD/$G/tvmjs.bundle.js
+for wasm in $G/dists/*/*.wasm.xz; do xz -d "$wasm"; done
+for d in $G/dists/*/; do
+  python3 -m wsd.refill "$d"
+done
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
+for what in "$@"; do
+  case "$what" in
+    bench)
+      for d in $G/dists/sd15*/; do
+        case "$d" in *tiny*) continue ;; esac
+        python3 benchmarks/bench_gpu.py --dist "$d" --out "$OUT" 2>&1 | tee -a "$OUT/bench.log"
+      done ;;
+    gate)
+      python3 -m pytest -m conformance tests/conformance -p no:cacheprovider --backend dawn \
+        --dist "dawn=$G/dists/sd15-tiny" --accept-drift --report-dir "$OUT/gate" \
+        --junitxml "$OUT/gate/junit.xml" 2>&1 | tail -40 | tee "$OUT/gate.log" || true ;;
+    *) echo "unknown step $what (bench, gate)"; exit 2 ;;
+  esac
+done

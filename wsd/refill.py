@@ -1,0 +1,78 @@
+"""Weights made where a build's shards cannot travel (a lent GPU machine takes 64 MiB a call).
+
+A `--random-init` build's weights come from a seeded diffusers folder; on another machine the
+same spec and seed make the same folder, and the tensors go back into the build's shards by
+the names the capture gave them (torch.export's placeholders: `p_<module path>`), then the
+manifest is re-signed. Only torch, diffusers and transformers are needed, not TVM.
+
+    python -m wsd.refill DIST      # writes DIST's shards; DIST keeps its wasm and tables
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def placeholder_tensors(module) -> dict[str, np.ndarray]:
+    """torch.export's placeholder name -> tensor, for a module's parameters and buffers."""
+    out = {}
+    for prefix, items in (("p_", module.named_parameters()), ("b_", module.named_buffers())):
+        for name, tensor in items:
+            out[prefix + name.replace(".", "_")] = tensor.detach().contiguous().cpu().numpy()
+    return out
+
+
+def seeded_tensors(dist: Path, echo=print) -> dict[str, np.ndarray]:
+    """Tensor-cache name -> tensor for a random-init build, made from its spec and seed."""
+    from wsd import manifest
+    from wsd.build import BuildOptions, random_folder, resolve_spec
+    from wsd.entries import entries_for
+    from wsd.models.folder import load
+
+    built = manifest.load(dist)
+    fields = {f.name for f in dataclasses.fields(BuildOptions)}
+    opts = BuildOptions(**{k: v for k, v in built["build_options"].items() if k in fields and k != "weights"})
+    if not opts.random_init:
+        raise ValueError(f"{dist} was built from a weights folder, not seeded: copy its shards instead")
+    for key in ("entries", "inject"):
+        opts = dataclasses.replace(opts, **{key: tuple(getattr(opts, key))})
+    spec = resolve_spec(opts)
+    echo(f"making {spec.name}'s weights from seed {opts.seed}")
+    model = load(spec, random_folder(spec, opts.seed, echo=echo))
+    meta = json.loads((dist / "tensor-cache.json").read_text())["metadata"]["entries"]
+    tensors = {}
+    for entry in entries_for(spec):
+        names = meta.get(entry.name, {}).get("names", [])
+        if not names:
+            continue
+        have = placeholder_tensors(entry.wrapper(model))
+        missing = [n for n in names if n not in have]
+        if missing:
+            raise KeyError(f"{entry.name}: the build's tensors {missing[:3]} are not in the seeded model")
+        tensors.update({f"{entry.name}_{i}": have[n] for i, n in enumerate(names)})
+    return tensors
+
+
+def refill(dist: Path, echo=print) -> int:
+    from wsd import manifest
+    from wsd.params import refill_shards
+
+    written = refill_shards(dist, seeded_tensors(dist, echo))
+    manifest.resign(dist)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    for arg in argv if argv is not None else sys.argv[1:]:
+        written = refill(Path(arg))
+        print(f"{arg}: {written / 2**30:.2f} GiB of weights written and signed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
