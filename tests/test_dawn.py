@@ -60,3 +60,31 @@ def test_a_runner_that_dies_is_a_crash_and_a_slow_one_a_timeout(kit):
         slow.call("adapterInfo", timeout_s=0.001)  # Dawn's start alone takes longer
     assert err.value.kind == "timeout" and time.monotonic() - t0 < 30
     assert slow.proc.poll() is not None  # a timed-out runner is not left running
+
+
+@pytest.mark.e2e
+def test_a_model_runs_and_each_kernel_is_timed(host, tmp_path):
+    """What bench_gpu.py does on a GPU machine, on the tiny model: open with the profiler,
+    time the UNet, and get one GPU time per dispatch, named by kernel."""
+    import json
+
+    import numpy as np
+
+    from wsd.build import BuildOptions, build
+    from wsd.host.modules import encode
+
+    dist = build(BuildOptions("sd15-tiny", random_init=True), tmp_path, echo=lambda *_: None).out
+    runner = host.shared_runner()
+    opened = runner.call("open", {"url": host.mount(dist), "profile": True}, timeout_s=600)
+    assert opened["model"] == "sd15-tiny"
+    spec = json.loads((dist / "manifest.json").read_text())["entry_points"]["unet"]["inputs"]
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal(t["shape"]).astype(t["dtype"]) for t in spec]
+    result = runner.call("bench", {"entry": "unet", "inputs": [encode(x) for x in inputs], "repeat": 2}, timeout_s=600)
+    assert len(result["ms"]) == 2 and all(ms > 0 for ms in result["ms"])
+    if "timestamp-query" not in opened["adapter"]["features"]:
+        pytest.skip("this adapter has no timestamp-query: no per-kernel times")  # never the case on SwiftShader
+    kernels = json.loads((dist / "kernels.json").read_text())
+    named = [k for k in result["kernels"] if k["kernel"] in kernels]
+    assert len(named) == len(result["kernels"]) > 50
+    assert all(k["ms"] >= 0 for k in named) and sum(k["ms"] for k in named) > 0

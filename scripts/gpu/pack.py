@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     apt = ["apt-get", "-oAPT::Architecture=amd64", f"-oDir::State::Lists={lists}"]
     subprocess.run([*apt, "update", "-qq"], check=True, capture_output=True)  # nosec B603
     subprocess.run([*apt, "download", *DEBS], check=True, cwd=out / "debs", capture_output=True)  # nosec B603
-    pip = [sys.executable, "-m", "pip", "download", "-q", *PLATFORM, "-d", str(out / "wheels"), *WHEELS]
+    pip = [shutil.which("python3") or sys.executable, "-m", "pip", "download", "-q", *PLATFORM, "-d", str(out / "wheels"), *WHEELS]
     subprocess.run(pip, check=True)  # nosec B603
     shutil.copy2(runtime_bundle(), out / "tvmjs.bundle.js")
     for item in args.build or ["sd15", "sd15-tiny"]:
