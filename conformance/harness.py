@@ -148,7 +148,11 @@ class Harness:
             "user_folder": self.weights is not None,
             "fingerprint": folder_fingerprint(self.ctx.folder),
             "image_size": self.spec.image_size,
-            "golden": "applied" if self.golden is not None else "not applied (a user's folder)",
+            "golden": "applied"
+            if self.golden is not None
+            else "not applied (a user's folder)"
+            if self.weights is not None
+            else f"not applied (golden is made at {self.model}'s own size, this run is at {self.spec.image_size})",
         }
 
     @property

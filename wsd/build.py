@@ -34,6 +34,7 @@ COMPILER_SOURCES = (
     "requirements.py",
     "faults.py",
     "kernels.py",
+    "norms.py",
     "models/spec.py",
     "models/sd15.py",
     "models/folder.py",

@@ -39,14 +39,18 @@ def pack_build(model: str, dtype: str, out: Path) -> None:
 
     opts = BuildOptions(model, random_init=True, target="webgpu", dtype=dtype)
     built = build(opts, ROOT / "dist" / "gpu", echo=print).out
-    dest = out / "dists" / (built.name if dtype == "float32" else f"{built.name}-{dtype}")
+    pack_dist(built, out / "dists" / (built.name if dtype == "float32" else f"{built.name}-{dtype}"))
+
+
+def pack_dist(built: Path, dest: Path) -> None:
+    """A built dist without its shards (made there from the seed), its large files xz'd."""
     dest.mkdir(parents=True)
     for path in built.rglob("*"):
         rel = path.relative_to(built)
         if path.is_dir() or path.suffix == ".bin":
             continue  # shards are made there from the seed
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix == ".wasm":
+        if path.stat().st_size > 256 << 10:  # the wasm, the WGSL table: xz'd, restored there
             xz(path, dest / f"{rel}.xz")
         else:
             shutil.copy2(path, dest / rel)
@@ -59,6 +63,7 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", action="append", help="model[:dtype] to build and pack (default: sd15, sd15-tiny)")
+    ap.add_argument("--dist", action="append", default=[], help="NAME=DIR: a prebuilt random-init webgpu dist to pack")
     ap.add_argument("--out", type=Path, default=ROOT / ".gpu")
     args = ap.parse_args(argv)
     out = args.out
@@ -79,7 +84,10 @@ def main(argv=None) -> int:
     pip = [shutil.which("python3") or sys.executable, "-m", "pip", "download", "-q", *PLATFORM, "-d", str(out / "wheels"), *WHEELS]
     subprocess.run(pip, check=True)  # nosec B603
     shutil.copy2(runtime_bundle(), out / "tvmjs.bundle.js")
-    for item in args.build or ["sd15", "sd15-tiny"]:
+    for item in args.dist:
+        name, _, folder = item.partition("=")
+        pack_dist(Path(folder), out / "dists" / name)
+    for item in args.build if args.build is not None else ([] if args.dist else ["sd15", "sd15-tiny"]):
         model, _, dtype = item.partition(":")
         pack_build(model, dtype or "float32", out)
     tree = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())

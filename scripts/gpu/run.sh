@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On a lent GPU machine, over the .gpu/ that scripts/gpu/pack.py made: unpack Node, Dawn and the
 # Vulkan loader, make each build's weights from its seed, then run what is asked:
-#   bench  benchmarks/bench_gpu.py on each sd15 build (WebGPU over Dawn beside PyTorch eager)
+#   bench  benchmarks/bench_gpu.py on each sd15 build (WebGPU over Dawn beside PyTorch eager);
+#          bench:NAME on the build packed as NAME only
 #   gate   the conformance gate on sd15-tiny with the dawn backend (references: PyTorch there)
 # Results go to $OUT (the device tool brings them back) and to benchmarks/results/.
 set -euo pipefail
@@ -21,20 +22,21 @@ cp $G/dawn/package.json $T/node_modules/webgpu/
 python3 -m pip install -q --no-index --no-deps --no-compile --target $T/site $G/wheels/*.whl
 export PATH=$T/bin:$PATH PYTHONPATH=$T/site:$PWD PYTHONUNBUFFERED=1
 export WSD_DAWN_MODULES=$T/node_modules WSD_TVMJS_BUNDLE=$PWD/$G/tvmjs.bundle.js
-for wasm in $G/dists/*/*.wasm.xz; do xz -d "$wasm"; done
-for d in $G/dists/*/; do
-  python3 -m wsd.refill "$d"
-done
+find $G/dists -name "*.xz" -exec xz -d {} +
+refill() { [ -n "$(ls "$1"/*.bin 2>/dev/null)" ] || python3 -m wsd.refill "$1"; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
 for what in "$@"; do
   case "$what" in
-    bench)
+    bench|bench:*)
       for d in $G/dists/sd15*/; do
         case "$d" in *tiny*) continue ;; esac
-        python3 benchmarks/bench_gpu.py --dist "$d" --out "$OUT" 2>&1 | tee -a "$OUT/bench.log"
+        if [ "$what" != bench ] && [ "$(basename "$d")" != "${what#bench:}" ]; then continue; fi
+        refill "$d"
+        python3 benchmarks/bench_gpu.py --dist "$d" --label "$(basename "$d")" --out "$OUT" 2>&1 | grep -v "it/s]" | tee -a "$OUT/bench.log"
       done ;;
     gate)
-      python3 -m pytest -m conformance tests/conformance -p no:cacheprovider --backend dawn \
+      refill $G/dists/sd15-tiny
+      python3 -m pytest -m conformance tests/conformance -p no:cacheprovider -p no:xdist --backend dawn \
         --dist "dawn=$G/dists/sd15-tiny" --accept-drift --report-dir $T/gate 2>&1 | tail -40 | tee "$OUT/gate.log" || true
       # the device tool brings back few files: the summary, not the image report
       cp $T/gate/summary.json "$OUT/gate-summary.json" || true ;;
