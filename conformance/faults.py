@@ -52,6 +52,11 @@ def rewrite(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
+def injected_kernel(dist: Path) -> str | None:
+    """The kernel a faulted build's fault was written into (its manifest says), if any."""
+    return next(iter(manifests.load(dist).get("injected_faults", {}).values()), None)
+
+
 def resign(dist: Path, injected: dict[str, str] | None = None) -> None:
     if injected:
         injected = {**manifests.load(dist).get("injected_faults", {}), **injected}

@@ -100,14 +100,12 @@ def harness(request):
         backends=backends,
         out_dir=out_dir,
         # Chromium only for the webgpu backend: the dawn backend runs where Playwright is not installed.
-        playwright=request.getfixturevalue("playwright")
-        if "webgpu" in (config.getoption("--backend") or DEFAULT_BACKENDS)
-        else None,
+        playwright=request.getfixturevalue("playwright") if "webgpu" in backends else None,
     )
     fault = config.getoption("--inject")
     extra = {}
     if fault:
-        from conformance.faults import get
+        from conformance.faults import get, injected_kernel
 
         chosen = get(fault)
         work = Path(tempfile.mkdtemp(prefix="wsd-fault-"))
@@ -115,10 +113,12 @@ def harness(request):
         faulted = chosen.apply(h.dist(gpus[0]), work)
         for gpu in gpus:  # Chromium and Dawn run the same (faulted) webgpu build
             h.dists[gpu] = faulted
-        from wsd import manifest
-
-        kernel = next(iter(manifest.load(faulted).get("injected_faults", {}).values()), None)
-        extra["injected_fault"] = {"name": chosen.name, "what": chosen.what, "expect": chosen.expect, "kernel": kernel}
+        extra["injected_fault"] = {
+            "name": chosen.name,
+            "what": chosen.what,
+            "expect": chosen.expect,
+            "kernel": injected_kernel(faulted),
+        }
     yield h
     h.close()
     extra["model"] = h.describe_model()

@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from conformance.faults import FAULTS, Fault, get
+from conformance.faults import FAULTS, Fault, get, injected_kernel
 from conformance.harness import Harness, all_cases
 
 
@@ -84,10 +84,7 @@ def run(echo=print, out_dir: Path | None = None, names: list[str] | None = None,
             h._ctx, h._refs = clean.ctx, clean._refs  # same inputs and references as the baseline
             h._backends["native"] = clean.backend("native")
             rows = [h.run(c, "webgpu") for c in _cases_for(fault, cases, expected_only)]
-            from wsd import manifest
-
-            want = manifest.load(faulted).get("injected_faults", {})
-            row = verdict(fault, rows, next(iter(want.values()), None))
+            row = verdict(fault, rows, injected_kernel(faulted))
             results.append(row)
             kernel = f", kernel {row['localized_kernel']}" if row["localized_kernel"] else ""
             echo(f"[selftest] {fault.name}: {'caught' if row['caught'] else 'MISSED'} by {row['caught_by']}{kernel}")

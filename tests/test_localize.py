@@ -150,13 +150,14 @@ def test_the_chain_names_a_kernel_that_writes_its_input(native, tmp_path):
 def test_data_differences_name_the_tensor_and_the_table(native, tmp_path):
     import shutil
 
-    from conformance.faults import _edit_table, _edit_tensor
+    from conformance.faults import _edit_table, _edit_tensor, resign
 
     other = tmp_path / "other"
     shutil.copytree(native.dist, other)
     assert localize.data_differences(native.dist, other) == []
     _edit_tensor(other, lambda r: r["name"] == "clip_0", lambda a: a + 1)
     _edit_table(other, "ddim-10.json", lambda t: t["coeffs"][0].__setitem__(0, 2.0))
+    resign(other)  # as every fault does: a dist is checked whole before it is localized
     found = localize.data_differences(native.dist, other)
     assert any(f.startswith("tensor clip_0 differs") for f in found) and "schedulers/ddim-10.json differs" in found
 
