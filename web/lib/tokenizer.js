@@ -40,8 +40,9 @@ export class ClipTokenizer {
     for (const special of [BOS, EOS]) {
       if (!this.vocab.has(special)) throw new TokenizerError(`vocab.json lacks the special token ${special}`);
     }
+    if (typeof merges !== "string") throw new TokenizerError("merges.txt is not text");
     this.ranks = new Map();
-    const lines = String(merges).split("\n");
+    const lines = merges.split("\n");
     let rank = 0;
     for (const [index, raw] of lines.entries()) {
       const line = raw.trim();

@@ -81,6 +81,11 @@ test("a table whose rows disagree in length is refused (it would run a wrong loo
   assert.throws(() => checkSamplerTable(bad, "schedulers/pndm-4.json"), /WSD_MODEL: schedulers\/pndm-4.json: "coeffs" must be 5 rows/);
 });
 
+test("merges that are not text are refused as a TokenizerError (a JSON object once crashed String())", () => {
+  assert.throws(() => new ClipTokenizer(words.vocab, { toString: 0 }), TokenizerError);
+  assert.throws(() => new ClipTokenizer(words.vocab, ["a b"]), /merges.txt is not text/);
+});
+
 test("tokenizer files: fuzzed vocab and merges are accepted (77 integer ids) or a TokenizerError", () => {
   const vocabs = fc.oneof(
     mutations(words.vocab),
