@@ -107,3 +107,19 @@ def test_a_changed_runtime_kit_is_a_new_build_key(monkeypatch, tiny_folder, tiny
     assert cache.key_of(build_key_inputs(opts, tiny_spec, tiny_folder)) != base
     native = BuildOptions("sd15-tiny", random_init=True, target="llvm")
     assert "webrt_kit" not in build_key_inputs(native, tiny_spec, tiny_folder)
+
+
+def test_sealed_entries_stay_runnable(isolated_cache):
+    """Sealing drops write bits only: a tool in an entry (npm's node_modules/.bin) still runs."""
+    import subprocess
+
+    def build(out):
+        tool = out / "tool.sh"
+        tool.write_text("#!/bin/sh\necho ran\n")
+        tool.chmod(0o755)
+        (out / "data.txt").write_text("x")
+        return ["tool.sh", "data.txt"]
+
+    entry = cache.get_or_build("tools", {"v": 1}, build, echo=lambda _: None)
+    assert subprocess.run([str(entry / "tool.sh")], capture_output=True, text=True, check=True).stdout == "ran\n"  # nosec B603
+    assert (entry / "tool.sh").stat().st_mode & 0o222 == 0 and (entry / "data.txt").stat().st_mode & 0o111 == 0

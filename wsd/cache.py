@@ -23,6 +23,7 @@ from wsd.paths import cache_root
 
 MANIFEST = "manifest.json"
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+EXECUTABLE = stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
 
 
 def sha256_file(path: Path) -> str:
@@ -108,10 +109,11 @@ def get_or_build(
 
 def _seal(root: Path) -> None:
     """Entries are read-only: a tool that opens one for writing fails instead of damaging it.
-    (Root ignores modes; publishing copies, so nothing outside the cache shares an entry's files.)"""
+    (Root ignores modes; publishing copies, so nothing outside the cache shares an entry's files.)
+    Execute bits stay: root cannot run a file with none (node_modules/.bin/rollup in the npm entry)."""
     for path in root.rglob("*"):
-        if path.is_file():
-            path.chmod(READ_ONLY)
+        if path.is_file() and not path.is_symlink():
+            path.chmod(READ_ONLY | (path.stat().st_mode & EXECUTABLE))
 
 
 def _unseal(root: Path) -> None:
