@@ -66,10 +66,10 @@ class NativeBackend(Backend):
         outs = self.model.run(entry, *inputs)
         return outs, (time.perf_counter() - t0) * 1000
 
-    def tokenize(self, prompts: list[str]) -> list[list[int]]:
-        """The page's JS tokenizer, run by node on the same files."""
+    def tokenize(self, prompts: list[str], index: int = 0) -> list[list[int]]:
+        """The page's JS tokenizer (the build's index-th), run by node on the same files."""
         proc = subprocess.run(  # nosec B603: node on our own script, no shell
-            [toolchain.find("node"), str(web_dir() / "tools" / "tokenize.mjs"), str(self.dist / "tokenizer")],
+            [toolchain.find("node"), str(web_dir() / "tools" / "tokenize.mjs"), str(self.dist), str(index)],
             input=json.dumps(prompts),
             capture_output=True,
             text=True,
@@ -79,24 +79,44 @@ class NativeBackend(Backend):
         return json.loads(proc.stdout)
 
     def generate(self, prompt, negative, steps, guidance, scheduler, noise):
-        """pipeline.js's loop, step for step, on the native module."""
+        """pipeline.js's loop, step for step, on the native module, from the same generation plan."""
         t0 = time.perf_counter()
-        tok = self.tokenize([negative, prompt])
-        embs = [self.run("clip", [np.asarray([ids], "int32")])[0][0] for ids in tok]
-        emb = np.concatenate(embs, axis=0)
+        manifest = self.model.manifest
+        plan = manifest["generation"]
+        conditioning = self.encode_text(plan, prompt, negative)
+        for name, c in plan.get("constants", {}).items():
+            conditioning[name] = np.asarray(c["data"], c["dtype"]).reshape(c["shape"])
         tbl = self.table(scheduler, steps)
         latents = (noise * np.float32(tbl["init_noise_sigma"])).astype("float32")
         state = schedulers.LoopState(latents)
         step = self.step_fn()
+        signature = [i["name"] for i in manifest["entry_points"][plan["denoise"]["entry"]]["inputs"]]
         for i, t in enumerate(tbl["timesteps"]):
             scale = tbl["input_scale"][i]
-            x = latents if scale == 1 else self.run("scale_model_input", [latents, np.float32(scale)])[0][0]
-            eps = self.run("unet", [x, np.float32(t), emb, np.float32(guidance)])[0][0]
+            x = latents if scale == 1 else self.run(plan["denoise"]["scale_entry"], [latents, np.float32(scale)])[0][0]
+            env = {**conditioning, "latents": x, "timestep": np.float32(t), "guidance_scale": np.float32(guidance)}
+            eps = self.run(plan["denoise"]["entry"], [env[name] for name in signature])[0][0]
             latents = state.step(tbl, i, latents, eps, step)
-        image = self.run("vae", [latents])[0][0]
-        rgba = self.run("image_to_rgba", [image])[0][0]
+        vae, to_rgba = plan["decode"]
+        image = self.run(vae, [latents])[0][0]
+        rgba = self.run(to_rgba, [image])[0][0]
         image = rgb_of(rgba, *rgba.shape)
         return {"latents": latents, "image": image, "ms": (time.perf_counter() - t0) * 1000}
+
+    def encode_text(self, plan: dict, prompt: str, negative: str) -> dict[str, np.ndarray]:
+        """pipeline.js's encodeText: text outputs batched [negative, prompt] by name."""
+        entry = plan["text"]["entry"]
+        count = len(plan["text"]["tokenizers"])
+        ids = [self.tokenize([negative, prompt], k) for k in range(count)]
+
+        def encode(which: int) -> list[np.ndarray]:
+            return self.run(entry, [np.asarray([ids[k][which]], "int32") for k in range(count)])[0]
+
+        cond = encode(1)
+        zeros = negative == "" and plan["text"].get("zero_empty_negative")
+        uncond = [np.zeros_like(c) for c in cond] if zeros else encode(0)
+        names = [o["name"] for o in self.model.manifest["entry_points"][entry]["outputs"]]
+        return {n: np.concatenate([u, c], axis=0) for n, u, c in zip(names, uncond, cond, strict=True)}
 
 
 class WebGPUBackend(Backend):
@@ -126,8 +146,8 @@ class WebGPUBackend(Backend):
         spec = {"buffers": wire, "calls": wire_calls, "upto": upto, "fetch": fetch}
         return [decode(o) for o in self.runner.call("runChain", spec, timeout_s=self.timeout_s)]
 
-    def tokenize(self, prompts):
-        return self.runner.call("tokenize", {"prompts": prompts})
+    def tokenize(self, prompts, index: int = 0):
+        return self.runner.call("tokenize", {"prompts": prompts, "index": index})
 
     def generate(self, prompt, negative, steps, guidance, scheduler, noise):
         opts = {

@@ -12,9 +12,11 @@ def _run(args) -> int:
     import pytest
 
     extra = [a for a in args.pytest_args if a != "--"]
-    for flag, value in (("--weights", args.weights), ("--image-size", args.image_size), ("--model", args.model)):
+    for flag, value in (("--weights", args.weights), ("--image-size", args.image_size)):
         if value is not None:
             extra = [flag, str(value), *extra]
+    for model in args.model or []:
+        extra = ["--model", model, *extra]
     argv = ["-m", "conformance", str(_tests_dir()), "-p", "no:cacheprovider", *extra]
     return int(pytest.main(argv))
 
@@ -30,7 +32,7 @@ def _selftest(args) -> int:
     from conformance.harness import reports_dir
 
     names = [n for n in (args.faults or "").split(",") if n]
-    result = selftest.run(names=names or None, expected_only=args.expected_only)
+    result = selftest.run(names=names or None, expected_only=args.expected_only, model=args.model or "sd15-tiny")
     out = Path(args.out) if args.out else reports_dir() / "selftest.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
@@ -146,13 +148,13 @@ def main(argv=None) -> int:
     p = sub.add_parser("run", help="run every stage (pytest; extra arguments go to pytest, e.g. -k unet)")
     p.add_argument("--weights", help="gate a user's diffusers folder (its configs decide the model)")
     p.add_argument("--image-size", type=int, help="gate at this image size (a full-size model at 64, say)")
-    p.add_argument("--model", help="a preset (default sd15-tiny)")
+    p.add_argument("--model", action="append", help="a preset (repeatable; default sd15-tiny and sdxl-tiny)")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_run)
     p = sub.add_parser("check", help="the gate with git-bisect exit codes: 0 good, 1 bad, 125 cannot test")
     p.add_argument("--weights")
     p.add_argument("--image-size", type=int)
-    p.add_argument("--model")
+    p.add_argument("--model", action="append")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_check)
     p = sub.add_parser("bisect", help="per stage, the last good and first bad release of one package")
@@ -181,6 +183,9 @@ def main(argv=None) -> int:
     p.add_argument("--faults", help="comma-separated fault names (default: all of conformance/faults.py)")
     p.add_argument("--expected-only", action="store_true", help="run only the cases of the stage each fault must fail")
     p.add_argument("--out", help="where to write selftest.json (default: reports/conformance/selftest.json)")
+    p.add_argument(
+        "--model", help="the seeded model to break (default sd15-tiny; sdxl-tiny adds its conditioning faults)"
+    )
     p.set_defaults(func=_selftest)
     p = sub.add_parser("golden", help="regenerate golden/<model>/ (with --update)")
     p.add_argument("--update", action="store_true")

@@ -38,6 +38,10 @@ class Fault:
     apply: Callable[[Path, Path], Path]  # (clean webgpu dist, work folder) -> faulted dist
     kernel: bool = False  # localization must name the injected kernel
     webgpu_only: bool = False  # written into the WGSL: a native build has nothing to break
+    families: tuple[str, ...] = ()  # the model families it applies to; empty: every family
+
+    def applies_to(self, family: str) -> bool:
+        return not self.families or family in self.families
 
 
 def copy_dist(dist: Path, dest: Path) -> Path:
@@ -155,6 +159,23 @@ def _rebuilt_with(spec: str, folder: str):
 dropped_bias = _rebuilt_with("drop-bias@clip", "dropped-bias")
 # CFG's scale applied 10 % too strong inside the UNet: `--inject guidance-scale@unet`.
 wrong_guidance_scale = _rebuilt_with("guidance-scale@unet", "wrong-guidance-scale")
+
+
+# SDXL's conditioning ported wrongly (wsd/faults.py CAPTURE_FAULTS): each is a real pipeline bug.
+last_hidden_state = _rebuilt_with("last-hidden@clip", "last-hidden-state")
+pooled_from_first = _rebuilt_with("pooled-first@clip", "pooled-from-first-encoder")
+
+
+def swapped_time_ids(dist: Path, work: Path) -> Path:
+    """SDXL's add_time_ids in the generation plan with the crop and the target size swapped
+    (the order diffusers concatenates them in: original size, crop top-left, target size)."""
+    out = copy_dist(dist, work / "swapped-time-ids")
+    plan = manifests.load(out)["generation"]
+    ids = plan["constants"]["time_ids"]["data"]
+    for half in (0, 6):
+        ids[half + 2 : half + 4], ids[half + 4 : half + 6] = ids[half + 4 : half + 6], ids[half + 2 : half + 4]
+    manifests.resign(out, generation=plan)  # the copy's own manifest (copy_dist made private files)
+    return out
 
 
 def wrong_tokenizer_merge(dist: Path, work: Path) -> Path:
@@ -307,6 +328,27 @@ FAULTS: tuple[Fault, ...] = (
     Fault("wrong-tokenizer-merge", "tokenizer", "the first BPE merge missing from merges.txt", wrong_tokenizer_merge),
     Fault("wrong-guidance-scale", "unet", "CFG's guidance applied 10 % too strong", wrong_guidance_scale, kernel=True),
     Fault("wrong-input-scale", "scheduler/euler", "Euler's scale_model_input 2 % off on one step", wrong_input_scale),
+    Fault(
+        "last-hidden-state",
+        "clip",
+        "SDXL's text embeddings from the encoders' last hidden state, not the penultimate",
+        last_hidden_state,
+        families=("sdxl",),
+    ),
+    Fault(
+        "pooled-from-first-encoder",
+        "clip",
+        "SDXL's pooled embeddings from the first encoder instead of the second's projection",
+        pooled_from_first,
+        families=("sdxl",),
+    ),
+    Fault(
+        "swapped-time-ids",
+        "pipeline",
+        "SDXL's time ids with the crop and the target size swapped",
+        swapped_time_ids,
+        families=("sdxl",),
+    ),
     Fault(
         "missing-barrier",
         "unet",

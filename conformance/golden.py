@@ -29,7 +29,7 @@ class GoldenError(WsdError):
     pass
 
 
-SEEDED = ("sd15-tiny",)  # models whose golden must exist: a missing one is an error
+SEEDED = ("sd15-tiny", "sdxl-tiny")  # models whose golden must exist: a missing one is an error
 
 
 def root(model: str = "sd15-tiny") -> Path:

@@ -54,27 +54,41 @@ class Context:
         return self._wrappers[entry]
 
     def diffusers_pipeline(self, scheduler: str):
-        """StableDiffusionPipeline from the same local folder, with the named sampler."""
+        """diffusers' own pipeline class for the folder (StableDiffusionPipeline,
+        StableDiffusionXLPipeline), with the components already loaded and the named sampler."""
         if scheduler not in self._pipes:
-            from diffusers import StableDiffusionPipeline
-
             from wsd.schedulers import make_scheduler
 
             spec = next(s for s in self.spec.schedulers if s.name == scheduler)
             m = self.model  # the components diffusers/transformers loaded from the folder
-            pipe = StableDiffusionPipeline(
-                vae=m.vae,
-                text_encoder=m.text_encoders[0],
-                tokenizer=m.tokenizers[0],
-                unet=m.unet,
-                scheduler=make_scheduler(spec, m.scheduler_config),
-                safety_checker=None,
-                feature_extractor=None,
-                requires_safety_checker=False,
-            )
+            pipe = reference_pipeline(m)
+            pipe.scheduler = make_scheduler(spec, m.scheduler_config)
             pipe.set_progress_bar_config(disable=True)
             self._pipes[scheduler] = pipe
         return self._pipes[scheduler]
+
+
+def reference_pipeline(m):
+    """`DiffusionPipeline.from_pretrained(folder)` given the loaded components (nothing loads
+    twice); a folder without model_index.json gets its family's class built from them."""
+    import diffusers
+
+    parts = {"unet": m.unet, "vae": m.vae}
+    for k, (enc, tok) in enumerate(zip(m.text_encoders, m.tokenizers, strict=True)):
+        suffix = "" if k == 0 else f"_{k + 1}"
+        parts[f"text_encoder{suffix}"], parts[f"tokenizer{suffix}"] = enc, tok
+    if m.spec.family == "sdxl":
+        extra = {"add_watermarker": False}
+    else:
+        extra = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+    if (m.folder / "model_index.json").is_file():
+        # a local folder, never the hub: local_files_only (hence no revision to pin)
+        return diffusers.DiffusionPipeline.from_pretrained(str(m.folder), local_files_only=True, **parts, **extra)  # nosec B615
+    if m.spec.family == "sdxl":
+        extra = {**extra, "image_encoder": None, "feature_extractor": None}
+    own = m.scheduler_config
+    scheduler = getattr(diffusers, own["_class_name"]).from_config(own)
+    return getattr(diffusers, m.spec.pipeline_class)(**parts, scheduler=scheduler, **extra)
 
 
 @dataclass
@@ -152,7 +166,9 @@ class Harness:
             if self.golden is not None
             else "not applied (a user's folder)"
             if self.weights is not None
-            else f"not applied (golden is made at {self.model}'s own size, this run is at {self.spec.image_size})",
+            else f"not applied (golden is made at {self.model}'s own size, this run is at {self.spec.image_size})"
+            if self.model in golden_mod.SEEDED
+            else f"not applied (no golden for {self.model})",
         }
 
     @property
@@ -272,7 +288,7 @@ class Harness:
         if entry.get("inputs") != golden_mod.inputs_digest(inputs):
             return "the golden was made from other inputs (stage inputs changed): regenerate it"
         moved = []
-        for out in case.stage.outputs:
+        for out in case.outputs:
             bounds = tol_mod.drift_bound(self.tolerances, case.stage.name, out.name)
             if out.name not in stored:
                 moved.append(f"{out.name}: not in the golden file")
@@ -368,16 +384,16 @@ class Harness:
 
     def _judge(self, case: Case, row: dict, ref: Reference, got: dict, dtype: str) -> None:
         problems = []
-        for out in case.stage.outputs:
+        for out in case.outputs:
             bounds = tol_mod.lookup(self.tolerances, case.stage.name, out.dtype or dtype, out.name)
             metrics = measure(out.kind, ref.outputs[out.name], np.asarray(got[out.name]))
             broken = tol_mod.violations(metrics, bounds)
             row["outputs"][out.name] = {"metrics": metrics, "tolerance": bounds, "violations": broken}
             problems += [f"{out.name}: {b}" for b in broken]
-        first = row["outputs"][case.stage.outputs[0].name]
+        first = row["outputs"][case.outputs[0].name]
         row["metrics"], row["tolerance"] = first["metrics"], first["tolerance"]
         # The image output's SSIM/PSNR are what people read first for image stages.
-        for out in case.stage.outputs:
+        for out in case.outputs:
             if out.kind == "image":
                 row["metrics"] = {**row["metrics"], **{k: v for k, v in row["outputs"][out.name]["metrics"].items()}}
         row["status"] = "fail" if problems else "pass"
@@ -410,7 +426,7 @@ class Harness:
     def _replay(self, case: Case, ref: Reference, gpu: str = "webgpu"):
         from conformance.localize import localize
 
-        out = case.stage.outputs[0]
+        out = case.outputs[0]
         return localize(
             self.backend("native"),
             self.backend(gpu),
@@ -442,7 +458,7 @@ class Harness:
     def _images(self, case: Case, row: dict, ref: Reference, got: dict) -> None:
         from conformance.report import save_triptych
 
-        for out in case.stage.outputs:
+        for out in case.outputs:
             arr, cand = np.asarray(ref.outputs[out.name]), np.asarray(got[out.name])
             if out.name == "rgba" and arr.ndim == 2:  # packed canvas words: show them as the pixels they are
                 arr, cand = unpack_rgba(arr), unpack_rgba(cand)
@@ -458,5 +474,8 @@ def unpack_rgba(words: np.ndarray) -> np.ndarray:
     return b[..., :3].astype(np.float64)
 
 
-def all_cases(model: str = "sd15-tiny") -> list[Case]:
-    return cases(model, STAGES)
+def all_cases(model: str = "sd15-tiny", family: str | None = None) -> list[Case]:
+    """Every case of a model; `family` for a name that is not a preset (a user's folder)."""
+    from wsd import models
+
+    return cases(model, STAGES, family or models.get(model).family)

@@ -18,10 +18,17 @@ import pytest
 from conformance import report
 from conformance.harness import BACKENDS, DEFAULT_BACKENDS, GPU_BACKENDS, Harness, all_cases
 
+DEFAULT_MODELS = ("sd15-tiny", "sdxl-tiny")  # the seeded tiny twin of each family
+
 
 def pytest_addoption(parser):
     group = parser.getgroup("wsd-conformance")
-    group.addoption("--model", default="sd15-tiny", help="model spec to check (default sd15-tiny)")
+    group.addoption(
+        "--model",
+        action="append",
+        default=[],
+        help=f"model spec to check (repeatable; default {' and '.join(DEFAULT_MODELS)}, or sd15-tiny with --dist)",
+    )
     group.addoption(
         "--backend",
         action="append",
@@ -71,57 +78,88 @@ def pytest_generate_tests(metafunc):
     backends = config.getoption("--backend") or list(DEFAULT_BACKENDS)
     # native first: its verdicts are there when a WebGPU failure is classified and localized
     order = sorted(backends, key=lambda b: b != "native")
-    params = [(case, backend) for backend in order for case in all_cases(model_name(config))]
+    params = [
+        (case, backend) for name, family in model_names(config) for backend in order for case in all_cases(name, family)
+    ]
     metafunc.parametrize("conformance_case", params, ids=[f"{c.id}[{b}]" for c, b in params])
 
 
+class Harnesses:
+    """One Harness per model the run gates, made when its first case runs; a case asks by name."""
+
+    def __init__(self, request):
+        self.request = request
+        self.made: dict[str, Harness] = {}
+        self.extra: dict = {}
+
+    def get(self, model: str) -> Harness:
+        if model not in self.made:
+            self.made[model] = self._make(model)
+        return self.made[model]
+
+    def _make(self, model: str) -> Harness:
+        config = self.request.config
+        weights = config.getoption("--weights")
+        dists = {}
+        for item in config.getoption("--dist"):
+            backend, _, folder = item.partition("=")
+            if backend not in BACKENDS or not folder:
+                raise pytest.UsageError(
+                    f"--dist {item}: expected BACKEND=DIR with BACKEND one of {', '.join(BACKENDS)}"
+                )
+            dists[backend] = Path(folder)
+        golden_root = config.getoption("--golden")
+        backends = tuple(config.getoption("--backend") or DEFAULT_BACKENDS)
+        h = Harness(
+            dists=dists,
+            model=model,
+            weights=Path(weights) if weights else None,
+            image_size=config.getoption("--image-size"),
+            accept_drift=config.getoption("--accept-drift"),
+            timeout_s=config.getoption("--stage-timeout"),
+            golden_root=Path(golden_root) if golden_root else None,
+            backends=backends,
+            out_dir=Path(config.getoption("--report-dir") or report_default()),
+            # Chromium only for the webgpu backend: the dawn backend runs where Playwright is not installed.
+            playwright=self.request.getfixturevalue("playwright") if "webgpu" in backends else None,
+            # one Chromium for every model: the next harness reuses the first one's
+            browser=next((m._browser for m in self.made.values() if m._browser is not None), None),
+        )
+        fault = config.getoption("--inject")
+        if fault:
+            from conformance.faults import get, injected_kernel
+
+            chosen = get(fault)
+            work = Path(tempfile.mkdtemp(prefix="wsd-fault-"))
+            gpus = [b for b in h.backends if b in GPU_BACKENDS] or ["webgpu"]
+            faulted = chosen.apply(h.dist(gpus[0]), work)
+            for gpu in gpus:  # Chromium and Dawn run the same (faulted) webgpu build
+                h.dists[gpu] = faulted
+            self.extra.setdefault(
+                "injected_fault",
+                {"name": chosen.name, "what": chosen.what, "expect": chosen.expect, "kernel": injected_kernel(faulted)},
+            )
+        return h
+
+    def close(self) -> None:
+        for h in reversed(list(self.made.values())):  # the browser's owner (the first) closes last
+            h.close()
+
+
 @pytest.fixture(scope="session")
-def harness(request):
+def harnesses(request):
     config = request.config
     started = time.perf_counter()
-    out_dir = Path(config.getoption("--report-dir") or report_default())
-    weights = config.getoption("--weights")
-    dists = {}
-    for item in config.getoption("--dist"):
-        backend, _, folder = item.partition("=")
-        if backend not in BACKENDS or not folder:
-            raise pytest.UsageError(f"--dist {item}: expected BACKEND=DIR with BACKEND one of {', '.join(BACKENDS)}")
-        dists[backend] = Path(folder)
-    golden_root = config.getoption("--golden")
-    backends = tuple(config.getoption("--backend") or DEFAULT_BACKENDS)
-    h = Harness(
-        dists=dists,
-        model=config.getoption("--model"),
-        weights=Path(weights) if weights else None,
-        image_size=config.getoption("--image-size"),
-        accept_drift=config.getoption("--accept-drift"),
-        timeout_s=config.getoption("--stage-timeout"),
-        golden_root=Path(golden_root) if golden_root else None,
-        backends=backends,
-        out_dir=out_dir,
-        # Chromium only for the webgpu backend: the dawn backend runs where Playwright is not installed.
-        playwright=request.getfixturevalue("playwright") if "webgpu" in backends else None,
-    )
-    fault = config.getoption("--inject")
-    extra = {}
-    if fault:
-        from conformance.faults import get, injected_kernel
-
-        chosen = get(fault)
-        work = Path(tempfile.mkdtemp(prefix="wsd-fault-"))
-        gpus = [b for b in h.backends if b in GPU_BACKENDS] or ["webgpu"]
-        faulted = chosen.apply(h.dist(gpus[0]), work)
-        for gpu in gpus:  # Chromium and Dawn run the same (faulted) webgpu build
-            h.dists[gpu] = faulted
-        extra["injected_fault"] = {
-            "name": chosen.name,
-            "what": chosen.what,
-            "expect": chosen.expect,
-            "kernel": injected_kernel(faulted),
-        }
-    yield h
-    h.close()
-    extra["model"] = h.describe_model()
+    all_of = Harnesses(request)
+    yield all_of
+    all_of.close()
+    made = list(all_of.made.values())
+    if not made:
+        return
+    results = [r for h in made for r in h.results]
+    extra = dict(all_of.extra)
+    extra["model"] = made[0].describe_model()
+    extra["models"] = [h.describe_model() for h in made]
     extra["skips"] = [
         {
             "case": f"{r['model']}/{r['stage']}",
@@ -129,20 +167,25 @@ def harness(request):
             "reason": r["message"],
             "allowed": allowed_skip(config, r["stage"]),
         }
-        for r in h.results
+        for r in results
         if r["status"] == "skip"
     ]
     extra["drift"] = [
         {"case": f"{r['model']}/{r['stage']}", "backend": r["backend"], "drift": r["reference_drift"]}
-        for r in h.results
+        for r in results
         if r.get("reference_drift")
     ]
-    extra["adapters"] = h.adapters
-    body = report.summary(h.results, h.adapter, time.perf_counter() - started, {**extra, "timings": h.timings})
-    paths = report.write(out_dir, body)
+    extra["adapters"] = {k: v for h in made for k, v in h.adapters.items()}
+    timings = {k: round(sum(h.timings[k] for h in made), 3) for k in made[0].timings}
+    adapter = next((h.adapter for h in made if h.adapter), {})
+    body = report.summary(results, adapter, time.perf_counter() - started, {**extra, "timings": timings})
+    paths = report.write(made[0].out_dir, body)
     terminal = config.pluginmanager.get_plugin("terminalreporter")
     if terminal is not None:
-        terminal.write_line(f"wsd conformance: {body['totals']} in {body['wall_s']} s; timings {rounded(h.timings)}")
+        names = ", ".join(h.model for h in made)
+        terminal.write_line(
+            f"wsd conformance ({names}): {body['totals']} in {body['wall_s']} s; timings {rounded(timings)}"
+        )
         for skip in body.get("skips", []):
             mark = "expected" if skip["allowed"] else "NOT ALLOWED"
             terminal.write_line(f"  skip ({mark}): {skip['case']} [{skip['backend']}]: {skip['reason']}")
@@ -155,15 +198,22 @@ def allowed_skip(config, stage: str) -> bool:
     return any(stage == a or stage.startswith(a.rstrip("/") + "/") for a in allowed)
 
 
-def model_name(config) -> str:
-    """The name the cases carry: the preset's, or (with --weights) what the build will call it."""
+def model_names(config) -> list[tuple[str, str]]:
+    """The models the run gates, as (the name the cases carry, the family): the --model presets
+    (default: every family's tiny twin; one model with --dist, whose folders are one model's),
+    or with --weights what the build will call the user's folder."""
+    from wsd import models
+
     weights = config.getoption("--weights")
     if not weights:
-        return config.getoption("--model")
+        names = config.getoption("--model") or (["sd15-tiny"] if config.getoption("--dist") else list(DEFAULT_MODELS))
+        if config.getoption("--dist") and len(names) > 1:
+            raise pytest.UsageError("--dist gates one model's build: pass one --model")
+        return [(name, models.get(name).family) for name in dict.fromkeys(names)]
     from wsd.build import BuildOptions, check_options
 
-    opts = BuildOptions(None, weights=weights, image_size=config.getoption("--image-size"))
-    return check_options(opts).name
+    spec = check_options(BuildOptions(None, weights=weights, image_size=config.getoption("--image-size")))
+    return [(spec.name, spec.family)]
 
 
 def report_default() -> Path:

@@ -57,10 +57,24 @@ def verdict(fault: Fault, rows: list[dict], want_kernel: str | None) -> dict:
     }
 
 
-def run(echo=print, out_dir: Path | None = None, names: list[str] | None = None, expected_only: bool = False) -> dict:
+def run(
+    echo=print,
+    out_dir: Path | None = None,
+    names: list[str] | None = None,
+    expected_only: bool = False,
+    model: str = "sd15-tiny",
+) -> dict:
+    """Every fault that applies to `model`'s family (or the named ones) against its clean build."""
+    from wsd import models
+
     started = time.perf_counter()
-    faults = [get(n) for n in names] if names else list(FAULTS)
-    clean = Harness(backends=("webgpu", "native"), echo=echo, **({"out_dir": out_dir} if out_dir else {}))
+    family = models.get(model).family
+    faults = [get(n) for n in names] if names else [f for f in FAULTS if f.applies_to(family)]
+    wrong = [f.name for f in faults if not f.applies_to(family)]
+    if wrong:
+        raise ValueError(f"fault(s) {wrong} do not apply to {model} (family {family})")
+    opts = {"out_dir": out_dir} if out_dir else {}
+    clean = Harness(model=model, backends=("webgpu", "native"), echo=echo, **opts)
     cases = all_cases(clean.model)
     wanted = {c.id: c for f in faults for c in _cases_for(f, cases, expected_only)}
     results = []
@@ -75,6 +89,7 @@ def run(echo=print, out_dir: Path | None = None, names: list[str] | None = None,
             echo(f"[selftest] {fault.name}: {fault.what}")
             faulted = fault.apply(clean.dist("webgpu"), work)
             h = Harness(
+                model=model,
                 dists={"webgpu": faulted, "native": clean.dist("native")},
                 browser=clean._browser,
                 golden=clean.golden,

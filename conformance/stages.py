@@ -26,6 +26,7 @@ class Output:
     name: str
     kind: str  # "tensor" (float metrics), "image" (uint8, adds SSIM) or "exact"
     dtype: str = ""  # the tolerance table's dtype; empty: the build's dtype
+    families: tuple[str, ...] = ()  # the model families that have it; empty: every family
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Case:
     stage: Stage
     variant: str
     params: dict
+    outputs: tuple[Output, ...] = ()  # the stage's outputs the model's family has
 
     @property
     def id(self) -> str:
@@ -85,53 +87,72 @@ PROMPTS = (
 )
 
 
+def ids_name(index: int) -> str:
+    """The tokenizer stage's output for the index-th tokenizer: ids, ids_2 (SDXL's second)."""
+    return "ids" if index == 0 else f"ids_{index + 1}"
+
+
+def token_ids(tok, prompts, length: int) -> np.ndarray:
+    return np.asarray(
+        [tok(p, padding="max_length", max_length=length, truncation=True).input_ids for p in prompts], "int32"
+    )
+
+
 def _tokenizer_reference(ctx, prompts, params):
-    tok = ctx.model.tokenizers[0]
-    ids = [tok(p, padding="max_length", max_length=ctx.spec.max_tokens, truncation=True).input_ids for p in prompts]
-    return {"ids": np.asarray(ids, "int32")}
+    return {ids_name(k): token_ids(tok, prompts, ctx.spec.max_tokens) for k, tok in enumerate(ctx.model.tokenizers)}
 
 
 def _tokenizer_candidate(backend, ctx, prompts, params):
-    return {"ids": np.asarray(backend.tokenize(list(prompts)), "int32")}
+    return {
+        ids_name(k): np.asarray(backend.tokenize(list(prompts), k), "int32") for k in range(len(ctx.spec.tokenizers))
+    }
 
 
 # --- compiled entry points against their torch wrappers ----------------------------------
 
 
-def _entry_reference(output: str):
+def _entry_reference(*outputs: str):
+    """The entry's torch wrapper; its outputs in order get the stage's output names (a family
+    with fewer outputs, SD 1.5's one-output text entry, fills the first names)."""
+
     def reference(ctx, inputs, params):
         import torch
 
         with torch.no_grad():
             out = ctx.wrapper(params["entry"])(*[torch.from_numpy(np.asarray(x)) for x in inputs])
-        return {output: out.numpy()}
+        outs = out if isinstance(out, tuple) else (out,)
+        return {name: o.numpy() for name, o in zip(outputs, outs, strict=False)}
 
     return reference
 
 
-def _entry_candidate(output: str):
+def _entry_candidate(*outputs: str):
     def candidate(backend, ctx, inputs, params):
         outs, _ = backend.run(params["entry"], inputs)
-        return {output: outs[0]}
+        return dict(zip(outputs, outs, strict=False))
 
     return candidate
 
 
 def _clip_inputs(ctx, params):
-    tok = ctx.model.tokenizers[0]
-    ids = tok(PROMPTS[1], padding="max_length", max_length=ctx.spec.max_tokens, truncation=True).input_ids
-    return [np.asarray([ids], "int32")]
+    return [token_ids(tok, [PROMPTS[1]], ctx.spec.max_tokens) for tok in ctx.model.tokenizers]
 
 
 def _unet_inputs(ctx, params):
+    """Seeded values for the UNet's signature, by name: the loop's own inputs, the generation
+    plan's constants (SDXL's time ids as the page sends them), noise for the rest."""
+    from wsd.entries import entries_for
+    from wsd.generation import time_ids
+
     rng = rng_for(ctx.spec.name, "unet", params["t"], params["g"])
-    hidden = ctx.spec.text_hidden
-    return [
-        rng.standard_normal(ctx.latent_shape).astype("float32"),
-        np.array(params["t"], "float32"),
-        rng.standard_normal((2, ctx.spec.max_tokens, hidden)).astype("float32"),
-        np.array(params["g"], "float32"),
-    ]
+    known = {"timestep": params["t"], "guidance_scale": params["g"], "time_ids": time_ids(ctx.spec.image_size)}
+    entry = next(e for e in entries_for(ctx.spec) if e.name == "unet")
+    out = []
+    for t in entry.inputs(ctx.spec):
+        value = known.get(t.name)
+        data = rng.standard_normal(t.shape) if value is None else np.asarray(value).reshape(t.shape)
+        out.append(np.asarray(data, t.dtype))
+    return out
 
 
 def _vae_inputs(ctx, params):
@@ -219,13 +240,17 @@ def _pipeline_reference(ctx, inputs, params):
     import torch
 
     pipe = ctx.diffusers_pipeline(params["scheduler"])
+    size = ctx.spec.image_size
     with torch.no_grad():
         latents = pipe(
             prompt=inputs["prompt"],
-            negative_prompt=inputs["negative"],
+            # the page's empty negative prompt is diffusers' None (SDXL: zeros where its config says)
+            negative_prompt=inputs["negative"] or None,
             num_inference_steps=inputs["steps"],
             guidance_scale=inputs["guidance"],
             latents=torch.from_numpy(inputs["noise"]),
+            height=size,
+            width=size,
             output_type="latent",
         ).images
         decoded = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0]
@@ -244,17 +269,18 @@ def _pipeline_candidate(backend, ctx, inputs, params):
 STAGES: tuple[Stage, ...] = (
     Stage(
         "tokenizer",
-        (Output("ids", "exact", "int32"),),
+        (Output("ids", "exact", "int32"), Output("ids_2", "exact", "int32", ("sdxl",))),
         lambda ctx, p: PROMPTS,
         _tokenizer_reference,
         _tokenizer_candidate,
     ),
     Stage(
         "clip",
-        (Output("embeddings", "tensor"),),
+        # SDXL: both encoders' penultimate states concatenated, and the second's pooled projection
+        (Output("embeddings", "tensor"), Output("pooled", "tensor", families=("sdxl",))),
         _clip_inputs,
-        _entry_reference("embeddings"),
-        _entry_candidate("embeddings"),
+        _entry_reference("embeddings", "pooled"),
+        _entry_candidate("embeddings", "pooled"),
         entry="clip",
     ),
     Stage(
@@ -312,9 +338,10 @@ STAGES: tuple[Stage, ...] = (
 )
 
 
-def cases(model: str, stages: tuple[Stage, ...] = STAGES) -> list[Case]:
+def cases(model: str, stages: tuple[Stage, ...] = STAGES, family: str = "sd15") -> list[Case]:
     out = []
     for stage in stages:
+        outputs = tuple(o for o in stage.outputs if not o.families or family in o.families)
         for variant, params in stage.variants.items():
-            out.append(Case(model, stage, variant, {**params, "entry": stage.entry}))
+            out.append(Case(model, stage, variant, {**params, "entry": stage.entry}, outputs))
     return out

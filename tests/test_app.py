@@ -34,7 +34,8 @@ def app_dist(tmp_path_factory):
     from wsd.build import BuildOptions, build
 
     out = tmp_path_factory.mktemp("appdist")
-    build(BuildOptions("sd15-tiny", random_init=True), out, echo=lambda *_: None, progress=False)
+    for model in ("sd15-tiny", "sdxl-tiny"):  # both families in the picker
+        build(BuildOptions(model, random_init=True), out, echo=lambda *_: None, progress=False)
     return out
 
 
@@ -73,6 +74,33 @@ def test_generate_equals_diffusers_from_pretrained(app_page, app_dist, tiny_fold
 
     manifest = json.loads((app_dist / "sd15-tiny" / "manifest.json").read_text())
     want = diffusers_ref.image(tiny_folder, manifest, SETTINGS)
+    assert compare(want, got.astype(np.float64))["psnr"] >= 40.0
+
+
+def test_sdxl_generates_equal_to_diffusers_from_pretrained(browser, served, app_dist):
+    """The same page and loop on SDXL (two tokenizers, pooled embeddings, time ids from the
+    manifest's generation plan), against StableDiffusionXLPipeline.from_pretrained."""
+    import diffusers_ref
+
+    from conformance.metrics import compare
+    from wsd import models
+    from wsd.build import random_folder
+
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        open_app(page, served, "sdxl-tiny", 600)
+        assert page.eval_on_selector("#model", "s => [...s.options].map(o => o.value)") == ["sd15-tiny", "sdxl-tiny"]
+        assert page.input_value("#guidance") == "5"  # SDXL's default guidance, from the manifest
+        settings = {**SETTINGS, "scheduler": "euler", "negative": "", "guidance": None}  # zeros for the empty negative
+        run_generation(page, settings, 600)
+        got = pixels(canvas_png(page))
+        page.screenshot(path=str(E2E / "app-sdxl-after-generate.png"), full_page=True)
+    finally:
+        context.close()
+    manifest = json.loads((app_dist / "sdxl-tiny" / "manifest.json").read_text())
+    want = diffusers_ref.image(random_folder(models.get("sdxl-tiny"), 0, echo=lambda *_: None), manifest, settings)
+    assert got.shape == (64, 64, 3) and got.std() > 5
     assert compare(want, got.astype(np.float64))["psnr"] >= 40.0
 
 

@@ -34,12 +34,8 @@ def edit(path, **changes):
 
 
 REFUSED = [
-    (
-        "model_index.json",
-        {"_class_name": "StableDiffusionXLPipeline"},
-        [],
-        "_class_name is 'StableDiffusionXLPipeline'",
-    ),
+    # An SD 1.5 folder that says it is SDXL: the missing second encoder is the file named.
+    ("text_encoder_2", None, [], "text_encoder_2: subfolder is missing"),
     ("model_index.json", {"_class_name": "KandinskyPipeline"}, [], "supported: StableDiffusionPipeline"),
     (
         "scheduler/scheduler_config.json",
@@ -71,7 +67,10 @@ def test_unsupported_config_is_one_line_naming_file_key_value(
     import wsd.capture
 
     monkeypatch.setattr(wsd.capture, "capture", lambda *a, **k: pytest.fail("traced a refused folder"))
-    edit(folder / file, **changes)
+    if changes is None:
+        edit(folder / "model_index.json", _class_name="StableDiffusionXLPipeline")
+    else:
+        edit(folder / file, **changes)
     code = main(
         ["build", "--weights", str(folder), "--target", "llvm", "--out", str(tmp_path / "d"), "--quiet", *extra]
     )

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 
 def gate(*args: str, backends: tuple[str, ...] = ("native",)) -> subprocess.CompletedProcess:
     argv = [sys.executable, "-m", "pytest", "-m", "conformance", str(repo_root() / "tests" / "conformance")]
-    argv += ["-p", "no:cacheprovider", *(f"--backend={b}" for b in backends), *args]
+    argv += ["-p", "no:cacheprovider", "--model", "sd15-tiny", *(f"--backend={b}" for b in backends), *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=900, cwd=repo_root())
 
 

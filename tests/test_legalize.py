@@ -1,7 +1,8 @@
 """WGSL legality: types the WebGPU codegen or Dawn refuse are rewritten; Dawn checks the result.
 
-Each case is a small torch module holding one of the patterns met in SD 1.5 (int64 indices,
-a boolean mask read by another kernel, a boolean reduction, a comparison with -inf). It is
+Each case is a small torch module holding one of the patterns met in SD 1.5 and SDXL (int64
+indices, a boolean mask read by another kernel, a boolean reduction, a comparison with -inf,
+an argmax). It is
 built for webgpu, every shader goes through Dawn, and the same pipeline built for llvm must
 still compute what torch computes.
 """
@@ -42,7 +43,17 @@ class InfCompare(nn.Module):
         return torch.where(y == float("-inf"), 0.0, y) + (y != float("-inf")).float()
 
 
-CASES = {"int64": Int64Indices, "bool": BoolMaskAcrossKernels, "inf": InfCompare}
+class ArgmaxPick(nn.Module):
+    """CLIP's pooled output: the row of the first largest id (an int64 argmax, ties kept)."""
+
+    def forward(self, x):
+        ids = (x * 2).round().to(torch.int32)  # integer-valued, with ties
+        first = ids.argmax(dim=-1)
+        last = x.argmin(dim=0, keepdim=True)
+        return x[torch.arange(x.shape[0]), first] + last.float().sum()
+
+
+CASES = {"int64": Int64Indices, "bool": BoolMaskAcrossKernels, "inf": InfCompare, "argmax": ArgmaxPick}
 
 
 def _build(module, x, target_name):

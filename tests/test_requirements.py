@@ -40,6 +40,36 @@ def test_largest_kernel_buffer_and_signatures():
     assert requirements.largest_kernel_buffer(Mod) == 4 * 8 * 4
     sig = signatures(Mod)["add_bias"]
     assert sig["outputs"] == [2] and [a["shape"] for a in sig["args"]] == [[4, 8], [8], [4, 8]]
+    requirements.check_bindings(Mod, 4 * 8 * 4)  # at the limit is allowed
+    requirements.check_bindings(Mod, None)
+    with pytest.raises(
+        BuildError,
+        match=r"2 kernel buffer\(s\) exceed --max-binding 127 B: add_bias binds a \(128 B\); add_bias binds c",
+    ):
+        requirements.check_bindings(Mod, 4 * 8 * 4 - 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("1GiB", 2**30), ("512MiB", 2**29), ("1073741824", 2**30), ("1.5 KiB", 1536), ("2GB", 2 * 10**9)]
+)
+def test_sizes_parse(text, size):
+    assert requirements.parse_size(text) == size
+
+
+def test_a_bad_size_is_refused():
+    with pytest.raises(ValueError, match="is not a size"):
+        requirements.parse_size("lots")
+
+
+def test_capture_faults_set_the_wrapper_attribute_and_are_recorded():
+    from wsd.entries import SDXL_ENTRIES
+
+    record = {}
+    entries = faults.with_capture_faults(SDXL_ENTRIES, ("last-hidden@clip", "drop-bias@unet"), record)
+    assert record == {"last-hidden@clip": "clip"}  # kernel faults are the pass pipeline's
+    assert [e.name for e in entries] == [e.name for e in SDXL_ENTRIES] and entries[0] is not SDXL_ENTRIES[0]
+    with pytest.raises(BuildError, match="has no entry point 'clip2'"):
+        faults.with_capture_faults(SDXL_ENTRIES, ("pooled-first@clip2",), {})
 
 
 def test_unknown_fault_is_refused():

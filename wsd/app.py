@@ -39,7 +39,8 @@ def fill_form(page, settings: dict) -> None:
         page.select_option("#scheduler", settings["scheduler"])
     page.select_option("#steps", str(settings["steps"]))
     page.fill("#seed", str(settings["seed"]))
-    page.fill("#guidance", str(settings["guidance"]))
+    if settings.get("guidance") is not None:  # else the model's default, which the page fills in
+        page.fill("#guidance", str(settings["guidance"]))
 
 
 def run_generation(page, settings: dict, timeout_s: float, on_status=None) -> dict:

@@ -35,8 +35,10 @@ COMPILER_SOURCES = (
     "faults.py",
     "kernels.py",
     "norms.py",
+    "generation.py",
     "models/spec.py",
     "models/sd15.py",
+    "models/sdxl.py",
     "models/folder.py",
     "models/tokenizer.py",
     "js/validate_wgsl.js",
@@ -58,6 +60,7 @@ class BuildOptions:
     image_size: int | None = None  # None: the preset's, or the folder's UNet sample_size x VAE scale
     name: str | None = None  # the dist folder's name; None: the preset's, or the weights folder's name
     allow_fallback: bool = False  # let dlight's Fallback schedule large reductions (slow) instead of failing
+    max_binding: int | None = None  # bytes: fail, naming the kernel, when a kernel binds a bigger buffer
 
 
 @dataclass
@@ -203,7 +206,7 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
     import tvm
     from tvm import relax
 
-    from wsd import faults, requirements, schedulers, wgsl
+    from wsd import faults, generation, requirements, schedulers, wgsl
     from wsd import kernels as kernel_table
     from wsd import params as param_shards
     from wsd.capture import capture
@@ -219,10 +222,11 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
         )
     with phases.phase("load", total=len(spec.components)):
         model = load(spec, folder)
+    injected: dict[str, str] = {}
+    entries = faults.with_capture_faults(entries, opts.inject, injected)
     with phases.phase("capture", total=len(entries)) as bar:
         captured = capture(model, entries, echo=lambda name: (bar.set_postfix_str(name), bar.update()))
     target = target_of(opts.target)
-    injected: dict[str, str] = {}
     extra = faults.steps(opts.inject, injected)
     with phases.phase("passes", total=len(STEPS) + len(extra)) as bar:
         mod = captured.mod
@@ -236,6 +240,7 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
                 before_schedule=extra,
                 allow_fallback=opts.allow_fallback,
             )
+    requirements.check_bindings(mod, opts.max_binding)
     # Kernel signatures for the harness's kernel-by-kernel localization, with each one's rule.
     kernels = kernel_table.signatures(mod)
     (out / "kernels.json").write_text(json.dumps(kernels, sort_keys=True))
@@ -268,11 +273,20 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
                 tbl = schedulers.table(sched, model.scheduler_config, steps)
                 (out / "schedulers" / f"{sched.name}-{steps}.json").write_text(json.dumps(tbl))
             bar.update()
-        for index, sub in enumerate(spec.tokenizers):
-            dest = out / ("tokenizer" if index == 0 else f"tokenizer_{index + 1}")
+        for sub in spec.tokenizers:  # the folder's own names (tokenizer, tokenizer_2)
+            dest = out / sub
             dest.mkdir()
             for name in ("vocab.json", "merges.txt"):
                 shutil.copy2(folder / sub / name, dest / name)
+    entry_records = {
+        e.name: {
+            "inputs": [t.as_json() for t in e.inputs(spec)],
+            "outputs": [t.as_json() for t in e.outputs(spec)],
+            # Every entry takes a params tuple as its last argument (empty when it has none).
+            "params": {"prefix": e.name, "count": len(captured.params.get(e.name, []))},
+        }
+        for e in entries
+    }
     manifest.write(
         out,
         {
@@ -292,15 +306,8 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
             "requirements": needs,
             "schedule_rules": kernel_table.rule_counts(kernels),
             "injected_faults": injected,
-            "entry_points": {
-                e.name: {
-                    "inputs": [t.as_json() for t in e.inputs(spec)],
-                    "outputs": [t.as_json() for t in e.outputs(spec)],
-                    # Every entry takes a params tuple as its last argument (empty when it has none).
-                    "params": {"prefix": e.name, "count": len(captured.params.get(e.name, []))},
-                }
-                for e in entries
-            },
+            "entry_points": entry_records,
+            "generation": generation.plan(spec, model, entry_records),
             "wgsl": None
             if validation is None
             else {

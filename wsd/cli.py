@@ -44,6 +44,15 @@ def _cmd_smoke(args) -> int:
     return 0
 
 
+def _size(text: str) -> int:
+    from wsd.requirements import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _cmd_build(args) -> int:
     from wsd.build import BuildOptions, build
 
@@ -61,6 +70,7 @@ def _cmd_build(args) -> int:
         image_size=args.image_size,
         name=args.name,
         allow_fallback=args.allow_fallback,
+        max_binding=args.max_binding,
     )
     result = build(opts, Path(args.out), progress=not args.quiet, force=args.rebuild)
     files = result.manifest["files"]
@@ -159,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("build", help="compile a model from a diffusers folder into dist/<model>/")
     p.add_argument(
         "--model",
-        help="a preset (sd15, sd15-tiny) for --random-init; with --weights the family (default: model_index.json)",
+        help="a preset (sd15, sd15-tiny, sdxl, sdxl-tiny) for --random-init; with --weights the family "
+        "(default: model_index.json)",
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--weights", help="a local diffusers folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/)")
@@ -177,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
         help="let dlight's Fallback schedule large reductions (slow) instead of failing the build",
     )
     p.add_argument("--validate-pipelines", action="store_true", help="also create every compute pipeline in Dawn")
+    p.add_argument(
+        "--max-binding",
+        type=_size,
+        help="fail, naming the kernel, if a kernel binds a buffer over this size (e.g. 1GiB, a device's "
+        "maxStorageBufferBindingSize)",
+    )
     p.add_argument("--entry", action="append", help="build only this entry point (repeatable)")
     p.add_argument(
         "--inject",
@@ -207,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--negative", default="")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--guidance", type=float, default=7.5)
+    p.add_argument("--guidance", type=float, default=None, help="default: the model's (SD 1.5 7.5, SDXL 5.0)")
     p.add_argument("--scheduler", default=None, help="default: the model's (dpm-solver++)")
     p.add_argument("--out", default="image.png")
     p.add_argument("--timeout", type=float, default=900)

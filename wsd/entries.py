@@ -60,6 +60,56 @@ def clip_wrapper(model: LoadedModel):
     return Clip().eval()
 
 
+def sdxl_text_wrapper(model: LoadedModel):
+    """Both encoders' penultimate hidden states, concatenated; pooled from the second's projection."""
+    torch = _torch()
+    first, second = model.text_encoders
+
+    class SdxlText(torch.nn.Module):
+        hidden_layer = -2  # diffusers' SDXL pipelines take the penultimate hidden states (clip_skip None)
+        pooled_from = 1  # ... and the pooled embeddings from the second encoder's projection
+
+        def __init__(self):
+            super().__init__()
+            self.first, self.second = first, second
+
+        def forward(self, input_ids, input_ids_2):
+            out1 = self.first(input_ids, output_hidden_states=True)
+            out2 = self.second(input_ids_2, output_hidden_states=True)
+            h = [out1.hidden_states[self.hidden_layer], out2.hidden_states[self.hidden_layer]]
+            pooled = out2.text_embeds if self.pooled_from == 1 else out1.pooler_output
+            return torch.cat(h, dim=-1), pooled
+
+    module = SdxlText().eval()
+    # transformers installs its hidden-state capture hooks on first use, under a lock that
+    # torch.export cannot trace: one eager call installs them before any export.
+    ids = torch.zeros((1, model.spec.max_tokens), dtype=torch.int32)
+    with torch.no_grad():
+        module(ids, ids)
+    return module
+
+
+def sdxl_unet_wrapper(model: LoadedModel):
+    """SDXL's UNet with guidance inside: pooled embeddings and time ids come batched [uncond, cond]."""
+    torch = _torch()
+    unet = model.unet
+
+    class GuidedUNetXL(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.unet = unet
+
+        def forward(self, latents, timestep, text_embeddings, pooled_embeddings, time_ids, guidance_scale):
+            batch = torch.cat([latents, latents])
+            t = timestep.reshape(1).expand(2)
+            added = {"text_embeds": pooled_embeddings, "time_ids": time_ids}
+            eps = self.unet(batch, t, text_embeddings, added_cond_kwargs=added, return_dict=False)[0]
+            uncond, cond = eps.chunk(2)
+            return uncond + guidance_scale * (cond - uncond)
+
+    return GuidedUNetXL().eval()
+
+
 def unet_wrapper(model: LoadedModel):
     """Classifier-free guidance inside: the latents are batched with [uncond, cond] embeddings."""
     torch = _torch()
@@ -184,7 +234,42 @@ SD15_ENTRIES = (
     ),
 )
 
-ENTRIES_BY_FAMILY = {"sd15": SD15_ENTRIES + SCHEDULER_ENTRIES}
+
+def _pooled_width(s: ModelSpec) -> int:
+    return s.text_encoders[-1].config["projection_dim"]
+
+
+def _ids(s: ModelSpec, name: str) -> TensorSpec:
+    return TensorSpec(name, (1, s.max_tokens), "int32")
+
+
+SDXL_ENTRIES = (
+    EntryPoint(
+        "clip",
+        sdxl_text_wrapper,
+        lambda s: (_ids(s, "input_ids"), _ids(s, "input_ids_2")),
+        lambda s: (
+            TensorSpec("text_embeddings", (1, s.max_tokens, s.text_hidden), "float32"),
+            TensorSpec("pooled_embeddings", (1, _pooled_width(s)), "float32"),
+        ),
+    ),
+    EntryPoint(
+        "unet",
+        sdxl_unet_wrapper,
+        lambda s: (
+            _latents(s),
+            TensorSpec("timestep", (), "float32"),
+            TensorSpec("text_embeddings", (2, s.max_tokens, s.text_hidden), "float32"),
+            TensorSpec("pooled_embeddings", (2, _pooled_width(s)), "float32"),
+            TensorSpec("time_ids", (2, 6), "float32"),
+            TensorSpec("guidance_scale", (), "float32"),
+        ),
+        lambda s: (_latents(s, "noise_pred"),),
+    ),
+    *SD15_ENTRIES[2:],  # vae and image_to_rgba as for SD 1.5
+)
+
+ENTRIES_BY_FAMILY = {"sd15": SD15_ENTRIES + SCHEDULER_ENTRIES, "sdxl": SDXL_ENTRIES + SCHEDULER_ENTRIES}
 
 
 def entries_for(spec: ModelSpec) -> tuple[EntryPoint, ...]:

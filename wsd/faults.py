@@ -13,7 +13,13 @@ from wsd.errors import BuildError
 from wsd.kernels import CALLED
 from wsd.passes import Step, is_prim_func, param_buffers
 
-KINDS = ("drop-bias", "guidance-scale")
+# Faults in what is captured, as a wrong port of diffusers' conditioning would be: an attribute
+# of the entry's torch wrapper set to the wrong value (SDXL's text entry, wsd/entries.py).
+CAPTURE_FAULTS = {
+    "last-hidden": ("hidden_layer", -1),  # the encoders' last hidden state, not the penultimate
+    "pooled-first": ("pooled_from", 0),  # pooled embeddings from the first encoder, not the second's projection
+}
+KINDS = ("drop-bias", "guidance-scale", *CAPTURE_FAULTS)
 
 
 def parse(spec: str) -> tuple[str, str]:
@@ -76,11 +82,39 @@ def scale_guidance(mod, entry: str, record: dict) -> object:
 REWRITES = {"drop-bias": drop_bias, "guidance-scale": scale_guidance}
 
 
+def with_capture_faults(entries, specs: tuple[str, ...], record: dict) -> list:
+    """`entries` with the named capture faults set on their wrappers (the others unchanged)."""
+    import dataclasses
+
+    out = list(entries)
+    for spec in specs:
+        kind, name = parse(spec)
+        if kind not in CAPTURE_FAULTS:
+            continue
+        attr, value = CAPTURE_FAULTS[kind]
+        at = next((i for i, e in enumerate(out) if e.name == name), None)
+        if at is None:
+            raise BuildError(f"{spec}: the build has no entry point {name!r}")
+
+        def faulty(model, make=out[at].wrapper, attr=attr, value=value, spec=spec, name=name):
+            module = make(model)
+            if not hasattr(module, attr):
+                raise BuildError(f"{spec}: the {name} wrapper has no {attr!r} to break (not an SDXL text entry?)")
+            setattr(module, attr, value)
+            return module
+
+        out[at] = dataclasses.replace(out[at], wrapper=faulty)
+        record[spec] = name  # no kernel to name: the fault is in what was captured
+    return out
+
+
 def steps(specs: tuple[str, ...], record: dict) -> tuple[Step, ...]:
-    """Pass-pipeline steps for the named faults (they run just before scheduling)."""
+    """Pass-pipeline steps for the named kernel faults (they run just before scheduling)."""
     out = []
     for spec in specs:
         kind, entry = parse(spec)
+        if kind in CAPTURE_FAULTS:
+            continue
 
         def make(target, entry=entry, kind=kind):
             import tvm

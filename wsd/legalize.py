@@ -14,6 +14,8 @@ causal mask, SDPA's decomposition), so they are fixed here for every model:
 - a boolean result that another kernel reads is stored as int32 and turned back
   into a boolean where it is read, so the cast fuses into both kernels and no
   boolean ever crosses a storage buffer.
+- argmax/argmin (int64 indices; CLIP's pooled output finds the end token with one) become
+  float32 max reductions that return int32 indices, the first of the extremum as in torch.
 
 Runs after constant folding (so `arange` and friends are constants) and before
 LegalizeOps (so it sees high-level operators).
@@ -94,6 +96,8 @@ def wgsl_legal_types():
 
         def visit_call_(self, call):
             op_name = getattr(call.op, "name", "")
+            if op_name in ("relax.argmax", "relax.argmin"):
+                return _arg_extremum(self.builder_, op_name, self.visit_expr(call.args[0]), call.attrs, self.where)
             if call.attrs is not None and str(getattr(call.attrs, "dtype", "")) in TO_INT32:
                 args = [self.visit_expr(a) for a in call.args]
                 if op_name == "relax.astype" and self._reads_bool(args[0]):
@@ -206,6 +210,28 @@ def _int32_creation(op_name: str, args, where: str):
         f"{where}: {op_name} makes a 64/16/8-bit integer tensor and has no int32 form here; "
         "WGSL has no 64-bit integers (add the operator to wsd/legalize.py)"
     )
+
+
+def _arg_extremum(builder, op_name: str, data, attrs, where: str):
+    """argmax/argmin as float32 reductions with int32 indices: the first index j where x_j is
+    the extremum is n-1 - max_j(x_j == m ? n-1-j : -1). Exact for floats and for integers
+    below 2**24 (token ids)."""
+    from tvm import relax
+
+    shape = [int(d) for d in _ty(data).shape]
+    if attrs.axis is None:
+        fail(f"{where}: {op_name} over a whole tensor has no int32 form here (give an axis)")
+    axis = int(attrs.axis) % len(shape)
+    n = shape[axis]
+    emit = builder.emit
+    x = emit(relax.op.astype(data, "float32"))
+    best = emit((relax.op.max if op_name == "relax.argmax" else relax.op.min)(x, axis=axis, keepdims=True))
+    ramp = [1] * len(shape)
+    ramp[axis] = n
+    reverse = relax.const(np.arange(n - 1, -1, -1, dtype="float32").reshape(ramp))
+    score = emit(relax.op.where(relax.op.equal(x, best), reverse, relax.const(-1.0, "float32")))
+    top = emit(relax.op.max(score, axis=axis, keepdims=bool(attrs.keepdims)))
+    return relax.op.astype(relax.op.subtract(relax.const(float(n - 1), "float32"), top), "int32")
 
 
 FLT_MAX = float(np.finfo(np.float32).max)

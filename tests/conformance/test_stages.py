@@ -7,8 +7,9 @@ from conformance.plugin import allowed_skip
 pytestmark = pytest.mark.conformance
 
 
-def test_stage(conformance_case, harness, request, record_property):
+def test_stage(conformance_case, harnesses, request, record_property):
     case, backend = conformance_case
+    harness = harnesses.get(case.model)
     row = harness.run(case, backend)
     # pytest's JUnit file is the one JUnit report: each case carries its metrics and bounds.
     for output, data in row["outputs"].items():

@@ -45,6 +45,8 @@ function fillOptions() {
   const steps = () => fillSelect($("steps"), m.scheduler_steps[$("scheduler").value], 20);
   $("scheduler").onchange = steps;
   steps();
+  // Each family's own default guidance (SD 1.5: 7.5, SDXL: 5.0), from the generation plan.
+  $("guidance").value = String(m.generation?.default_guidance ?? 7.5);
 }
 
 async function openModel(name) {

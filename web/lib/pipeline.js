@@ -1,6 +1,8 @@
 // Prompt to image on an open ModelSession: tokenize, encode, run the sampler loop (the
 // tables' coefficients through the compiled `scheduler_step`), decode, pack RGBA.
-// The loop's bookkeeping is wsd/schedulers.py's LoopState, step for step.
+// The loop's bookkeeping is wsd/schedulers.py's LoopState, step for step. What differs per
+// family (tokenizers, text outputs, UNet conditioning) is the manifest's generation plan
+// (wsd/generation.py): the UNet's inputs are bound by name, so SDXL adds no code here.
 import { WsdError } from "./errors.js";
 
 // A seeded standard normal (mulberry32 + Box-Muller): the page's initial noise.
@@ -24,7 +26,8 @@ export function gaussianNoise(seed, count) {
 }
 
 export function checkOptions(options, manifest) {
-  const o = { negativePrompt: "", guidance: 7.5, seed: 0, scheduler: manifest.default_scheduler, previewEvery: 0, ...options };
+  const guidance = manifest.generation?.default_guidance ?? 7.5;
+  const o = { negativePrompt: "", guidance, seed: 0, scheduler: manifest.default_scheduler, previewEvery: 0, ...options };
   const bad = (field, why) => new WsdError("WSD_INPUT", `${field}: ${why}`, { field });
   if (typeof o.prompt !== "string") throw bad("prompt", "must be text");
   if (typeof o.negativePrompt !== "string") throw bad("negativePrompt", "must be text");
@@ -42,6 +45,44 @@ function count(shape) {
   return shape.reduce((a, b) => a * b, 1);
 }
 
+export function generationPlan(manifest) {
+  const plan = manifest.generation;
+  if (!plan) throw new WsdError("WSD_MODEL", `${manifest.model} has no generation plan in its manifest; rebuild it with \`wsd build\`.`);
+  return plan;
+}
+
+// Batched [negative, prompt] text outputs by name (each (1, ...) -> (2, ...)), on the GPU.
+// With zero_empty_negative (SDXL) an empty negative prompt is zeros, not its encoding.
+async function encodeText(session, plan, prompt, negative, upload) {
+  const tokenizers = await session.tokenizers();
+  const entry = plan.text.entry;
+  const encode = async (text) => {
+    const ids = tokenizers.map((t) => t.encode(text).ids);
+    const outs = session.call(entry, ...ids.map((data) => session.upload({ data, shape: [1, data.length], dtype: "int32" })));
+    const hosts = [];
+    for (const t of outs) hosts.push(await session.download(t));
+    return hosts;
+  };
+  const cond = await encode(prompt);
+  const uncond = negative === "" && plan.text.zero_empty_negative ? cond.map((h) => ({ ...h, data: new Float32Array(h.data.length) })) : await encode(negative);
+  const named = {};
+  session.manifest.entry_points[entry].outputs.forEach((spec, k) => {
+    const both = new Float32Array(cond[k].data.length * 2);
+    both.set(uncond[k].data, 0);
+    both.set(cond[k].data, cond[k].data.length);
+    named[spec.name] = upload({ data: both, shape: [2, ...cond[k].shape.slice(1)], dtype: "float32" });
+  });
+  return named;
+}
+
+// The denoising entry's arguments, by the names in its signature.
+function bindInputs(session, entry, env) {
+  return session.manifest.entry_points[entry].inputs.map((spec) => {
+    if (!(spec.name in env)) throw new WsdError("WSD_MODEL", `${entry} takes ${spec.name}, which the generation plan does not provide; rebuild the model.`);
+    return env[spec.name];
+  });
+}
+
 // options: {prompt, negativePrompt, steps, seed, guidance, scheduler, previewEvery, noise?}
 // hooks: {onProgress({stage, step, steps, itPerSec}), onPreview({rgba, width, height, step})}
 export async function generate(session, options, hooks = {}) {
@@ -55,6 +96,7 @@ export async function generate(session, options, hooks = {}) {
   const noise = o.noise ? Float32Array.from(o.noise) : gaussianNoise(o.seed, count(shape));
   if (noise.length !== count(shape)) throw new WsdError("WSD_INPUT", `noise: ${noise.length} values, the model's latents are ${shape}`);
   const initial = noise.map((v) => v * table.init_noise_sigma);
+  const plan = generationPlan(manifest);
   const cond = tokenizer.encode(o.prompt);
   const uncond = tokenizer.encode(o.negativePrompt);
   return session.exclusive(async () => {
@@ -74,15 +116,12 @@ export async function generate(session, options, hooks = {}) {
     try {
       progress({ stage: "text", step: 0, steps: o.steps });
       tvm.beginScope();
-      let embeddings;
+      let conditioning; // the UNet's inputs that stay fixed over the steps, by name
       try {
-        const ids = (enc) => session.upload({ data: enc.ids, shape: [1, enc.ids.length], dtype: "int32" });
-        const u = await session.download(session.call("clip", ids(uncond))[0]);
-        const c = await session.download(session.call("clip", ids(cond))[0]);
-        const both = new Float32Array(u.data.length * 2);
-        both.set(u.data, 0);
-        both.set(c.data, u.data.length);
-        embeddings = keep(session.upload({ data: both, shape: [2, ...u.shape.slice(1)], dtype: "float32" }));
+        conditioning = await encodeText(session, plan, o.prompt, o.negativePrompt, (h) => keep(session.upload(h)));
+        for (const [name, c] of Object.entries(plan.constants || {})) {
+          conditioning[name] = keep(session.upload({ data: Float32Array.from(c.data), shape: c.shape, dtype: c.dtype }));
+        }
       } finally {
         tvm.endScope();
       }
@@ -102,29 +141,30 @@ export async function generate(session, options, hooks = {}) {
         tvm.beginScope();
         try {
           const scale = table.input_scale[i];
-          const input = scale === 1 ? latents : session.call("scale_model_input", latents, session.scalar(scale))[0];
-          const eps = session.call("unet", input, session.scalar(table.timesteps[i]), embeddings, session.scalar(o.guidance))[0];
+          const input = scale === 1 ? latents : session.call(plan.denoise.scale_entry, latents, session.scalar(scale))[0];
+          const env = { ...conditioning, latents: input, timestep: session.scalar(table.timesteps[i]), guidance_scale: session.scalar(o.guidance) };
+          const eps = session.call(plan.denoise.entry, ...bindInputs(session, plan.denoise.entry, env))[0];
           if (table.save_cur[i]) cur = latents;
           const coeffs = session.upload({ data: Float32Array.from(table.coeffs[i]), shape: [8], dtype: "float32" });
-          const [prev, stored] = session.call("scheduler_step", latents, eps, ...history, cur, coeffs);
+          const [prev, stored] = session.call(plan.denoise.step_entry, latents, eps, ...history, cur, coeffs);
           if (table.push[i]) history = [keep(stored), ...history.slice(0, -1)];
           latents = keep(prev);
           await tvm.webgpu().sync();
         } finally {
           tvm.endScope();
         }
-        release([embeddings, latents, cur, ...history]);
+        release([...Object.values(conditioning), latents, cur, ...history]);
         session.checkGpu();
         timings.steps_ms.push(performance.now() - ts);
         const elapsed = timings.steps_ms.reduce((a, b) => a + b, 0) / 1000;
         progress({ stage: "denoise", step: i + 1, steps: table.timesteps.length, itPerSec: (i + 1) / elapsed });
         if (o.previewEvery && (i + 1) % o.previewEvery === 0 && i + 1 < table.timesteps.length && hooks.onPreview) {
-          hooks.onPreview({ ...(await decode(session, latents)), step: i + 1 });
+          hooks.onPreview({ ...(await decode(session, latents, plan)), step: i + 1 });
         }
       }
       progress({ stage: "decode", step: o.steps, steps: o.steps });
       const td = performance.now();
-      const image = await decode(session, latents);
+      const image = await decode(session, latents, plan);
       timings.decode_ms = performance.now() - td;
       tvm.beginScope();
       let finalLatents;
@@ -149,12 +189,13 @@ export async function generate(session, options, hooks = {}) {
 }
 
 // latents -> {rgba: Uint8ClampedArray (H*W*4), width, height}; the caller holds the session.
-async function decode(session, latents) {
+async function decode(session, latents, plan) {
   const tvm = session.tvm;
+  const [vae, rgba] = plan.decode;
   tvm.beginScope();
   try {
-    const image = session.call("vae", latents)[0];
-    const packed = session.call("image_to_rgba", image)[0];
+    const image = session.call(vae, latents)[0];
+    const packed = session.call(rgba, image)[0];
     const host = await session.download(packed);
     session.checkGpu();
     const [height, width] = host.shape;

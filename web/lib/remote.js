@@ -8,7 +8,7 @@
 //   runKernels({kernels})    -> compiled kernels one by one (localization)
 //   runChain({buffers, calls, upto, fetch}) -> kernels chained on GPU buffers (localization)
 //   bench({entry, inputs, repeat}) -> wall ms per call, and per-kernel GPU ms when opened with {profile: true}
-//   tokenize({prompts})      -> the page's CLIP tokenizer on the open model's vocabulary
+//   tokenize({prompts, index}) -> the page's CLIP tokenizer (the build's index-th) on its vocabulary
 //   generate(options)        -> prompt to image (lib/pipeline.js), image and latents as base64
 //   memory()                 -> GPU buffers and bytes the runtime holds
 // Errors are Error objects whose message starts with a stable code ("WSD_NO_WEBGPU: ...").
@@ -90,7 +90,7 @@ export function createRemote({ onStatus = () => {}, sessionOptions = {} } = {}) 
   }
 
   async function tokenize(spec) {
-    const tokenizer = await requireSession().tokenizer();
+    const tokenizer = await requireSession().tokenizer(spec.index || 0);
     return spec.prompts.map((p) => Array.from(tokenizer.encode(p).ids));
   }
 

@@ -143,7 +143,7 @@ export class ModelSession {
       progress({ stage: "download", text: `verifying ${name}`, fraction: i / shards.length });
       await this.store.bytes(name);
     }
-    await this.tokenizer();
+    await this.tokenizers();
   }
 
   async loadWeights(progress) {
@@ -345,20 +345,30 @@ export class ModelSession {
     return { buffers: ctx.bufferTable.filter((b) => b !== undefined).length, bytes: ctx.currAllocatedBytes, peak_bytes: ctx.peakAllocatedBytes };
   }
 
-  tokenizer() {
+  // The build's tokenizers in the generation plan's order (SDXL has two); each pads with its own token.
+  tokenizers() {
     if (!this.tokenizerPromise) {
       this.tokenizerPromise = (async () => {
-        try {
-          const vocab = await this.store.json("tokenizer/vocab.json");
-          const merges = await this.store.text("tokenizer/merges.txt");
-          return new ClipTokenizer(vocab, merges, { maxLength: this.manifest.max_tokens || 77 });
-        } catch (err) {
-          throw new WsdError("WSD_TOKENIZER", `the tokenizer could not be loaded: ${err.message || err}`);
+        const plans = this.manifest.generation?.text?.tokenizers || [{ path: "tokenizer", pad: "<|endoftext|>", max_length: this.manifest.max_tokens || 77 }];
+        const out = [];
+        for (const t of plans) {
+          try {
+            const vocab = await this.store.json(`${t.path}/vocab.json`);
+            const merges = await this.store.text(`${t.path}/merges.txt`);
+            out.push(new ClipTokenizer(vocab, merges, { maxLength: t.max_length, pad: t.pad }));
+          } catch (err) {
+            throw new WsdError("WSD_TOKENIZER", `the tokenizer in ${t.path}/ could not be loaded: ${err.message || err}`);
+          }
         }
+        return out;
       })();
       this.tokenizerPromise.catch(() => (this.tokenizerPromise = null));
     }
     return this.tokenizerPromise;
+  }
+
+  async tokenizer(index = 0) {
+    return (await this.tokenizers())[index];
   }
 
   stepChoices(scheduler) {

@@ -28,8 +28,9 @@ const UTF8 = new TextEncoder();
 export class TokenizerError extends Error {}
 
 export class ClipTokenizer {
-  // vocab: {token: id}; merges: the text of merges.txt.
-  constructor(vocab, merges, { maxLength = 77 } = {}) {
+  // vocab: {token: id}; merges: the text of merges.txt; pad: the padding token, from the
+  // tokenizer's own files (CLIP pads with <|endoftext|>, SDXL's second tokenizer with "!").
+  constructor(vocab, merges, { maxLength = 77, pad = EOS } = {}) {
     if (vocab === null || typeof vocab !== "object" || Array.isArray(vocab)) {
       throw new TokenizerError("vocab.json is not a JSON object of token -> id");
     }
@@ -54,6 +55,12 @@ export class ClipTokenizer {
     this.maxLength = maxLength;
     this.bos = this.vocab.get(BOS);
     this.eos = this.vocab.get(EOS);
+    if (!this.vocab.has(pad)) throw new TokenizerError(`vocab.json lacks the pad token ${JSON.stringify(pad)}`);
+    this.pad = this.vocab.get(pad);
+    // transformers splits the text on special tokens before anything else; the pad token is one
+    // (SDXL's "!": "cat!!" is "cat", "!", "!", not "cat", "!!").
+    const specials = [...new Set([BOS, EOS, pad])].sort((a, b) => b.length - a.length);
+    this.specialSplit = new RegExp(`(${specials.map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|")})`, "u");
     this.cache = new Map();
   }
 
@@ -106,11 +113,17 @@ export class ClipTokenizer {
   // Ids of the text alone (no special tokens, no truncation).
   tokenIds(text) {
     const ids = [];
-    for (const piece of this.normalize(text).match(SPLIT) || []) {
-      if (piece === BOS || piece === EOS) {
-        ids.push(this.vocab.get(piece));
-        continue;
-      }
+    const segments = this.normalize(text).split(this.specialSplit);
+    for (const [index, segment] of segments.entries()) {
+      if (index % 2 === 1) ids.push(this.vocab.get(segment)); // a special token (the split's captures)
+      else this.textIds(segment, ids);
+    }
+    return ids;
+  }
+
+  // Ids of text without special tokens, appended to `ids`.
+  textIds(text, ids) {
+    for (const piece of text.match(SPLIT) || []) {
       const mapped = Array.from(UTF8.encode(piece), (b) => BYTE_CHARS[b]).join("");
       for (const token of this.bpe(mapped)) {
         const id = this.vocab.get(token);
@@ -126,13 +139,13 @@ export class ClipTokenizer {
     return ids;
   }
 
-  // What the pipeline feeds the text encoder: BOS, ids cut to fit, EOS, padding with EOS.
+  // What the pipeline feeds the text encoder: BOS, ids cut to fit, EOS, then the pad token.
   // Returns {ids: Int32Array(maxLength), tokens: count before truncation, truncated}.
   encode(text) {
     const body = this.tokenIds(text);
     const room = this.maxLength - 2;
     const kept = body.slice(0, room);
-    const ids = new Int32Array(this.maxLength).fill(this.eos);
+    const ids = new Int32Array(this.maxLength).fill(this.pad);
     ids[0] = this.bos;
     ids.set(kept, 1);
     ids[kept.length + 1] = this.eos;

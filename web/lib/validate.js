@@ -50,7 +50,26 @@ export function checkManifest(m, file = "manifest.json") {
     need(isObj(m.scheduler_steps), file, '"scheduler_steps" must map each scheduler to its step counts');
     for (const s of m.schedulers) need(isShape(m.scheduler_steps[s], 1) && m.scheduler_steps[s].length > 0, file, `scheduler_steps.${s} must be a list of step counts`);
   }
+  if ("generation" in m) checkGeneration(m, file);
   return m;
+}
+
+// The generation loop's plan (wsd/generation.py): tokenizers, entry points, constants.
+function checkGeneration(m, file) {
+  const g = m.generation;
+  need(isObj(g) && isObj(g.text) && isObj(g.denoise), file, '"generation" must be {text, denoise, ...}');
+  need(Array.isArray(g.text.tokenizers) && g.text.tokenizers.length > 0, file, "generation.text.tokenizers must be a non-empty list");
+  for (const [i, t] of g.text.tokenizers.entries()) {
+    need(isObj(t) && typeof t.path === "string" && typeof t.pad === "string" && isInt(t.max_length, 2), file, `generation.text.tokenizers[${i}] must be {path, pad, max_length}`);
+    need(!t.path.startsWith("/") && !t.path.split("/").includes(".."), file, `generation.text.tokenizers[${i}].path is outside the model folder`);
+  }
+  for (const key of ["entry"]) need(typeof g.text[key] === "string" && typeof g.denoise[key] === "string", file, `generation.text/denoise need an "${key}"`);
+  need(isObj(g.constants || {}), file, "generation.constants must be an object");
+  for (const [name, c] of Object.entries(g.constants || {})) {
+    const n = isObj(c) && isShape(c.shape) ? c.shape.reduce((a, b) => a * b, 1) : -1;
+    need(n >= 0 && c.dtype === "float32" && Array.isArray(c.data) && c.data.length === n && c.data.every(isNum), file, `generation.constants.${name} must be {shape, dtype: float32, data}`);
+  }
+  if ("default_guidance" in g) need(isNum(g.default_guidance), file, "generation.default_guidance must be a number");
 }
 
 export function checkTensorCache(tc, manifest, file = "tensor-cache.json") {

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from wsd.errors import WsdError
 from wsd.models.sd15 import SD15, SD15_TINY
+from wsd.models.sdxl import SDXL, SDXL_TINY
 from wsd.models.spec import Component, ModelSpec, Scheduler
 
-MODELS: dict[str, ModelSpec] = {m.name: m for m in (SD15, SD15_TINY)}
+MODELS: dict[str, ModelSpec] = {m.name: m for m in (SD15, SD15_TINY, SDXL, SDXL_TINY)}
 
 
 def get(name: str) -> ModelSpec:

@@ -41,8 +41,9 @@ def write_random(spec: ModelSpec, folder: Path, seed: int) -> Path:
         model = _instantiate(comp)
         _vary_constants(model)
         model.save_pretrained(folder / comp.subfolder, safe_serialization=True)
-    for sub in spec.tokenizers:
-        write_tokenizer(folder / sub, spec.tokenizer_merges, spec.max_tokens)
+    for index, sub in enumerate(spec.tokenizers):
+        pads = {"pad": spec.tokenizer_pads[index]} if index < len(spec.tokenizer_pads) else {}
+        write_tokenizer(folder / sub, spec.tokenizer_merges, spec.max_tokens, **pads)
     (folder / "scheduler").mkdir(parents=True, exist_ok=True)
     (folder / SCHEDULER_FILE).write_text(json.dumps(spec.scheduler_config, indent=2))
     (folder / "model_index.json").write_text(json.dumps(model_index(spec), indent=2))
@@ -54,14 +55,16 @@ def model_index(spec: ModelSpec) -> dict:
     import diffusers
 
     index = {
-        "_class_name": "StableDiffusionPipeline",
+        "_class_name": spec.pipeline_class,
         "_diffusers_version": diffusers.__version__,
         "wsd_model": spec.name,
         "scheduler": ["diffusers", spec.scheduler_config["_class_name"]],
-        "safety_checker": [None, None],
         "feature_extractor": [None, None],
-        "requires_safety_checker": False,
     }
+    if spec.family == "sdxl":
+        index.update(image_encoder=[None, None], force_zeros_for_empty_prompt=True)
+    else:
+        index.update(safety_checker=[None, None], requires_safety_checker=False)
     for comp in spec.components:
         index[comp.subfolder] = [comp.library, comp.class_name]
     for sub in spec.tokenizers:

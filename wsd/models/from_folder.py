@@ -18,13 +18,11 @@ from wsd.errors import ModelFolderError
 from wsd.models.folder import SCHEDULER_FILE, read_json
 from wsd.models.spec import Component, ModelSpec
 
-# model_index.json `_class_name` -> our family; families named here but absent from FAMILIES
-# are known and refused by name.
-PIPELINE_FAMILIES = {"StableDiffusionPipeline": "sd15"}
-PLANNED = {"StableDiffusionXLPipeline": "sdxl (not built yet)"}
+# model_index.json `_class_name` -> our family.
+PIPELINE_FAMILIES = {"StableDiffusionPipeline": "sd15", "StableDiffusionXLPipeline": "sdxl"}
 PREDICTION_TYPES = ("epsilon",)  # the samplers' tables are linear in an epsilon prediction
 UNSUPPORTED_UNET_KEYS = {  # UNet options whose conditioning our entry points do not feed
-    "addition_embed_type": None,
+    "addition_embed_type": None,  # the family's own (SDXL: text_time) is what its entry points feed
     "class_embed_type": None,
     "encoder_hid_dim_type": None,
     "time_cond_proj_dim": None,
@@ -44,10 +42,7 @@ def family_of(folder: Path) -> str:
         raise _fail(path, "_class_name", cls, ", ".join(PIPELINE_FAMILIES))
     if cls in PIPELINE_FAMILIES:
         return PIPELINE_FAMILIES[cls]
-    supported = ", ".join(PIPELINE_FAMILIES)
-    if cls in PLANNED:
-        raise _fail(path, "_class_name", cls, f"{supported} (family {PLANNED[cls]})")
-    raise _fail(path, "_class_name", cls, supported)
+    raise _fail(path, "_class_name", cls, ", ".join(PIPELINE_FAMILIES))
 
 
 def default_name(folder: Path) -> str:
@@ -81,6 +76,22 @@ def _positive_int(path: Path, key: str, value) -> int:
     return value
 
 
+def _check_text_time(uc: dict, unet_path: Path, pooled_encoder) -> None:
+    """SDXL's added conditioning: 6 time ids x addition_time_embed_dim + the pooled width."""
+    enc, enc_path = pooled_encoder
+    time_dim = _positive_int(unet_path, "addition_time_embed_dim", uc.get("addition_time_embed_dim"))
+    pooled = _positive_int(enc_path, "projection_dim", enc.config.get("projection_dim"))
+    want = 6 * time_dim + pooled
+    found = uc.get("projection_class_embeddings_input_dim")
+    if found != want:
+        raise _fail(
+            unet_path,
+            "projection_class_embeddings_input_dim",
+            found,
+            f"{want} (6 time ids x addition_time_embed_dim {time_dim} + projection_dim {pooled} of {enc_path})",
+        )
+
+
 def spec_from_folder(
     folder: Path, preset: ModelSpec, name: str | None = None, image_size: int | None = None
 ) -> ModelSpec:
@@ -103,8 +114,11 @@ def spec_from_folder(
     uc, vc = unet.config, vae.config
 
     for key, allowed in UNSUPPORTED_UNET_KEYS.items():
-        if uc.get(key, allowed) != allowed:
-            raise _fail(unet_path, key, uc[key], f"{allowed} for family {preset.family}")
+        allowed = preset.unet.config.get(key, allowed)
+        if uc.get(key) != allowed:
+            raise _fail(unet_path, key, uc.get(key), f"{allowed} for family {preset.family}")
+    if preset.unet.config.get("addition_embed_type") == "text_time":
+        _check_text_time(uc, unet_path, encoders[-1])
     for key in ("block_out_channels",):
         for path, cfg in ((unet_path, uc), (vae_path, vc)):
             if not isinstance(cfg.get(key), list) or not cfg[key]:

@@ -54,6 +54,9 @@ class ModelSpec:
     default_scheduler: str
     max_tokens: int = 77
     tokenizer_merges: int = 400  # size of the project-made tokenizer's BPE table
+    tokenizer_pads: tuple[str, ...] = ()  # pad token per project-made tokenizer (default: end of text)
+    pipeline_class: str = "StableDiffusionPipeline"  # model_index.json's _class_name
+    default_guidance: float = 7.5
 
     @property
     def components(self) -> tuple[Component, ...]:
@@ -93,13 +96,14 @@ class ModelSpec:
 
     def weights_hash(self) -> str:
         """What the seeded random weights depend on (not the image size the build is made for)."""
-        return _hash(
-            {
-                "components": {c.subfolder: [c.class_name, c.config] for c in self.components},
-                "scheduler": self.scheduler_config,
-                "tokenizer": [self.tokenizers, self.tokenizer_merges, self.max_tokens],
-            }
-        )
+        body = {
+            "components": {c.subfolder: [c.class_name, c.config] for c in self.components},
+            "scheduler": self.scheduler_config,
+            "tokenizer": [self.tokenizers, self.tokenizer_merges, self.max_tokens],
+        }
+        if self.tokenizer_pads:  # only where set: SD 1.5's seeded folders keep their cache key
+            body["tokenizer_pads"] = list(self.tokenizer_pads)
+        return _hash(body)
 
 
 def _hash(body: dict) -> str:

@@ -82,8 +82,9 @@ def learn_merges(text: str, count: int) -> list[tuple[str, str]]:
     return merges
 
 
-def write_tokenizer(folder: Path, merges_count: int, max_length: int = 77) -> None:
-    """Write vocab.json, merges.txt and the tokenizer config into `folder`."""
+def write_tokenizer(folder: Path, merges_count: int, max_length: int = 77, pad: str = END) -> None:
+    """Write vocab.json, merges.txt and the tokenizer config into `folder`; `pad` is the padding
+    token (SDXL's second tokenizer pads with "!", the first symbol, id 0)."""
     folder.mkdir(parents=True, exist_ok=True)
     symbols = list(bytes_to_unicode().values())
     vocab_list = symbols + [s + EOW for s in symbols]
@@ -97,7 +98,7 @@ def write_tokenizer(folder: Path, merges_count: int, max_length: int = 77) -> No
     lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in merges]
     (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (folder / "special_tokens_map.json").write_text(
-        json.dumps({"bos_token": START, "eos_token": END, "unk_token": END, "pad_token": END})
+        json.dumps({"bos_token": START, "eos_token": END, "unk_token": END, "pad_token": pad})
     )
     (folder / "tokenizer_config.json").write_text(
         json.dumps(
@@ -108,7 +109,7 @@ def write_tokenizer(folder: Path, merges_count: int, max_length: int = 77) -> No
                 "bos_token": START,
                 "eos_token": END,
                 "unk_token": END,
-                "pad_token": END,
+                "pad_token": pad,
             }
         )
     )
