@@ -1,6 +1,6 @@
 """Diffusers folders that are none of the built-in presets, made with seeded random weights.
 
-Each is the sd15-tiny preset with some configs changed the way real checkpoints differ, written
+Each is the sd15-tiny (or sdxl-tiny) preset with some configs changed the way real checkpoints differ, written
 by the same `write_random` the presets use and then read back as a user's folder would be.
 """
 
@@ -14,20 +14,32 @@ from wsd.models.folder import write_random
 
 
 def _with(spec, **changes):
-    """A spec whose component configs are updated: changes = {"unet": {...}, "vae": {...}, "text_encoder": {...}}."""
+    """A spec whose component configs are updated: changes = {"unet": {...}, "text_encoder_2": {...}, ...}."""
     comps = {c.subfolder: c for c in spec.components}
     new = {sub: dataclasses.replace(comps[sub], config={**comps[sub].config, **cfg}) for sub, cfg in changes.items()}
     return dataclasses.replace(
         spec,
         unet=new.get("unet", spec.unet),
         vae=new.get("vae", spec.vae),
-        text_encoders=(new.get("text_encoder", spec.text_encoders[0]),),
+        text_encoders=tuple(new.get(c.subfolder, c) for c in spec.text_encoders),
     )
 
 
 def variants() -> dict:
     tiny = models.get("sd15-tiny")
+    xl = models.get("sdxl-tiny")
     return {
+        # SDXL-family: a wider second encoder (48) with its own projection width (40), so the
+        # UNet's cross-attention (32 + 48) and added-conditioning input (6 x 16 + 40) differ too
+        "sdxl-wide-second": _with(
+            xl,
+            text_encoder_2={"hidden_size": 48, "projection_dim": 40, "num_attention_heads": 4},
+            unet={
+                "cross_attention_dim": 80,
+                "addition_time_embed_dim": 16,
+                "projection_class_embeddings_input_dim": 6 * 16 + 40,
+            },
+        ),
         # a narrower text encoder (24 wide) and a UNet whose cross-attention matches it
         "narrow-text": _with(
             tiny,

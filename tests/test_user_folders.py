@@ -1,7 +1,8 @@
 """Folders that are none of the presets, through the CLI a user runs: build, gate, generate.
 
 Each folder is made with seeded random weights by tests/folders.py (a narrower text encoder,
-a shallower VAE and so another image size, SD 2-style attention, three UNet levels).
+a shallower VAE and so another image size, SD 2-style attention, three UNet levels, an SDXL
+with a wider second encoder).
 """
 
 from __future__ import annotations
@@ -32,12 +33,35 @@ def test_builds_with_the_folders_own_shapes(made, tmp_path, name):
     manifest = json.loads((tmp_path / name / "manifest.json").read_text())
     unet = json.loads((folder / "unet" / "config.json").read_text())
     vae = json.loads((folder / "vae" / "config.json").read_text())
-    text = json.loads((folder / "text_encoder" / "config.json").read_text())
+    texts = [json.loads(p.read_text()) for p in sorted(folder.glob("text_encoder*/config.json"))]
     scale = 2 ** (len(vae["block_out_channels"]) - 1)
     assert manifest["image_size"] == unet["sample_size"] * scale
     assert manifest["latent_shape"] == [1, vae["latent_channels"], unet["sample_size"], unet["sample_size"]]
     clip_out = manifest["entry_points"]["clip"]["outputs"][0]["shape"]
-    assert clip_out == [1, 77, text["hidden_size"]]
+    assert clip_out == [1, 77, sum(t["hidden_size"] for t in texts)]  # SDXL: both encoders' states
+
+
+def test_an_sdxl_folder_passes_the_native_gate(made, tmp_path):
+    """Not the preset's widths: every stage, the pipeline against StableDiffusionXLPipeline."""
+    reports = tmp_path / "gate"
+    args = [
+        "run",
+        "--weights",
+        str(made["sdxl-wide-second"]),
+        "--",
+        "--backend",
+        "native",
+        "--report-dir",
+        str(reports),
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "conformance.cli", *args], capture_output=True, text=True, timeout=1800
+    )
+    summary = json.loads((reports / "summary.json").read_text())
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert summary["totals"] == {"pass": 15, "fail": 0, "error": 0, "skip": 0}
+    pooled = next(r for r in summary["stages"] if r["stage"] == "clip")["outputs"]["pooled"]
+    assert pooled["metrics"]["rel_l2"] < 1e-5
 
 
 GATED = "shallow-vae"  # another image size (32x32): the page and every stage take it from the manifest

@@ -36,6 +36,7 @@ COMPILER_SOURCES = (
     "kernels.py",
     "norms.py",
     "generation.py",
+    "weights.py",
     "models/spec.py",
     "models/sd15.py",
     "models/sdxl.py",
@@ -221,7 +222,7 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
             f"unknown entry point(s) {sorted(unknown)}; {spec.name} has {[e.name for e in entries_for(spec)]}"
         )
     with phases.phase("load", total=len(spec.components)):
-        model = load(spec, folder)
+        model = load(spec, folder, weights=False)  # shells: the values stream into the shards (wsd/weights.py)
     injected: dict[str, str] = {}
     entries = faults.with_capture_faults(entries, opts.inject, injected)
     with phases.phase("capture", total=len(entries)) as bar:

@@ -28,11 +28,19 @@ def example_args(entry: EntryPoint, spec, seed: int = 0):
 
 
 def export_entry(entry: EntryPoint, model):
+    return export_with_sources(entry, model)[0]
+
+
+def export_with_sources(entry: EntryPoint, model):
+    """(ExportedProgram, state_dict key -> LazyWeight for parameters of shell components)."""
     import torch
 
+    from wsd.weights import sources_of
+
     module = entry.wrapper(model)
+    sources = sources_of(module)  # empty when the components hold their weights
     with torch.no_grad():
-        return torch.export.export(module, example_args(entry, model.spec))
+        return torch.export.export(module, example_args(entry, model.spec)), sources
 
 
 def var_name(var) -> str:
@@ -56,6 +64,12 @@ def plain_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=
     if dropout_p or is_causal or enable_gqa:
         raise NotImplementedError("plain_attention handles inference SDPA without is_causal/GQA")
     scale = scale if scale is not None else 1.0 / math.sqrt(query.shape[-1])
+    rows = query.shape[-2]
+    chunks = score_chunks(query, key)
+    if chunks > 1 and attn_mask is None:  # query rows are independent: each chunk is its own softmax
+        step = -(-rows // chunks)
+        parts = [plain_attention(query[..., i : i + step, :], key, value, scale=scale) for i in range(0, rows, step)]
+        return torch.cat(parts, dim=-2)
     scores = torch.matmul(query * scale, key.transpose(-2, -1))
     if attn_mask is not None:
         if attn_mask.dtype == torch.bool:
@@ -63,6 +77,20 @@ def plain_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=
         else:
             scores = scores + attn_mask
     return torch.matmul(torch.softmax(scores, dim=-1), value)
+
+
+# The largest score matrix attention may materialize: WebGPU binds one buffer per kernel
+# argument and tvmjs asks for maxStorageBufferBindingSize 1 GiB. SDXL's self-attention at
+# 1024² (batch 2 x 10 heads x 4096² fp32) is 1.25 GiB, so it is split by query rows.
+MAX_SCORES_BYTES = 2**30
+
+
+def score_chunks(query, key) -> int:
+    """How many query-row chunks keep each (..., rows, keys) score matrix within MAX_SCORES_BYTES."""
+    import math
+
+    elems = math.prod(int(d) for d in query.shape[:-1]) * int(key.shape[-2])
+    return max(1, -(-elems * query.element_size() // MAX_SCORES_BYTES))
 
 
 def decompositions():
@@ -74,7 +102,7 @@ def decompositions():
     return table
 
 
-def import_exported(name: str, exported, custom_convert_map=None):
+def import_exported(name: str, exported, custom_convert_map=None, sources=None):
     """One ExportedProgram -> (Relax function named `name`, its params as named numpy arrays).
 
     The arrays are zero-copy views of the torch weights, found by the placeholder names the
@@ -96,16 +124,19 @@ def import_exported(name: str, exported, custom_convert_map=None):
     names = [var_name(p) for p in func.params[num_input:]]
     func = func.without_attr("params").with_attr("global_symbol", name)
     del mod
-    return func, [(n, weight_of(exported, n)) for n in names]
+    return func, [(n, weight_of(exported, n, sources or {})) for n in names]
 
 
-def weight_of(exported, placeholder: str) -> np.ndarray:
-    """The torch tensor behind an ExportedProgram placeholder (parameter, buffer or constant)."""
+def weight_of(exported, placeholder: str, sources: dict | None = None):
+    """The torch tensor behind an ExportedProgram placeholder (parameter, buffer or constant),
+    or where it lives in the folder's files (a LazyWeight) for a shell's parameter."""
     sig = exported.graph_signature
     tables = (sig.inputs_to_parameters, sig.inputs_to_buffers, getattr(sig, "inputs_to_lifted_tensor_constants", {}))
     for table in tables:
         if placeholder in table:
             target = table[placeholder]
+            if sources and target in sources:
+                return sources[target]
             tensor = exported.state_dict.get(target)
             if tensor is None:
                 tensor = exported.constants[target]
@@ -119,8 +150,8 @@ def capture(model, entries, echo=None) -> Captured:
     functions = {}
     out = Captured(mod=None)
     for entry in entries:
-        exported = export_entry(entry, model)
-        func, params = import_exported(entry.name, exported)
+        exported, sources = export_with_sources(entry, model)
+        func, params = import_exported(entry.name, exported, sources=sources)
         functions[entry.name] = func
         out.params[entry.name] = params
         if echo:

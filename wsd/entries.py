@@ -83,7 +83,9 @@ def sdxl_text_wrapper(model: LoadedModel):
     module = SdxlText().eval()
     # transformers installs its hidden-state capture hooks on first use, under a lock that
     # torch.export cannot trace: one eager call installs them before any export.
-    ids = torch.zeros((1, model.spec.max_tokens), dtype=torch.int32)
+    # On a shell (parameters on meta, wsd/weights.py) the call runs on meta: no weights read.
+    device = next(first.parameters()).device
+    ids = torch.zeros((1, model.spec.max_tokens), dtype=torch.int32, device=device)
     with torch.no_grad():
         module(ids, ids)
     return module

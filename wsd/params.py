@@ -19,6 +19,7 @@ SHARD_MB = 32
 
 def write_shards(out: Path, params: dict[str, list[tuple[str, np.ndarray]]], on_tensor=None) -> dict:
     from wsd.compat import tensor_cache
+    from wsd.weights import value
 
     dump_tensor_cache = tensor_cache()[0]
 
@@ -27,7 +28,7 @@ def write_shards(out: Path, params: dict[str, list[tuple[str, np.ndarray]]], on_
             for i, (_, array) in enumerate(tensors):
                 if on_tensor:
                     on_tensor(array.nbytes)
-                yield f"{entry}_{i}", np.ascontiguousarray(array)
+                yield f"{entry}_{i}", np.ascontiguousarray(value(array))  # a lazy weight is read here, once
 
     meta = {"entries": {entry: {"count": len(t), "names": [n for n, _ in t]} for entry, t in params.items()}}
     # dump_tensor_cache narrates on stdout; the build has its own progress bars.

@@ -130,43 +130,72 @@ def known_keys(comp: Component) -> set[str]:
 
 
 def _weights_file(comp: Component, sub: Path) -> Path:
+    """The component's weights: one file, or the index of a sharded one (`<name>.index.json`,
+    as save_pretrained writes a component over its shard size: SDXL's 10 GB UNet)."""
     for name in comp.weights:
-        if (sub / name).is_file():
-            return sub / name
-    raise ModelFolderError(f"{sub}: no weights file; expected one of {', '.join(comp.weights)}")
+        for candidate in (sub / name, sub / f"{name}.index.json"):
+            if candidate.is_file():
+                return candidate
+    raise ModelFolderError(f"{sub}: no weights file; expected one of {', '.join(comp.weights)} (or its .index.json)")
 
 
-def check_weights(model, weights: Path) -> None:
-    """Every tensor the model needs is in the file with the model's shape; nothing is left over."""
+def weight_map(weights: Path) -> dict[str, Path]:
+    """tensor name -> the file holding it (a sharded index's `weight_map`, or the one file)."""
+    if weights.name.endswith(".index.json"):
+        index = read_json(weights).get("weight_map")
+        if not isinstance(index, dict) or not index:
+            raise ModelFolderError(f"{weights}: key 'weight_map' must map tensor names to shard files")
+        shards = {name: weights.parent / name for name in set(index.values())}
+        missing = sorted(n for n, path in shards.items() if not path.is_file())
+        if missing:
+            raise ModelFolderError(f"{weights}: shard file {missing[0]} is missing")
+        return {key: shards[name] for key, name in index.items()}
+    from wsd.weights import file_keys
+
+    kind = "safetensors" if weights.suffix == ".safetensors" else "weights"
+    try:
+        return dict.fromkeys(file_keys(weights), weights)
+    except Exception as exc:  # safetensors and torch.load raise their own error types
+        raise ModelFolderError(f"{weights}: unreadable {kind} file ({exc})") from None
+
+
+def _shapes(files: dict[str, Path]) -> dict[str, tuple[int, ...]]:
+    from wsd.weights import shapes
+
+    try:
+        return shapes(files)
+    except Exception as exc:  # safetensors and torch.load raise their own error types
+        raise ModelFolderError(f"{next(iter(files.values()))}: unreadable weights file ({exc})") from None
+
+
+def check_weights(model, weights: Path) -> dict[str, Path]:
+    """Every tensor the model needs is in the file(s) with the model's shape; nothing is left
+    over. Returns the model's state_dict key -> the file holding it."""
+    from wsd.weights import key_in_file
+
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    if weights.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(weights), framework="pt") as fh:
-                found = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
-        except Exception as exc:  # safetensors raises its own error types
-            raise ModelFolderError(f"{weights}: unreadable safetensors file ({exc})") from None
-    else:
-        import torch
-
-        state = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
-        found = {k: tuple(v.shape) for k, v in state.items()}
-    missing = sorted(set(expected) - set(found))
+    files = weight_map(weights)
+    found = _shapes(files)
+    present = set(found)
+    names = {key: key_in_file(key, present) for key in expected}  # the file's name for each key
+    missing = sorted(k for k, where in names.items() if where is None)
     if missing:
         raise ModelFolderError(f"{weights}: {len(missing)} tensors missing, first {missing[0]!r}")
     for key, shape in expected.items():
-        if found[key] != shape:
+        if found[names[key]] != shape:
             raise ModelFolderError(
-                f"{weights}: tensor {key!r} has shape {list(found[key])}, the config needs {list(shape)}"
+                f"{weights}: tensor {key!r} has shape {list(found[names[key]])}, the config needs {list(shape)}"
             )
-    extra = sorted(set(found) - set(expected))
+    extra = sorted(set(found) - set(names.values()))
     if extra:
         raise ModelFolderError(f"{weights}: {len(extra)} tensors the config does not use, first {extra[0]!r}")
+    return {key: files[where] for key, where in names.items()}
 
 
-def _load_component(comp: Component, folder: Path):
-    import torch
+def _load_component(comp: Component, folder: Path, weights_wanted: bool = True):
+    """The component with its weights, or (weights=False) a checked shell whose parameters are
+    on the meta device and know their file (wsd/weights.py: the build streams them)."""
+    from wsd.weights import WEIGHTS_FILE_ATTR, shell_mode
 
     sub = folder / comp.subfolder
     if not sub.is_dir():
@@ -176,12 +205,15 @@ def _load_component(comp: Component, folder: Path):
     check_config(comp, config, config_path)
     weights = _weights_file(comp, sub)
     cls = comp.load_class()
-    with torch.device("meta"):  # shapes only, no memory
+    with shell_mode():  # parameters on meta (shapes only, no memory); buffers real
         if comp.library == "transformers":
             shell = cls(cls.config_class(**{k: v for k, v in config.items() if not k.startswith("_")}))
         else:
             shell = cls.from_config(config)
-    check_weights(shell, weights)
+    files = check_weights(shell, weights)
+    if not weights_wanted:
+        setattr(shell, WEIGHTS_FILE_ATTR, files)
+        return shell.eval()
     try:
         return cls.from_pretrained(str(sub), local_files_only=True).eval()  # nosec B615 (local folder)
     except Exception as exc:
@@ -212,13 +244,15 @@ def _load_tokenizer(folder: Path, sub: str, max_tokens: int):
     return tokenizer
 
 
-def load(spec: ModelSpec, folder: Path) -> LoadedModel:
+def load(spec: ModelSpec, folder: Path, weights: bool = True) -> LoadedModel:
+    """A checked diffusers folder; `weights=False` gives shells whose values stay in their files
+    (what a build traces: wsd/weights.py), True the modules a reference runs."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ModelFolderError(f"{folder}: model folder does not exist")
-    unet = _load_component(spec.unet, folder)
-    vae = _load_component(spec.vae, folder)
-    encoders = [_load_component(c, folder) for c in spec.text_encoders]
+    unet = _load_component(spec.unet, folder, weights)
+    vae = _load_component(spec.vae, folder, weights)
+    encoders = [_load_component(c, folder, weights) for c in spec.text_encoders]
     hidden = sum(e.config.hidden_size for e in encoders)
     if unet.config.cross_attention_dim != hidden:
         raise ModelFolderError(
