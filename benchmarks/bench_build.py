@@ -35,7 +35,19 @@ def child(argv: list[str]) -> tuple[float, float]:
 
 
 def build_argv(model: str, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "wsd", "build", "--model", model, "--random-init", "--out", str(out), "--quiet", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "wsd",
+        "build",
+        "--model",
+        model,
+        "--random-init",
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
 
 
 def main() -> None:

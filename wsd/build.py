@@ -242,6 +242,7 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
                 allow_fallback=opts.allow_fallback,
             )
     requirements.check_bindings(mod, opts.max_binding)
+    stored_dtypes = param_shards.param_dtypes(mod, [e.name for e in entries])
     # Kernel signatures for the harness's kernel-by-kernel localization, with each one's rule.
     kernels = kernel_table.signatures(mod)
     (out / "kernels.json").write_text(json.dumps(kernels, sort_keys=True))
@@ -261,7 +262,8 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
         lib_name = _link(executable, out, spec, opts, echo)
     total_bytes = sum(a.nbytes for tensors in captured.params.values() for _, a in tensors)
     with phases.phase("params", total=total_bytes, unit="B") as bar:
-        param_shards.write_shards(out, captured.params, on_tensor=bar.update)
+        # fp16 builds take most weights as float16 (passes.mixed_precision_step): half the bytes
+        param_shards.write_shards(out, captured.params, on_tensor=bar.update, dtypes=stored_dtypes)
     step_choices = {}
     with phases.phase("tables", total=len(spec.schedulers)) as bar:
         (out / "schedulers").mkdir()

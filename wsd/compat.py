@@ -72,6 +72,17 @@ def tensor_info(shape, dtype: str):
     return cls(shape, dtype)
 
 
+def type_of(expr):
+    """A Relax expression's type: `struct_info` up to TVM 0.26, `ty` from 0.27."""
+    info = getattr(expr, "struct_info_", None)
+    if info is not None:
+        return info
+    try:
+        return expr.struct_info
+    except (AttributeError, ValueError):
+        return getattr(expr, "ty", None)
+
+
 def param_buffers(func) -> list:
     """A PrimFunc's parameter buffers: `buffer_map` before 0.27, typed params after."""
     if hasattr(func, "buffer_map"):

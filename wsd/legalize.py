@@ -34,14 +34,9 @@ TO_INT32 = ("int64", "uint64", "int8", "uint8", "int16", "uint16")
 
 
 def _ty(expr):
-    """An expression's type: `struct_info` up to TVM 0.26, `ty` from 0.27."""
-    info = getattr(expr, "struct_info_", None)
-    if info is not None:
-        return info
-    try:
-        return expr.struct_info
-    except (AttributeError, ValueError):
-        return getattr(expr, "ty", None)
+    from wsd.compat import type_of
+
+    return type_of(expr)
 
 
 def dtype_of(expr) -> str | None:

@@ -17,7 +17,24 @@ import numpy as np
 SHARD_MB = 32
 
 
-def write_shards(out: Path, params: dict[str, list[tuple[str, np.ndarray]]], on_tensor=None) -> dict:
+def param_dtypes(mod, entries: list[str]) -> dict[str, list[str]]:
+    """Each entry's weight dtypes as the compiled module takes them (its last, bundled parameter):
+    an fp16 build takes most of its weights as float16."""
+    from wsd.compat import type_of
+
+    out = {}
+    for name in entries:
+        func = mod[name]
+        bundle = type_of(func.params[-1]) if func.params else None
+        out[name] = [str(f.dtype) for f in getattr(bundle, "fields", None) or []]
+    return out
+
+
+def write_shards(
+    out: Path, params: dict[str, list[tuple[str, np.ndarray]]], on_tensor=None, dtypes: dict | None = None
+) -> dict:
+    """`dtypes`: entry -> the dtype of each of its weights in the module (param_dtypes); a weight
+    is stored in it (float32 in the folder, float16 in an fp16 build's shards)."""
     from wsd.compat import tensor_cache
     from wsd.weights import value
 
@@ -28,7 +45,11 @@ def write_shards(out: Path, params: dict[str, list[tuple[str, np.ndarray]]], on_
             for i, (_, array) in enumerate(tensors):
                 if on_tensor:
                     on_tensor(array.nbytes)
-                yield f"{entry}_{i}", np.ascontiguousarray(value(array))  # a lazy weight is read here, once
+                data = value(array)  # a lazy weight is read here, once
+                want = (dtypes or {}).get(entry)
+                if want and str(data.dtype) != want[i]:
+                    data = data.astype(want[i])
+                yield f"{entry}_{i}", np.ascontiguousarray(data)
 
     meta = {"entries": {entry: {"count": len(t), "names": [n for n, _ in t]} for entry, t in params.items()}}
     # dump_tensor_cache narrates on stdout; the build has its own progress bars.
