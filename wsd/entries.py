@@ -91,6 +91,17 @@ def sdxl_text_wrapper(model: LoadedModel):
     return module
 
 
+def guided(unet, latents, timestep, text_embeddings, guidance_scale, **conditioning):
+    """Classifier-free guidance in one UNet call: latents batched twice against the
+    [uncond, cond] embeddings (and any added conditioning, batched the same way)."""
+    torch = _torch()
+    batch = torch.cat([latents, latents])
+    t = timestep.reshape(1).expand(2)
+    eps = unet(batch, t, text_embeddings, return_dict=False, **conditioning)[0]
+    uncond, cond = eps.chunk(2)
+    return uncond + guidance_scale * (cond - uncond)
+
+
 def sdxl_unet_wrapper(model: LoadedModel):
     """SDXL's UNet with guidance inside: pooled embeddings and time ids come batched [uncond, cond]."""
     torch = _torch()
@@ -102,12 +113,8 @@ def sdxl_unet_wrapper(model: LoadedModel):
             self.unet = unet
 
         def forward(self, latents, timestep, text_embeddings, pooled_embeddings, time_ids, guidance_scale):
-            batch = torch.cat([latents, latents])
-            t = timestep.reshape(1).expand(2)
             added = {"text_embeds": pooled_embeddings, "time_ids": time_ids}
-            eps = self.unet(batch, t, text_embeddings, added_cond_kwargs=added, return_dict=False)[0]
-            uncond, cond = eps.chunk(2)
-            return uncond + guidance_scale * (cond - uncond)
+            return guided(self.unet, latents, timestep, text_embeddings, guidance_scale, added_cond_kwargs=added)
 
     return GuidedUNetXL().eval()
 
@@ -123,11 +130,7 @@ def unet_wrapper(model: LoadedModel):
             self.unet = unet
 
         def forward(self, latents, timestep, text_embeddings, guidance_scale):
-            batch = torch.cat([latents, latents])
-            t = timestep.reshape(1).expand(2)
-            eps = self.unet(batch, t, text_embeddings, return_dict=False)[0]
-            uncond, cond = eps.chunk(2)
-            return uncond + guidance_scale * (cond - uncond)
+            return guided(self.unet, latents, timestep, text_embeddings, guidance_scale)
 
     return GuidedUNet().eval()
 

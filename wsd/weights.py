@@ -20,7 +20,7 @@ import numpy as np
 
 from wsd.errors import ModelFolderError
 
-WEIGHTS_FILE_ATTR = "_wsd_weights_files"  # set on a shell component: state_dict key -> the file holding it
+WEIGHTS_FILE_ATTR = "_wsd_weights_files"  # on a shell component: state_dict key -> (file, name in it)
 # transformers 5 names CLIPTextModel's parameters without the `text_model.` level that SD's
 # files (saved by transformers 4) carry; it strips it on load, and so do we.
 KEY_PREFIXES = ("", "text_model.")
@@ -137,10 +137,9 @@ def sources_of(module) -> dict[str, LazyWeight]:
     shells = [(name, mod) for name, mod in module.named_modules() if hasattr(mod, WEIGHTS_FILE_ATTR)]
     out = {}
     for prefix, shell in shells:
-        files = getattr(shell, WEIGHTS_FILE_ATTR)  # checked by models.folder.check_weights
+        files = getattr(shell, WEIGHTS_FILE_ATTR)  # models.folder.check_weights found each one
         for key, param in shell.named_parameters():
-            path = files[key]
-            where = key_in_file(key, file_keys(path))
+            path, where = files[key]
             dtype = str(param.dtype).removeprefix("torch.")
             out[f"{prefix}.{key}" if prefix else key] = LazyWeight(str(path), where, tuple(param.shape), dtype)
     for sub in module.modules():

@@ -168,9 +168,9 @@ def _shapes(files: dict[str, Path]) -> dict[str, tuple[int, ...]]:
         raise ModelFolderError(f"{next(iter(files.values()))}: unreadable weights file ({exc})") from None
 
 
-def check_weights(model, weights: Path) -> dict[str, Path]:
+def check_weights(model, weights: Path) -> dict[str, tuple[Path, str]]:
     """Every tensor the model needs is in the file(s) with the model's shape; nothing is left
-    over. Returns the model's state_dict key -> the file holding it."""
+    over. Returns the model's state_dict key -> (the file holding it, its name there)."""
     from wsd.weights import key_in_file
 
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -189,7 +189,7 @@ def check_weights(model, weights: Path) -> dict[str, Path]:
     extra = sorted(set(found) - set(names.values()))
     if extra:
         raise ModelFolderError(f"{weights}: {len(extra)} tensors the config does not use, first {extra[0]!r}")
-    return {key: files[where] for key, where in names.items()}
+    return {key: (files[where], where) for key, where in names.items()}
 
 
 def _load_component(comp: Component, folder: Path, weights_wanted: bool = True):

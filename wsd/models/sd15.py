@@ -65,7 +65,9 @@ def _unet(widths, layers, heads, groups, cross_dim, sample):
     )
 
 
-def _vae(widths, layers, groups, sample):
+def vae(widths, layers, groups, sample, scaling_factor=0.18215, **extra):
+    """An AutoencoderKL config: one encoder/decoder block per width; SDXL's differs in its
+    scaling factor (0.13025) and `force_upcast`."""
     return Component(
         "vae",
         "diffusers",
@@ -76,11 +78,12 @@ def _vae(widths, layers, groups, sample):
             "latent_channels": 4,
             "block_out_channels": list(widths),
             "layers_per_block": layers,
-            "down_block_types": ["DownEncoderBlock2D"] * 4,
-            "up_block_types": ["UpDecoderBlock2D"] * 4,
+            "down_block_types": ["DownEncoderBlock2D"] * len(widths),
+            "up_block_types": ["UpDecoderBlock2D"] * len(widths),
             "norm_num_groups": groups,
             "sample_size": sample,
-            "scaling_factor": 0.18215,
+            "scaling_factor": scaling_factor,
+            **extra,
         },
         DIFFUSERS_WEIGHTS,
         VAE_KEYS,
@@ -131,7 +134,7 @@ SD15 = _sd15_like(
     "sd15",
     512,
     _unet((320, 640, 1280, 1280), 2, 8, 32, 768, 64),
-    _vae((128, 256, 512, 512), 2, 32, 512),
+    vae((128, 256, 512, 512), 2, 32, 512),
     _clip(768, 12, 12, 3072, 49408),
 )
 
@@ -139,6 +142,6 @@ SD15_TINY = _sd15_like(
     "sd15-tiny",
     64,
     _unet((32, 32, 64, 64), 1, 8, 8, 32, 8),
-    _vae((16, 16, 32, 32), 1, 8, 64),
+    vae((16, 16, 32, 32), 1, 8, 64),
     _clip(32, 2, 4, 64, 1024),
 )

@@ -8,7 +8,7 @@ widths a test can afford; its sizes follow diffusers' own SDXL fast tests.
 
 from __future__ import annotations
 
-from wsd.models.sd15 import CLIP_KEYS, DIFFUSERS_WEIGHTS, TRANSFORMERS_WEIGHTS, UNET_KEYS, VAE_KEYS
+from wsd.models.sd15 import CLIP_KEYS, DIFFUSERS_WEIGHTS, TRANSFORMERS_WEIGHTS, UNET_KEYS, vae
 from wsd.models.spec import Component, ModelSpec, Scheduler
 
 SDXL_UNET_KEYS = (*UNET_KEYS, "addition_embed_type", "addition_time_embed_dim", "projection_class_embeddings_input_dim")
@@ -71,29 +71,6 @@ def _unet(widths, layers, heads, transformer_layers, groups, cross_dim, time_dim
     )
 
 
-def _vae(widths, layers, groups, sample):
-    return Component(
-        "vae",
-        "diffusers",
-        "AutoencoderKL",
-        {
-            "in_channels": 3,
-            "out_channels": 3,
-            "latent_channels": 4,
-            "block_out_channels": list(widths),
-            "layers_per_block": layers,
-            "down_block_types": ["DownEncoderBlock2D"] * len(widths),
-            "up_block_types": ["UpDecoderBlock2D"] * len(widths),
-            "norm_num_groups": groups,
-            "sample_size": sample,
-            "scaling_factor": 0.13025,
-            "force_upcast": True,
-        },
-        DIFFUSERS_WEIGHTS,
-        VAE_KEYS,
-    )
-
-
 def _encoder(subfolder, class_name, hidden, layers, heads, inner, vocab, act, projection):
     return Component(
         subfolder,
@@ -140,7 +117,7 @@ SDXL = _sdxl_like(
     "sdxl",
     1024,
     _unet((320, 640, 1280), 2, (5, 10, 20), (1, 2, 10), 32, 2048, 256, 1280, 128),
-    _vae((128, 256, 512, 512), 2, 32, 1024),
+    vae((128, 256, 512, 512), 2, 32, 1024, scaling_factor=0.13025, force_upcast=True),
     _encoder("text_encoder", "CLIPTextModel", 768, 12, 12, 3072, 49408, "quick_gelu", 768),
     _encoder("text_encoder_2", "CLIPTextModelWithProjection", 1280, 32, 20, 5120, 49408, "gelu", 1280),
 )
@@ -149,7 +126,7 @@ SDXL_TINY = _sdxl_like(
     "sdxl-tiny",
     64,
     _unet((32, 64, 64), 1, (2, 4, 4), (1, 2, 2), 8, 64, 8, 32, 8),
-    _vae((16, 16, 32, 32), 1, 8, 64),
+    vae((16, 16, 32, 32), 1, 8, 64, scaling_factor=0.13025, force_upcast=True),
     _encoder("text_encoder", "CLIPTextModel", 32, 2, 4, 64, 1024, "quick_gelu", 32),
     _encoder("text_encoder_2", "CLIPTextModelWithProjection", 32, 2, 4, 64, 1024, "gelu", 32),
 )
