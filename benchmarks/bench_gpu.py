@@ -84,6 +84,7 @@ def kernel_table(kernels: list[dict], table: dict, top: int = 15) -> list[dict]:
     for row in rows:
         info = table.get(row["kernel"], {})
         row["rule"] = info.get("rule")
+        row["config"] = info.get("config")
         row["shapes"] = [a["shape"] for a in info.get("args", [])]
     return rows[:top]
 
@@ -216,7 +217,7 @@ def finish(results: dict, built: dict, args) -> int:
     print(json.dumps({k: v for k, v in results.items() if k not in ("top_kernels", "versions")}, indent=1))
     print(f"{'kernel':70} {'ms':>8} {'calls':>5}  rule")
     for row in results.get("top_kernels", []):
-        print(f"{row['kernel'][:70]:70} {row['ms']:8.2f} {row['calls']:5d}  {row['rule']}")
+        print(f"{row['kernel'][:70]:70} {row['ms']:8.2f} {row['calls']:5d}  {row['rule']} {row.get('config') or ''}")
     print(
         f"UNet per call: WebGPU {results['webgpu_unet_ms']:.1f} ms; "
         f"PyTorch fp32 (TF32 off) {t['fp32_no_tf32']:.1f} ms, "

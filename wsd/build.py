@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ COMPILER_SOURCES = (
     "faults.py",
     "kernels.py",
     "norms.py",
+    "matmul_schedule.py",
     "generation.py",
     "weights.py",
     "models/spec.py",
@@ -164,6 +166,10 @@ def build_key_inputs(opts: BuildOptions, spec, folder: Path) -> dict:
         "compiler": compiler_fingerprint(),
         "versions": {k: v for k, v in versions.collect().items() if k != "chromium"},
     }
+    from wsd.matmul_schedule import VARIANT_ENV
+
+    if os.environ.get(VARIANT_ENV):  # an experiment's schedule (benchmarks only)
+        inputs["matmul_variant"] = os.environ[VARIANT_ENV]
     if opts.target == "webgpu":  # the .wasm is linked against the runtime kit
         from wsd.webrt.kit import kit_key
 

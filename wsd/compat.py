@@ -29,6 +29,15 @@ def disable_storage_rewrite_key() -> str:
     return next(k for k in ("tirx.disable_storage_rewrite", "tir.disable_storage_rewrite") if k in known)
 
 
+def schedule_class():
+    """TensorIR's Schedule: `tvm.tir.Schedule`, moved to `tvm.s_tir.Schedule` in 0.24."""
+    try:
+        from tvm.s_tir import Schedule
+    except ImportError:  # pragma: no cover (tvm < 0.24 is outside the supported range)
+        from tvm.tir import Schedule
+    return Schedule
+
+
 def dlight():
     """dlight's schedule rules: `tvm.dlight`, moved under `tvm.s_tir` in 0.24."""
     try:

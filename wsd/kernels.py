@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from wsd.passes import RULE_ATTR, is_prim_func, param_buffers
+from wsd.passes import CONFIG_ATTR, RULE_ATTR, is_prim_func, param_buffers
 
 
 def _written(script: str, names: list[str]) -> set[str]:
@@ -45,6 +45,7 @@ def signatures(mod) -> dict[str, dict]:
             "args": [{"name": b.name, "shape": [int(d) for d in b.shape], "dtype": str(b.dtype)} for b in bufs],
             "outputs": [i for i, n in enumerate(names) if n in written],
             "rule": str(attrs[RULE_ATTR]) if RULE_ATTR in attrs else None,  # the dlight rule that scheduled it
+            "config": str(attrs[CONFIG_ATTR]) if CONFIG_ATTR in attrs else None,
             "entries": called_by.get(gvar.name_hint, []),
         }
     return out

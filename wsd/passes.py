@@ -57,6 +57,7 @@ MAX_STORAGE_BUFFERS = 10
 # vs 2 ms for attention). A reduction over buffers above this size may not fall back silently.
 FALLBACK_MAX_ELEMENTS = 1 << 20
 RULE_ATTR = "wsd.schedule_rule"  # which dlight rule scheduled a kernel (kernels.json, the manifest)
+CONFIG_ATTR = "wsd.schedule_config"  # the rule's configuration for it, where it has one (the matmul tile)
 
 
 def _schedule(target, allow_fallback: bool = True):
@@ -246,10 +247,9 @@ def dlight_rules(target):
 
     if target.kind.name == "llvm":
         return [dl.cpu.GEMV(), dl.cpu.Reduction()] if hasattr(dl, "cpu") else []
-    # A WebGPU Matmul config (16x16 threads x 4x4, k 16: a 64x64 tile) was measured on an H100
-    # beside the generic one: SD 1.5's conv2d and matmul kernels took 357 ms against 359 ms per
-    # UNet call, no gain (benchmarks/results/), so dlight's own rule stays.
-    return [dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback()]
+    from wsd.matmul_schedule import webgpu_matmul_rule
+
+    return [webgpu_matmul_rule(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback()]
 
 
 def _scheduled_attr():
@@ -303,6 +303,7 @@ class ScheduleKernels:
         self.allow_fallback = allow_fallback
         self.rule_errors: dict[str, list[str]] = {}
         self.applied: dict[str, str] = {}
+        self.configs: dict[str, str] = {}
 
     def __call__(self, mod):
 
@@ -324,7 +325,10 @@ class ScheduleKernels:
                 rule = self.applied[gvar.name_hint]
                 if rule == "Fallback" and not self.allow_fallback and has_reduction(func):
                     self._refuse_large_fallback(gvar.name_hint, func)
-                updated[gvar] = sch.mod["main"].with_attr(attr, True).with_attr(RULE_ATTR, rule)
+                func = sch.mod["main"].with_attr(attr, True).with_attr(RULE_ATTR, rule)
+                if gvar.name_hint in self.configs:
+                    func = func.with_attr(CONFIG_ATTR, self.configs[gvar.name_hint])
+                updated[gvar] = func
         for gvar, func in updated.items():
             mod[gvar] = func
         return mod
@@ -352,5 +356,7 @@ class ScheduleKernels:
             if space is None:
                 continue
             self.applied[name] = type(rule).__name__
+            if hasattr(rule, "describe"):
+                self.configs[name] = rule.describe()
             return space[0] if isinstance(space, list) else space
         return None

@@ -5,7 +5,10 @@ same spec and seed make the same folder, and the tensors go back into the build'
 the names the capture gave them (torch.export's placeholders: `p_<module path>`), then the
 manifest is re-signed. Only torch, diffusers and transformers are needed, not TVM.
 
-    python -m wsd.refill DIST      # writes DIST's shards; DIST keeps its wasm and tables
+    python -m wsd.refill DIST [DIST ...]   # writes each DIST's shards; DIST keeps its wasm and tables
+
+Builds of one model that differ only in their kernels (schedule experiments) have the same
+tensor cache: the second and later get hard links to the first one's shards.
 """
 
 from __future__ import annotations
@@ -67,10 +70,33 @@ def refill(dist: Path, echo=print) -> int:
     return written
 
 
+def link_shards(dist: Path, like: Path) -> int:
+    """Hard-link `like`'s shards into dist (the same tensor cache), then re-sign dist."""
+    from wsd import manifest
+
+    cache = json.loads((dist / "tensor-cache.json").read_text())
+    written = 0
+    for record in cache["records"]:
+        target = dist / record["dataPath"]
+        target.unlink(missing_ok=True)
+        target.hardlink_to(like / record["dataPath"])
+        written += target.stat().st_size
+    manifest.resign(dist)
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
+    done: dict[str, Path] = {}  # tensor-cache.json text -> the dist already refilled with it
     for arg in argv if argv is not None else sys.argv[1:]:
-        written = refill(Path(arg))
-        print(f"{arg}: {written / 2**30:.2f} GiB of weights written and signed")
+        dist = Path(arg)
+        key = (dist / "tensor-cache.json").read_text()
+        if key in done:
+            written = link_shards(dist, done[key])
+            print(f"{arg}: {written / 2**30:.2f} GiB of weights linked from {done[key]} and signed")
+        else:
+            written = refill(dist)
+            print(f"{arg}: {written / 2**30:.2f} GiB of weights written and signed")
+        done[key] = dist
     return 0
 
 

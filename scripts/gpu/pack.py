@@ -56,6 +56,15 @@ def pack_dist(built: Path, dest: Path) -> None:
             shutil.copy2(path, dest / rel)
 
 
+def pip_python() -> str:
+    """A Python that has pip (uv's environments have none) to download the wheels with."""
+    seen = [sys.executable, shutil.which("python3"), "/usr/bin/python3", shutil.which("python3.13")]
+    for exe in dict.fromkeys(p for p in seen if p):
+        if subprocess.run([exe, "-m", "pip", "--version"], capture_output=True).returncode == 0:  # nosec B603
+            return exe
+    raise SystemExit("no Python with pip found to download the GPU machine's wheels")
+
+
 def main(argv=None) -> int:
     from wsd import toolchain
     from wsd.webrt import runtime_bundle
@@ -81,7 +90,7 @@ def main(argv=None) -> int:
     apt = ["apt-get", "-oAPT::Architecture=amd64", f"-oDir::State::Lists={lists}"]
     subprocess.run([*apt, "update", "-qq"], check=True, capture_output=True)  # nosec B603
     subprocess.run([*apt, "download", *DEBS], check=True, cwd=out / "debs", capture_output=True)  # nosec B603
-    pip = [shutil.which("python3") or sys.executable, "-m", "pip", "download", "-q", *PLATFORM, "-d", str(out / "wheels"), *WHEELS]
+    pip = [pip_python(), "-m", "pip", "download", "-q", *PLATFORM, "-d", str(out / "wheels"), *WHEELS]
     subprocess.run(pip, check=True)  # nosec B603
     shutil.copy2(runtime_bundle(), out / "tvmjs.bundle.js")
     for item in args.dist:

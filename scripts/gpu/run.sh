@@ -23,15 +23,24 @@ python3 -m pip install -q --no-index --no-deps --no-compile --target $T/site $G/
 export PATH=$T/bin:$PATH PYTHONPATH=$T/site:$PWD PYTHONUNBUFFERED=1
 export WSD_DAWN_MODULES=$T/node_modules WSD_TVMJS_BUNDLE=$PWD/$G/tvmjs.bundle.js
 find $G/dists -name "*.xz" -exec xz -d {} +
-refill() { [ -n "$(ls "$1"/*.bin 2>/dev/null)" ] || python3 -m wsd.refill "$1"; }
+# one refill call for all: builds with the same tensor cache share the first one's shards
+refill() {
+  local todo=()
+  for d in "$@"; do [ -n "$(ls "$d"/*.bin 2>/dev/null)" ] || todo+=("$d"); done
+  [ ${#todo[@]} -eq 0 ] || python3 -m wsd.refill "${todo[@]}"
+}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
 for what in "$@"; do
   case "$what" in
     bench|bench:*)
+      picked=()
       for d in $G/dists/sd15*/; do
         case "$d" in *tiny*) continue ;; esac
         if [ "$what" != bench ] && [ "$(basename "$d")" != "${what#bench:}" ]; then continue; fi
-        refill "$d"
+        picked+=("$d")
+      done
+      refill "${picked[@]}"
+      for d in "${picked[@]}"; do
         python3 benchmarks/bench_gpu.py --dist "$d" --label "$(basename "$d")" --out "$OUT" 2>&1 | grep -v "it/s]" | tee -a "$OUT/bench.log"
       done ;;
     gate)

@@ -1,0 +1,90 @@
+"""The WebGPU matmul tiles (wsd/matmul_schedule.py): which tile a GEMM shape gets, and that
+every tile lowers to WGSL Dawn accepts, for a plain matmul and a conv2d (implicit GEMM).
+Their numerics on WebGPU are the conformance gate's: every tiny model's matmul uses them."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from wsd import matmul_schedule as ms
+from wsd import wgsl
+
+
+def test_large_gemms_get_large_tiles_and_small_m_long_k_gets_parallelism():
+    assert ms.choose_tile((1, 8192, 320, 2880)).rows >= 64  # SD 1.5's 64x64-level conv
+    assert ms.choose_tile((1, 512, 10240, 1280)).rows >= 64  # a feed-forward matmul
+    small = ms.choose_tile((1, 128, 1280, 11520))  # the 8x8-level conv: M = 2 x 64
+    assert (small.rows, small.cols) == (16, 16)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(1, 8192, 320, 2880), (16, 4096, 40, 4096), (1, 512, 1280, 11520), (1, 2048, 640, 5760), (2, 77, 768, 768)],
+)
+def test_the_chosen_tile_fills_the_gpu_when_any_tile_can(shape):
+    batch, m, n, _ = shape
+    tile = ms.choose_tile(shape)
+    groups = batch * -(-m // tile.rows) * -(-n // tile.cols)
+    if any(batch * -(-m // t.rows) * -(-n // t.cols) >= ms.MIN_WORKGROUPS for t in ms.TILES):
+        assert groups >= ms.MIN_WORKGROUPS
+    else:
+        assert tile == ms.TILES[-1]
+
+
+def test_tiles_fit_webgpu_default_limits():
+    for tile in (*ms.TILES, *ms.CONTIGUOUS):
+        assert tile.threads_x * tile.threads_y <= 256
+        padded = (tile.k + tile.vector) * 4  # bytes per row with storage alignment
+        assert (tile.rows + tile.cols) * padded <= 16384
+
+
+def _kernels():
+    from tvm import te, topi
+
+    a, b = te.placeholder((96, 72), name="A"), te.placeholder((40, 72), name="B")
+    r = te.reduce_axis((0, 72))
+    c = te.compute((96, 40), lambda i, j: te.sum(a[i, r] * b[j, r], axis=r))
+    x, w = te.placeholder((2, 8, 12, 12), name="X"), te.placeholder((16, 8, 3, 3), name="W")
+    return {
+        "matmul": te.create_prim_func([a, b, c]),
+        "conv2d": te.create_prim_func([x, w, topi.nn.conv2d_nchw(x, w, 1, 1, 1)]),
+    }
+
+
+@pytest.mark.parametrize("variant", [f"{t.rows}x{t.cols}" for t in ms.TILES])
+def test_each_tile_lowers_to_wgsl_dawn_accepts(variant, monkeypatch):
+    import tvm
+
+    from wsd.compat import tir, webgpu_target
+
+    monkeypatch.setenv(ms.VARIANT_ENV, variant)
+    target = webgpu_target()
+    shaders = {}
+    for name, func in _kernels().items():
+        rule = ms.webgpu_matmul_rule()
+        with target:
+            sch = rule.apply(func, target, False)
+        assert sch is not None, name
+        assert rule.describe().startswith(variant)
+        mod = tvm.IRModule({name: sch.mod["main"].with_attr("global_symbol", name)})
+        lib = tir().build(mod, target=tvm.target.Target(target, host="llvm"))
+        shaders.update(wgsl.shaders_of(lib))
+        # storage alignment pads each workgroup-memory row past the k-tile (no bank-aligned rows)
+        tile = next(t for t in ms.TILES if f"{t.rows}x{t.cols}" == variant)
+        sizes = [int(s) for s in re.findall(r"var<workgroup> \w+ : array<f32, (\d+)>", shaders[f"{name}_kernel"])]
+        assert sizes and all(s > tile.rows * tile.k or s > tile.cols * tile.k for s in sizes)
+    wgsl.require_valid(shaders)
+
+
+def test_a_non_gemm_kernel_is_left_to_the_next_rule():
+    from tvm import te
+
+    from wsd.compat import webgpu_target
+
+    x = te.placeholder((64, 64), name="X")
+    y = te.compute((64, 64), lambda i, j: x[i, j] * 2.0)
+    target = webgpu_target()
+    with target:
+        assert ms.webgpu_matmul_rule().apply(te.create_prim_func([x, y]), target, False) is None

@@ -1,0 +1,154 @@
+"""A WebGPU configuration for dlight's Matmul rule, chosen per kernel from its GEMM shape.
+
+dlight has no WebGPU branch: every matmul and conv2d (as an implicit GEMM) gets one generic
+32x32 tile of 8x8 threads, with the A and B tiles in workgroup memory at a row stride equal to
+the k-tile. Two things held SD 1.5's UNet there (measured on an H100, docs/gpu.md):
+
+- bank conflicts: each thread owns 4 contiguous rows, so a warp's 8 row-threads read one
+  workgroup-memory bank (rows 32 floats apart); storage alignment pads the rows (stride k+vec);
+- too few workgroups for small-M, long-K convolutions (the 8x8 and 16x16 UNet levels: M = 128,
+  K = 11520 gives 160 workgroups of 64 threads on a 132-SM GPU).
+
+So the tile is the largest of a few candidates that still gives enough workgroups to fill a
+large GPU, and storage alignment is on. The configuration chosen is recorded per kernel.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+# Enough workgroups to give every SM of a data-center GPU several (132 SMs on an H100);
+# a smaller GPU is full sooner and loses little from the smaller tiles.
+MIN_WORKGROUPS = 512
+
+
+@dataclass(frozen=True)
+class Tile:
+    threads_x: int  # threads along M (rows of the output)
+    threads_y: int  # threads along N
+    micro_x: int  # outputs per thread along M
+    micro_y: int
+    k: int = 16
+    vthreads: int = 1  # >1: each thread's outputs are strided (rows vt*threads + t), not contiguous
+    # Vector loads (2 or 4) fail TVM 0.27's WebGPU lowering on plain matmuls (PointerValueTypeRewrite:
+    # "info.factor() % me->coeff"), so workgroup memory is filled one float per load.
+    vector: int = 1
+
+    @property
+    def rows(self) -> int:
+        return self.threads_x * self.micro_x * self.vthreads
+
+    @property
+    def cols(self) -> int:
+        return self.threads_y * self.micro_y * self.vthreads
+
+
+# Largest first; every one fits WebGPU's defaults (256 invocations, 16 KiB of workgroup memory).
+# Each thread computes 2x2 outputs per virtual thread, the virtual threads strided by the
+# threads' span: a warp's row-threads then read workgroup memory at a stride of 2x(k+1) floats,
+# 16 distinct banks, where 4 contiguous rows per thread (dlight's layout) gave 4-way conflicts.
+TILES = (
+    Tile(16, 16, 2, 2, k=8, vthreads=4),  # 128x128
+    Tile(16, 16, 2, 2, vthreads=2),  # 64x64
+    Tile(8, 16, 2, 2, vthreads=2),  # 32x64
+    Tile(8, 8, 2, 2, vthreads=2),  # 32x32
+    Tile(8, 8, 2, 2),  # 16x16: long-K, small-M convolutions
+)
+# The same spans with contiguous per-thread outputs (dlight's layout), for comparison.
+CONTIGUOUS = (
+    Tile(16, 16, 8, 8, k=8),
+    Tile(16, 16, 4, 4),
+    Tile(8, 16, 4, 4),
+    Tile(8, 8, 4, 4),
+    Tile(8, 8, 2, 2),
+)
+
+# Experiments only (benchmarks on a GPU): WSD_MATMUL=default keeps dlight's generic config,
+# WSD_MATMUL=contiguous chooses among CONTIGUOUS, WSD_MATMUL=RxC pins one tile for every
+# kernel. Part of the build key (build.py).
+VARIANT_ENV = "WSD_MATMUL"
+
+
+def gemm_shape(func):
+    """(batch, M, N, K) of a kernel's main matmul-like block, or None if it has none."""
+    import importlib
+
+    from wsd.compat import dlight, schedule_class
+
+    dl = dlight()
+    mm = importlib.import_module(dl.gpu.Matmul.__module__)
+    sch = schedule_class()(func)
+    blocks = sch.get_child_blocks(mm.get_root_block(sch))
+    reductions = mm.get_reduction_blocks(sch, blocks)
+    if not reductions:
+        return None
+    block = sch.get(reductions[0])
+    maps = mm.get_index_map(block)
+    if not maps:
+        return None
+    extents = [iv.dom.extent for iv in block.iter_vars]
+    shape = maps[0].map_shape(extents)
+    if not all(hasattr(d, "value") for d in shape):
+        return None  # a dynamic dimension: the generic tile
+    return tuple(int(d.value) for d in shape)
+
+
+def choose_tile(shape, tiles=TILES) -> Tile:
+    """The tile with the least padded work per workgroup-memory load among those that give
+    MIN_WORKGROUPS workgroups (ties: the larger tile, fewer global loads); the smallest when
+    none does."""
+    batch, m, n, _ = shape
+
+    def cost(tile):
+        rows, cols = -(-m // tile.rows) * tile.rows, -(-n // tile.cols) * tile.cols
+        mx, my = tile.micro_x * tile.vthreads, tile.micro_y * tile.vthreads
+        intensity = mx * my / (mx + my)  # FMAs per workgroup-memory load
+        return rows * cols / intensity
+
+    full = [t for t in tiles if batch * -(-m // t.rows) * -(-n // t.cols) >= MIN_WORKGROUPS]
+    return min(full, key=cost) if full else tiles[-1]
+
+
+def webgpu_matmul_rule():
+    """dlight's Matmul with its configuration chosen per kernel (see the module's doc)."""
+    from wsd.compat import dlight
+
+    dl = dlight()
+    variant = os.environ.get(VARIANT_ENV, "")
+    if variant == "default":
+        return dl.gpu.Matmul()
+    tiles = CONTIGUOUS if variant == "contiguous" else TILES
+    pinned = {f"{t.rows}x{t.cols}": t for t in TILES}.get(variant)
+
+    class WebGPUMatmul(dl.gpu.Matmul):
+        def apply(self, func, target, tunable):
+            shape = gemm_shape(func)
+            if shape is None:
+                return None
+            self._tile = pinned or choose_tile(shape, tiles)
+            return super().apply(func, target, tunable)
+
+        def describe(self) -> str:
+            t = self._tile
+            threads = f"{t.threads_x}x{t.threads_y} threads"
+            return f"{t.rows}x{t.cols} tile, {threads}, k{t.k}, {t.vthreads}x{t.vthreads} vthreads"
+
+        def get_configs(self, target):
+            t = self._tile
+            return dl.gpu.Matmul.Config(
+                block_size_x=t.threads_x,
+                block_size_y=t.threads_y,
+                vthread_x=t.vthreads,
+                vthread_y=t.vthreads,
+                micro_size_x=t.micro_x,
+                micro_size_y=t.micro_y,
+                micro_size_k=t.k,
+                vector_size=t.vector,
+                unroll=256,
+                use_shared=True,
+                storage_align=True,
+            )
+
+    WebGPUMatmul.__name__ = "Matmul"  # the rule's name in kernels.json stays dlight's
+    return WebGPUMatmul()
