@@ -281,11 +281,14 @@ def bool_as_i8(dist: Path, work: Path) -> Path:
     return out
 
 
+_WORKGROUP_ARRAY = re.compile(r"(var<workgroup> \w+ ?: array<f32, )(\d+)>;")
+
+
 def workgroup_over_limit(dist: Path, work: Path) -> Path:
     out = copy_dist(dist, work / "workgroup-over-limit")
     # 40 000 bytes of workgroup memory: over WebGPU's default (16 KiB) and SwiftShader's 32 KiB.
-    kernel, shader, _ = _kernels_of(out, "unet", " : array<f32, 256>;")[0]
-    patch_shader(out, shader, lambda code: code.replace(" : array<f32, 256>;", ": array<f32, 10000>;", 1))
+    kernel, shader, _ = _kernels_of(out, "unet", "var<workgroup>")[0]
+    patch_shader(out, shader, lambda code: _WORKGROUP_ARRAY.sub(r"\g<1>10000>;", code, count=1))
     resign(out, {"workgroup-over-limit": kernel})
     return out
 
