@@ -287,7 +287,11 @@ _WORKGROUP_ARRAY = re.compile(r"(var<workgroup> \w+ ?: array<f32, )(\d+)>;")
 def workgroup_over_limit(dist: Path, work: Path) -> Path:
     out = copy_dist(dist, work / "workgroup-over-limit")
     # 40 000 bytes of workgroup memory: over WebGPU's default (16 KiB) and SwiftShader's 32 KiB.
-    kernel, shader, _ = _kernels_of(out, "unet", "var<workgroup>")[0]
+    shaders = json.loads((out / "shaders" / "wgsl.json").read_text())
+    found = [k for k in _kernels_of(out, "unet", "var<workgroup>") if _WORKGROUP_ARRAY.search(shaders[k[1]])]
+    if not found:
+        raise LookupError("no kernel of unet declares a workgroup array<f32, N>")
+    kernel, shader, _ = found[0]
     patch_shader(out, shader, lambda code: _WORKGROUP_ARRAY.sub(r"\g<1>10000>;", code, count=1))
     resign(out, {"workgroup-over-limit": kernel})
     return out

@@ -1,16 +1,19 @@
 """A WebGPU configuration for dlight's Matmul rule, chosen per kernel from its GEMM shape.
 
 dlight has no WebGPU branch: every matmul and conv2d (as an implicit GEMM) gets one generic
-32x32 tile of 8x8 threads, with the A and B tiles in workgroup memory at a row stride equal to
-the k-tile. Two things held SD 1.5's UNet there (measured on an H100, docs/gpu.md):
+32x32 tile of 8x8 threads, each thread owning 4 contiguous output rows, with the A and B tiles
+in workgroup memory at a row stride equal to the k-tile. Two things held SD 1.5's UNet there
+(measured on an H100, docs/gpu.md):
 
-- bank conflicts: each thread owns 4 contiguous rows, so a warp's 8 row-threads read one
-  workgroup-memory bank (rows 32 floats apart); storage alignment pads the rows (stride k+vec);
+- bank conflicts: a warp's row-threads read workgroup memory 4 rows apart, a multiple of 32
+  floats, so all in one bank; padding the rows alone cannot fix a stride that is a multiple of 4;
 - too few workgroups for small-M, long-K convolutions (the 8x8 and 16x16 UNet levels: M = 128,
   K = 11520 gives 160 workgroups of 64 threads on a 132-SM GPU).
 
-So the tile is the largest of a few candidates that still gives enough workgroups to fill a
-large GPU, and storage alignment is on. The configuration chosen is recorded per kernel.
+So each thread computes 2x2 outputs per virtual thread, the virtual threads strided, over padded
+rows (storage alignment); and among the tiles that give enough workgroups to fill a large GPU,
+the one with the least padded work per workgroup-memory load is chosen. The tile is recorded per
+kernel (kernels.json `config`).
 """
 
 from __future__ import annotations
