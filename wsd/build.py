@@ -37,6 +37,7 @@ COMPILER_SOURCES = (
     "kernels.py",
     "norms.py",
     "matmul_schedule.py",
+    "split_k.py",
     "generation.py",
     "weights.py",
     "models/spec.py",
@@ -167,9 +168,12 @@ def build_key_inputs(opts: BuildOptions, spec, folder: Path) -> dict:
         "versions": {k: v for k, v in versions.collect().items() if k != "chromium"},
     }
     from wsd.matmul_schedule import VARIANT_ENV
+    from wsd.split_k import SPLIT_ENV
 
     if os.environ.get(VARIANT_ENV):  # an experiment's schedule (benchmarks only)
         inputs["matmul_variant"] = os.environ[VARIANT_ENV]
+    if os.environ.get(SPLIT_ENV):
+        inputs["split_k_variant"] = os.environ[SPLIT_ENV]
     if opts.target == "webgpu":  # the .wasm is linked against the runtime kit
         from wsd.webrt.kit import kit_key
 

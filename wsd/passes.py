@@ -39,6 +39,12 @@ def _split_group_norm(target):
     return norms.split_group_norm()
 
 
+def _split_k(target):
+    from wsd import split_k
+
+    return split_k.split_k_conv2d()
+
+
 def _legalize_wgsl(target):
     from wsd import legalize
 
@@ -73,6 +79,7 @@ STEPS: tuple[Step, ...] = (
     Step("fold", lambda t: _relax().transform.FoldConstant(), "constant subgraphs (masks, position ids) computed now"),
     Step("wgsl-types", _legalize_wgsl, "WGSL has no 64-bit ints; booleans must not be stored"),
     Step("split-group-norm", _split_group_norm, "GroupNorm's statistics as row reductions over (n, group)"),
+    Step("split-k", _split_k, "convs with too few output tiles for the GPU sum K in parts"),
     Step("legalize", lambda t: _relax().transform.LegalizeOps(), "high-level ops to TensorIR"),
     Step("annotate", lambda t: _relax().transform.AnnotateTIROpPattern(), "op patterns for fusion"),
     Step("fuse", lambda t: _relax().transform.FuseOps(), "elementwise work joins its producer"),

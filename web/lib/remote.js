@@ -7,7 +7,7 @@
 //   run({entry, inputs})     -> one entry point of the open model on base64 arrays
 //   runKernels({kernels})    -> compiled kernels one by one (localization)
 //   runChain({buffers, calls, upto, fetch}) -> kernels chained on GPU buffers (localization)
-//   bench({entry, inputs, repeat}) -> wall ms per call, and per-kernel GPU ms when opened with {profile: true}
+//   bench({entry, inputs, repeat, flushEvery}) -> wall ms per call, and per-kernel GPU ms when opened with {profile: true}
 //   tokenize({prompts, index}) -> the page's CLIP tokenizer (the build's index-th) on its vocabulary
 //   generate(options)        -> prompt to image (lib/pipeline.js), image and latents as base64
 //   memory()                 -> GPU buffers and bytes the runtime holds
@@ -86,7 +86,7 @@ export function createRemote({ onStatus = () => {}, sessionOptions = {} } = {}) 
   }
 
   async function bench(spec) {
-    return requireSession().bench(spec.entry, spec.inputs.map(fromWire), spec.repeat || 10);
+    return requireSession().bench(spec.entry, spec.inputs.map(fromWire), spec.repeat || 10, spec.flushEvery);
   }
 
   async function tokenize(spec) {

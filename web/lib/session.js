@@ -6,6 +6,7 @@ import { createDevice, describeAdapter, diagnoseShaders, requestAdapter } from "
 import { VerifiedStore } from "./integrity.js";
 import { ClipTokenizer } from "./tokenizer.js";
 import { KernelProfiler } from "./profile.js";
+import { DEFAULT_FLUSH_EVERY, SubmissionPacer } from "./pacing.js";
 import { checkManifest, checkSamplerTable, checkTensorCache } from "./validate.js";
 
 export const TYPED = { float32: Float32Array, int32: Int32Array, uint32: Uint32Array, float16: Uint16Array, uint8: Uint8Array };
@@ -98,6 +99,7 @@ export class ModelSession {
     await this.prefetch(progress);
     this.tvm = await this.tvmjs.instantiate(wasm.buffer.slice(wasm.byteOffset, wasm.byteOffset + wasm.byteLength), this.tvmjs.createPolyfillWASI(), (msg) => console.error(msg));
     this.tvm.initWebGPU(this.device);
+    this.pacer = new SubmissionPacer(this.device, this.tvm.lib.webGPUContext, this.options.flushEvery ?? DEFAULT_FLUSH_EVERY);
     this.tvm.beginScope(); // tvmjs hands out objects only inside a scope; kept ones are detached
     try {
       await this.loadInScope(progress, t0);
@@ -280,8 +282,10 @@ export class ModelSession {
 
   // Timing for benchmarks: the inputs uploaded once, one warm-up call, then `repeat` calls each
   // waited for (wall ms); with a profiler, one more call with every dispatch's GPU time.
-  bench(entry, inputs, repeat = 10) {
+  // `flushEvery` (a number) sets submission pacing for this and later calls (0: off).
+  bench(entry, inputs, repeat = 10, flushEvery = undefined) {
     return this.exclusive(async () => {
+      if (flushEvery !== undefined) this.pacer.every = flushEvery;
       this.tvm.beginScope();
       try {
         const args = inputs.map((x) => this.upload(x));
@@ -306,7 +310,7 @@ export class ModelSession {
           kernels = await this.profiler.stop();
         }
         this.checkGpu();
-        return { ms, kernels };
+        return { ms, kernels, flush_every: this.pacer.supported ? this.pacer.every : null };
       } finally {
         this.tvm.endScope();
       }

@@ -1,0 +1,136 @@
+"""Split-K for convolutions that cannot fill the GPU: more workgroups by splitting the reduction.
+
+As an implicit GEMM a conv2d has M = batch x output pixels, N = output channels and
+K = input channels x kernel area. SD 1.5's 16x16 and 8x8 UNet levels have M = 512 and 128 with
+K = 11520: even 16x16 tiles give few workgroups of little work each (measured on an H200:
+the 1280-channel 3x3 convs ran at 3-6 TFLOP/s, 50 ms of a 185 ms UNet call). WGSL has no float
+atomics, so the split is two kernels: one computes S partial sums, each over a contiguous
+range of the input channels (a batched implicit GEMM that dlight's Matmul rule schedules with
+batch = S), and an elementwise sum of the S partials that fuses with the conv's epilogue (bias,
+residual, scale). S is the smallest power of two that gives MIN_WORKGROUPS 64x64 tiles while
+every part keeps at least MIN_PART_K of K; the partials are summed in fp32.
+
+Runs before LegalizeOps, for every target: the native build runs the same graph. Layouts other
+than NCHW/OIHW, and grouped convolutions, are left whole.
+"""
+
+from __future__ import annotations
+
+import os
+
+from wsd.matmul_schedule import MIN_WORKGROUPS
+
+TILE = 64  # the tile the workgroup count is reckoned with (matmul_schedule's 64x64)
+MIN_PART_K = 256  # each part's reduction stays long enough to amortize loading its tiles
+MAX_SPLIT = 16
+# Experiments only (benchmarks on a GPU): WSD_SPLIT_K=off builds without the split. Part of the build key.
+SPLIT_ENV = "WSD_SPLIT_K"
+
+
+def split_factor(m: int, n: int, k: int, channels: int, area: int) -> int:
+    """How many parts to split K (= channels x area) into for an M x N output; 1: no split."""
+    tiles = -(-m // TILE) * -(-n // TILE)
+    split = 1
+    while tiles * split < MIN_WORKGROUPS and split < MAX_SPLIT:
+        nxt = split * 2
+        if channels % nxt or (channels // nxt) * area < MIN_PART_K:
+            break
+        split = nxt
+    return split
+
+
+def _static(shape) -> list[int] | None:
+    try:
+        return [int(d) for d in shape]
+    except TypeError:
+        return None  # a symbolic dimension
+
+
+def split_k_conv2d():
+    import tvm
+    from tvm import relax, te, topi
+
+    from wsd.compat import type_of
+
+    def partial_sums(x, w, split, strides, padding, dilation, out_dtype):
+        n, c, _, _ = (int(d) for d in x.shape)
+        co, _, kh, kw = (int(d) for d in w.shape)
+        top, left, bottom, right = padding
+        if any(padding):
+            x = topi.nn.pad(x, [0, 0, top, left], [0, 0, bottom, right], name="pad_temp")
+        part = c // split
+        ho = (int(x.shape[2]) - (kh - 1) * dilation[0] - 1) // strides[0] + 1
+        wo = (int(x.shape[3]) - (kw - 1) * dilation[1] - 1) // strides[1] + 1
+        rc, ry, rx = te.reduce_axis((0, part), "rc"), te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
+        return te.compute(
+            (split, n, co, ho, wo),
+            lambda s, b, o, i, j: te.sum(
+                x[b, s * part + rc, i * strides[0] + ry * dilation[0], j * strides[1] + rx * dilation[1]].astype(
+                    out_dtype
+                )
+                * w[o, s * part + rc, ry, rx].astype(out_dtype),
+                axis=[rc, ry, rx],
+            ),
+            name="conv2d_split_k",
+        )
+
+    def sum_parts(p, out_dtype):
+        split = int(p.shape[0])
+
+        def add(*i):
+            total = p[(0, *i)].astype("float32")
+            for s in range(1, split):
+                total = total + p[(s, *i)].astype("float32")
+            return total.astype(out_dtype)
+
+        return te.compute(p.shape[1:], add, name="conv2d_split_k_sum")
+
+    @relax.expr_functor.mutator
+    class SplitK(relax.PyExprMutator):
+        def __init__(self, mod):
+            super().__init__(mod)
+            self.mod_ = mod
+
+        def visit_call_(self, call):
+            call = super().visit_call_(call)
+            if getattr(call.op, "name", "") != "relax.nn.conv2d":
+                return call
+            split = self._split(call)
+            return call if split is None else split
+
+        def _split(self, call):
+            a = call.attrs
+            x, w = call.args
+            xs, ws = _static(type_of(x).shape), _static(type_of(w).shape)
+            if xs is None or ws is None or int(a.groups) != 1:
+                return None
+            if (str(a.data_layout), str(a.kernel_layout), str(a.out_layout) or "NCHW") != ("NCHW", "OIHW", "NCHW"):
+                return None
+            out = _static(type_of(call).shape)
+            if out is None:
+                return None
+            n, c, _, _ = xs
+            co, _, kh, kw = ws
+            split = split_factor(n * out[2] * out[3], co, c * kh * kw, c, kh * kw)
+            if split == 1:
+                return None
+            out_dtype = str(type_of(call).dtype)
+            strides, dilation = [int(v) for v in a.strides], [int(v) for v in a.dilation]
+            padding = [int(v) for v in a.padding]
+            parts = self.builder_.emit_te(
+                partial_sums, x, w, split, strides, padding, dilation, out_dtype, primfunc_name_hint="conv2d_split_k"
+            )
+            # a call, not a binding: the sum then fuses with the epilogue that follows it
+            return self.builder_.call_te(sum_parts, parts, out_dtype, primfunc_name_hint="conv2d_split_k_sum")
+
+        def run(self):
+            for gvar, func in self.mod_.functions_items():
+                if isinstance(func, relax.Function):
+                    self.builder_.update_func(gvar, self.visit_expr(func))
+            return self.builder_.get()
+
+    @tvm.transform.module_pass(opt_level=0, name="wsd.SplitKConv2d")
+    def run(mod, ctx):
+        return mod if os.environ.get(SPLIT_ENV) == "off" else SplitK(mod).run()
+
+    return run
