@@ -112,6 +112,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--label", default="", help="a name for this run in the results file")
     ap.add_argument("--flush-every", type=int, default=64, help="submit every N dispatches (web/lib/pacing.js)")
+    ap.add_argument(
+        "--flush-sweep",
+        type=lambda text: [int(v) for v in text.split(",") if v],
+        default=[8, 32, 128, 512],
+        help="other pacings to time (medians in the results; 0, tvmjs alone, is always timed)",
+    )
     args = ap.parse_args(argv)
 
     import torch
@@ -173,8 +179,12 @@ def main(argv=None) -> int:
         wire = [encode(x) for x in unet_inputs]
         # tvmjs alone submits a call's dispatches at its end (the GPU idles while they are recorded);
         # web/lib/pacing.js submits every N passes: both measured here, paced last (the default).
-        unpaced = runner.call("bench", {"entry": "unet", "inputs": wire, "repeat": args.repeat, "flushEvery": 0})
-        results["webgpu_unet_ms_unpaced"] = statistics.median(unpaced["ms"])
+        sweep = {}
+        for every in sorted({0, *args.flush_sweep}):
+            paced = runner.call("bench", {"entry": "unet", "inputs": wire, "repeat": args.repeat, "flushEvery": every})
+            sweep[every] = round(statistics.median(paced["ms"]), 2)
+        results["webgpu_unet_ms_by_flush_every"] = sweep
+        results["webgpu_unet_ms_unpaced"] = sweep[0]
         bench = runner.call(
             "bench", {"entry": "unet", "inputs": wire, "repeat": args.repeat, "flushEvery": args.flush_every}
         )
