@@ -68,8 +68,8 @@ CONTIGUOUS = (
 )
 
 # Experiments only (benchmarks on a GPU): WSD_MATMUL=default keeps dlight's generic config,
-# WSD_MATMUL=contiguous chooses among CONTIGUOUS, WSD_MATMUL=RxC pins one tile for every
-# kernel. Part of the build key (build.py).
+# WSD_MATMUL=contiguous chooses among CONTIGUOUS, WSD_MATMUL=outer puts a warp's threads along M
+# (dlight's binding), WSD_MATMUL=RxC pins one tile for every kernel. Part of the build key (build.py).
 VARIANT_ENV = "WSD_MATMUL"
 
 
@@ -123,6 +123,10 @@ def webgpu_matmul_rule():
         return dl.gpu.Matmul()
     tiles = CONTIGUOUS if variant == "contiguous" else TILES
     pinned = {f"{t.rows}x{t.cols}": t for t in TILES}.get(variant)
+    # threadIdx.x (a warp's consecutive lanes) along N: each lane's outputs sit beside its
+    # neighbours' in a row, so the stores of the result (and of the fused epilogue) coalesce; along
+    # M a warp wrote 16 rows at once. The workgroup-memory reads are symmetric (B's rows for A's).
+    along_n = variant != "outer"
 
     class WebGPUMatmul(dl.gpu.Matmul):
         def apply(self, func, target, tunable):
@@ -135,22 +139,29 @@ def webgpu_matmul_rule():
         def describe(self) -> str:
             t = self._tile
             threads = f"{t.threads_x}x{t.threads_y} threads"
-            return f"{t.rows}x{t.cols} tile, {threads}, k{t.k}, {t.vthreads}x{t.vthreads} vthreads"
+            lanes = ", lanes along N" if along_n else ""
+            return f"{t.rows}x{t.cols} tile, {threads}, k{t.k}, {t.vthreads}x{t.vthreads} vthreads{lanes}"
 
         def get_configs(self, target):
             t = self._tile
+            # dlight's x parameters are M's and its y parameters N's, unless inner_x: then x is N
+            # (bound to threadIdx.x) and y is M
+            x_threads, y_threads, x_micro, y_micro = t.threads_x, t.threads_y, t.micro_x, t.micro_y
+            if along_n:
+                x_threads, y_threads, x_micro, y_micro = t.threads_y, t.threads_x, t.micro_y, t.micro_x
             return dl.gpu.Matmul.Config(
-                block_size_x=t.threads_x,
-                block_size_y=t.threads_y,
+                block_size_x=x_threads,
+                block_size_y=y_threads,
                 vthread_x=t.vthreads,
                 vthread_y=t.vthreads,
-                micro_size_x=t.micro_x,
-                micro_size_y=t.micro_y,
+                micro_size_x=x_micro,
+                micro_size_y=y_micro,
                 micro_size_k=t.k,
                 vector_size=t.vector,
                 unroll=256,
                 use_shared=True,
                 storage_align=True,
+                inner_x=along_n,
             )
 
     WebGPUMatmul.__name__ = "Matmul"  # the rule's name in kernels.json stays dlight's
