@@ -88,3 +88,19 @@ def test_a_non_gemm_kernel_is_left_to_the_next_rule():
     target = webgpu_target()
     with target:
         assert ms.webgpu_matmul_rule().apply(te.create_prim_func([x, y]), target, False) is None
+
+
+@pytest.mark.parametrize(("variant", "along_n"), [("", True), ("outer", False)])
+def test_a_warps_lanes_run_along_n_so_stores_coalesce(variant, along_n, monkeypatch):
+    """threadIdx.x along N (dlight's inner_x) halved the attention scores' matmul on an H200;
+    the tile's M and N spans stay what choose_tile picked either way."""
+    from wsd.compat import webgpu_target
+
+    monkeypatch.setenv(ms.VARIANT_ENV, variant)
+    rule = ms.webgpu_matmul_rule()
+    rule._tile = ms.TILES[2]  # 32x64: not square, so a swapped span would show
+    config = rule.get_configs(webgpu_target())
+    assert config.inner_x is along_n
+    m_span = (config.block_size_y * config.micro_size_y) if along_n else (config.block_size_x * config.micro_size_x)
+    n_span = (config.block_size_x * config.micro_size_x) if along_n else (config.block_size_y * config.micro_size_y)
+    assert (m_span * config.vthread_x, n_span * config.vthread_y) == (32, 64)
