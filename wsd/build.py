@@ -38,6 +38,7 @@ COMPILER_SOURCES = (
     "norms.py",
     "matmul_schedule.py",
     "split_k.py",
+    "rewrite.py",
     "generation.py",
     "weights.py",
     "models/spec.py",

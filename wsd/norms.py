@@ -15,64 +15,41 @@ from __future__ import annotations
 
 
 def split_group_norm():
-    import tvm
     from tvm import relax
 
     from wsd.legalize import _ty
+    from wsd.rewrite import call_rewriter
 
-    @relax.expr_functor.mutator
-    class SplitGroupNorm(relax.PyExprMutator):
-        def __init__(self, mod):
-            super().__init__(mod)
-            self.mod_ = mod
+    def split(builder, call):
+        x, gamma, beta = call.args
+        attrs = call.attrs
+        info = _ty(x)
+        shape = [int(d) for d in info.shape] if getattr(info, "shape", None) is not None else None
+        axes = [int(a) for a in attrs.axes]
+        if shape is None or int(attrs.channel_axis) != 1 or axes != list(range(2, len(shape))):
+            return None  # a layout we did not plan for: left to the fused form
+        n, c, rest = shape[0], shape[1], shape[2:]
+        g = int(attrs.num_groups)
+        dtype = str(info.dtype)
+        stats = "float32" if dtype == "float16" else dtype
+        emit = builder.emit
+        grouped = emit(relax.op.reshape(x, [n, g, c // g, *rest]))
+        if stats != dtype:
+            grouped = emit(relax.op.astype(grouped, stats))
+        reduce_axes = list(range(2, 3 + len(rest)))
+        mean = emit(relax.op.mean(grouped, axis=reduce_axes, keepdims=True))
+        centred = emit(relax.op.subtract(grouped, mean))
+        var = emit(relax.op.mean(emit(relax.op.multiply(centred, centred)), axis=reduce_axes, keepdims=True))
+        eps = relax.const(float(attrs.epsilon), stats)
+        normed = emit(relax.op.multiply(centred, emit(relax.op.rsqrt(emit(relax.op.add(var, eps))))))
+        out = emit(relax.op.reshape(normed, shape))
+        if stats != dtype:
+            out = emit(relax.op.astype(out, dtype))
+        per_channel = [1, c] + [1] * len(rest)
+        if attrs.scale:
+            out = emit(relax.op.multiply(out, emit(relax.op.reshape(gamma, per_channel))))
+        if attrs.center:
+            return relax.op.add(out, emit(relax.op.reshape(beta, per_channel)))
+        return out
 
-        def visit_call_(self, call):
-            call = super().visit_call_(call)
-            if getattr(call.op, "name", "") != "relax.nn.group_norm":
-                return call
-            split = self._split(call)
-            return call if split is None else split
-
-        def _split(self, call):
-            x, gamma, beta = call.args
-            attrs = call.attrs
-            info = _ty(x)
-            shape = [int(d) for d in info.shape] if getattr(info, "shape", None) is not None else None
-            axes = [int(a) for a in attrs.axes]
-            if shape is None or int(attrs.channel_axis) != 1 or axes != list(range(2, len(shape))):
-                return None  # a layout we did not plan for: left to the fused form
-            n, c, rest = shape[0], shape[1], shape[2:]
-            g = int(attrs.num_groups)
-            dtype = str(info.dtype)
-            stats = "float32" if dtype == "float16" else dtype
-            emit = self.builder_.emit
-            grouped = emit(relax.op.reshape(x, [n, g, c // g, *rest]))
-            if stats != dtype:
-                grouped = emit(relax.op.astype(grouped, stats))
-            reduce_axes = list(range(2, 3 + len(rest)))
-            mean = emit(relax.op.mean(grouped, axis=reduce_axes, keepdims=True))
-            centred = emit(relax.op.subtract(grouped, mean))
-            var = emit(relax.op.mean(emit(relax.op.multiply(centred, centred)), axis=reduce_axes, keepdims=True))
-            eps = relax.const(float(attrs.epsilon), stats)
-            normed = emit(relax.op.multiply(centred, emit(relax.op.rsqrt(emit(relax.op.add(var, eps))))))
-            out = emit(relax.op.reshape(normed, shape))
-            if stats != dtype:
-                out = emit(relax.op.astype(out, dtype))
-            per_channel = [1, c] + [1] * len(rest)
-            if attrs.scale:
-                out = emit(relax.op.multiply(out, emit(relax.op.reshape(gamma, per_channel))))
-            if attrs.center:
-                return relax.op.add(out, emit(relax.op.reshape(beta, per_channel)))
-            return out
-
-        def run(self):
-            for gvar, func in self.mod_.functions_items():
-                if isinstance(func, relax.Function):
-                    self.builder_.update_func(gvar, self.visit_expr(func))
-            return self.builder_.get()
-
-    @tvm.transform.module_pass(opt_level=0, name="wsd.SplitGroupNorm")
-    def run(mod, ctx):
-        return SplitGroupNorm(mod).run()
-
-    return run
+    return call_rewriter("relax.nn.group_norm", split, "wsd.SplitGroupNorm")

@@ -47,10 +47,10 @@ def _static(shape) -> list[int] | None:
 
 
 def split_k_conv2d():
-    import tvm
-    from tvm import relax, te, topi
+    from tvm import te, topi
 
     from wsd.compat import type_of
+    from wsd.rewrite import call_rewriter
 
     def partial_sums(x, w, split, strides, padding, dilation, out_dtype):
         n, c, _, _ = (int(d) for d in x.shape)
@@ -85,52 +85,29 @@ def split_k_conv2d():
 
         return te.compute(p.shape[1:], add, name="conv2d_split_k_sum")
 
-    @relax.expr_functor.mutator
-    class SplitK(relax.PyExprMutator):
-        def __init__(self, mod):
-            super().__init__(mod)
-            self.mod_ = mod
+    def split(builder, call):
+        a = call.attrs
+        x, w = call.args
+        xs, ws = _static(type_of(x).shape), _static(type_of(w).shape)
+        if xs is None or ws is None or int(a.groups) != 1:
+            return None
+        if (str(a.data_layout), str(a.kernel_layout), str(a.out_layout) or "NCHW") != ("NCHW", "OIHW", "NCHW"):
+            return None
+        out = _static(type_of(call).shape)
+        if out is None:
+            return None
+        n, c, _, _ = xs
+        co, _, kh, kw = ws
+        parts = split_factor(n * out[2] * out[3], co, c * kh * kw, c, kh * kw)
+        if parts == 1 or os.environ.get(SPLIT_ENV) == "off":
+            return None
+        out_dtype = str(type_of(call).dtype)
+        strides, dilation = [int(v) for v in a.strides], [int(v) for v in a.dilation]
+        padding = [int(v) for v in a.padding]
+        partial = builder.emit_te(
+            partial_sums, x, w, parts, strides, padding, dilation, out_dtype, primfunc_name_hint="conv2d_split_k"
+        )
+        # a call, not a binding: the sum then fuses with the epilogue that follows it
+        return builder.call_te(sum_parts, partial, out_dtype, primfunc_name_hint="conv2d_split_k_sum")
 
-        def visit_call_(self, call):
-            call = super().visit_call_(call)
-            if getattr(call.op, "name", "") != "relax.nn.conv2d":
-                return call
-            split = self._split(call)
-            return call if split is None else split
-
-        def _split(self, call):
-            a = call.attrs
-            x, w = call.args
-            xs, ws = _static(type_of(x).shape), _static(type_of(w).shape)
-            if xs is None or ws is None or int(a.groups) != 1:
-                return None
-            if (str(a.data_layout), str(a.kernel_layout), str(a.out_layout) or "NCHW") != ("NCHW", "OIHW", "NCHW"):
-                return None
-            out = _static(type_of(call).shape)
-            if out is None:
-                return None
-            n, c, _, _ = xs
-            co, _, kh, kw = ws
-            split = split_factor(n * out[2] * out[3], co, c * kh * kw, c, kh * kw)
-            if split == 1:
-                return None
-            out_dtype = str(type_of(call).dtype)
-            strides, dilation = [int(v) for v in a.strides], [int(v) for v in a.dilation]
-            padding = [int(v) for v in a.padding]
-            parts = self.builder_.emit_te(
-                partial_sums, x, w, split, strides, padding, dilation, out_dtype, primfunc_name_hint="conv2d_split_k"
-            )
-            # a call, not a binding: the sum then fuses with the epilogue that follows it
-            return self.builder_.call_te(sum_parts, parts, out_dtype, primfunc_name_hint="conv2d_split_k_sum")
-
-        def run(self):
-            for gvar, func in self.mod_.functions_items():
-                if isinstance(func, relax.Function):
-                    self.builder_.update_func(gvar, self.visit_expr(func))
-            return self.builder_.get()
-
-    @tvm.transform.module_pass(opt_level=0, name="wsd.SplitKConv2d")
-    def run(mod, ctx):
-        return mod if os.environ.get(SPLIT_ENV) == "off" else SplitK(mod).run()
-
-    return run
+    return call_rewriter("relax.nn.conv2d", split, "wsd.SplitKConv2d")
