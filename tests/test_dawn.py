@@ -92,3 +92,33 @@ def test_a_model_runs_and_each_kernel_is_timed(host, tmp_path):
         {k["kernel"] for k in result["kernels"]} - set(kernels)
     )
     assert all(k["ms"] >= 0 for k in named) and sum(k["ms"] for k in named) > 0
+
+
+@pytest.mark.e2e
+def test_wsd_generate_over_dawn_equals_diffusers(tmp_path, tiny_folder, capsys):
+    """`wsd generate --backend dawn`: the page's pipeline in Node over Dawn (a GPU server's path),
+    the PNG it writes equal to diffusers' own pipeline on the same folder."""
+    import json
+
+    import diffusers_ref
+    import numpy as np
+    from PIL import Image
+
+    from conformance.metrics import compare
+    from wsd.build import BuildOptions, build
+    from wsd.cli import main
+
+    build(BuildOptions("sd15-tiny", random_init=True), tmp_path / "dist", echo=lambda *_: None, progress=False)
+    settings = {"prompt": "a red cube on a table", "negative": "blurry", "steps": 4, "seed": 3, "guidance": 7.5}
+    out = tmp_path / "cube.png"
+    argv = ["generate", "--backend", "dawn", "--dist", str(tmp_path / "dist"), "--model", "sd15-tiny"]
+    argv += ["--out", str(out), "--prompt", settings["prompt"], "--negative", settings["negative"]]
+    argv += ["--steps", "4", "--seed", "3"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "saved" in printed and "4 steps median" in printed, printed
+    got = np.asarray(Image.open(out).convert("RGB")).astype(np.float64)
+    manifest = json.loads((tmp_path / "dist" / "sd15-tiny" / "manifest.json").read_text())
+    want = diffusers_ref.image(tiny_folder, manifest, {**settings, "scheduler": manifest["default_scheduler"]})
+    assert got.shape == (64, 64, 3) and got.std() > 5
+    assert compare(want, got)["psnr"] >= 40.0

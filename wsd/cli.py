@@ -136,7 +136,7 @@ def _cmd_serve(args) -> int:
 
 
 def _cmd_generate(args) -> int:
-    from wsd.app import generate
+    from wsd.app import generate, generate_on_dawn
 
     settings = {
         "prompt": args.prompt,
@@ -146,9 +146,18 @@ def _cmd_generate(args) -> int:
         "guidance": args.guidance,
         "scheduler": args.scheduler,
     }
-    result = generate(Path(args.dist), args.model, settings, Path(args.out), timeout_s=args.timeout)
+    run = generate_on_dawn if args.backend == "dawn" else generate
+    result = run(Path(args.dist), args.model, settings, Path(args.out), timeout_s=args.timeout)
     t = result["timings"]
     print(f"saved {result['out']} ({result['width']}x{result['height']}) in {t['total_ms'] / 1000:.1f} s")
+    if "adapter" in result:
+        a, steps = result["adapter"], sorted(t.get("steps_ms") or [0])
+        where = f"{a.get('vendor')} {a.get('device') or a.get('architecture') or ''}"
+        print(
+            f"on {where}: model open {t['open_ms'] / 1000:.1f} s, "
+            f"generation {t['wall_ms'] / 1000:.2f} s (text {t.get('text_ms', 0):.0f} ms, {len(steps)} steps "
+            f"median {steps[len(steps) // 2]:.0f} ms, decode {t.get('decode_ms', 0):.0f} ms)"
+        )
     if result["tokens"]["truncated"]:
         print(f"note: the prompt was cut to {result['tokens']['limit']} tokens")
     return 0
@@ -217,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1", help="interface (default loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(func=_cmd_serve)
-    p = sub.add_parser("generate", help="prompt to PNG through the browser app in headless Chromium")
+    p = sub.add_parser("generate", help="prompt to PNG through the browser app in headless Chromium, or over Dawn")
     p.add_argument("--model", default="sd15-tiny")
     p.add_argument("--dist", default="dist")
     p.add_argument("--prompt", required=True)
@@ -228,6 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scheduler", default=None, help="default: the model's (dpm-solver++)")
     p.add_argument("--out", default="image.png")
     p.add_argument("--timeout", type=float, default=900)
+    p.add_argument(
+        "--backend",
+        choices=("chromium", "dawn"),
+        default="chromium",
+        help="chromium: the app page; dawn: the same pipeline in Node over Dawn (a GPU server's real GPU)",
+    )
     p.set_defaults(func=_cmd_generate)
     args = parser.parse_args(argv)
     try:
