@@ -4,6 +4,8 @@
 #   bench  benchmarks/bench_gpu.py on each sd15 build (WebGPU over Dawn beside PyTorch eager);
 #          bench:NAME on the build packed as NAME only
 #   gate   the conformance gate on sd15-tiny with the dawn backend (references: PyTorch there)
+#   pipeline:NAME  benchmarks/bench_pipeline_gpu.py on the build packed as NAME (any family, SDXL too):
+#          a whole generation over WebGPU beside diffusers' pipeline in PyTorch, and the images' PSNR
 # Results go to $OUT (the device tool brings them back) and to benchmarks/results/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -49,6 +51,9 @@ for what in "$@"; do
         --dist "dawn=$G/dists/sd15-tiny" --accept-drift --report-dir $T/gate 2>&1 | tail -40 | tee "$OUT/gate.log" || true
       # the device tool brings back few files: the summary, not the image report
       cp $T/gate/summary.json "$OUT/gate-summary.json" || true ;;
-    *) echo "unknown step $what (bench, gate)"; exit 2 ;;
+    pipeline:*)
+      refill "$G/dists/${what#pipeline:}"
+      python3 benchmarks/bench_pipeline_gpu.py --dist "$G/dists/${what#pipeline:}" --out "$OUT" 2>&1 | grep -v "it/s]" | tee -a "$OUT/pipeline.log" ;;
+    *) echo "unknown step $what (bench, bench:NAME, gate, pipeline:NAME)"; exit 2 ;;
   esac
 done

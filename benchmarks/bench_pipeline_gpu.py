@@ -1,0 +1,158 @@
+"""A whole pipeline on a real GPU: a `wsd build` over WebGPU (Dawn for Node) beside diffusers' own
+pipeline in PyTorch on the same GPU, the same random weights, noise, prompt and sampler.
+
+    python benchmarks/bench_pipeline_gpu.py --dist DIST [--steps 20] [--out DIR]
+
+DIST is any family's `wsd build --random-init` webgpu build (SD 1.5, SDXL); its shards are made
+from its seed here when they did not travel (wsd/refill.py). Prints and writes: the model's open
+time, the generation's wall time with its text, median step and decode times on WebGPU; the same
+pipeline in PyTorch eager fp32 with TF32 off (WebGPU's arithmetic) and the ratio; the two images'
+PSNR (both PNGs are written beside the JSON). Run by scripts/gpu/run.sh (`pipeline:NAME`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PROMPT = "a photo of an astronaut riding a horse on mars"
+
+
+def torch_pipeline(model, scheduler: str, noise: np.ndarray, steps: int, guidance: float, size: int, device="cuda"):
+    """diffusers' pipeline class for the folder on `device`, fp32 without TF32: (seconds, pixels)."""
+    import torch
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    from conformance.harness import reference_pipeline
+    from wsd.schedulers import make_scheduler
+
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    pipe = reference_pipeline(model).to(device, torch.float32)
+    sampler = next(s for s in model.spec.schedulers if s.name == scheduler)
+    pipe.scheduler = make_scheduler(sampler, model.scheduler_config)
+    pipe.set_progress_bar_config(disable=True)
+
+    def once(n):
+        sync()
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            image = pipe(
+                PROMPT,
+                num_inference_steps=n,
+                guidance_scale=guidance,
+                latents=torch.from_numpy(noise).to(device),
+                height=size,
+                width=size,
+                output_type="np",
+            ).images[0]
+        sync()
+        return time.perf_counter() - t0, (image * 255.0).round()
+
+    once(2)  # warm-up: cuDNN picks its algorithms
+    return once(steps)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dist", type=Path, required=True)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--torch-device", default="cuda", help="cpu: a check of this script where there is no GPU")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    if args.torch_device == "cuda" and not torch.cuda.is_available():
+        print("bench_pipeline_gpu: no CUDA device here; run it on a GPU machine (scripts/gpu/run.sh)")
+        return 2
+    from PIL import Image
+
+    from conformance.metrics import compare
+    from conformance.stages import page_noise
+    from wsd import manifest, versions
+    from wsd.build import BuildOptions, random_folder, resolve_spec
+    from wsd.host.dawn import DawnHost
+    from wsd.models.folder import load
+    from wsd.refill import refill
+    from wsd.webrt import runtime_bundle
+
+    dist = args.dist
+    if not any(dist.glob("*.bin")):
+        t0 = time.perf_counter()
+        refill(dist)
+        print(f"weights made from the seed in {time.perf_counter() - t0:.1f} s")
+    built = manifest.require_whole(dist)
+    opts = built["build_options"]
+    spec = resolve_spec(BuildOptions(opts["model"], random_init=True, seed=opts["seed"], image_size=opts["image_size"]))
+    size, scheduler = built["image_size"], built["default_scheduler"]
+    guidance = built["generation"]["default_guidance"]
+    shape = built["latent_shape"]
+    noise = page_noise(1, int(np.prod(shape))).reshape(shape).astype("float32")
+    results: dict = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "model": built["model"],
+        "image_size": size,
+        "dtype": built["dtype"],
+        "steps": args.steps,
+        "scheduler": scheduler,
+        "gpu": torch.cuda.get_device_name() if args.torch_device == "cuda" else "cpu",
+        "versions": {**versions.collect(), "torch_here": torch.__version__},
+        "build_versions": built.get("versions"),
+    }
+
+    with DawnHost(runtime_bundle(), timeout_s=900) as host:
+        runner = host.shared_runner()
+        t0 = time.perf_counter()
+        opened = runner.call("open", {"url": host.mount(dist)}, timeout_s=900)
+        results["adapter"] = {k: opened["adapter"].get(k) for k in ("vendor", "architecture", "device", "description")}
+        results["webgpu_open_s"] = round(time.perf_counter() - t0, 1)
+        wire = {"data": base64.b64encode(noise.tobytes()).decode(), "shape": shape, "dtype": "float32"}
+        options = {"prompt": PROMPT, "steps": args.steps, "guidance": guidance, "scheduler": scheduler, "noise": wire}
+        got = runner.call("generate", options, timeout_s=900)
+    t = got["timings"]
+    results["webgpu_s"] = round(t["wall_ms"] / 1000, 2)
+    results["webgpu_text_ms"] = round(t.get("text_ms", 0), 1)
+    results["webgpu_step_ms_median"] = round(statistics.median(t["steps_ms"]), 1)
+    results["webgpu_decode_ms"] = round(t.get("decode_ms", 0), 1)
+    webgpu = np.frombuffer(base64.b64decode(got["rgba"]), np.uint8).reshape(got["height"], got["width"], 4)[..., :3]
+    del got
+
+    model = load(spec, random_folder(spec, opts["seed"]))
+    torch_s, want = torch_pipeline(model, scheduler, noise, args.steps, guidance, size, args.torch_device)
+    results["torch_fp32_no_tf32_s"] = round(torch_s, 2)
+    results["ratio_vs_fp32_no_tf32"] = round(torch_s / results["webgpu_s"], 3)
+    results["image_vs_torch"] = compare(want, webgpu.astype(np.float64))
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"gpu-{results['date'][:10]}-{built['model']}-{built['dtype']}-pipeline"
+    Image.fromarray(webgpu).save(args.out / f"{stem}-webgpu.png")
+    Image.fromarray(want.astype(np.uint8)).save(args.out / f"{stem}-torch.png")
+    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
+    print(json.dumps({k: v for k, v in results.items() if k != "versions"}, indent=1, default=float))
+    print(
+        f"{built['model']} {size}² {args.steps} steps: WebGPU {results['webgpu_s']} s (step "
+        f"{results['webgpu_step_ms_median']} ms, open {results['webgpu_open_s']} s); PyTorch fp32 (TF32 off) "
+        f"{results['torch_fp32_no_tf32_s']} s -> {results['ratio_vs_fp32_no_tf32']}x; "
+        f"image PSNR {results['image_vs_torch']['psnr']:.1f} dB"
+    )
+    print(f"written: {args.out / stem}.json (+ both PNGs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
