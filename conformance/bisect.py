@@ -136,19 +136,29 @@ def search(versions: list[str], evaluate: Callable[[str], envs.Verdicts], echo=p
 
 
 def table(package: str, results: list[StageResult]) -> str:
-    lines = [f"{'stage':<34} {'last good':<14} {'first bad':<14} kind / message"]
-    for r in results:
+    """Stages with a good -> bad step first, then those bad throughout, then the always good."""
+    width = max([34, *(len(r.stage) + 1 for r in results)])
+    lines = [f"{'stage':<{width}} {'last good':<14} {'first bad':<14} kind / message"]
+
+    def rank(r):
+        return 0 if r.first_bad else 2 if all(s == "pass" for _, s in r.history) else 1
+
+    for r in sorted(results, key=rank):
         history = " ".join(f"{v}:{s}" for v, s in r.history)
         if r.first_bad:
-            lines.append(f"{r.stage:<34} {r.last_good:<14} {r.first_bad:<14} {r.kind}: {r.message[:100]}")
+            lines.append(f"{r.stage:<{width}} {r.last_good:<14} {r.first_bad:<14} {r.kind}: {r.message[:100]}")
+        elif rank(r) == 2:
+            lines.append(f"{r.stage:<{width}} {'-':<14} {'-':<14} good in every release")
+            continue  # its history says nothing more
         else:
-            lines.append(f"{r.stage:<34} {'-':<14} {'-':<14} no good -> bad step")
-        lines.append(f"{'':<34} {history}")
+            lines.append(f"{r.stage:<{width}} {'-':<14} {'-':<14} no good -> bad step (bad from the first release?)")
+        lines.append(f"{'':<{width}} {history}")
     return f"bisect of {package}\n" + "\n".join(lines)
 
 
-def run(spec: dict[str, str], gate_args: list[str], out: Path, echo=print) -> dict:
-    """spec: {"tvm": "A..B"} (one package). Writes out/bisect.json and returns it."""
+def run(spec: dict[str, str], gate_args: list[str], out: Path, echo=print, resume: bool = False) -> dict:
+    """spec: {"tvm": "A..B"} (one package). Writes out/bisect.json and returns it. With `resume`, a
+    release whose gate finished in `out` before (its summary.json) is not run again."""
     if len(spec) != 1:
         raise WsdError("bisect one package at a time: --tvm, --torch, --diffusers or --transformers")
     ((short, text),) = spec.items()
@@ -158,6 +168,9 @@ def run(spec: dict[str, str], gate_args: list[str], out: Path, echo=print) -> di
     echo(f"[bisect] {package}: {', '.join(versions)}")
 
     def evaluate(version: str) -> envs.Verdicts:
+        if resume and (out / version / "summary.json").is_file():
+            echo(f"[bisect] {version}: reusing {out / version / 'summary.json'}")
+            return envs.verdicts(out / version / "summary.json")
         env = envs.make({package: version}, echo=echo)
         return envs.gate_in(env, out / version, gate_args)
 

@@ -81,7 +81,7 @@ def _bisect(args) -> int:
 
     spec = {k: getattr(args, k) for k in bisect.PACKAGES if getattr(args, k)}
     out = Path(args.out) if args.out else reports_dir().parent / "bisect"
-    body = bisect.run(spec, [a for a in args.pytest_args if a != "--"], out)
+    body = bisect.run(spec, [a for a in args.pytest_args if a != "--"], out, resume=args.resume)
     print(f"bisect: {out / 'bisect.json'}")
     return 1 if any(s["first_bad"] for s in body["stages"]) else 0
 
@@ -166,6 +166,9 @@ def main(argv=None) -> int:
     ):
         p.add_argument(f"--{short}", metavar="GOOD..BAD", help=f"bisect {package} releases")
     p.add_argument("--out", help="where per-release reports and bisect.json go (default reports/bisect)")
+    p.add_argument(
+        "--resume", action="store_true", help="reuse a release's finished gate in --out instead of running it again"
+    )
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="gate options, e.g. --backend webgpu -k unet")
     p.set_defaults(func=_bisect)
     p = sub.add_parser("matrix", help="the gate in every TVM x torch x Python cell (resumable) and one report")

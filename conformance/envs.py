@@ -111,4 +111,9 @@ def verdicts(summary: Path, log: Path | None = None) -> Verdicts:
     if not summary.is_file():
         return {"*": ("error", f"the gate did not run; see {log or summary.parent}")}
     rows = json.loads(summary.read_text())["stages"]
-    return {f"{r['stage']} [{r['backend']}]": (r["status"], r.get("message") or "") for r in rows}
+
+    # keyed by model too: the gate runs several models, and one's row must not hide another's
+    def key(r):
+        return f"{r['model'] + '/' if r.get('model') else ''}{r['stage']} [{r['backend']}]"
+
+    return {key(r): (r["status"], r.get("message") or "") for r in rows}

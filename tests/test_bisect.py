@@ -69,3 +69,27 @@ def test_ranges_and_companion_pins():
     assert "apache-tvm==0.25.0.post1" in pinned and "apache-tvm-ffi==0.1.12" in pinned
     assert "apache-tvm==0.27.0.post1" not in pinned and "torch==2.7.1" in pinned
     assert "apache-tvm-ffi==0.1.15.post2" in bisect.constraints_for("apache-tvm", "0.26.0")
+
+
+def test_verdicts_keep_each_models_rows(tmp_path):
+    """The gate runs two models: a stage failing on one must not be hidden by the other's pass
+    (the keys once lacked the model, and the later row won)."""
+    import json
+
+    from conformance import envs
+
+    rows = [
+        {"model": "sd15-tiny", "stage": "vae", "backend": "webgpu", "status": "error", "message": "aliasing"},
+        {"model": "sdxl-tiny", "stage": "vae", "backend": "webgpu", "status": "pass"},
+    ]
+    (tmp_path / "summary.json").write_text(json.dumps({"stages": rows}))
+    got = envs.verdicts(tmp_path / "summary.json")
+    assert got == {"sd15-tiny/vae [webgpu]": ("error", "aliasing"), "sdxl-tiny/vae [webgpu]": ("pass", "")}
+
+
+def test_the_table_puts_broken_stages_first_and_says_always_good():
+    evaluate, _ = gate_with({"unet [webgpu]": {"0.26.0"}})
+    text = bisect.table("apache-tvm", bisect.search(RELEASES, evaluate, echo=lambda *_: None))
+    lines = text.splitlines()
+    assert lines[2].startswith("unet [webgpu]") and "0.26.0" in lines[2]
+    assert sum("good in every release" in line for line in lines) == 2  # clip and vae
