@@ -170,3 +170,17 @@ def test_fp16_weights_are_stored_as_fp16(native_fp16):
         for r in shard["records"]:
             dtypes.setdefault(r["name"].rsplit("_", 1)[0], set()).add(r["dtype"])
     assert dtypes["clip"] == {"float16"} and dtypes["unet"] == {"float16"}, dtypes
+
+
+def test_a_cold_build_runs_every_phase_whatever_the_shared_cache_holds(tmp_path, monkeypatch):
+    """A build against an empty private cache: capture, passes (with two TIR faults injected),
+    build and shards all run here. Every other test's build may come from the shared cache, so
+    without this one a second run of the suite exercised none of the compiler (and its coverage
+    fell under the gate's 80 %: found by running the test command twice)."""
+    monkeypatch.setenv("WSD_CACHE_DIR", str(tmp_path / "cache"))
+    opts = BuildOptions("sd15-tiny", random_init=True, target="llvm", inject=("drop-bias@unet", "guidance-scale@unet"))
+    result = build(opts, tmp_path / "out", **QUIET)
+    assert not result.cached
+    assert {"capture", "passes", "build", "params"} <= set(result.times), result.times
+    assert set(result.manifest["injected_faults"]) == {"drop-bias@unet", "guidance-scale@unet"}
+    assert manifest.verify(result.out) == []
