@@ -126,23 +126,18 @@ def main(argv=None) -> int:
         print("bench_gpu: no CUDA device here; run it on a GPU machine (scripts/gpu/run.sh)")
         return 2
     from conformance.metrics import compare
-    from wsd import manifest, versions
-    from wsd.build import BuildOptions, random_folder, resolve_spec
+    from wsd import versions
+    from wsd.build import random_folder
     from wsd.entries import entries_for
     from wsd.host.dawn import DawnHost
     from wsd.host.modules import decode, encode
     from wsd.models.folder import load
-    from wsd.refill import refill
+    from wsd.refill import seeded_dist
     from wsd.webrt import runtime_bundle
 
     dist = args.dist
-    if not any(dist.glob("*.bin")):
-        t0 = time.perf_counter()
-        refill(dist)
-        print(f"weights made from the seed in {time.perf_counter() - t0:.1f} s")
-    built = manifest.require_whole(dist)
+    built, spec = seeded_dist(dist)
     opts = built["build_options"]
-    spec = resolve_spec(BuildOptions(opts["model"], random_init=True, seed=opts["seed"], image_size=opts["image_size"]))
     model = load(spec, random_folder(spec, opts["seed"]))
     wrappers = {e.name: e for e in entries_for(spec)}
     rng = np.random.default_rng(0)

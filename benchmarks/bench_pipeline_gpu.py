@@ -83,21 +83,16 @@ def main(argv=None) -> int:
 
     from conformance.metrics import compare
     from conformance.stages import page_noise
-    from wsd import manifest, versions
-    from wsd.build import BuildOptions, random_folder, resolve_spec
+    from wsd import versions
+    from wsd.build import random_folder
     from wsd.host.dawn import DawnHost
     from wsd.models.folder import load
-    from wsd.refill import refill
+    from wsd.refill import seeded_dist
     from wsd.webrt import runtime_bundle
 
     dist = args.dist
-    if not any(dist.glob("*.bin")):
-        t0 = time.perf_counter()
-        refill(dist)
-        print(f"weights made from the seed in {time.perf_counter() - t0:.1f} s")
-    built = manifest.require_whole(dist)
+    built, spec = seeded_dist(dist)
     opts = built["build_options"]
-    spec = resolve_spec(BuildOptions(opts["model"], random_init=True, seed=opts["seed"], image_size=opts["image_size"]))
     size, scheduler = built["image_size"], built["default_scheduler"]
     guidance = built["generation"]["default_guidance"]
     shape = built["latent_shape"]

@@ -63,3 +63,13 @@ def test_a_seeded_builds_weights_are_made_again_from_its_seed(tmp_path):
     assert refill(copy, echo=lambda *_: None) == sum(len(b) for b in before.values())
     assert {p.name: p.read_bytes() for p in copy.glob("*.bin")} == before
     assert manifest.verify(copy) == []
+    # the GPU benchmarks' entry: the same refill, then the manifest checked and the spec resolved
+    from wsd.refill import seeded_dist
+
+    again = tmp_path / "travelled-again"
+    shutil.copytree(built.out, again)
+    for shard in again.glob("*.bin"):
+        shard.unlink()
+    got, spec = seeded_dist(again, echo=lambda *_: None)
+    assert spec.name == got["model"] == "sd15-tiny"
+    assert {p.name: p.read_bytes() for p in again.glob("*.bin")} == before

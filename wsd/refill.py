@@ -70,6 +70,25 @@ def refill(dist: Path, echo=print) -> int:
     return written
 
 
+def seeded_dist(dist: Path, echo=print):
+    """A random-init build ready to run here, and the spec it was built from: its shards made from
+    the seed when they did not travel, then every file checked against the manifest. For the
+    GPU benchmarks, which also need the same weights in PyTorch (`random_folder(spec, seed)`)."""
+    import time
+
+    from wsd import manifest
+    from wsd.build import BuildOptions, resolve_spec
+
+    if not any(Path(dist).glob("*.bin")):
+        t0 = time.perf_counter()
+        refill(Path(dist), echo)
+        echo(f"weights made from the seed in {time.perf_counter() - t0:.1f} s")
+    built = manifest.require_whole(Path(dist))
+    opts = built["build_options"]
+    spec = resolve_spec(BuildOptions(opts["model"], random_init=True, seed=opts["seed"], image_size=opts["image_size"]))
+    return built, spec
+
+
 def link_shards(dist: Path, like: Path) -> int:
     """Hard-link `like`'s shards into dist (the same tensor cache), then re-sign dist."""
     from wsd import manifest
