@@ -13,7 +13,6 @@ PSNR (both PNGs are written beside the JSON). Run by scripts/gpu/run.sh (`pipeli
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime
 import json
 import statistics
@@ -86,6 +85,7 @@ def main(argv=None) -> int:
     from wsd import versions
     from wsd.build import random_folder
     from wsd.host.dawn import DawnHost
+    from wsd.host.modules import encode, image_of
     from wsd.models.folder import load
     from wsd.refill import seeded_dist
     from wsd.webrt import runtime_bundle
@@ -116,15 +116,15 @@ def main(argv=None) -> int:
         opened = runner.call("open", {"url": host.mount(dist)}, timeout_s=900)
         results["adapter"] = {k: opened["adapter"].get(k) for k in ("vendor", "architecture", "device", "description")}
         results["webgpu_open_s"] = round(time.perf_counter() - t0, 1)
-        wire = {"data": base64.b64encode(noise.tobytes()).decode(), "shape": shape, "dtype": "float32"}
-        options = {"prompt": PROMPT, "steps": args.steps, "guidance": guidance, "scheduler": scheduler, "noise": wire}
+        options = {"prompt": PROMPT, "steps": args.steps, "guidance": guidance, "scheduler": scheduler}
+        options["noise"] = encode(noise)
         got = runner.call("generate", options, timeout_s=900)
     t = got["timings"]
     results["webgpu_s"] = round(t["wall_ms"] / 1000, 2)
     results["webgpu_text_ms"] = round(t.get("text_ms", 0), 1)
     results["webgpu_step_ms_median"] = round(statistics.median(t["steps_ms"]), 1)
     results["webgpu_decode_ms"] = round(t.get("decode_ms", 0), 1)
-    webgpu = np.frombuffer(base64.b64decode(got["rgba"]), np.uint8).reshape(got["height"], got["width"], 4)[..., :3]
+    webgpu = image_of(got)
     del got
 
     model = load(spec, random_folder(spec, opts["seed"]))

@@ -6,7 +6,6 @@ failing on both at capture or the compiler.
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess  # nosec B404: node runs the page's own tokenizer
 import time
@@ -15,13 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from wsd import schedulers, toolchain
-from wsd.host.modules import decode, encode
+from wsd.host.modules import decode, encode, image_of, rgb_of
 from wsd.paths import web_dir
-
-
-def rgb_of(rgba_bytes: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(H, W, 3) uint8 from packed little-endian RGBA (int32 words or bytes)."""
-    return np.ascontiguousarray(np.asarray(rgba_bytes).view(np.uint8).reshape(height, width, 4)[..., :3])
 
 
 class Backend:
@@ -159,8 +153,7 @@ class WebGPUBackend(Backend):
             "noise": encode(np.asarray(noise, "float32")),
         }
         out = self.runner.call("generate", opts, timeout_s=self.timeout_s)
-        image = rgb_of(np.frombuffer(base64.b64decode(out["rgba"]), np.uint8), out["height"], out["width"])
-        return {"latents": decode(out["latents"]), "image": image, "ms": out["timings"]["wall_ms"]}
+        return {"latents": decode(out["latents"]), "image": image_of(out), "ms": out["timings"]["wall_ms"]}
 
     def memory(self) -> dict:
         return self.runner.call("memory")

@@ -80,18 +80,26 @@ def open_app(browser_page, url: str, model: str, timeout_s: float) -> None:
         raise WsdError(f"{err['code']}: {err['title']}: {err['message']} ({err['advice']})")
 
 
+def built_model(dist: Path, model: str) -> Path:
+    """dist/model, refused by name when it was never built or a file no longer matches its manifest."""
+    from wsd.manifest import require_whole
+
+    folder = Path(dist) / model
+    if not (folder / "manifest.json").is_file():
+        raise WsdError(f"{dist}/{model}: not built; run `wsd build --model {model} --random-init --out {dist}`")
+    require_whole(folder)
+    return folder
+
+
 def generate(dist: Path, model: str, settings: dict, out: Path, timeout_s: float = 900, progress: bool = True) -> dict:
     from playwright.sync_api import sync_playwright
     from tqdm import tqdm
 
     from wsd.host.browser import launch_options
     from wsd.host.server import app_mounts, serve
-    from wsd.manifest import require_whole
     from wsd.webrt import ensure_kit
 
-    if not (Path(dist) / model / "manifest.json").is_file():
-        raise WsdError(f"{dist}/{model}: not built; run `wsd build --model {model} --random-init --out {dist}`")
-    require_whole(Path(dist) / model)
+    built_model(dist, model)
     bar = tqdm(total=100, desc=f"generate {model}", unit="%", disable=not progress, leave=True)
 
     def on_status(text, fraction):
@@ -120,29 +128,22 @@ def generate(dist: Path, model: str, settings: dict, out: Path, timeout_s: float
 def generate_on_dawn(dist: Path, model: str, settings: dict, out: Path, timeout_s: float = 900) -> dict:
     """The same generation (web/lib/pipeline.js) in Node over Dawn for Node: the real GPU on a
     server where headless Chromium has none (NVIDIA through Vulkan), SwiftShader elsewhere."""
-    import base64
-
-    import numpy as np
     from PIL import Image
 
     from wsd.host.dawn import DawnHost
-    from wsd.manifest import require_whole
+    from wsd.host.modules import image_of
     from wsd.webrt import runtime_bundle
 
-    folder = Path(dist) / model
-    if not (folder / "manifest.json").is_file():
-        raise WsdError(f"{dist}/{model}: not built; run `wsd build --model {model} --random-init --out {dist}`")
-    require_whole(folder)
+    folder = built_model(dist, model)
     options = {"prompt": settings["prompt"], "negativePrompt": settings.get("negative") or ""}
     options.update({k: settings[k] for k in ("steps", "seed", "guidance", "scheduler") if settings.get(k) is not None})
     with DawnHost(runtime_bundle(), timeout_s=timeout_s) as host:
         runner = host.shared_runner()
         opened = runner.call("open", {"url": host.mount(folder)})
         result = runner.call("generate", options)
-    rgba = np.frombuffer(base64.b64decode(result["rgba"]), np.uint8).reshape(result["height"], result["width"], 4)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rgba[..., :3]).save(out)
+    Image.fromarray(image_of(result)).save(out)
     # total: what the Chromium path's figure covers too, the model's open and the generation
     timings = {**result["timings"], "open_ms": opened["timings"]["open_ms"]}
     timings["total_ms"] = timings["open_ms"] + timings["wall_ms"]

@@ -31,6 +31,17 @@ def decode(item: dict) -> np.ndarray:
     return np.frombuffer(base64.b64decode(item["data"]), dtype=item["dtype"]).reshape(item["shape"]).copy()
 
 
+def rgb_of(rgba_bytes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(H, W, 3) uint8 from packed little-endian RGBA (int32 words or bytes)."""
+    return np.ascontiguousarray(np.asarray(rgba_bytes).view(np.uint8).reshape(height, width, 4)[..., :3])
+
+
+def image_of(generated: dict) -> np.ndarray:
+    """(H, W, 3) uint8 of a `generate` reply (the page's canvas bytes as base64)."""
+    pixels = np.frombuffer(base64.b64decode(generated["rgba"]), np.uint8)
+    return rgb_of(pixels, generated["height"], generated["width"])
+
+
 def run_entry(runner: RunnerPage, wasm_url: str, entry: str, inputs: list[np.ndarray], repeat: int = 1) -> WebGPURun:
     """A bare module (no manifest, no weights: the smoke module) loaded, run and disposed.
     A `wsd build` model is opened once instead: conformance.backends.WebGPUBackend."""
