@@ -68,6 +68,18 @@ def test_param_buffers_of_a_kernel():
     assert tvm  # the te module needs tvm loaded
 
 
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_region_dtype_of_a_blocks_write(dtype):
+    from tvm import te
+
+    a = te.placeholder((4, 4), dtype, name="a")
+    k = te.reduce_axis((0, 4), name="k")
+    b = te.compute((4,), lambda i: te.sum(a[i, k], axis=k), name="b")
+    sch = compat.schedule_class()(te.create_prim_func([a, b]))
+    block = (getattr(sch, "get_sblock", None) or sch.get_block)("b")  # get_block before 0.27
+    assert compat.region_dtype(sch.get(block).writes[0]) == dtype
+
+
 @pytest.mark.parametrize("make", [compat.webgpu_target, compat.llvm_target])
 def test_targets_in_dict_form(make):
     target = make()

@@ -39,6 +39,7 @@ COMPILER_SOURCES = (
     "matmul_schedule.py",
     "split_k.py",
     "rewrite.py",
+    "half_softmax.py",
     "generation.py",
     "weights.py",
     "models/spec.py",

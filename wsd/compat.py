@@ -99,6 +99,13 @@ def param_buffers(func) -> list:
     return [p for p in func.params if hasattr(p, "shape") and p.shape is not None]
 
 
+def region_dtype(region) -> str:
+    """The dtype of a block's read/write region: a BufferRegion's `buffer` before 0.27, a
+    TensorRegion's `source` after."""
+    holder = getattr(region, "buffer", None)
+    return str((holder if holder is not None else region.source).dtype)
+
+
 def webgpu_target():
     """WebGPU with a wasm32 host: the dict form (CLI-form strings are refused since 0.24)."""
     import tvm

@@ -19,6 +19,7 @@ kernel (kernels.json `config`).
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 # Enough workgroups to give every SM of a data-center GPU several (132 SMs on an H100);
@@ -69,7 +70,8 @@ CONTIGUOUS = (
 
 # Experiments only (benchmarks on a GPU): WSD_MATMUL=default keeps dlight's generic config,
 # WSD_MATMUL=contiguous chooses among CONTIGUOUS, WSD_MATMUL=outer puts a warp's threads along M
-# (dlight's binding), WSD_MATMUL=RxC pins one tile for every kernel. Part of the build key (build.py).
+# (dlight's binding), WSD_MATMUL=scalar-f16 keeps fp16 accumulators scalar, WSD_MATMUL=RxC pins
+# one tile for every kernel. Part of the build key (build.py).
 VARIANT_ENV = "WSD_MATMUL"
 
 
@@ -113,6 +115,50 @@ def choose_tile(shape, tiles=TILES) -> Tile:
     return min(full, key=cost) if full else tiles[-1]
 
 
+def writes_float16(func) -> bool:
+    """Whether a kernel's main matmul-like block accumulates in fp16."""
+    import importlib
+
+    from wsd.compat import dlight, region_dtype, schedule_class
+
+    mm = importlib.import_module(dlight().gpu.Matmul.__module__)
+    sch = schedule_class()(func)
+    reductions = mm.get_reduction_blocks(sch, sch.get_child_blocks(mm.get_root_block(sch)))
+    return bool(reductions) and region_dtype(sch.get(reductions[0]).writes[0]) == "float16"
+
+
+@contextmanager
+def packed_accumulators():
+    """fp16 accumulators two (or four) at a time: vec2<f16> FMAs, which NVIDIA GPUs issue as
+    packed half2 at twice the rate of scalar ones (scalar f16 runs at the fp32 rate, so an fp16
+    build was no faster: 140 vs 145 ms per SD 1.5 UNet call on an H200).
+
+    dlight vectorizes a thread's outputs along its inner axis only together with vector loads of
+    the tiles into workgroup memory, and those fail TVM 0.27's WebGPU lowering (see Tile.vector).
+    A reduction's loop can no longer be vectorized once dlight has split off its init, so the
+    inner output loop is vectorized just before `decompose_reduction`, dlight's last step."""
+    from wsd.compat import schedule_class
+
+    cls = schedule_class()
+    original = cls.decompose_reduction
+
+    def decompose_reduction(sch, block, loop):
+        # dlight's inner loops end (..., micro, vector=1) with the micro loop along threadIdx.x's axis
+        loops = sch.get_loops(block)
+        extents = [sch.get(lp).extent for lp in loops[-2:]]
+        if len(loops) >= 2 and all(hasattr(e, "value") for e in extents):
+            micro, vector = (int(e.value) for e in extents)
+            if vector == 1 and micro in (2, 4):
+                sch.vectorize(sch.fuse(*loops[-2:]))
+        return original(sch, block, loop)
+
+    cls.decompose_reduction = decompose_reduction
+    try:
+        yield
+    finally:
+        cls.decompose_reduction = original
+
+
 def webgpu_matmul_rule():
     """dlight's Matmul with its configuration chosen per kernel (see the module's doc)."""
     from wsd.compat import dlight
@@ -134,13 +180,18 @@ def webgpu_matmul_rule():
             if shape is None:
                 return None
             self._tile = pinned or choose_tile(shape, tiles)
-            return super().apply(func, target, tunable)
+            self._packed = along_n and variant != "scalar-f16" and writes_float16(func)
+            if not self._packed:
+                return super().apply(func, target, tunable)
+            with packed_accumulators():
+                return super().apply(func, target, tunable)
 
         def describe(self) -> str:
             t = self._tile
             threads = f"{t.threads_x}x{t.threads_y} threads"
             lanes = ", lanes along N" if along_n else ""
-            return f"{t.rows}x{t.cols} tile, {threads}, k{t.k}, {t.vthreads}x{t.vthreads} vthreads{lanes}"
+            packed = f", vec{t.micro_y}<f16> accumulators" if self._packed else ""
+            return f"{t.rows}x{t.cols} tile, {threads}, k{t.k}, {t.vthreads}x{t.vthreads} vthreads{lanes}{packed}"
 
         def get_configs(self, target):
             t = self._tile

@@ -20,7 +20,7 @@ def split_group_norm():
     from wsd.legalize import _ty
     from wsd.rewrite import call_rewriter
 
-    def split(builder, call):
+    def split(builder, call, bound):
         x, gamma, beta = call.args
         attrs = call.attrs
         info = _ty(x)

@@ -141,6 +141,15 @@ def mixed_precision_step() -> Step:
     return Step("float16", make, "fp16 arithmetic and fp16 weights for --dtype float16")
 
 
+def half_softmax_step() -> Step:
+    def make(target):
+        from wsd.half_softmax import fp16_softmax_pass
+
+        return fp16_softmax_pass()
+
+    return Step("half-softmax", make, "fp16 builds: softmax reads and writes fp16 (fp32 inside), no fp32 copy")
+
+
 def weight_names(mod, dtype: str) -> set[str]:
     """Names of the weight parameters (those after `num_input`) of `dtype` in every Relax function."""
     from wsd.capture import var_name
@@ -176,7 +185,7 @@ def pipeline(
         bundle = next(s for s in steps if s.name == "bundle-params")
         steps = tuple(s for s in steps if s is not bundle)
         at = [s.name for s in steps].index("wgsl-types")
-        steps = (*steps[:at], mixed_precision_step(), bundle, *steps[at:])
+        steps = (*steps[:at], mixed_precision_step(), half_softmax_step(), bundle, *steps[at:])
     at = [s.name for s in steps].index("schedule")
     steps = (*steps[:at], *before_schedule, *((tuning_step(tune_db),) if tune_db else ()), *steps[at:])
     passes = []

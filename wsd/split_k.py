@@ -85,7 +85,7 @@ def split_k_conv2d():
 
         return te.compute(p.shape[1:], add, name="conv2d_split_k_sum")
 
-    def split(builder, call):
+    def split(builder, call, bound):
         a = call.attrs
         x, w = call.args
         xs, ws = _static(type_of(x).shape), _static(type_of(w).shape)
