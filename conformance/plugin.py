@@ -27,7 +27,7 @@ def pytest_addoption(parser):
         "--model",
         action="append",
         default=[],
-        help=f"model spec to check (repeatable; default {' and '.join(DEFAULT_MODELS)}, or sd15-tiny with --dist)",
+        help=f"model spec to check (repeatable; default {' and '.join(DEFAULT_MODELS)}, or sd15-tiny with --built)",
     )
     group.addoption(
         "--backend",
@@ -49,7 +49,7 @@ def pytest_addoption(parser):
     )
     group.addoption("--golden", default=None, help="the golden root (default golden/ in the checkout)")
     group.addoption(
-        "--dist",
+        "--built",
         action="append",
         default=[],
         metavar="BACKEND=DIR",
@@ -101,11 +101,11 @@ class Harnesses:
         config = self.request.config
         weights = config.getoption("--weights")
         dists = {}
-        for item in config.getoption("--dist"):
+        for item in config.getoption("--built"):
             backend, _, folder = item.partition("=")
             if backend not in BACKENDS or not folder:
                 raise pytest.UsageError(
-                    f"--dist {item}: expected BACKEND=DIR with BACKEND one of {', '.join(BACKENDS)}"
+                    f"--built {item}: expected BACKEND=DIR with BACKEND one of {', '.join(BACKENDS)}"
                 )
             dists[backend] = Path(folder)
         golden_root = config.getoption("--golden")
@@ -200,15 +200,15 @@ def allowed_skip(config, stage: str) -> bool:
 
 def model_names(config) -> list[tuple[str, str]]:
     """The models the run gates, as (the name the cases carry, the family): the --model presets
-    (default: every family's tiny twin; one model with --dist, whose folders are one model's),
+    (default: every family's tiny twin; one model with --built, whose folders are one model's),
     or with --weights what the build will call the user's folder."""
     from wsd import models
 
     weights = config.getoption("--weights")
     if not weights:
-        names = config.getoption("--model") or (["sd15-tiny"] if config.getoption("--dist") else list(DEFAULT_MODELS))
-        if config.getoption("--dist") and len(names) > 1:
-            raise pytest.UsageError("--dist gates one model's build: pass one --model")
+        names = config.getoption("--model") or (["sd15-tiny"] if config.getoption("--built") else list(DEFAULT_MODELS))
+        if config.getoption("--built") and len(names) > 1:
+            raise pytest.UsageError("--built gates one model's build: pass one --model")
         return [(name, models.get(name).family) for name in dict.fromkeys(names)]
     from wsd.build import BuildOptions, check_options
 

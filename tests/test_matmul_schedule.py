@@ -34,7 +34,7 @@ def test_the_chosen_tile_fills_the_gpu_when_any_tile_can(shape):
 
 
 def test_tiles_fit_webgpu_default_limits():
-    for tile in (*ms.TILES, *ms.CONTIGUOUS):
+    for tile in (*ms.TILES, *ms.CONTIGUOUS, *ms.WIDE):
         assert tile.threads_x * tile.threads_y <= 256
         padded = (tile.k + tile.vector) * 4  # bytes per row with storage alignment
         assert (tile.rows + tile.cols) * padded <= 16384
@@ -53,7 +53,7 @@ def _kernels():
     }
 
 
-@pytest.mark.parametrize("variant", [f"{t.rows}x{t.cols}" for t in ms.TILES])
+@pytest.mark.parametrize("variant", sorted(ms.PINNABLE))
 def test_each_tile_lowers_to_wgsl_dawn_accepts(variant, monkeypatch):
     import tvm
 
@@ -67,15 +67,21 @@ def test_each_tile_lowers_to_wgsl_dawn_accepts(variant, monkeypatch):
         with target:
             sch = rule.apply(func, target, False)
         assert sch is not None, name
-        assert rule.describe().startswith(variant)
+        assert rule.describe().startswith(variant.removeprefix("wide-"))
         mod = tvm.IRModule({name: sch.mod["main"].with_attr("global_symbol", name)})
         lib = tir().build(mod, target=tvm.target.Target(target, host="llvm"))
         shaders.update(wgsl.shaders_of(lib))
         # storage alignment pads each workgroup-memory row past the k-tile (no bank-aligned rows)
-        tile = next(t for t in ms.TILES if f"{t.rows}x{t.cols}" == variant)
+        tile = ms.PINNABLE[variant]
         sizes = [int(s) for s in re.findall(r"var<workgroup> \w+ : array<f32, (\d+)>", shaders[f"{name}_kernel"])]
         assert sizes and all(s > tile.rows * tile.k or s > tile.cols * tile.k for s in sizes)
     wgsl.require_valid(shaders)
+
+
+def test_wide_tiles_give_each_thread_8x8_outputs_where_the_span_allows():
+    tile = ms.choose_tile((1, 8192, 320, 2880), ms.WIDE)  # SD 1.5's 64x64-level conv
+    assert (tile.rows, tile.cols, tile.threads_x * tile.threads_y) == (64, 64, 64)
+    assert tile.micro_x * tile.vthreads == tile.micro_y * tile.vthreads == 8
 
 
 def test_a_non_gemm_kernel_is_left_to_the_next_rule():

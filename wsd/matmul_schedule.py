@@ -68,11 +68,23 @@ CONTIGUOUS = (
     Tile(8, 8, 2, 2),
 )
 
+# 8x8 outputs per thread (4x4 strided virtual threads) in the 64x64 and 32x64 spans, with 64 and
+# 32 threads: 4 FMAs per workgroup-memory load instead of 2, as NVIDIA's LSU issues one warp-wide
+# load per 4 FMAs; fewer threads per SM, more independent FMAs per thread.
+WIDE = (
+    TILES[0],
+    Tile(8, 8, 2, 2, vthreads=4),  # 64x64
+    Tile(4, 8, 2, 2, vthreads=4),  # 32x64
+    TILES[3],
+    TILES[4],
+)
+
 # Experiments only (benchmarks on a GPU): WSD_MATMUL=default keeps dlight's generic config,
-# WSD_MATMUL=contiguous chooses among CONTIGUOUS, WSD_MATMUL=outer puts a warp's threads along M
-# (dlight's binding), WSD_MATMUL=scalar-f16 keeps fp16 accumulators scalar, WSD_MATMUL=RxC pins
-# one tile for every kernel. Part of the build key (build.py).
+# WSD_MATMUL=contiguous chooses among CONTIGUOUS, WSD_MATMUL=wide among WIDE, WSD_MATMUL=outer
+# puts a warp's threads along M (dlight's binding), WSD_MATMUL=scalar-f16 keeps fp16 accumulators
+# scalar, WSD_MATMUL=RxC (or wide-RxC) pins one tile for every kernel. Part of the build key.
 VARIANT_ENV = "WSD_MATMUL"
+PINNABLE = {f"{t.rows}x{t.cols}": t for t in TILES} | {f"wide-{t.rows}x{t.cols}": t for t in WIDE}
 
 
 def gemm_shape(func):
@@ -167,8 +179,8 @@ def webgpu_matmul_rule():
     variant = os.environ.get(VARIANT_ENV, "")
     if variant == "default":
         return dl.gpu.Matmul()
-    tiles = CONTIGUOUS if variant == "contiguous" else TILES
-    pinned = {f"{t.rows}x{t.cols}": t for t in TILES}.get(variant)
+    tiles = {"contiguous": CONTIGUOUS, "wide": WIDE}.get(variant, TILES)
+    pinned = PINNABLE.get(variant)
     # threadIdx.x (a warp's consecutive lanes) along N: each lane's outputs sit beside its
     # neighbours' in a row, so the stores of the result (and of the fused epilogue) coalesce; along
     # M a warp wrote 16 rows at once. The workgroup-memory reads are symmetric (B's rows for A's).

@@ -48,7 +48,7 @@ for what in "$@"; do
     gate)
       refill $G/dists/sd15-tiny
       python3 -m pytest -m conformance tests/conformance -p no:cacheprovider -p no:xdist --backend dawn \
-        --dist "dawn=$G/dists/sd15-tiny" --accept-drift --report-dir $T/gate 2>&1 | tail -40 | tee "$OUT/gate.log" || true
+        --built "dawn=$G/dists/sd15-tiny" --accept-drift --report-dir $T/gate 2>&1 | tail -40 | tee "$OUT/gate.log" || true
       # the device tool brings back few files: the summary, not the image report
       cp $T/gate/summary.json "$OUT/gate-summary.json" || true ;;
     pipeline:*)
