@@ -68,9 +68,9 @@ CONTIGUOUS = (
     Tile(8, 8, 2, 2),
 )
 
-# 8x8 outputs per thread (4x4 strided virtual threads) in the 64x64 and 32x64 spans, with 64 and
-# 32 threads: 4 FMAs per workgroup-memory load instead of 2, as NVIDIA's LSU issues one warp-wide
-# load per 4 FMAs; fewer threads per SM, more independent FMAs per thread.
+# An experiment that lost (docs/gpu.md, fp16): 8x8 outputs per thread (4x4 strided virtual
+# threads) in the 64x64 and 32x64 spans, with 64 and 32 threads, for 4 FMAs per workgroup-memory
+# load instead of 2; on an H200 the UNet took 170 ms instead of 136.
 WIDE = (
     TILES[0],
     Tile(8, 8, 2, 2, vthreads=4),  # 64x64
