@@ -84,6 +84,10 @@ def test_wide_tiles_give_each_thread_8x8_outputs_where_the_span_allows():
     assert tile.micro_x * tile.vthreads == tile.micro_y * tile.vthreads == 8
 
 
+def test_fewer_workgroups_asked_give_larger_tiles():
+    assert ms.choose_tile((1, 8192, 320, 2880), min_workgroups=128).rows == 128  # WSD_MATMUL=big
+
+
 def test_a_non_gemm_kernel_is_left_to_the_next_rule():
     from tvm import te
 

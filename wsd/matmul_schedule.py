@@ -82,7 +82,9 @@ WIDE = (
 # Experiments only (benchmarks on a GPU): WSD_MATMUL=default keeps dlight's generic config,
 # WSD_MATMUL=contiguous chooses among CONTIGUOUS, WSD_MATMUL=wide among WIDE, WSD_MATMUL=outer
 # puts a warp's threads along M (dlight's binding), WSD_MATMUL=scalar-f16 keeps fp16 accumulators
-# scalar, WSD_MATMUL=RxC (or wide-RxC) pins one tile for every kernel. Part of the build key.
+# scalar, WSD_MATMUL=big asks 128 workgroups instead of 512 (more 128x128 tiles: 8x8 outputs
+# per thread at 256 threads; slower on an H200, docs/gpu.md), WSD_MATMUL=RxC (or wide-RxC)
+# pins one tile for every kernel. Part of the build key.
 VARIANT_ENV = "WSD_MATMUL"
 PINNABLE = {f"{t.rows}x{t.cols}": t for t in TILES} | {f"wide-{t.rows}x{t.cols}": t for t in WIDE}
 
@@ -111,9 +113,9 @@ def gemm_shape(func):
     return tuple(int(d.value) for d in shape)
 
 
-def choose_tile(shape, tiles=TILES) -> Tile:
+def choose_tile(shape, tiles=TILES, min_workgroups=MIN_WORKGROUPS) -> Tile:
     """The tile with the least padded work per workgroup-memory load among those that give
-    MIN_WORKGROUPS workgroups (ties: the larger tile, fewer global loads); the smallest when
+    min_workgroups workgroups (ties: the larger tile, fewer global loads); the smallest when
     none does."""
     batch, m, n, _ = shape
 
@@ -123,7 +125,7 @@ def choose_tile(shape, tiles=TILES) -> Tile:
         intensity = mx * my / (mx + my)  # FMAs per workgroup-memory load
         return rows * cols / intensity
 
-    full = [t for t in tiles if batch * -(-m // t.rows) * -(-n // t.cols) >= MIN_WORKGROUPS]
+    full = [t for t in tiles if batch * -(-m // t.rows) * -(-n // t.cols) >= min_workgroups]
     return min(full, key=cost) if full else tiles[-1]
 
 
@@ -191,7 +193,7 @@ def webgpu_matmul_rule():
             shape = gemm_shape(func)
             if shape is None:
                 return None
-            self._tile = pinned or choose_tile(shape, tiles)
+            self._tile = pinned or choose_tile(shape, tiles, 128 if variant == "big" else MIN_WORKGROUPS)
             self._packed = along_n and variant != "scalar-f16" and writes_float16(func)
             if not self._packed:
                 return super().apply(func, target, tunable)
