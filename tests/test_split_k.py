@@ -101,3 +101,11 @@ def test_off_switch_leaves_convs_whole(monkeypatch):
     module, args = _conv_module(1, 1)
     names = {g.name_hint for g, _ in _compiled(module, args, llvm_target()).functions_items()}
     assert not any("split_k" in n for n in names)
+
+
+def test_split_reckoned_with_128x128_tiles_splits_further(monkeypatch):
+    """WSD_SPLIT_K=128 (an experiment): SD 1.5's 64x64-level conv, whole with 64x64 tiles, splits in
+    four so that 128x128 tiles give enough workgroups."""
+    assert split_k.split_factor(8192, 320, 2880, 320, 9) == 1
+    monkeypatch.setenv(split_k.SPLIT_ENV, "128")
+    assert split_k.split_factor(8192, 320, 2880, 320, 9) == 4

@@ -23,13 +23,16 @@ from wsd.matmul_schedule import MIN_WORKGROUPS
 TILE = 64  # the tile the workgroup count is reckoned with (matmul_schedule's 64x64)
 MIN_PART_K = 256  # each part's reduction stays long enough to amortize loading its tiles
 MAX_SPLIT = 16
-# Experiments only (benchmarks on a GPU): WSD_SPLIT_K=off builds without the split. Part of the build key.
+# Experiments only (benchmarks on a GPU): WSD_SPLIT_K=off builds without the split; WSD_SPLIT_K=128
+# reckons with 128x128 tiles, so convs split until 128x128 tiles fill the GPU (with WSD_MATMUL's
+# default rule they then get them). Part of the build key.
 SPLIT_ENV = "WSD_SPLIT_K"
 
 
 def split_factor(m: int, n: int, k: int, channels: int, area: int) -> int:
     """How many parts to split K (= channels x area) into for an M x N output; 1: no split."""
-    tiles = -(-m // TILE) * -(-n // TILE)
+    tile = 128 if os.environ.get(SPLIT_ENV) == "128" else TILE
+    tiles = -(-m // tile) * -(-n // tile)
     split = 1
     while tiles * split < MIN_WORKGROUPS and split < MAX_SPLIT:
         nxt = split * 2
