@@ -15,15 +15,16 @@ from wsd import split_k
 @pytest.mark.parametrize(
     ("m", "n", "channels", "area", "want"),
     [
-        (2 * 64 * 64, 320, 320, 9, 1),  # SD 1.5's 64x64 level fills the GPU already
-        (2 * 32 * 32, 640, 640, 9, 2),
-        (2 * 16 * 16, 1280, 1280, 9, 4),
+        (2 * 64 * 64, 320, 320, 9, 4),  # SD 1.5's 64x64 level: 192 tiles of 128x128, 768 in four parts
+        (2 * 32 * 32, 640, 640, 9, 8),
+        (2 * 16 * 16, 1280, 1280, 9, 16),
         (2 * 8 * 8, 1280, 1280, 9, 16),
         (2 * 8 * 8, 1280, 2560, 9, 16),
         (2 * 8 * 8, 64, 64, 9, 2),  # a tiny model's conv: parts keep >= MIN_PART_K of K
         (2 * 8 * 8, 64, 32, 9, 1),  # 288 of K cannot be halved above MIN_PART_K
         (2 * 8 * 8, 1280, 1280, 1, 4),  # a 1x1 conv: parts of 320 channels
         (2 * 8 * 8, 1280, 1000, 9, 8),  # 1000 channels divide by 8, not 16
+        (2 * 128 * 128, 320, 320, 9, 1),  # 1024 tiles of 128x128: whole
     ],
 )
 def test_split_factor(m, n, channels, area, want):
@@ -103,9 +104,9 @@ def test_off_switch_leaves_convs_whole(monkeypatch):
     assert not any("split_k" in n for n in names)
 
 
-def test_split_reckoned_with_128x128_tiles_splits_further(monkeypatch):
-    """WSD_SPLIT_K=128 (an experiment): SD 1.5's 64x64-level conv, whole with 64x64 tiles, splits in
-    four so that 128x128 tiles give enough workgroups."""
+def test_split_reckoned_with_64x64_tiles_splits_less(monkeypatch):
+    """WSD_SPLIT_K=64 (the earlier default, for comparison): SD 1.5's 64x64-level conv stays whole,
+    as 64x64 tiles give it 640 workgroups."""
+    monkeypatch.setenv(split_k.SPLIT_ENV, "64")
     assert split_k.split_factor(8192, 320, 2880, 320, 9) == 1
-    monkeypatch.setenv(split_k.SPLIT_ENV, "128")
-    assert split_k.split_factor(8192, 320, 2880, 320, 9) == 4
+    assert split_k.split_factor(2048, 640, 5760, 640, 9) == 2

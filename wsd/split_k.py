@@ -7,7 +7,7 @@ the 1280-channel 3x3 convs ran at 3-6 TFLOP/s, 50 ms of a 185 ms UNet call). WGS
 atomics, so the split is two kernels: one computes S partial sums, each over a contiguous
 range of the input channels (a batched implicit GEMM that dlight's Matmul rule schedules with
 batch = S), and an elementwise sum of the S partials that fuses with the conv's epilogue (bias,
-residual, scale). S is the smallest power of two that gives MIN_WORKGROUPS 64x64 tiles while
+residual, scale). S is the smallest power of two that gives MIN_WORKGROUPS 128x128 tiles while
 every part keeps at least MIN_PART_K of K; the partials are summed in fp32.
 
 Runs before LegalizeOps, for every target: the native build runs the same graph. Layouts other
@@ -20,18 +20,21 @@ import os
 
 from wsd.matmul_schedule import MIN_WORKGROUPS
 
-TILE = 64  # the tile the workgroup count is reckoned with (matmul_schedule's 64x64)
+# The tile the workgroup count is reckoned with: convs split until 128x128 tiles (8x8 outputs per
+# thread at 256 threads) fill the GPU, and matmul_schedule then gives them those tiles. Reckoned
+# with 64x64 tiles (WSD_SPLIT_K=64), fewer convs split and they ran on 64x64 tiles: an H200's SD 1.5
+# UNet took 135.3 ms in fp16 instead of 119.5 (conv2d 69.8 -> 55.8 ms), fp32 about the same.
+TILE = 128
 MIN_PART_K = 256  # each part's reduction stays long enough to amortize loading its tiles
 MAX_SPLIT = 16
-# Experiments only (benchmarks on a GPU): WSD_SPLIT_K=off builds without the split; WSD_SPLIT_K=128
-# reckons with 128x128 tiles, so convs split until 128x128 tiles fill the GPU (with WSD_MATMUL's
-# default rule they then get them). Part of the build key.
+# Experiments only (benchmarks on a GPU): WSD_SPLIT_K=off builds without the split, WSD_SPLIT_K=64
+# reckons with 64x64 tiles (the earlier default). Part of the build key.
 SPLIT_ENV = "WSD_SPLIT_K"
 
 
 def split_factor(m: int, n: int, k: int, channels: int, area: int) -> int:
     """How many parts to split K (= channels x area) into for an M x N output; 1: no split."""
-    tile = 128 if os.environ.get(SPLIT_ENV) == "128" else TILE
+    tile = 64 if os.environ.get(SPLIT_ENV) == "64" else TILE
     tiles = -(-m // tile) * -(-n // tile)
     split = 1
     while tiles * split < MIN_WORKGROUPS and split < MAX_SPLIT:
