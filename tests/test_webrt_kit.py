@@ -9,7 +9,8 @@ import pytest
 from wsd import cache
 from wsd.errors import BuildError
 from wsd.webrt import ensure_kit, link_wasm
-from wsd.webrt.kit import OUTPUTS
+from wsd.webrt.kit import OUTPUTS, RUNTIME_UNITS, unit_inputs
+from wsd.webrt.sources import locate
 
 
 def test_kit_holds_the_runtime_objects_and_bundle(kit):
@@ -29,19 +30,31 @@ def test_link_rejects_a_broken_object(kit, tmp_path):
         link_wasm(tmp_path / "m.wasm", [bad], kit)
 
 
-@pytest.mark.slow
 def test_a_corrupted_cached_kit_is_rebuilt(kit, tmp_path, monkeypatch):
-    """Copy the real kit into a private cache, damage it, and watch ensure_kit rebuild it."""
+    """Copy the real kit and its objects into a private cache, damage both levels, and watch
+    ensure_kit relink the kit from the verified objects and recompile only the damaged one."""
     real, private = kit.dir.parent.parent, tmp_path / "cache"
     shutil.copytree(real / "npm", private / "npm", symlinks=True)  # the bundler packages, as they are
     copied = private / "webrt" / kit.dir.name
     shutil.copytree(kit.dir, copied)
+    sources = locate()
+    objects = {u: real / "webrt-unit" / cache.key_of(unit_inputs(sources, u)) for u in RUNTIME_UNITS}
+    for entry in objects.values():
+        shutil.copytree(entry, private / "webrt-unit" / entry.name)
     monkeypatch.setenv("WSD_CACHE_DIR", str(private))
-    victim = copied / "wasm_runtime.o"
-    victim.write_bytes(victim.read_bytes()[:-100] + b"\0" * 100)
+    damage(copied / "wasm_runtime.o")
+    damage(private / "webrt-unit" / objects["tvmjs_support"].name / "tvmjs_support.o")  # a 2-second unit
     messages = []
     rebuilt = ensure_kit(echo=messages.append)
     assert rebuilt.dir == copied
     assert cache.verify(rebuilt.dir) == []
     assert any("corrupt" in m and "wasm_runtime.o" in m for m in messages)
-    assert any("compiling" in m for m in messages)
+    assert any("corrupt" in m and "tvmjs_support.o" in m for m in messages)
+    assert "webrt:   wasm_runtime.o cached" in messages, messages
+    assert any(m.startswith("webrt:   tvmjs_support.o compiled") for m in messages), messages
+    assert (copied / "wasm_runtime.o").read_bytes() == (kit.dir / "wasm_runtime.o").read_bytes()
+
+
+def damage(path):
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes()[:-100] + b"\0" * 100)

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from wsd import cache, toolchain
@@ -76,6 +77,14 @@ def kit_inputs(sources: src.Sources) -> dict:
     }
 
 
+def unit_inputs(sources: src.Sources, unit: str) -> dict:
+    """One runtime object's key. Objects are cached apart from the kit, so a kit entry found
+    damaged is relinked from verified objects (seconds) instead of recompiled (wasm_runtime.cc
+    alone takes a minute at -O3)."""
+    inputs = kit_inputs(sources)
+    return {"unit": unit, **{k: inputs[k] for k in ("tvm", "tvm_ffi", "emcc", "shims", "recipe", "compile_flags")}}
+
+
 def _include_flags(root: Path) -> list[str]:
     ffi = root / "3rdparty" / "tvm-ffi"
     dirs = [
@@ -120,19 +129,26 @@ def _build(sources: src.Sources, out: Path, echo) -> list[str]:
         wasm_dir.mkdir(parents=True, exist_ok=True)
         includes = _include_flags(root)
 
-        def compile_unit(unit: str) -> float:
-            t0 = time.perf_counter()
-            run(
-                [emcc, *includes, *COMPILE_FLAGS, "-c", "-o", wasm_dir / f"{unit}.o", web / "emcc" / f"{unit}.cc"],
-                cwd=web,
-                what=f"emcc {unit}.cc",
-            )
-            return time.perf_counter() - t0
+        def compile_unit(unit: str) -> str:
+            t0, compiled = time.perf_counter(), []
 
-        echo(f"webrt: compiling {', '.join(RUNTIME_UNITS)} with emcc {emcc_version()} (minutes, once per key)")
+            def compile_into(out: Path) -> list[str]:
+                compiled.append(unit)
+                run(
+                    [emcc, *includes, *COMPILE_FLAGS, "-c", "-o", out / f"{unit}.o", web / "emcc" / f"{unit}.cc"],
+                    cwd=web,
+                    what=f"emcc {unit}.cc",
+                )
+                return [f"{unit}.o"]
+
+            entry = cache.get_or_build("webrt-unit", unit_inputs(sources, unit), compile_into, echo)
+            shutil.copy(entry / f"{unit}.o", wasm_dir / f"{unit}.o")
+            return f"compiled in {time.perf_counter() - t0:.0f}s" if compiled else "cached"
+
+        echo(f"webrt: runtime objects {', '.join(RUNTIME_UNITS)} (emcc {emcc_version()}; minutes, once per key)")
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-            for unit, secs in zip(RUNTIME_UNITS, pool.map(compile_unit, RUNTIME_UNITS), strict=False):
-                echo(f"webrt:   {unit}.o {secs:.0f}s")
+            for unit, how in zip(RUNTIME_UNITS, pool.map(compile_unit, RUNTIME_UNITS), strict=False):
+                echo(f"webrt:   {unit}.o {how}")
 
         echo("webrt: linking the JS glue")
         objects = [wasm_dir / f"{u}.o" for u in RUNTIME_UNITS]  # as compile_unit wrote them
@@ -190,4 +206,11 @@ def ensure_kit(echo=print, force: bool = False) -> RuntimeKit:
     """The runtime kit for the installed TVM: reused when its key and hashes match, else rebuilt."""
     sources = src.locate()
     entry = cache.get_or_build("webrt", kit_inputs(sources), lambda out: _build(sources, out, echo), echo, force)
+    for unit in RUNTIME_UNITS:  # a kit made before objects were cached apart seeds their entries
+        cache.get_or_build("webrt-unit", unit_inputs(sources, unit), partial(_copy_object, entry, unit), echo)
     return RuntimeKit(entry)
+
+
+def _copy_object(kit_entry: Path, unit: str, out: Path) -> list[str]:
+    shutil.copy(kit_entry / f"{unit}.o", out / f"{unit}.o")
+    return [f"{unit}.o"]
