@@ -69,6 +69,12 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "conformance: a stage of the conformance harness")
+    backends = config.getoption("--backend") or DEFAULT_BACKENDS
+    if config.getoption("--inject") and not set(backends) & set(GPU_BACKENDS):
+        # faults go into the webgpu build; a native-only run would pass without ever seeing one
+        raise pytest.UsageError(
+            f"--inject {config.getoption('--inject')} breaks the webgpu build: add --backend webgpu (or dawn)"
+        )
 
 
 def pytest_generate_tests(metafunc):
@@ -132,7 +138,7 @@ class Harnesses:
             chosen = get(fault)
             work = Path(tempfile.mkdtemp(prefix="wsd-fault-"))
             gpus = [b for b in h.backends if b in GPU_BACKENDS] or ["webgpu"]
-            faulted = chosen.apply(h.dist(gpus[0]), work)
+            faulted = chosen.make(h.dist(gpus[0]), work)
             for gpu in gpus:  # Chromium and Dawn run the same (faulted) webgpu build
                 h.dists[gpu] = faulted
             self.extra.setdefault(

@@ -87,7 +87,7 @@ def run(
         work = Path(tempfile.mkdtemp(prefix="wsd-selftest-"))
         for fault in faults:
             echo(f"[selftest] {fault.name}: {fault.what}")
-            faulted = fault.apply(clean.dist("webgpu"), work)
+            faulted = fault.make(clean.dist("webgpu"), work, narrow=expected_only)
             h = Harness(
                 model=model,
                 dists={"webgpu": faulted, "native": clean.dist("native")},

@@ -79,7 +79,9 @@ def test_each_fault_fails_its_stage(model, fault, request, tmp_path):
         h, dist = request.getfixturevalue("clean")[0], request.getfixturevalue("native_dist")
     else:
         h, dist = request.getfixturevalue("sdxl_clean")
-    faulted = fault.apply(dist, tmp_path)
+    faulted = fault.make(dist, tmp_path, narrow=True)  # a rebuilt fault compiles only its stage's entry
+    if getattr(fault.apply, "entries_param", False):
+        assert set(json.loads((faulted / "manifest.json").read_text())["entry_points"]) == {fault.expect}
     f = Harness(
         model=model, backends=("native",), dists={"native": faulted}, out_dir=tmp_path / "rep", echo=lambda *_: None
     )

@@ -103,3 +103,10 @@ def test_an_injected_webgpu_fault_fails_the_gate_naming_the_kernel(tmp_path):
     want = summary["injected_fault"]["kernel"]
     assert row["status"] == "fail" and row["localized_kernel"] == want, row["message"]
     assert "chained on WebGPU" in row["message"] and "changed its input argument" in row["message"]
+
+
+def test_inject_without_a_gpu_backend_is_a_usage_error(tmp_path):
+    """Faults go into the webgpu build: a native-only gate would pass without running one."""
+    proc = gate("--inject", "dropped-bias", "--report-dir", str(tmp_path / "r"))
+    assert proc.returncode == 4, proc.stdout[-2000:]  # pytest's usage error, before any case runs
+    assert "--inject dropped-bias breaks the webgpu build: add --backend webgpu" in proc.stderr + proc.stdout
