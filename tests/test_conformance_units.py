@@ -80,7 +80,7 @@ def test_each_fault_fails_its_stage(model, fault, request, tmp_path):
     else:
         h, dist = request.getfixturevalue("sdxl_clean")
     faulted = fault.make(dist, tmp_path, narrow=True)  # a rebuilt fault compiles only its stage's entry
-    if getattr(fault.apply, "entries_param", False):
+    if fault.rebuilds:
         assert set(json.loads((faulted / "manifest.json").read_text())["entry_points"]) == {fault.expect}
     f = Harness(
         model=model, backends=("native",), dists={"native": faulted}, out_dir=tmp_path / "rep", echo=lambda *_: None

@@ -10,7 +10,6 @@ from wsd import cache
 from wsd.errors import BuildError
 from wsd.webrt import ensure_kit, link_wasm
 from wsd.webrt.kit import OUTPUTS, RUNTIME_UNITS, unit_inputs
-from wsd.webrt.sources import locate
 
 
 def test_kit_holds_the_runtime_objects_and_bundle(kit):
@@ -37,8 +36,7 @@ def test_a_corrupted_cached_kit_is_rebuilt(kit, tmp_path, monkeypatch):
     shutil.copytree(real / "npm", private / "npm", symlinks=True)  # the bundler packages, as they are
     copied = private / "webrt" / kit.dir.name
     shutil.copytree(kit.dir, copied)
-    sources = locate()
-    objects = {u: real / "webrt-unit" / cache.key_of(unit_inputs(sources, u)) for u in RUNTIME_UNITS}
+    objects = {u: real / "webrt-unit" / cache.key_of(unit_inputs(kit.info, u)) for u in RUNTIME_UNITS}
     for entry in objects.values():
         shutil.copytree(entry, private / "webrt-unit" / entry.name)
     monkeypatch.setenv("WSD_CACHE_DIR", str(private))

@@ -77,12 +77,11 @@ def kit_inputs(sources: src.Sources) -> dict:
     }
 
 
-def unit_inputs(sources: src.Sources, unit: str) -> dict:
-    """One runtime object's key. Objects are cached apart from the kit, so a kit entry found
-    damaged is relinked from verified objects (seconds) instead of recompiled (wasm_runtime.cc
-    alone takes a minute at -O3)."""
-    inputs = kit_inputs(sources)
-    return {"unit": unit, **{k: inputs[k] for k in ("tvm", "tvm_ffi", "emcc", "shims", "recipe", "compile_flags")}}
+def unit_inputs(kit: dict, unit: str) -> dict:
+    """One runtime object's key, from the kit's inputs (`kit_inputs`). Objects are cached apart
+    from the kit, so a kit entry found damaged is relinked from verified objects (seconds)
+    instead of recompiled (wasm_runtime.cc alone takes a minute at -O3)."""
+    return {"unit": unit, **{k: kit[k] for k in ("tvm", "tvm_ffi", "emcc", "shims", "recipe", "compile_flags")}}
 
 
 def _include_flags(root: Path) -> list[str]:
@@ -119,7 +118,7 @@ def npm_packages(sources: src.Sources, echo=print) -> Path:
     return cache.get_or_build("npm", npm_inputs(sources), install, echo)
 
 
-def _build(sources: src.Sources, out: Path, echo) -> list[str]:
+def _build(sources: src.Sources, inputs: dict, out: Path, echo, force: bool = False) -> list[str]:
     emcc = toolchain.find("emscripten")
     node_modules = npm_packages(sources, echo) / "node_modules"
     with tempfile.TemporaryDirectory(prefix="wsd-webrt-") as tmp:
@@ -141,7 +140,7 @@ def _build(sources: src.Sources, out: Path, echo) -> list[str]:
                 )
                 return [f"{unit}.o"]
 
-            entry = cache.get_or_build("webrt-unit", unit_inputs(sources, unit), compile_into, echo)
+            entry = cache.get_or_build("webrt-unit", unit_inputs(inputs, unit), compile_into, echo, force)
             shutil.copy(entry / f"{unit}.o", wasm_dir / f"{unit}.o")
             return f"compiled in {time.perf_counter() - t0:.0f}s" if compiled else "cached"
 
@@ -205,9 +204,10 @@ def runtime_bundle(echo=print) -> Path:
 def ensure_kit(echo=print, force: bool = False) -> RuntimeKit:
     """The runtime kit for the installed TVM: reused when its key and hashes match, else rebuilt."""
     sources = src.locate()
-    entry = cache.get_or_build("webrt", kit_inputs(sources), lambda out: _build(sources, out, echo), echo, force)
+    inputs = kit_inputs(sources)
+    entry = cache.get_or_build("webrt", inputs, lambda out: _build(sources, inputs, out, echo, force), echo, force)
     for unit in RUNTIME_UNITS:  # a kit made before objects were cached apart seeds their entries
-        cache.get_or_build("webrt-unit", unit_inputs(sources, unit), partial(_copy_object, entry, unit), echo)
+        cache.get_or_build("webrt-unit", unit_inputs(inputs, unit), partial(_copy_object, entry, unit), echo)
     return RuntimeKit(entry)
 
 
