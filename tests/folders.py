@@ -40,33 +40,28 @@ def variants() -> dict:
                 "projection_class_embeddings_input_dim": 6 * 16 + 40,
             },
         ),
-        # a narrower text encoder (24 wide) and a UNet whose cross-attention matches it
-        "narrow-text": _with(
+        # every SD 1.5-family axis a real checkpoint differs on, changed at once, so one folder
+        # is built, gated on both backends and generated from (one build instead of four):
+        # a narrower text encoder (24 wide) with a UNet whose cross-attention matches it; SD 2-style
+        # attention (linear projections, upcast attention, head counts per block); a UNet of three
+        # levels instead of four; a VAE of three levels (scale 4: 8x8 latents make 32x32 images)
+        "reshaped": _with(
             tiny,
             text_encoder={"hidden_size": 24, "projection_dim": 24, "num_attention_heads": 4},
-            unet={"cross_attention_dim": 24},
-        ),
-        # a VAE with three levels: scale 4, so an 8x8-sample UNet makes 32x32 images
-        "shallow-vae": _with(
-            tiny,
+            unet={
+                "cross_attention_dim": 24,
+                "use_linear_projection": True,
+                "upcast_attention": True,
+                "attention_head_dim": [2, 4, 4],
+                "block_out_channels": [32, 64, 64],
+                "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+                "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+            },
             vae={
                 "block_out_channels": [16, 16, 32],
                 "down_block_types": ["DownEncoderBlock2D"] * 3,
                 "up_block_types": ["UpDecoderBlock2D"] * 3,
                 "sample_size": 32,
-            },
-        ),
-        # SD 2-style attention: linear projections, upcast attention, head counts per block
-        "sd2-style": _with(
-            tiny, unet={"use_linear_projection": True, "upcast_attention": True, "attention_head_dim": [2, 2, 4, 4]}
-        ),
-        # a UNet of three levels instead of four
-        "three-levels": _with(
-            tiny,
-            unet={
-                "block_out_channels": [32, 64, 64],
-                "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
-                "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
             },
         ),
     }

@@ -1,8 +1,8 @@
 """Folders that are none of the presets, through the CLI a user runs: build, gate, generate.
 
-Each folder is made with seeded random weights by tests/folders.py (a narrower text encoder,
-a shallower VAE and so another image size, SD 2-style attention, three UNet levels, an SDXL
-with a wider second encoder).
+Each folder is made with seeded random weights by tests/folders.py: an SD 1.5-family folder
+that changes every axis at once (a narrower text encoder, SD 2-style attention, three UNet levels,
+a shallower VAE and so another image size), and an SDXL with a wider second encoder.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def test_an_sdxl_folder_passes_the_native_gate(made, tmp_path):
     assert pooled["metrics"]["rel_l2"] < 1e-5
 
 
-GATED = "shallow-vae"  # another image size (32x32): the page and every stage take it from the manifest
+GATED = "reshaped"  # another image size (32x32): the page and every stage take it from the manifest
 
 
 @pytest.fixture(scope="module")
