@@ -86,6 +86,10 @@ def test_targets_in_dict_form(make):
     assert target.kind.name in ("webgpu", "llvm")
 
 
+def test_the_native_target_carries_its_llvm_opt_level():
+    assert int(compat.llvm_target().attrs["opt-level"]) == compat.NATIVE_OPT_LEVEL
+
+
 def test_tensor_cache_dump_and_load_round_trip(tmp_path):
     import tvm
 

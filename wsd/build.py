@@ -24,6 +24,7 @@ DTYPES = ("float32", "float16")
 TARGETS = ("webgpu", "llvm")
 COMPILER_SOURCES = (
     "capture.py",
+    "compat.py",
     "entries.py",
     "legalize.py",
     "passes.py",
