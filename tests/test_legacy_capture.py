@@ -63,11 +63,12 @@ def test_shims_import_clip_and_it_matches_torch(clip, ids):
     import tvm
     from tvm import relax
 
+    from wsd.compat import llvm_target
     from wsd.legacy_capture import capture_subgraphs
 
     mod, inputs = capture_subgraphs(clip, ids)
     assert list(inputs) == ["subgraph_0"]
-    executable = relax.build(mod, tvm.target.Target({"kind": "llvm"}))
+    executable = relax.build(mod, llvm_target())
     vm = relax.VirtualMachine(executable, tvm.cpu())
     out = vm["subgraph_0"](*[tvm.runtime.tensor(a) for a in inputs["subgraph_0"]])
     out = out.numpy() if hasattr(out, "numpy") else out[0].numpy()
