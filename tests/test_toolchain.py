@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from pathlib import Path
+
 import pytest
 
 from wsd import toolchain
@@ -53,3 +57,44 @@ def test_cli_exit_codes(monkeypatch, capsys):
     monkeypatch.setenv("WSD_CHROMIUM", "/nonexistent/chromium")
     assert main(["toolchain", "--no-install"]) == 2
     assert "apt-get install" in capsys.readouterr().err
+
+
+def test_prefetch_runs_detached_and_logs_each_part(monkeypatch, tmp_path):
+    """The real launch: a process in its own session that outlives the call and logs each part
+    (Dawn here, pointed at a carried copy so nothing is installed)."""
+    from wsd import prefetch
+
+    monkeypatch.setenv("WSD_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("WSD_DAWN_MODULES", str(tmp_path / "node_modules"))
+    log = prefetch.start(("dawn",))
+    deadline = time.monotonic() + 60
+    while "[prefetch dawn] ready" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, log.read_text() if log.exists() else "no log"
+        time.sleep(0.2)
+
+
+def test_prefetch_warms_parts_at_once_and_reports_a_failure(monkeypatch, capsys):
+    from wsd import prefetch
+
+    started = threading.Barrier(2, timeout=10)  # both parts must be under way together
+
+    def ok(echo):
+        started.wait()
+
+    def broken(echo):
+        started.wait()
+        raise RuntimeError("no registry")
+
+    monkeypatch.setattr(prefetch, "PARTS", {"dawn": ok, "kit": broken})
+    assert prefetch.main([]) == 1
+    out = capsys.readouterr().out
+    assert "[prefetch dawn] ready" in out and "[prefetch kit] failed: no registry" in out
+
+
+def test_toolchain_prefetch_starts_the_background_builds(monkeypatch, capsys):
+    from wsd import prefetch
+
+    calls = []
+    monkeypatch.setattr(prefetch, "start", lambda parts=(): calls.append(parts) or Path("/x/prefetch.log"))
+    assert main(["toolchain", "--no-install", "--prefetch"]) == 0
+    assert calls == [()] and "in the background (log: /x/prefetch.log)" in capsys.readouterr().out

@@ -17,7 +17,11 @@ def _cmd_toolchain(args) -> int:
     from wsd.webrt import kit, sources
 
     toolchain.ensure(install=not args.no_install)
-    if not args.no_install:
+    if args.prefetch:
+        from wsd import prefetch
+
+        print(f"{'prefetch':<11} Dawn for Node and the web runtime kit, in the background (log: {prefetch.start()})")
+    elif not args.no_install:
         modules = kit.npm_packages(sources.locate()) / "node_modules"
         count = sum(1 for p in modules.iterdir() if not p.name.startswith("."))
         print(f"{'tvmjs npm':<11} {count} packages  ({modules})")
@@ -168,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("toolchain", help="find (and as root on Debian, install) chromium, emscripten, node")
     p.add_argument("--no-install", action="store_true", help="only report; never install")
+    p.add_argument(
+        "--prefetch",
+        action="store_true",
+        help="then build Dawn for Node and the web runtime kit into the cache in the background",
+    )
     p.set_defaults(func=_cmd_toolchain)
     p = sub.add_parser("webrt", help="build or reuse the cached tvmjs web runtime kit")
     p.add_argument("--rebuild", action="store_true", help="rebuild even if the cache entry is valid")

@@ -73,6 +73,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", action="append", help="model[:dtype] to build and pack (default: sd15, sd15-tiny)")
     ap.add_argument("--dist", action="append", default=[], help="NAME=DIR: a prebuilt random-init webgpu dist to pack")
+    ap.add_argument("--tools-only", action="store_true", help="Node, Dawn, the debs, the wheels and the kit; no builds")
     ap.add_argument("--out", type=Path, default=ROOT / ".gpu")
     args = ap.parse_args(argv)
     out = args.out
@@ -96,7 +97,8 @@ def main(argv=None) -> int:
     for item in args.dist:
         name, _, folder = item.partition("=")
         pack_dist(Path(folder), out / "dists" / name)
-    for item in args.build if args.build is not None else ([] if args.dist else ["sd15", "sd15-tiny"]):
+    defaults = [] if args.dist or args.tools_only else ["sd15", "sd15-tiny"]
+    for item in args.build if args.build is not None else defaults:
         model, _, dtype = item.partition(":")
         pack_build(model, dtype or "float32", out)
     tree = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())

@@ -4,6 +4,8 @@
 #   bench  benchmarks/bench_gpu.py on each sd15 build (WebGPU over Dawn beside PyTorch eager);
 #          bench:NAME on the build packed as NAME only
 #   gate   the conformance gate on sd15-tiny with the dawn backend (references: PyTorch there)
+#   probe  scripts/gpu/probe_subgroup_matrix.mjs: Dawn's subgroup matrices (tensor cores) on fp16
+#          GEMMs at the UNet's shapes, beside a plain fp16 tiled kernel
 #   pipeline:NAME  benchmarks/bench_pipeline_gpu.py on the build packed as NAME (any family, SDXL too):
 #          a whole generation over WebGPU beside diffusers' pipeline in PyTorch, and the images' PSNR
 # Results go to $OUT (the device tool brings them back) and to benchmarks/results/.
@@ -24,7 +26,7 @@ cp $G/dawn/package.json $T/node_modules/webgpu/
 python3 -m pip install -q --no-index --no-deps --no-compile --target $T/site $G/wheels/*.whl
 export PATH=$T/bin:$PATH PYTHONPATH=$T/site:$PWD PYTHONUNBUFFERED=1
 export WSD_DAWN_MODULES=$T/node_modules WSD_TVMJS_BUNDLE=$PWD/$G/tvmjs.bundle.js
-find $G/dists -name "*.xz" -exec xz -d {} +
+[ ! -d $G/dists ] || find $G/dists -name "*.xz" -exec xz -d {} +
 # one refill call for all: builds with the same tensor cache share the first one's shards
 refill() {
   local todo=()
@@ -51,9 +53,11 @@ for what in "$@"; do
         --built "dawn=$G/dists/sd15-tiny" --accept-drift --report-dir $T/gate 2>&1 | tail -40 | tee "$OUT/gate.log" || true
       # the device tool brings back few files: the summary, not the image report
       cp $T/gate/summary.json "$OUT/gate-summary.json" || true ;;
+    probe)
+      node scripts/gpu/probe_subgroup_matrix.mjs "$OUT/probe-subgroup-matrix.json" > "$OUT/probe.log" 2>&1 || tail -20 "$OUT/probe.log" ;;
     pipeline:*)
       refill "$G/dists/${what#pipeline:}"
       python3 benchmarks/bench_pipeline_gpu.py --dist "$G/dists/${what#pipeline:}" --out "$OUT" 2>&1 | grep -v "it/s]" | tee -a "$OUT/pipeline.log" ;;
-    *) echo "unknown step $what (bench, bench:NAME, gate, pipeline:NAME)"; exit 2 ;;
+    *) echo "unknown step $what (bench, bench:NAME, gate, probe, pipeline:NAME)"; exit 2 ;;
   esac
 done
