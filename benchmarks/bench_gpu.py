@@ -98,7 +98,7 @@ def rule_totals(kernels: list[dict], table: dict) -> dict[str, float]:
 
 
 def _kind(name: str) -> str:
-    for kind in ("group_norm", "conv2d", "matmul", "softmax", "layer_norm", "resize"):
+    for kind in ("group_norm", "conv2d", "matmul", "softmax", "layer_norm", "resize", "sgemm", "im2col"):
         if kind in name:
             return kind
     return "other"
@@ -170,6 +170,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         opened = runner.call("open", {"url": host.mount(dist), "profile": True}, timeout_s=600)
         results["adapter"] = opened["adapter"]
+        results["subgroup_matrix_kernels"] = opened.get("subgroup_matrix_kernels", 0)  # GEMMs on tensor cores
         results["open_s"] = round(time.perf_counter() - t0, 1)
         wire = [encode(x) for x in unet_inputs]
         # tvmjs alone submits a call's dispatches at its end (the GPU idles while they are recorded);

@@ -122,6 +122,8 @@ class WebGPUBackend(Backend):
         self.runner, self.url, self.dist, self.timeout_s = runner, url, Path(dist), timeout_s
         opened = runner.call("open", {"url": url}, timeout_s=timeout_s)
         self.adapter, self.open_timings = opened["adapter"], opened["timings"]
+        if opened.get("subgroup_matrix_kernels"):  # a --subgroup-matrix build's GEMMs ran on tensor cores
+            self.adapter = {**self.adapter, "subgroup_matrix_kernels": opened["subgroup_matrix_kernels"]}
 
     def run(self, entry, inputs):
         result = self.runner.call("run", {"entry": entry, "inputs": [encode(np.asarray(x)) for x in inputs]})

@@ -76,8 +76,17 @@ def test_region_dtype_of_a_blocks_write(dtype):
     k = te.reduce_axis((0, 4), name="k")
     b = te.compute((4,), lambda i: te.sum(a[i, k], axis=k), name="b")
     sch = compat.schedule_class()(te.create_prim_func([a, b]))
-    block = (getattr(sch, "get_sblock", None) or sch.get_block)("b")  # get_block before 0.27
+    block = compat.get_block(sch, "b")
     assert compat.region_dtype(sch.get(block).writes[0]) == dtype
+
+
+def test_get_block_finds_a_block_by_name():
+    from tvm import te
+
+    a = te.placeholder((4,), name="a")
+    b = te.compute((4,), lambda i: a[i] * 2, name="twice")
+    sch = compat.schedule_class()(te.create_prim_func([a, b]))
+    assert sch.get(compat.get_block(sch, "twice")).name_hint == "twice"
 
 
 @pytest.mark.parametrize("make", [compat.webgpu_target, compat.llvm_target])

@@ -21,6 +21,7 @@ from wsd.errors import WsdError
 from wsd.progress import Phases
 
 DTYPES = ("float32", "float16")
+SUBGROUP_SHADERS = "shaders/subgroup-matrix.json"  # --subgroup-matrix: entry point -> WGSL the page swaps in
 TARGETS = ("webgpu", "llvm")
 COMPILER_SOURCES = (
     "capture.py",
@@ -41,6 +42,7 @@ COMPILER_SOURCES = (
     "split_k.py",
     "rewrite.py",
     "half_softmax.py",
+    "subgroup_gemm.py",
     "generation.py",
     "weights.py",
     "models/spec.py",
@@ -68,6 +70,7 @@ class BuildOptions:
     name: str | None = None  # the dist folder's name; None: the preset's, or the weights folder's name
     allow_fallback: bool = False  # let dlight's Fallback schedule large reductions (slow) instead of failing
     max_binding: int | None = None  # bytes: fail, naming the kernel, when a kernel binds a bigger buffer
+    subgroup_matrix: bool = False  # GEMMs as tensor-core WGSL the page swaps in where the device has it
 
 
 @dataclass
@@ -220,7 +223,7 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
     import tvm
     from tvm import relax
 
-    from wsd import faults, generation, requirements, schedulers, wgsl
+    from wsd import faults, generation, requirements, schedulers, subgroup_gemm, wgsl
     from wsd import kernels as kernel_table
     from wsd import params as param_shards
     from wsd.capture import capture
@@ -253,6 +256,7 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
                 dtype=opts.dtype,
                 before_schedule=extra,
                 allow_fallback=opts.allow_fallback,
+                subgroup_matrix=opts.subgroup_matrix,
             )
     requirements.check_bindings(mod, opts.max_binding)
     stored_dtypes = param_shards.param_dtypes(mod, [e.name for e in entries])
@@ -271,6 +275,12 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
         (out / "shaders").mkdir()
         (out / "shaders" / "wgsl.json").write_text(json.dumps(shaders, sort_keys=True))
         needs = requirements.collect(mod, shaders, opts.dtype)
+        if opts.subgroup_matrix:
+            swaps = subgroup_gemm.overrides(mod, shaders)
+            (out / SUBGROUP_SHADERS).write_text(json.dumps(swaps, sort_keys=True))
+            # optional: without it the page runs TVM's GEMM kernels (correct, slow)
+            needs["optional_features"] = [subgroup_gemm.FEATURE] if swaps else []
+            needs["subgroup_matrix"] = {"shaders": SUBGROUP_SHADERS, "kernels": len(swaps)}
     with phases.phase("link"):
         lib_name = _link(executable, out, spec, opts, echo)
     total_bytes = sum(a.nbytes for tensors in captured.params.values() for _, a in tensors)

@@ -75,6 +75,7 @@ def _cmd_build(args) -> int:
         name=args.name,
         allow_fallback=args.allow_fallback,
         max_binding=args.max_binding,
+        subgroup_matrix=args.subgroup_matrix,
     )
     result = build(opts, Path(args.out), progress=not args.quiet, force=args.rebuild)
     files = result.manifest["files"]
@@ -206,6 +207,12 @@ def main(argv: list[str] | None = None) -> int:
         help="let dlight's Fallback schedule large reductions (slow) instead of failing the build",
     )
     p.add_argument("--validate-pipelines", action="store_true", help="also create every compute pipeline in Dawn")
+    p.add_argument(
+        "--subgroup-matrix",
+        action="store_true",
+        help="convs and matmuls as GEMMs that run on tensor cores where the device has subgroup matrices "
+        "(Dawn's chromium-experimental-subgroup-matrix; fp16 builds), TVM's kernels elsewhere",
+    )
     p.add_argument(
         "--max-binding",
         type=_size,

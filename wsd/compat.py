@@ -38,6 +38,12 @@ def schedule_class():
     return Schedule
 
 
+def get_block(sch, name: str):
+    """A schedule's block by name: `Schedule.get_block`, `get_sblock` in 0.27 (blocks became sblocks)."""
+    getter = getattr(sch, "get_sblock", None) or sch.get_block
+    return getter(name)
+
+
 def dlight():
     """dlight's schedule rules: `tvm.dlight`, moved under `tvm.s_tir` in 0.24."""
     try:

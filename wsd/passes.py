@@ -150,6 +150,15 @@ def half_softmax_step() -> Step:
     return Step("half-softmax", make, "fp16 builds: softmax reads and writes fp16 (fp32 inside), no fp32 copy")
 
 
+def subgroup_gemm_step() -> Step:
+    def make(target):
+        from wsd.subgroup_gemm import subgroup_gemm_pass
+
+        return subgroup_gemm_pass(gpu=target.kind.name != "llvm")
+
+    return Step("subgroup-gemm", make, "--subgroup-matrix: convs and matmuls that fit 16x16 tiles as im2col + GEMM")
+
+
 def weight_names(mod, dtype: str) -> set[str]:
     """Names of the weight parameters (those after `num_input`) of `dtype` in every Relax function."""
     from wsd.capture import var_name
@@ -173,6 +182,7 @@ def pipeline(
     dtype: str = "float32",
     before_schedule: tuple[Step, ...] = (),
     allow_fallback: bool = False,
+    subgroup_matrix: bool = False,
 ):
     import tvm
 
@@ -186,6 +196,9 @@ def pipeline(
         steps = tuple(s for s in steps if s is not bundle)
         at = [s.name for s in steps].index("wgsl-types")
         steps = (*steps[:at], mixed_precision_step(), half_softmax_step(), bundle, *steps[at:])
+    if subgroup_matrix:  # before split-k: the convs it takes are GEMMs then, not split
+        at = [s.name for s in steps].index("split-k")
+        steps = (*steps[:at], subgroup_gemm_step(), *steps[at:])
     at = [s.name for s in steps].index("schedule")
     steps = (*steps[:at], *before_schedule, *((tuning_step(tune_db),) if tune_db else ()), *steps[at:])
     passes = []
@@ -205,6 +218,7 @@ def apply(
     dtype: str = "float32",
     before_schedule=(),
     allow_fallback=False,
+    subgroup_matrix=False,
 ):
     """Run the pipeline on mod; a BuildError raised inside a pass comes out as a BuildError."""
     from wsd import legalize
@@ -217,6 +231,7 @@ def apply(
             dtype=dtype,
             before_schedule=before_schedule,
             allow_fallback=allow_fallback,
+            subgroup_matrix=subgroup_matrix,
         )
         return run(mod)
     except BuildError:

@@ -3,7 +3,8 @@
 # Vulkan loader, make each build's weights from its seed, then run what is asked:
 #   bench  benchmarks/bench_gpu.py on each sd15 build (WebGPU over Dawn beside PyTorch eager);
 #          bench:NAME on the build packed as NAME only
-#   gate   the conformance gate on sd15-tiny with the dawn backend (references: PyTorch there)
+#   gate   the conformance gate on sd15-tiny with the dawn backend (references: PyTorch there);
+#          gate:NAME on the build packed as NAME (an sd15-tiny variant)
 #   probe  scripts/gpu/probe_subgroup_matrix.mjs: Dawn's subgroup matrices (tensor cores) on fp16
 #          GEMMs at the UNet's shapes, beside a plain fp16 tiled kernel
 #   pipeline:NAME  benchmarks/bench_pipeline_gpu.py on the build packed as NAME (any family, SDXL too):
@@ -47,17 +48,18 @@ for what in "$@"; do
       for d in "${picked[@]}"; do
         python3 benchmarks/bench_gpu.py --dist "$d" --label "$(basename "$d")" --out "$OUT" 2>&1 | grep -v "it/s]" | tee -a "$OUT/bench.log"
       done ;;
-    gate)
-      refill $G/dists/sd15-tiny
+    gate|gate:*)
+      name=sd15-tiny; [ "$what" = gate ] || name=${what#gate:}
+      refill $G/dists/$name
       python3 -m pytest -m conformance tests/conformance -p no:cacheprovider -p no:xdist --backend dawn \
-        --built "dawn=$G/dists/sd15-tiny" --accept-drift --report-dir $T/gate 2>&1 | tail -40 | tee "$OUT/gate.log" || true
+        --built "dawn=$G/dists/$name" --accept-drift --report-dir $T/gate-$name 2>&1 | tail -40 | tee "$OUT/gate-$name.log" || true
       # the device tool brings back few files: the summary, not the image report
-      cp $T/gate/summary.json "$OUT/gate-summary.json" || true ;;
+      cp $T/gate-$name/summary.json "$OUT/gate-$name-summary.json" || true ;;
     probe)
       node scripts/gpu/probe_subgroup_matrix.mjs "$OUT/probe-subgroup-matrix.json" > "$OUT/probe.log" 2>&1 || tail -20 "$OUT/probe.log" ;;
     pipeline:*)
       refill "$G/dists/${what#pipeline:}"
       python3 benchmarks/bench_pipeline_gpu.py --dist "$G/dists/${what#pipeline:}" --out "$OUT" 2>&1 | grep -v "it/s]" | tee -a "$OUT/pipeline.log" ;;
-    *) echo "unknown step $what (bench, bench:NAME, gate, probe, pipeline:NAME)"; exit 2 ;;
+    *) echo "unknown step $what (bench, bench:NAME, gate, gate:NAME, probe, pipeline:NAME)"; exit 2 ;;
   esac
 done

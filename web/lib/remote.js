@@ -65,7 +65,12 @@ export function createRemote({ onStatus = () => {}, sessionOptions = {} } = {}) 
     const options = { ...sessionOptions, profile: Boolean(spec.profile), reuse: session };
     session = await ModelSession.open(spec.url, { ...options, onProgress: (p) => setStatus(p.text) });
     setStatus(`open ${session.manifest.model}`);
-    return { model: session.manifest.model, adapter: session.adapterInfo(), timings: { ...session.timings, open_ms: performance.now() - t0 } };
+    return {
+      model: session.manifest.model,
+      adapter: session.adapterInfo(),
+      subgroup_matrix_kernels: session.subgroupKernels, // GEMM kernels on tensor cores (--subgroup-matrix builds)
+      timings: { ...session.timings, open_ms: performance.now() - t0 },
+    };
   }
 
   async function run(spec) {

@@ -9,6 +9,9 @@ import { KernelProfiler } from "./profile.js";
 import { DEFAULT_FLUSH_EVERY, SubmissionPacer } from "./pacing.js";
 import { checkManifest, checkSamplerTable, checkTensorCache } from "./validate.js";
 
+// Dawn's name for subgroup matrices (tensor cores): --subgroup-matrix builds use it where present
+const SUBGROUP_MATRIX = "chromium-experimental-subgroup-matrix";
+
 export const TYPED = { float32: Float32Array, int32: Int32Array, uint32: Uint32Array, float16: Uint16Array, uint8: Uint8Array };
 
 export function folderUrl(url) {
@@ -69,7 +72,8 @@ export class ModelSession {
     }
     if (reuse) reuse.dispose();
     const adapter = await requestAdapter(options.gpu);
-    const { device, errors } = await createDevice(adapter, manifest.requirements || {}, options.profile ? ["timestamp-query"] : []);
+    const optional = [...(manifest.requirements?.optional_features || []), ...(options.profile ? ["timestamp-query"] : [])];
+    const { device, errors } = await createDevice(adapter, manifest.requirements || {}, optional);
     const session = new ModelSession(tvmjs, base, manifest, adapter, device, errors, options);
     // Installed before the pipelines are created: it learns each pipeline's kernel name then.
     if (options.profile && device.features.has("timestamp-query")) session.profiler = new KernelProfiler(device);
@@ -100,12 +104,29 @@ export class ModelSession {
     this.tvm = await this.tvmjs.instantiate(wasm.buffer.slice(wasm.byteOffset, wasm.byteOffset + wasm.byteLength), this.tvmjs.createPolyfillWASI(), (msg) => console.error(msg));
     this.tvm.initWebGPU(this.device);
     this.pacer = new SubmissionPacer(this.device, this.tvm.lib.webGPUContext, this.options.flushEvery ?? DEFAULT_FLUSH_EVERY);
+    await this.swapSubgroupShaders();
     this.tvm.beginScope(); // tvmjs hands out objects only inside a scope; kept ones are detached
     try {
       await this.loadInScope(progress, t0);
     } finally {
       this.tvm.endScope();
     }
+  }
+
+  // A --subgroup-matrix build ships, per GEMM kernel, WGSL that computes it on tensor cores
+  // (subgroup matrices) with the same bindings and grid as TVM's kernel; where the device has the
+  // feature it replaces TVM's shader as the pipelines are created. Elsewhere TVM's kernels run.
+  async swapSubgroupShaders() {
+    const sg = this.manifest.requirements?.subgroup_matrix;
+    this.subgroupKernels = 0;
+    if (!sg?.kernels || !this.device.features.has(SUBGROUP_MATRIX)) return;
+    const swaps = new Map(Object.entries(await this.store.json(sg.shaders)));
+    const ctx = this.tvm.lib.webGPUContext;
+    const sync = ctx.createShader.bind(ctx);
+    const async = ctx.createShaderAsync.bind(ctx);
+    ctx.createShader = (finfo, code) => sync(finfo, swaps.get(finfo.name) ?? code);
+    ctx.createShaderAsync = (finfo, code) => async(finfo, swaps.get(finfo.name) ?? code);
+    this.subgroupKernels = swaps.size;
   }
 
   async loadInScope(progress, t0) {
