@@ -9,6 +9,7 @@
 #          GEMMs at the UNet's shapes, beside a plain fp16 tiled kernel
 #   pipeline:NAME  benchmarks/bench_pipeline_gpu.py on the build packed as NAME (any family, SDXL too):
 #          a whole generation over WebGPU beside diffusers' pipeline in PyTorch, and the images' PSNR
+# WSD_BENCH_ARGS adds bench_gpu.py options (e.g. --flush-sweep= to time only the default pacing).
 # Results go to $OUT (the device tool brings them back) and to benchmarks/results/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -46,7 +47,7 @@ for what in "$@"; do
       done
       refill "${picked[@]}"
       for d in "${picked[@]}"; do
-        python3 benchmarks/bench_gpu.py --dist "$d" --label "$(basename "$d")" --out "$OUT" 2>&1 | grep -v "it/s]" | tee -a "$OUT/bench.log"
+        python3 benchmarks/bench_gpu.py --dist "$d" --label "$(basename "$d")" --out "$OUT" ${WSD_BENCH_ARGS:-} 2>&1 | grep -v "it/s]" | tee -a "$OUT/bench.log"
       done ;;
     gate|gate:*)
       name=sd15-tiny; [ "$what" = gate ] || name=${what#gate:}
