@@ -25,6 +25,7 @@ last convs, attention with 40-wide heads) keep TVM's path.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass
 
@@ -232,15 +233,11 @@ def subgroup_gemm_pass(gpu: bool = True):
                 source, nk = transposed.args[0], True  # y = W^T: read W column-major, no transpose kernel
         n = ys[-1]
         if len(ys) == 2:  # a shared right matrix (a linear layer's weight): every row of x is one M row
-            m, batch = 1, 1
-            for d in xs[:-1]:
-                m *= d
+            m, batch = math.prod(xs[:-1]), 1
             left = builder.emit(relax.op.reshape(x, (1, m, k)))
             right_batched = False
         elif len(xs) == len(ys) and xs[:-2] == ys[:-2]:  # batched on both sides (attention)
-            m, batch = xs[-2], 1
-            for d in xs[:-2]:
-                batch *= d
+            m, batch = xs[-2], math.prod(xs[:-2])
             left = builder.emit(relax.op.reshape(x, (batch, m, k)))
             right_batched = True
         else:

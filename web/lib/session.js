@@ -122,10 +122,10 @@ export class ModelSession {
     if (!sg?.kernels || !this.device.features.has(SUBGROUP_MATRIX)) return;
     const swaps = new Map(Object.entries(await this.store.json(sg.shaders)));
     const ctx = this.tvm.lib.webGPUContext;
-    const sync = ctx.createShader.bind(ctx);
-    const async = ctx.createShaderAsync.bind(ctx);
-    ctx.createShader = (finfo, code) => sync(finfo, swaps.get(finfo.name) ?? code);
-    ctx.createShaderAsync = (finfo, code) => async(finfo, swaps.get(finfo.name) ?? code);
+    const makeSync = ctx.createShader.bind(ctx);
+    const makeAsync = ctx.createShaderAsync.bind(ctx);
+    ctx.createShader = (finfo, code) => makeSync(finfo, swaps.get(finfo.name) ?? code);
+    ctx.createShaderAsync = (finfo, code) => makeAsync(finfo, swaps.get(finfo.name) ?? code);
     this.subgroupKernels = swaps.size;
   }
 
