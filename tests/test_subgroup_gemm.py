@@ -18,7 +18,8 @@ DT = "float32"
 
 def small_graph(dtype=DT):
     """A 3x3 conv with bias, a 1x1 conv, a linear layer (matmul with permute_dims), a strided conv,
-    and a conv too narrow for the fragments (4 output channels)."""
+    a conv too narrow for the fragments (4 output channels), and attention-shaped matmuls batched
+    on both sides over (batch, heads), one against a transposed key."""
     from tvm import relax
 
     bb = relax.BlockBuilder()
@@ -29,7 +30,9 @@ def small_graph(dtype=DT):
     lw = relax.Var("lw", t((48, 64), dtype))
     bias = relax.Var("bias", t((1, 64, 1, 1), dtype))
     narrow = relax.Var("narrow", t((4, 32, 3, 3), dtype))
-    params = [x, w, w1, lw, bias, narrow]
+    q = relax.Var("q", t((2, 3, 32, 16), dtype))
+    kt = relax.Var("kt", t((2, 3, 48, 16), dtype))
+    params = [x, w, w1, lw, bias, narrow, q, kt]
     with bb.function("main", params):
         with bb.dataflow():
             c = bb.emit(relax.op.add(bb.emit(relax.op.nn.conv2d(x, w, padding=(1, 1), out_dtype=dtype)), bias))
@@ -38,7 +41,9 @@ def small_graph(dtype=DT):
             lin = bb.emit(relax.op.matmul(rows, relax.op.permute_dims(lw, [1, 0]), out_dtype=dtype))
             c3 = bb.emit(relax.op.nn.conv2d(x, w, strides=(2, 2), padding=(1, 1), out_dtype=dtype))
             c4 = bb.emit(relax.op.nn.conv2d(x, narrow, padding=(1, 1), out_dtype=dtype))
-            out = bb.emit_output(relax.Tuple([c2, lin, c3, c4]))
+            scores = bb.emit(relax.op.matmul(q, relax.op.permute_dims(kt, [0, 1, 3, 2]), out_dtype=dtype))
+            mixed = bb.emit(relax.op.matmul(scores, kt, out_dtype=dtype))
+            out = bb.emit_output(relax.Tuple([c2, lin, c3, c4, scores, mixed]))
         bb.emit_func_output(out)
     rng = np.random.default_rng(0)
     values = [rng.standard_normal([int(d) for d in compat.type_of(v).shape]).astype(dtype) for v in params]
@@ -61,12 +66,15 @@ def gemm_names(mod) -> list[str]:
 def test_the_rewrite_computes_what_the_graph_did():
     mod, values = small_graph()
     rewritten = subgroup_gemm_pass(gpu=False)(mod)
-    # the 3x3, the 1x1 (no im2col), the linear (its weight read column-major), the strided conv
+    # the 3x3, the 1x1 (no im2col), the linear (its weight read column-major), the strided conv,
+    # the two attention matmuls over 2 x 3 (batch, head) pairs (the key read column-major)
     assert gemm_names(rewritten) == [
         "sgemm_1x512x48x64_nk",
         "sgemm_2x64x256x288_kn",
         "sgemm_2x64x256x64_kn",
         "sgemm_2x64x64x288_kn",
+        "sgemm_6x32x16x48_kn",
+        "sgemm_6x32x48x16_nk",
     ]
     script = rewritten.script()
     assert script.count("R.nn.conv2d(") == 1  # the 4-channel conv keeps its op: 4 rows are no 16x16 fragment
@@ -197,7 +205,7 @@ def test_a_webgpu_build_ships_one_swap_per_fp16_gemm():
     from wsd.wgsl import shaders_of
 
     target = compat.webgpu_target()
-    for dtype, want in (("float16", 4), ("float32", 0)):
+    for dtype, want in (("float16", 6), ("float32", 0)):
         mod, _ = small_graph(dtype)
         with target, tvm.transform.PassContext(opt_level=3):
             mod = passes.apply(mod, target, dtype="float32", subgroup_matrix=True)
@@ -228,7 +236,7 @@ def test_the_rewritten_graph_runs_on_webgpu(runner, runner_url, kit):
     target = compat.webgpu_target()
     with target, tvm.transform.PassContext(opt_level=3):
         built = passes.apply(mod, target, subgroup_matrix=True)
-    assert len(gemm_names(built)) == 4
+    assert len(gemm_names(built)) == 6
     with tvm.transform.PassContext(opt_level=3, config=passes.build_config(target)):
         executable = relax.build(built, target)
     _, artifacts = runner_url
