@@ -79,6 +79,10 @@ def gated(made, tmp_path_factory):
             "--weights",
             str(made[GATED]),
             "--",
+            # the whole pipeline on this folder is test_generate_matches_diffusers_from_pretrained's
+            # (`wsd generate` against from_pretrained): not run twice on SwiftShader
+            "-k",
+            "not pipeline",
             "--report-dir",
             str(reports),
         ],
@@ -97,6 +101,7 @@ def test_the_gate_runs_on_a_users_folder(gated, made):
     assert model["folder"] == str(made[GATED]) and model["user_folder"] and len(model["fingerprint"]) == 64
     assert model["golden"].startswith("not applied")
     assert {r["backend"] for r in summary["stages"]} == {"webgpu", "native"}
+    assert {r["stage"].split("/")[0] for r in summary["stages"]} >= {"tokenizer", "clip", "unet", "vae", "scheduler"}
 
 
 def test_generate_matches_diffusers_from_pretrained(made, tmp_path, gated):
