@@ -62,18 +62,27 @@ def test_a_runner_that_dies_is_a_crash_and_a_slow_one_a_timeout(kit):
     assert slow.proc.poll() is not None  # a timed-out runner is not left running
 
 
+@pytest.fixture(scope="module")
+def tiny_dist(tmp_path_factory):
+    """The sd15-tiny webgpu build (cached) that both Dawn model tests open in the module's runner."""
+    from wsd.build import BuildOptions, build
+
+    out = tmp_path_factory.mktemp("dist")
+    build(BuildOptions("sd15-tiny", random_init=True), out, echo=lambda *_: None, progress=False)
+    return out
+
+
 @pytest.mark.e2e
-def test_a_model_runs_and_each_kernel_is_timed(host, tmp_path):
+def test_a_model_runs_and_each_kernel_is_timed(host, tiny_dist):
     """What bench_gpu.py does on a GPU machine, on the tiny model: open with the profiler,
     time the UNet, and get one GPU time per dispatch, named by kernel."""
     import json
 
     import numpy as np
 
-    from wsd.build import BuildOptions, build
     from wsd.host.modules import encode
 
-    dist = build(BuildOptions("sd15-tiny", random_init=True), tmp_path, echo=lambda *_: None).out
+    dist = tiny_dist / "sd15-tiny"
     runner = host.shared_runner()
     opened = runner.call("open", {"url": host.mount(dist), "profile": True}, timeout_s=600)
     assert opened["model"] == "sd15-tiny"
@@ -95,9 +104,11 @@ def test_a_model_runs_and_each_kernel_is_timed(host, tmp_path):
 
 
 @pytest.mark.e2e
-def test_wsd_generate_over_dawn_equals_diffusers(tmp_path, tiny_folder, capsys):
-    """`wsd generate --backend dawn`: the page's pipeline in Node over Dawn (a GPU server's path),
-    the PNG it writes equal to diffusers' own pipeline on the same folder."""
+def test_generate_over_dawn_equals_diffusers(host, tiny_dist, tmp_path, tiny_folder):
+    """`wsd generate --backend dawn`'s path: the page's pipeline in Node over Dawn (a GPU
+    server's), the PNG it writes equal to diffusers' own pipeline on the same folder. In the
+    module's runner: after the test above, the open keeps its compiled pipelines (one SwiftShader
+    compile of ~45 s for both tests)."""
     import json
 
     import diffusers_ref
@@ -105,20 +116,14 @@ def test_wsd_generate_over_dawn_equals_diffusers(tmp_path, tiny_folder, capsys):
     from PIL import Image
 
     from conformance.metrics import compare
-    from wsd.build import BuildOptions, build
-    from wsd.cli import main
+    from wsd.app import generate_on_dawn
 
-    build(BuildOptions("sd15-tiny", random_init=True), tmp_path / "dist", echo=lambda *_: None, progress=False)
     settings = {"prompt": "a red cube on a table", "negative": "blurry", "steps": 4, "seed": 3, "guidance": 7.5}
     out = tmp_path / "cube.png"
-    argv = ["generate", "--backend", "dawn", "--dist", str(tmp_path / "dist"), "--model", "sd15-tiny"]
-    argv += ["--out", str(out), "--prompt", settings["prompt"], "--negative", settings["negative"]]
-    argv += ["--steps", "4", "--seed", "3"]
-    assert main(argv) == 0
-    printed = capsys.readouterr().out
-    assert "saved" in printed and "4 steps median" in printed, printed
+    result = generate_on_dawn(tiny_dist, "sd15-tiny", settings, out, timeout_s=600, host=host)
+    assert result["out"] == str(out) and len(result["timings"]["steps_ms"]) == 4 and result["adapter"]["vendor"]
     got = np.asarray(Image.open(out).convert("RGB")).astype(np.float64)
-    manifest = json.loads((tmp_path / "dist" / "sd15-tiny" / "manifest.json").read_text())
+    manifest = json.loads((tiny_dist / "sd15-tiny" / "manifest.json").read_text())
     want = diffusers_ref.image(tiny_folder, manifest, {**settings, "scheduler": manifest["default_scheduler"]})
     assert got.shape == (64, 64, 3) and got.std() > 5
     assert compare(want, got)["psnr"] >= 40.0

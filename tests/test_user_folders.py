@@ -122,6 +122,8 @@ def test_generate_matches_diffusers_from_pretrained(made, tmp_path, gated):
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = np.asarray(Image.open(out).convert("RGB"), dtype=np.float64)
     manifest = json.loads((dist / GATED / "manifest.json").read_text())
+    size = manifest["image_size"]
+    assert f"saved {out} ({size}x{size})" in proc.stdout, proc.stdout[-2000:]  # what the CLI prints
     want = diffusers_ref.image(folder, manifest, settings)
     assert got.shape == want.shape == (manifest["image_size"], manifest["image_size"], 3)
     assert compare(want, got)["psnr"] >= 40.0

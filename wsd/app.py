@@ -7,6 +7,7 @@ saves the canvas: what it writes is what the page draws.
 from __future__ import annotations
 
 import base64
+import contextlib
 import time
 from pathlib import Path
 
@@ -125,9 +126,11 @@ def generate(dist: Path, model: str, settings: dict, out: Path, timeout_s: float
     return {"out": str(out), **last}
 
 
-def generate_on_dawn(dist: Path, model: str, settings: dict, out: Path, timeout_s: float = 900) -> dict:
+def generate_on_dawn(dist: Path, model: str, settings: dict, out: Path, timeout_s: float = 900, host=None) -> dict:
     """The same generation (web/lib/pipeline.js) in Node over Dawn for Node: the real GPU on a
-    server where headless Chromium has none (NVIDIA through Vulkan), SwiftShader elsewhere."""
+    server where headless Chromium has none (NVIDIA through Vulkan), SwiftShader elsewhere.
+    `host`: a running DawnHost to use; its runner keeps the compiled pipelines of a model it
+    already has open with the same .wasm (only the weights are swapped)."""
     from PIL import Image
 
     from wsd.host.dawn import DawnHost
@@ -137,10 +140,12 @@ def generate_on_dawn(dist: Path, model: str, settings: dict, out: Path, timeout_
     folder = built_model(dist, model)
     options = {"prompt": settings["prompt"], "negativePrompt": settings.get("negative") or ""}
     options.update({k: settings[k] for k in ("steps", "seed", "guidance", "scheduler") if settings.get(k) is not None})
-    with DawnHost(runtime_bundle(), timeout_s=timeout_s) as host:
+    with contextlib.ExitStack() as stack:
+        if host is None:
+            host = stack.enter_context(DawnHost(runtime_bundle(), timeout_s=timeout_s))
         runner = host.shared_runner()
-        opened = runner.call("open", {"url": host.mount(folder)})
-        result = runner.call("generate", options)
+        opened = runner.call("open", {"url": host.mount(folder)}, timeout_s=timeout_s)
+        result = runner.call("generate", options, timeout_s=timeout_s)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image_of(result)).save(out)
