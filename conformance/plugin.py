@@ -9,6 +9,7 @@ At the end of the session the reports are written to reports/conformance/.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -17,6 +18,11 @@ import pytest
 
 from conformance import report
 from conformance.harness import BACKENDS, DEFAULT_BACKENDS, GPU_BACKENDS, Harness, all_cases
+
+try:
+    from xdist.scheduler import LoadScopeScheduling
+except ImportError:  # without pytest-xdist the gate runs in one process
+    LoadScopeScheduling = object
 
 DEFAULT_MODELS = ("sd15-tiny", "sdxl-tiny")  # the seeded tiny twin of each family
 
@@ -151,21 +157,82 @@ class Harnesses:
         for h in reversed(list(self.made.values())):  # the browser's owner (the first) closes last
             h.close()
 
+    def part(self) -> dict | None:
+        """What this process gated, as JSON-able parts of the report (merged across xdist workers)."""
+        made = list(self.made.values())
+        if not made:
+            return None
+        return {
+            "results": [r for h in made for r in h.results],
+            "models": [h.describe_model() for h in made],
+            "adapters": {k: v for h in made for k, v in h.adapters.items()},
+            "adapter": next((h.adapter for h in made if h.adapter), {}),
+            "timings": {k: sum(h.timings[k] for h in made) for k in made[0].timings},
+            "extra": dict(self.extra),
+            "out_dir": str(made[0].out_dir),
+        }
+
 
 @pytest.fixture(scope="session")
 def harnesses(request):
     config = request.config
-    started = time.perf_counter()
     all_of = Harnesses(request)
     yield all_of
     all_of.close()
-    made = list(all_of.made.values())
-    if not made:
+    part = all_of.part()
+    if part is None:
         return
-    results = [r for h in made for r in h.results]
-    extra = dict(all_of.extra)
-    extra["model"] = made[0].describe_model()
-    extra["models"] = [h.describe_model() for h in made]
+    if hasattr(config, "workeroutput"):  # a pytest-xdist worker: the controller writes the reports
+        config.workeroutput[PART_KEY] = json.dumps(part)
+    else:
+        write_reports(config, [part])
+
+
+# --- under pytest-xdist (`-n 2 --dist loadscope`): one worker per model, one report ----------
+PART_KEY = "wsd_conformance_part"
+PARTS = pytest.StashKey[list]()
+STARTED = pytest.StashKey[float]()
+
+
+class ModelScopes(LoadScopeScheduling):
+    """Each model's cases on one worker (its harness, browser page and native verdicts stay
+    together); other tests keep loadscope's module scopes."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        _, bracket, case = nodeid.partition("::test_stage[")
+        return f"model:{case.split('/', 1)[0]}" if bracket else super()._split_scope(nodeid)
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hooks: absent without it
+def pytest_xdist_make_scheduler(config, log):
+    return ModelScopes(config, log) if config.getvalue("dist") == "loadscope" else None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    part = getattr(node, "workeroutput", {}).get(PART_KEY)
+    if part:
+        node.config.stash.setdefault(PARTS, []).append(json.loads(part))
+
+
+def pytest_sessionstart(session):
+    session.config.stash[STARTED] = time.perf_counter()
+
+
+def pytest_sessionfinish(session):
+    parts = session.config.stash.get(PARTS, None)
+    if parts:  # the xdist controller, once every worker is down
+        write_reports(session.config, parts)
+
+
+def write_reports(config, parts: list[dict]) -> None:
+    """summary.json and index.html from what each process (one, or one per xdist worker) gated."""
+    order = {name: i for i, (name, _) in enumerate(model_names(config))}
+    parts = sorted(parts, key=lambda p: order.get(p["models"][0]["name"], len(order)))
+    results = [r for p in parts for r in p["results"]]
+    extra = {k: v for p in reversed(parts) for k, v in p["extra"].items()}
+    extra["model"] = parts[0]["models"][0]
+    extra["models"] = [m for p in parts for m in p["models"]]
     extra["skips"] = [
         {
             "case": f"{r['model']}/{r['stage']}",
@@ -181,14 +248,15 @@ def harnesses(request):
         for r in results
         if r.get("reference_drift")
     ]
-    extra["adapters"] = {k: v for h in made for k, v in h.adapters.items()}
-    timings = {k: round(sum(h.timings[k] for h in made), 3) for k in made[0].timings}
-    adapter = next((h.adapter for h in made if h.adapter), {})
-    body = report.summary(results, adapter, time.perf_counter() - started, {**extra, "timings": timings})
-    paths = report.write(made[0].out_dir, body)
+    extra["adapters"] = {k: v for p in parts for k, v in p["adapters"].items()}
+    timings = {k: round(sum(p["timings"][k] for p in parts), 3) for k in parts[0]["timings"]}
+    adapter = next((p["adapter"] for p in parts if p["adapter"]), {})
+    wall = time.perf_counter() - config.stash.get(STARTED, time.perf_counter())
+    body = report.summary(results, adapter, wall, {**extra, "timings": timings})
+    paths = report.write(Path(parts[0]["out_dir"]), body)
     terminal = config.pluginmanager.get_plugin("terminalreporter")
     if terminal is not None:
-        names = ", ".join(h.model for h in made)
+        names = ", ".join(m["name"] for m in extra["models"])
         terminal.write_line(
             f"wsd conformance ({names}): {body['totals']} in {body['wall_s']} s; timings {rounded(timings)}"
         )

@@ -23,6 +23,7 @@ FILE_SECONDS = {
     "tests/test_gate_exits.py": 180,
     "tests/test_dawn.py": 60,
     "tests/test_smoke.py": 15,
+    "tests/test_gate_workers.py": 15,
     # unit
     "tests/test_conformance_units.py": 200,
     "tests/test_build.py": 130,
