@@ -107,3 +107,20 @@ def test_tensor_cache_dump_and_load_round_trip(tmp_path):
     dump({"p_0": x}, str(tmp_path), encode_format="raw", show_progress=False)
     params, _ = load(str(tmp_path), tvm.cpu())
     np.testing.assert_array_equal(params["p_0"].numpy(), x)
+
+
+def test_return_type_rebuilds_a_function_with_fewer_params():
+    """What capture.drop_unread_weights does: a weight the body never reads is dropped."""
+    from tvm import relax
+
+    x = relax.Var("x", compat.tensor_info((2, 3), "float32"))
+    w = relax.Var("w", compat.tensor_info((2, 3), "float32"))
+    unread = relax.Var("unread", compat.tensor_info((4,), "float32"))
+    func = relax.Function([x, w, unread], relax.op.add(x, w), compat.tensor_info((2, 3), "float32"))
+    assert str(compat.return_type(func)) == str(compat.tensor_info((2, 3), "float32"))
+
+    from wsd.capture import drop_unread_weights, var_name
+
+    kept = drop_unread_weights(func, num_input=1)
+    assert [var_name(p) for p in kept.params] == ["x", "w"]
+    assert str(compat.return_type(kept)) == str(compat.return_type(func))

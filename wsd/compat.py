@@ -98,6 +98,11 @@ def type_of(expr):
         return getattr(expr, "ty", None)
 
 
+def return_type(func):
+    """A Relax function's declared return type: `ret_struct_info` up to TVM 0.26, `ret_ty` from 0.27."""
+    return func.ret_ty if hasattr(func, "ret_ty") else func.ret_struct_info
+
+
 def param_buffers(func) -> list:
     """A PrimFunc's parameter buffers: `buffer_map` before 0.27, typed params after."""
     if hasattr(func, "buffer_map"):

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from wsd import versions
+from wsd.capture import STRICT
 
 ENTRY = "main"
 
@@ -65,7 +66,7 @@ def build_wasm(module, example: np.ndarray, out: Path, kit) -> tuple[Path, float
     from wsd.webrt import wasm_fcompile
 
     t0 = time.perf_counter()
-    exported = torch.export.export(module, (torch.from_numpy(example),))
+    exported = torch.export.export(module, (torch.from_numpy(example),), strict=STRICT)
     mod = from_exported_program(exported, keep_params_as_input=False)
     target = compat.webgpu_target()
     with target, tvm.transform.PassContext(opt_level=3):
