@@ -37,6 +37,45 @@ def test_missing_weights_folder(tmp_path):
         build(BuildOptions("sd15-tiny", weights=str(tmp_path / "none"), target="llvm"), tmp_path, **QUIET)
 
 
+# The fp16 build comes first: the other xdist worker starts on test_conformance_units, whose
+# first build is this file's fp32 native one; both waiting on one build idled a core 28 s.
+@pytest.fixture(scope="module")
+def native_fp16(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist16")
+    return build(BuildOptions("sd15-tiny", random_init=True, target="llvm", dtype="float16"), out, **QUIET)
+
+
+def psnr(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Apple's conversion check: 20*log10((max|ref| + 1e-5) / (RMS(ref - out) + 1e-10))."""
+    rms = float(np.sqrt(np.mean((reference.astype("float64") - candidate) ** 2)))
+    return 20 * np.log10((float(np.abs(reference).max()) + 1e-5) / (rms + 1e-10))
+
+
+@pytest.mark.parametrize("entry_name", ["clip", "unet", "vae"])
+def test_fp16_native_module_is_within_35_db(native_fp16, tiny_model, tiny_spec, entry_name):
+    from wsd.native import NativeModel
+
+    assert native_fp16.manifest["dtype"] == "float16"
+    entry = next(e for e in entries_for(tiny_spec) if e.name == entry_name)
+    inputs = _inputs(entry, tiny_spec, np.random.default_rng(4))
+    with torch.no_grad():
+        want = entry.wrapper(tiny_model)(*[torch.from_numpy(x) for x in inputs]).numpy()
+    got = NativeModel(native_fp16.out).run(entry_name, *inputs)[0]
+    assert psnr(want, got) >= 35.0  # fp16 compute, fp32 entry signatures
+    assert psnr(want, got) < 120.0  # and it really is not the fp32 module
+
+
+def test_fp16_weights_are_stored_as_fp16(native_fp16):
+    """An fp16 build's shards hold float16 weights (half the bytes): the text encoder's and the
+    UNet's; the VAE's stay fp32 (TVM 0.27's ToMixedPrecision fails on them as inputs)."""
+    cache = json.loads((native_fp16.out / "tensor-cache.json").read_text())
+    dtypes = {}
+    for shard in cache["records"]:
+        for r in shard["records"]:
+            dtypes.setdefault(r["name"].rsplit("_", 1)[0], set()).add(r["dtype"])
+    assert dtypes["clip"] == {"float16"} and dtypes["unet"] == {"float16"}, dtypes
+
+
 @pytest.fixture(scope="module")
 def native_dist(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
@@ -133,43 +172,6 @@ def test_scheduler_tables_in_the_dist_match_the_spec(native_dist, tiny_spec):
 
     table = json.loads((native_dist.out / "schedulers" / "dpm-solver++.json").read_text())
     assert table == schedulers.table(tiny_spec.scheduler("dpm-solver++"), tiny_spec.scheduler_config)
-
-
-@pytest.fixture(scope="module")
-def native_fp16(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist16")
-    return build(BuildOptions("sd15-tiny", random_init=True, target="llvm", dtype="float16"), out, **QUIET)
-
-
-def psnr(reference: np.ndarray, candidate: np.ndarray) -> float:
-    """Apple's conversion check: 20*log10((max|ref| + 1e-5) / (RMS(ref - out) + 1e-10))."""
-    rms = float(np.sqrt(np.mean((reference.astype("float64") - candidate) ** 2)))
-    return 20 * np.log10((float(np.abs(reference).max()) + 1e-5) / (rms + 1e-10))
-
-
-@pytest.mark.parametrize("entry_name", ["clip", "unet", "vae"])
-def test_fp16_native_module_is_within_35_db(native_fp16, tiny_model, tiny_spec, entry_name):
-    from wsd.native import NativeModel
-
-    assert native_fp16.manifest["dtype"] == "float16"
-    entry = next(e for e in entries_for(tiny_spec) if e.name == entry_name)
-    inputs = _inputs(entry, tiny_spec, np.random.default_rng(4))
-    with torch.no_grad():
-        want = entry.wrapper(tiny_model)(*[torch.from_numpy(x) for x in inputs]).numpy()
-    got = NativeModel(native_fp16.out).run(entry_name, *inputs)[0]
-    assert psnr(want, got) >= 35.0  # fp16 compute, fp32 entry signatures
-    assert psnr(want, got) < 120.0  # and it really is not the fp32 module
-
-
-def test_fp16_weights_are_stored_as_fp16(native_fp16):
-    """An fp16 build's shards hold float16 weights (half the bytes): the text encoder's and the
-    UNet's; the VAE's stay fp32 (TVM 0.27's ToMixedPrecision fails on them as inputs)."""
-    cache = json.loads((native_fp16.out / "tensor-cache.json").read_text())
-    dtypes = {}
-    for shard in cache["records"]:
-        for r in shard["records"]:
-            dtypes.setdefault(r["name"].rsplit("_", 1)[0], set()).add(r["dtype"])
-    assert dtypes["clip"] == {"float16"} and dtypes["unet"] == {"float16"}, dtypes
 
 
 def test_a_cold_build_runs_every_phase_whatever_the_shared_cache_holds(tmp_path, monkeypatch):
