@@ -91,6 +91,10 @@ def test_kit_key_covers_versions_and_our_headers(monkeypatch):
     monkeypatch.undo()
     monkeypatch.setattr(kit_mod, "emcc_version", lambda: "9.9.9")
     assert cache.key_of(kit_mod.kit_inputs(src)) != base
+    monkeypatch.undo()
+    monkeypatch.setattr(kit_mod, "LINK_FLAGS", (*kit_mod.LINK_FLAGS, "-g"))  # the glue link's
+    assert cache.key_of(kit_mod.kit_inputs(src)) != base
+    monkeypatch.undo()  # the TVM version alone, nothing else patched
     assert (
         cache.key_of(kit_mod.kit_inputs(src.__class__(src.tvm_root, src.ffi_root, "0.26.0", src.ffi_version))) != base
     )
@@ -107,6 +111,18 @@ def test_a_changed_runtime_kit_is_a_new_build_key(monkeypatch, tiny_folder, tiny
     assert cache.key_of(build_key_inputs(opts, tiny_spec, tiny_folder)) != base
     native = BuildOptions("sd15-tiny", random_init=True, target="llvm")
     assert "webrt_kit" not in build_key_inputs(native, tiny_spec, tiny_folder)
+
+
+def test_changed_model_link_flags_are_a_new_build_key(monkeypatch, tiny_folder, tiny_spec):
+    """The model's own link flags (the kit's shared ones are in the kit key): a change must
+    relink (they were outside every key until 2026-12-06)."""
+    from wsd.build import BuildOptions, build_key_inputs
+    from wsd.webrt import link as link_module
+
+    opts = BuildOptions("sd15-tiny", random_init=True)
+    base = cache.key_of(build_key_inputs(opts, tiny_spec, tiny_folder))
+    monkeypatch.setattr(link_module, "MODEL_LINK_FLAGS", (*link_module.MODEL_LINK_FLAGS, "-g"))
+    assert cache.key_of(build_key_inputs(opts, tiny_spec, tiny_folder)) != base
 
 
 def test_sealed_entries_stay_runnable(isolated_cache):

@@ -180,10 +180,12 @@ def build_key_inputs(opts: BuildOptions, spec, folder: Path) -> dict:
         inputs["matmul_variant"] = os.environ[VARIANT_ENV]
     if os.environ.get(SPLIT_ENV):
         inputs["split_k_variant"] = os.environ[SPLIT_ENV]
-    if opts.target == "webgpu":  # the .wasm is linked against the runtime kit
+    if opts.target == "webgpu":  # the .wasm is linked against the runtime kit, with these flags
         from wsd.webrt.kit import kit_key
+        from wsd.webrt.link import MODEL_LINK_FLAGS
 
         inputs["webrt_kit"] = kit_key()
+        inputs["model_link_flags"] = list(MODEL_LINK_FLAGS)
     return inputs
 
 

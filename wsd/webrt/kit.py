@@ -74,6 +74,7 @@ def kit_inputs(sources: src.Sources) -> dict:
         "recipe": RECIPE_VERSION,
         "compile_flags": list(COMPILE_FLAGS),
         "glue_flags": list(GLUE_FLAGS),
+        "link_flags": list(LINK_FLAGS),  # the glue link takes them too
     }
 
 
