@@ -116,18 +116,13 @@ def test_a_warps_lanes_run_along_n_so_stores_coalesce(variant, along_n, monkeypa
     assert (m_span * config.vthread_x, n_span * config.vthread_y) == (32, 64)
 
 
-@pytest.mark.parametrize(
-    ("dtype", "variant", "packed"), [("float16", "", True), ("float16", "scalar-f16", False), ("float32", "", False)]
-)
-def test_fp16_accumulators_are_packed_into_vec2_fmas(dtype, variant, packed, monkeypatch):
-    """Scalar f16 FMAs run at the fp32 rate on NVIDIA (an fp16 SD 1.5 UNet was 1.05x of fp32 on an
-    H200); vec2<f16> ones issue as packed half2. fp32 kernels keep scalar accumulators."""
+def matmul_shader(dtype: str) -> tuple[str, object]:
+    """The WGSL of a 128x64 @ 64x96 matmul scheduled by the rule, and the rule (its describe())."""
     import tvm
     from tvm import te
 
     from wsd.compat import schedule_class, tir, webgpu_target
 
-    monkeypatch.setenv(ms.VARIANT_ENV, variant)
     a, b = te.placeholder((128, 64), dtype, name="A"), te.placeholder((64, 96), dtype, name="B")
     r = te.reduce_axis((0, 64))
     c = te.compute((128, 96), lambda i, j: te.sum(a[i, r] * b[r, j], axis=r), name="matmul")
@@ -137,12 +132,32 @@ def test_fp16_accumulators_are_packed_into_vec2_fmas(dtype, variant, packed, mon
     with target:
         sch = rule.apply(te.create_prim_func([a, b, c]), target, False)
     assert schedule_class().decompose_reduction is original  # the hook is gone after the rule
-    assert ("<f16> accumulators" in rule.describe()) is packed
     mod = tvm.IRModule({"mm": sch.mod["main"].with_attr("global_symbol", "mm")})
     lib = tir().build(mod, target=tvm.target.Target(target, host="llvm"))
-    shader = wgsl.shaders_of(lib)["mm_kernel"]
+    return wgsl.shaders_of(lib)["mm_kernel"], rule
+
+
+@pytest.mark.parametrize(
+    ("dtype", "variant", "packed"), [("float16", "", True), ("float16", "scalar-f16", False), ("float32", "", False)]
+)
+def test_fp16_accumulators_are_packed_into_vec2_fmas(dtype, variant, packed, monkeypatch):
+    """Scalar f16 FMAs run at the fp32 rate on NVIDIA (an fp16 SD 1.5 UNet was 1.05x of fp32 on an
+    H200); vec2<f16> ones issue as packed half2. fp32 kernels keep scalar accumulators."""
+    monkeypatch.setenv(ms.VARIANT_ENV, variant)
+    shader, rule = matmul_shader(dtype)
+    assert ("<f16> accumulators" in rule.describe()) is packed
     assert ("fma(vec2<f16>" in shader) is packed
     assert "var matmul_reindex_local : array<vec2<f16>" in shader if packed else "fma(" in shader
+
+
+def test_fp32_kernels_keep_their_k_loop(monkeypatch):
+    """No explicit unroll for fp32 (the unrolled WGSL doubled SwiftShader's pipeline compile and
+    ran no faster on an H100); WSD_MATMUL_UNROLL=256 still unrolls, for comparison builds."""
+    monkeypatch.delenv(ms.UNROLL_ENV, raising=False)
+    rolled, _ = matmul_shader("float32")
+    monkeypatch.setenv(ms.UNROLL_ENV, "256")
+    unrolled, _ = matmul_shader("float32")
+    assert rolled.count("fma(") < unrolled.count("fma(") // 8, (rolled.count("fma("), unrolled.count("fma("))
 
 
 def test_the_packing_hook_is_removed_when_the_rule_fails(monkeypatch):

@@ -86,11 +86,14 @@ WIDE = (
 # per thread at 256 threads; slower on an H200, docs/gpu.md), WSD_MATMUL=RxC (or wide-RxC)
 # pins one tile for every kernel. Part of the build key.
 VARIANT_ENV = "WSD_MATMUL"
-# dlight's explicit unroll of each thread's k-loop: none. WGSL has no unroll hint, so TVM unrolled
-# into the source: sd15's WGSL 6.4 -> 2.3 MB, a sd15-tiny page open on SwiftShader 45 -> 20 s, and
-# the same H100 speed (135.9 vs 136.1 ms per UNet call; the driver unrolls). WSD_MATMUL_UNROLL=256
-# builds the old way (comparison builds; part of the build key).
+# dlight's explicit unroll of each thread's k-loop. WGSL has no unroll hint, so TVM unrolls into
+# the source; without it, fp32: sd15's WGSL 6.4 -> 2.3 MB, a sd15-tiny page open on SwiftShader
+# 45 -> 20 s, the same H100 speed (135.9 vs 136.1 ms per UNet call; the driver unrolls). Packed
+# fp16 accumulators keep it: their vec2<f16> registers need the constant indices unrolling gives
+# (with a loop they fall back to scalar f16 storage). WSD_MATMUL_UNROLL=N sets both (comparison
+# builds; part of the build key).
 UNROLL = 0
+UNROLL_PACKED = 256
 UNROLL_ENV = "WSD_MATMUL_UNROLL"
 PINNABLE = {f"{t.rows}x{t.cols}": t for t in TILES} | {f"wide-{t.rows}x{t.cols}": t for t in WIDE}
 
@@ -229,7 +232,7 @@ def webgpu_matmul_rule():
                 micro_size_y=y_micro,
                 micro_size_k=t.k,
                 vector_size=t.vector,
-                unroll=int(os.environ.get(UNROLL_ENV, UNROLL)),
+                unroll=int(os.environ.get(UNROLL_ENV, UNROLL_PACKED if getattr(self, "_packed", False) else UNROLL)),
                 use_shared=True,
                 storage_align=True,
                 inner_x=along_n,
