@@ -176,12 +176,10 @@ def build_key_inputs(opts: BuildOptions, spec, folder: Path) -> dict:
     from wsd.matmul_schedule import UNROLL_ENV, VARIANT_ENV
     from wsd.split_k import SPLIT_ENV
 
-    if os.environ.get(VARIANT_ENV):  # an experiment's schedule (benchmarks only)
-        inputs["matmul_variant"] = os.environ[VARIANT_ENV]
-    if os.environ.get(SPLIT_ENV):
-        inputs["split_k_variant"] = os.environ[SPLIT_ENV]
-    if os.environ.get(UNROLL_ENV):
-        inputs["matmul_unroll"] = os.environ[UNROLL_ENV]
+    # an experiment's schedule (benchmarks only)
+    for env, name in ((VARIANT_ENV, "matmul_variant"), (SPLIT_ENV, "split_k_variant"), (UNROLL_ENV, "matmul_unroll")):
+        if os.environ.get(env):
+            inputs[name] = os.environ[env]
     if opts.target == "webgpu":  # the .wasm is linked against the runtime kit, with these flags
         from wsd.webrt.kit import kit_key
         from wsd.webrt.link import MODEL_LINK_FLAGS

@@ -196,8 +196,11 @@ def webgpu_matmul_rule():
     # neighbours' in a row, so the stores of the result (and of the fused epilogue) coalesce; along
     # M a warp wrote 16 rows at once. The workgroup-memory reads are symmetric (B's rows for A's).
     along_n = variant != "outer"
+    unroll_override = os.environ.get(UNROLL_ENV)
 
     class WebGPUMatmul(dl.gpu.Matmul):
+        _packed = False  # set per kernel by apply
+
         def apply(self, func, target, tunable):
             shape = gemm_shape(func)
             if shape is None:
@@ -232,7 +235,7 @@ def webgpu_matmul_rule():
                 micro_size_y=y_micro,
                 micro_size_k=t.k,
                 vector_size=t.vector,
-                unroll=int(os.environ.get(UNROLL_ENV, UNROLL_PACKED if getattr(self, "_packed", False) else UNROLL)),
+                unroll=int(unroll_override or (UNROLL_PACKED if self._packed else UNROLL)),
                 use_shared=True,
                 storage_align=True,
                 inner_x=along_n,
