@@ -16,7 +16,7 @@ import numpy as np
 from conformance import golden as golden_mod
 from conformance import tolerances as tol_mod
 from conformance.metrics import measure
-from conformance.stages import STAGES, Case, cases
+from conformance.stages import STAGES, Case, cases, entry_args
 from wsd.paths import repo_root
 
 BACKENDS = ("webgpu", "native", "dawn")
@@ -31,64 +31,15 @@ def reports_dir() -> Path:
 
 
 class Context:
-    """What references need: the spec, the loaded torch model, diffusers pipelines."""
+    """What a case's inputs and reference need: the spec (shapes, names: data), the folder, and
+    the folder as diffusers loads it (conformance/reference: no `wsd` code on that side)."""
 
     def __init__(self, spec, folder: Path):
+        from conformance.reference import ReferenceModel
+
         self.spec, self.folder = spec, Path(folder)
         self.latent_shape = (1, spec.latent_channels, spec.latent_size, spec.latent_size)
-        self._model, self._wrappers, self._pipes = None, {}, {}
-
-    @property
-    def model(self):
-        if self._model is None:
-            from wsd.models.folder import load
-
-            self._model = load(self.spec, self.folder)
-        return self._model
-
-    def wrapper(self, entry: str):
-        if entry not in self._wrappers:
-            from wsd.entries import entries_for
-
-            self._wrappers[entry] = next(e for e in entries_for(self.spec) if e.name == entry).wrapper(self.model)
-        return self._wrappers[entry]
-
-    def diffusers_pipeline(self, scheduler: str):
-        """diffusers' own pipeline class for the folder (StableDiffusionPipeline,
-        StableDiffusionXLPipeline), with the components already loaded and the named sampler."""
-        if scheduler not in self._pipes:
-            from wsd.schedulers import make_scheduler
-
-            spec = next(s for s in self.spec.schedulers if s.name == scheduler)
-            m = self.model  # the components diffusers/transformers loaded from the folder
-            pipe = reference_pipeline(m)
-            pipe.scheduler = make_scheduler(spec, m.scheduler_config)
-            pipe.set_progress_bar_config(disable=True)
-            self._pipes[scheduler] = pipe
-        return self._pipes[scheduler]
-
-
-def reference_pipeline(m):
-    """`DiffusionPipeline.from_pretrained(folder)` given the loaded components (nothing loads
-    twice); a folder without model_index.json gets its family's class built from them."""
-    import diffusers
-
-    parts = {"unet": m.unet, "vae": m.vae}
-    for k, (enc, tok) in enumerate(zip(m.text_encoders, m.tokenizers, strict=True)):
-        suffix = "" if k == 0 else f"_{k + 1}"
-        parts[f"text_encoder{suffix}"], parts[f"tokenizer{suffix}"] = enc, tok
-    if m.spec.family == "sdxl":
-        extra = {"add_watermarker": False}
-    else:
-        extra = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
-    if (m.folder / "model_index.json").is_file():
-        # a local folder, never the hub: local_files_only (hence no revision to pin)
-        return diffusers.DiffusionPipeline.from_pretrained(str(m.folder), local_files_only=True, **parts, **extra)  # nosec B615
-    if m.spec.family == "sdxl":
-        extra = {**extra, "image_encoder": None, "feature_extractor": None}
-    own = m.scheduler_config
-    scheduler = getattr(diffusers, own["_class_name"]).from_config(own)
-    return getattr(diffusers, m.spec.pipeline_class)(**parts, scheduler=scheduler, **extra)
+        self.reference = ReferenceModel(self.folder, spec.image_size)
 
 
 @dataclass
@@ -267,7 +218,7 @@ class Harness:
             return self._refs[case.id]
         t0 = time.perf_counter()
         inputs = case.stage.inputs(self.ctx, case.params)
-        outputs = case.stage.reference(self.ctx, inputs, case.params)
+        outputs = case.stage.reference(self.ctx.reference, inputs, case.params)
         ms = (time.perf_counter() - t0) * 1000
         self.timings["reference_s"] += ms / 1000
         drift, error = None, None
@@ -443,7 +394,7 @@ class Harness:
             noise, eps = ref.inputs
             zeros = np.zeros_like(noise)
             return [noise, eps[0], zeros, zeros, zeros, zeros, np.ones(8, "float32")]
-        return list(ref.inputs)
+        return entry_args(ref.inputs)
 
     def run_quiet(self, case: Case, backend_name: str) -> dict:
         """A backend's verdict on a case without adding a row (cached if it already ran)."""

@@ -2,7 +2,8 @@
 
 A stage is one declarative entry: name, compiled entry point (if any), outputs and the
 kind of metric each gets, variants (each a test case), and three functions: seeded
-inputs, the torch/diffusers reference (CPU, fp32), and the candidate on a backend.
+inputs, the diffusers/transformers reference (conformance/reference: CPU, fp32, no `wsd`
+code), and the candidate on a backend.
 Adding a stage is adding one `Stage(...)` to STAGES.
 """
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from conformance.reference import stages as reference
 from wsd import toolchain
 from wsd.paths import web_dir
 
@@ -34,7 +36,7 @@ class Stage:
     name: str
     outputs: tuple[Output, ...]
     inputs: Callable  # (ctx, params) -> inputs
-    reference: Callable  # (ctx, inputs, params) -> {output: array}
+    reference: Callable  # (ReferenceModel, inputs, params) -> {output: array}
     candidate: Callable  # (backend, ctx, inputs, params) -> {output: array}
     entry: str | None = None  # the compiled entry point under test (localization needs it)
     variants: dict[str, dict] = field(default_factory=lambda: {"": {}})
@@ -98,60 +100,51 @@ def token_ids(tok, prompts, length: int) -> np.ndarray:
     )
 
 
-def _tokenizer_reference(ctx, prompts, params):
-    return {ids_name(k): token_ids(tok, prompts, ctx.spec.max_tokens) for k, tok in enumerate(ctx.model.tokenizers)}
-
-
 def _tokenizer_candidate(backend, ctx, prompts, params):
     return {
         ids_name(k): np.asarray(backend.tokenize(list(prompts), k), "int32") for k in range(len(ctx.spec.tokenizers))
     }
 
 
-# --- compiled entry points against their torch wrappers ----------------------------------
-
-
-def _entry_reference(*outputs: str):
-    """The entry's torch wrapper; its outputs in order get the stage's output names (a family
-    with fewer outputs, SD 1.5's one-output text entry, fills the first names)."""
-
-    def reference(ctx, inputs, params):
-        import torch
-
-        with torch.no_grad():
-            out = ctx.wrapper(params["entry"])(*[torch.from_numpy(np.asarray(x)) for x in inputs])
-        outs = out if isinstance(out, tuple) else (out,)
-        return {name: o.numpy() for name, o in zip(outputs, outs, strict=False)}
-
-    return reference
+# --- compiled entry points against diffusers' own components ------------------------------
 
 
 def _entry_candidate(*outputs: str):
+    """The compiled entry point on a backend; its outputs in order get the stage's output names
+    (a family with fewer outputs, SD 1.5's one-output text entry, fills the first names)."""
+
     def candidate(backend, ctx, inputs, params):
-        outs, _ = backend.run(params["entry"], inputs)
+        outs, _ = backend.run(params["entry"], entry_args(inputs))
         return dict(zip(outputs, outs, strict=False))
 
     return candidate
 
 
+def entry_args(inputs) -> list:
+    """An entry stage's inputs in signature order (the UNet's come by name, in that order)."""
+    return list(inputs.values()) if isinstance(inputs, dict) else list(inputs)
+
+
 def _clip_inputs(ctx, params):
-    return [token_ids(tok, [PROMPTS[1]], ctx.spec.max_tokens) for tok in ctx.model.tokenizers]
+    """The prompt's ids from the folder's own tokenizers (the tokenizer stage gates the page's)."""
+    return [token_ids(tok, [params["prompt"]], ctx.spec.max_tokens) for tok in ctx.reference.tokenizers]
 
 
 def _unet_inputs(ctx, params):
-    """Seeded values for the UNet's signature, by name: the loop's own inputs, the generation
-    plan's constants (SDXL's time ids as the page sends them), noise for the rest."""
+    """Seeded values for the UNet's signature, by name and in its order: the loop's own inputs,
+    the generation plan's constants (SDXL's time ids as the page sends them; the reference
+    makes its own), noise for the rest."""
     from wsd.entries import entries_for
     from wsd.generation import time_ids
 
     rng = rng_for(ctx.spec.name, "unet", params["t"], params["g"])
     known = {"timestep": params["t"], "guidance_scale": params["g"], "time_ids": time_ids(ctx.spec.image_size)}
     entry = next(e for e in entries_for(ctx.spec) if e.name == "unet")
-    out = []
+    out = {}
     for t in entry.inputs(ctx.spec):
         value = known.get(t.name)
         data = rng.standard_normal(t.shape) if value is None else np.asarray(value).reshape(t.shape)
-        out.append(np.asarray(data, t.dtype))
+        out[t.name] = np.asarray(data, t.dtype)
     return out
 
 
@@ -166,46 +159,28 @@ def _rgba_inputs(ctx, params):
 
 # --- samplers: the table + compiled step vs diffusers' scheduler.step --------------------
 
-SCHEDULER_STEPS = 10
-MODEL_INPUT_WEIGHT = 0.1
+# Ten steps of a stand-in model that reads its (scaled) input, so a wrong scale changes the result.
+SCHEDULER_LOOP = {"steps": 10, "input_weight": 0.1}
 
 
 def _scheduler_inputs(ctx, params):
     rng = rng_for(ctx.spec.name, "scheduler", params["sampler"])
     noise = rng.standard_normal(ctx.latent_shape).astype("float32")
-    eps = rng.standard_normal((SCHEDULER_STEPS + 1, *ctx.latent_shape)).astype("float32")
+    eps = rng.standard_normal((params["steps"] + 1, *ctx.latent_shape)).astype("float32")
     return [noise, eps]
-
-
-def _scheduler_reference(ctx, inputs, params):
-    import torch
-
-    from wsd.schedulers import make_scheduler
-
-    noise, eps = inputs
-    spec = next(s for s in ctx.spec.schedulers if s.name == params["sampler"])
-    sched = make_scheduler(spec, ctx.model.scheduler_config)
-    sched.set_timesteps(SCHEDULER_STEPS)
-    sample = torch.from_numpy(noise) * sched.init_noise_sigma
-    for i, t in enumerate(sched.timesteps):
-        scaled = sched.scale_model_input(sample, t)
-        # A stand-in model that reads its (scaled) input, so a wrong scale changes the result.
-        model_output = torch.from_numpy(eps[i]) + MODEL_INPUT_WEIGHT * scaled
-        sample = sched.step(model_output, t, sample).prev_sample
-    return {"sample": sample.numpy().astype("float32"), "timesteps": sched.timesteps.numpy().astype("float64")}
 
 
 def _scheduler_candidate(backend, ctx, inputs, params):
     from wsd.schedulers import LoopState
 
     noise, eps = inputs
-    tbl = backend.table(params["sampler"], SCHEDULER_STEPS)
+    tbl = backend.table(params["sampler"], params["steps"])
     sample = (noise * np.float32(tbl["init_noise_sigma"])).astype("float32")
     state, step = LoopState(sample), backend.step_fn()
     for i in range(len(tbl["timesteps"])):
         # the compiled scale_model_input, every step (the page skips it where the scale is 1)
         scaled = backend.run("scale_model_input", [sample, np.float32(tbl["input_scale"][i])])[0][0]
-        model_output = (eps[i] + np.float32(MODEL_INPUT_WEIGHT) * scaled).astype("float32")
+        model_output = (eps[i] + np.float32(params["input_weight"]) * scaled).astype("float32")
         sample = state.step(tbl, i, sample, model_output, step)
     return {"sample": sample, "timesteps": np.asarray(tbl["timesteps"], "float64")}
 
@@ -236,29 +211,6 @@ def _pipeline_inputs(ctx, params):
     return {**params, "noise": page_noise(params["seed"], int(np.prod(shape))).reshape(shape)}
 
 
-def _pipeline_reference(ctx, inputs, params):
-    import torch
-
-    pipe = ctx.diffusers_pipeline(params["scheduler"])
-    size = ctx.spec.image_size
-    with torch.no_grad():
-        latents = pipe(
-            prompt=inputs["prompt"],
-            # the page's empty negative prompt is diffusers' None (SDXL: zeros where its config says)
-            negative_prompt=inputs["negative"] or None,
-            num_inference_steps=inputs["steps"],
-            guidance_scale=inputs["guidance"],
-            latents=torch.from_numpy(inputs["noise"]),
-            height=size,
-            width=size,
-            output_type="latent",
-        ).images
-        decoded = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0]
-        image = pipe.image_processor.postprocess(decoded, output_type="pt")
-    pixels = (image.permute(0, 2, 3, 1)[0] * 255.0).round().to(torch.uint8).numpy()
-    return {"latents": latents.numpy(), "image": pixels}
-
-
 def _pipeline_candidate(backend, ctx, inputs, params):
     out = backend.generate(
         inputs["prompt"], inputs["negative"], inputs["steps"], inputs["guidance"], params["scheduler"], inputs["noise"]
@@ -271,7 +223,7 @@ STAGES: tuple[Stage, ...] = (
         "tokenizer",
         (Output("ids", "exact", "int32"), Output("ids_2", "exact", "int32", ("sdxl",))),
         lambda ctx, p: PROMPTS,
-        _tokenizer_reference,
+        reference.tokenizer,
         _tokenizer_candidate,
     ),
     Stage(
@@ -279,15 +231,16 @@ STAGES: tuple[Stage, ...] = (
         # SDXL: both encoders' penultimate states concatenated, and the second's pooled projection
         (Output("embeddings", "tensor"), Output("pooled", "tensor", families=("sdxl",))),
         _clip_inputs,
-        _entry_reference("embeddings", "pooled"),
+        reference.clip,
         _entry_candidate("embeddings", "pooled"),
         entry="clip",
+        variants={"": {"prompt": PROMPTS[1]}},
     ),
     Stage(
         "unet",
         (Output("noise_pred", "tensor"),),
         _unet_inputs,
-        _entry_reference("noise_pred"),
+        reference.unet,
         _entry_candidate("noise_pred"),
         entry="unet",
         # Several timesteps; guidance on (7.5) and off (1.0: the conditional prediction alone).
@@ -297,7 +250,7 @@ STAGES: tuple[Stage, ...] = (
         "vae",
         (Output("image", "tensor"),),
         _vae_inputs,
-        _entry_reference("image"),
+        reference.vae,
         _entry_candidate("image"),
         entry="vae",
     ),
@@ -305,7 +258,7 @@ STAGES: tuple[Stage, ...] = (
         "image_to_rgba",
         (Output("rgba", "exact", "int32"),),
         _rgba_inputs,
-        _entry_reference("rgba"),
+        reference.image_to_rgba,
         _entry_candidate("rgba"),
         entry="image_to_rgba",
     ),
@@ -313,17 +266,17 @@ STAGES: tuple[Stage, ...] = (
         "scheduler",
         (Output("sample", "tensor"), Output("timesteps", "tensor")),
         _scheduler_inputs,
-        _scheduler_reference,
+        reference.scheduler,
         _scheduler_candidate,
         entry="scheduler_step",
-        variants={name: {"sampler": name} for name in ("dpm-solver++", "pndm", "euler", "ddim")},
+        variants={name: {"sampler": name, **SCHEDULER_LOOP} for name in ("dpm-solver++", "pndm", "euler", "ddim")},
         needs=("scheduler_step", "scale_model_input"),
     ),
     Stage(
         "pipeline",
         (Output("latents", "tensor"), Output("image", "image", "float32")),
         _pipeline_inputs,
-        _pipeline_reference,
+        reference.pipeline,
         _pipeline_candidate,
         # Every sampler the build writes, through the page's own loop (PNDM's history and saved
         # sample, Euler's scale_model_input); guidance off (1) and a negative prompt among them.

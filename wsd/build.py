@@ -222,6 +222,14 @@ def build(opts: BuildOptions, out_root: Path, echo=print, progress: bool = True,
 
 
 def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phases, echo) -> None:
+    from wsd import faults
+
+    injected: dict[str, str] = {}
+    with faults.shared_code(opts.inject, injected):  # a self-test's fault in a Python helper
+        _compile_into(out, spec, opts, folder, phases, echo, injected)
+
+
+def _compile_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phases, echo, injected: dict) -> None:
     import tvm
     from tvm import relax
 
@@ -241,7 +249,6 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
         )
     with phases.phase("load", total=len(spec.components)):
         model = load(spec, folder, weights=False)  # shells: the values stream into the shards (wsd/weights.py)
-    injected: dict[str, str] = {}
     entries = faults.with_capture_faults(entries, opts.inject, injected)
     with phases.phase("capture", total=len(entries)) as bar:
         captured = capture(model, entries, echo=lambda name: (bar.set_postfix_str(name), bar.update()))

@@ -7,6 +7,7 @@ signature, wrong numbers. Only the harness's self-test and its `--inject` option
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 from wsd.errors import BuildError
@@ -19,7 +20,21 @@ CAPTURE_FAULTS = {
     "last-hidden": ("hidden_layer", -1),  # the encoders' last hidden state, not the penultimate
     "pooled-first": ("pooled_from", 0),  # pooled embeddings from the first encoder, not the second's projection
 }
-KINDS = ("drop-bias", "guidance-scale", *CAPTURE_FAULTS)
+# Faults in the product's Python helpers, the code the gate's references shared until they
+# were made independent (conformance/reference): each patch swaps one helper for the buggy
+# version a real port would have had, for as long as `shared_code` is entered (the build, or a
+# whole self-test run of the gate). name -> (module, attribute, what it becomes).
+SHARED_CODE_FAULTS = {
+    # sampler config merged the old way: the folder class's defaults leak into the new sampler
+    "sampler-defaults": ("wsd.schedulers", "make_scheduler", "_merged_with_own_defaults"),
+    # classifier-free guidance with the UNet's two halves read in the wrong order
+    "cfg-swapped": ("wsd.entries", "guided", "_guided_swapped"),
+    # SDXL's add_time_ids from the latents' size instead of the image's
+    "time-ids": ("wsd.generation", "time_ids", "_time_ids_of_latents"),
+    # the folder loader drops the scheduler config's steps_offset (timesteps one off)
+    "loader-drops-key": ("wsd.models.folder", "load", "_load_without_steps_offset"),
+}
+KINDS = ("drop-bias", "guidance-scale", *CAPTURE_FAULTS, *SHARED_CODE_FAULTS)
 
 
 def parse(spec: str) -> tuple[str, str]:
@@ -113,7 +128,7 @@ def steps(specs: tuple[str, ...], record: dict) -> tuple[Step, ...]:
     out = []
     for spec in specs:
         kind, entry = parse(spec)
-        if kind in CAPTURE_FAULTS:
+        if kind not in REWRITES:
             continue
 
         def make(target, entry=entry, kind=kind):
@@ -125,3 +140,66 @@ def steps(specs: tuple[str, ...], record: dict) -> tuple[Step, ...]:
 
         out.append(Step(f"fault:{spec}", make, "an injected fault (harness self-test)"))
     return tuple(out)
+
+
+# --- faults in shared Python helpers (SHARED_CODE_FAULTS) --------------------------------
+
+
+def _merged_with_own_defaults(spec, base_config: dict):
+    """The sampler merge before issue 33: the folder class's defaults filled in, then the list of
+    which keys were only defaults dropped (so PNDM's "leading" spacing reaches DPM-Solver++)."""
+    import diffusers
+
+    config = dict(base_config)
+    own = getattr(diffusers, str(config.get("_class_name")))
+    config = {k: v for k, v in dict(own.from_config(config).config).items() if not k.startswith("_")}
+    return getattr(diffusers, spec.class_name).from_config({**config, **spec.overrides})
+
+
+def _guided_swapped(unet, latents, timestep, text_embeddings, guidance_scale, **conditioning):
+    import torch
+
+    eps = unet(torch.cat([latents, latents]), timestep.reshape(1).expand(2), text_embeddings, return_dict=False, **conditioning)[0]
+    cond, uncond = eps.chunk(2)  # the batch is [uncond, cond]: read backwards
+    return uncond + guidance_scale * (cond - uncond)
+
+
+def _time_ids_of_latents(image_size: int) -> list[float]:
+    size = float(image_size // 8)
+    return [size, size, 0.0, 0.0, size, size] * 2
+
+
+def _load_without_steps_offset(spec, folder, weights: bool = True):
+    model = _ORIGINALS[("wsd.models.folder", "load")](spec, folder, weights)
+    model.scheduler_config = {k: v for k, v in model.scheduler_config.items() if k != "steps_offset"}
+    return model
+
+
+_ORIGINALS: dict = {}
+
+
+@contextlib.contextmanager
+def shared_code(specs: tuple[str, ...], record: dict | None = None):
+    """The named shared-code faults patched in while the block runs (others are ignored);
+    `record` gets spec -> the patched helper."""
+    import importlib
+
+    patched, record = [], ({} if record is None else record)
+    try:
+        for spec in specs:
+            kind, _ = parse(spec)
+            if kind not in SHARED_CODE_FAULTS:
+                continue
+            module_name, attr, replacement = SHARED_CODE_FAULTS[kind]
+            module = importlib.import_module(module_name)
+            key = (module_name, attr)
+            if key in _ORIGINALS:  # already patched (a build inside a self-test run)
+                continue
+            _ORIGINALS[key] = getattr(module, attr)
+            setattr(module, attr, globals()[replacement])
+            patched.append((module, attr, key))
+            record[spec] = f"{module_name}.{attr}"  # no kernel to name: the fault is in Python
+        yield
+    finally:
+        for module, attr, key in reversed(patched):
+            setattr(module, attr, _ORIGINALS.pop(key))

@@ -26,18 +26,18 @@ HISTORY = 3
 
 
 def make_scheduler(spec: Scheduler, base_config: dict):
-    """A sampler as diffusers users make one: `Sampler.from_config(pipe.scheduler.config)`, where
-    the folder's own scheduler class has filled in its defaults first (SD 1.5's PNDM config
-    says nothing of timestep_spacing; PNDM's default "leading" is what the sampler inherits)."""
+    """A sampler exactly as diffusers users make one: the folder's scheduler loaded by its own
+    class (as `from_pretrained` does, which remembers which keys were only that class's
+    defaults), then `Sampler.from_config(pipe.scheduler.config, **overrides)`. diffusers drops
+    the remembered defaults there, so a key SD 1.5's published config never wrote
+    (timestep_spacing) takes the new sampler's own default, not PNDM's."""
     import diffusers
 
-    config = dict(base_config)
-    own = getattr(diffusers, str(config.get("_class_name")), None)
-    if isinstance(own, type) and hasattr(own, "from_config"):
-        config = dict(own.from_config(config).config)
-    config = {k: v for k, v in config.items() if not k.startswith("_")}
-    config.update(spec.overrides)
-    return getattr(diffusers, spec.class_name).from_config(config)
+    own = getattr(diffusers, str(base_config.get("_class_name")), None)
+    if not (isinstance(own, type) and hasattr(own, "from_config")):
+        raise ValueError(f"the scheduler config's _class_name {base_config.get('_class_name')!r} is no diffusers class")
+    loaded = own.from_config(dict(base_config))
+    return getattr(diffusers, spec.class_name).from_config(loaded.config, **spec.overrides)
 
 
 def _f(x) -> float:

@@ -1,0 +1,135 @@
+"""Each stage's reference: (ReferenceModel, inputs, params) -> {output name: array}.
+
+Written as diffusers' own pipelines write each step (StableDiffusionPipeline.__call__,
+StableDiffusionXLPipeline.__call__): `encode_prompt`, the UNet called for the unconditional
+and the text half and the guidance formula, `vae.decode` and the image processor, the
+sampler's `set_timesteps`/`scale_model_input`/`step` loop, and the pipeline itself.
+Inputs arrive as the gate made them (the page's seeded noise, seeded tensors); the UNet's
+named inputs are read by the names the built manifest gives them (data, not code).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _t(x):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def tokenizer(ref, prompts, params) -> dict:
+    """transformers' CLIPTokenizer as encode_prompt calls it: padded and cut at model_max_length."""
+    out = {}
+    for k, tok in enumerate(ref.tokenizers):
+        ids = tok(list(prompts), padding="max_length", max_length=tok.model_max_length, truncation=True).input_ids
+        out["ids" if k == 0 else f"ids_{k + 1}"] = np.asarray(ids, "int32")
+    return out
+
+
+def clip(ref, inputs, params) -> dict:
+    """The pipeline's own `encode_prompt` for the prompt the candidate's ids were made from."""
+    import torch
+
+    with torch.no_grad():
+        got = ref.pipe.encode_prompt(
+            params["prompt"], device="cpu", num_images_per_prompt=1, do_classifier_free_guidance=False
+        )
+    if ref.sdxl:
+        embeddings, _, pooled, _ = got
+        return {"embeddings": embeddings.numpy(), "pooled": pooled.numpy()}
+    return {"embeddings": got[0].numpy()}
+
+
+def unet(ref, inputs: dict, params) -> dict:
+    """One denoising prediction as the pipeline's loop makes it: the embeddings batched
+    [negative, prompt]; with guidance > 1 the UNet runs for both and
+    `noise_pred_uncond + guidance_scale * (noise_pred_text - noise_pred_uncond)`, else on the
+    prompt alone. SDXL's time ids are the pipeline's own (the candidate's input is ignored)."""
+    import torch
+
+    latents, t = _t(inputs["latents"]), _t(inputs["timestep"])
+    uncond, cond = _t(inputs["text_embeddings"]).chunk(2)
+    guidance = float(inputs["guidance_scale"])
+    added = [None, None]
+    if ref.sdxl:
+        time_ids = ref.add_time_ids()
+        pooled_uncond, pooled_cond = _t(inputs["pooled_embeddings"]).chunk(2)
+        added = [{"text_embeds": p, "time_ids": time_ids} for p in (pooled_uncond, pooled_cond)]
+
+    def predict(embeddings, added_cond):
+        extra = {"added_cond_kwargs": added_cond} if added_cond is not None else {}
+        return ref.pipe.unet(latents, t, encoder_hidden_states=embeddings, return_dict=False, **extra)[0]
+
+    with torch.no_grad():
+        noise_pred_text = predict(cond, added[1])
+        if guidance > 1.0:
+            noise_pred_uncond = predict(uncond, added[0])
+            noise_pred = noise_pred_uncond + guidance * (noise_pred_text - noise_pred_uncond)
+        else:
+            noise_pred = noise_pred_text
+    return {"noise_pred": noise_pred.numpy()}
+
+
+def _pixels(ref, decoded):
+    """The image processor's postprocess, then 0-255 as numpy_to_pil rounds it; NHWC."""
+    image = ref.pipe.image_processor.postprocess(decoded, output_type="pt")
+    return (image.permute(0, 2, 3, 1) * 255.0).round()
+
+
+def vae(ref, inputs, params) -> dict:
+    import torch
+
+    vae = ref.pipe.vae
+    with torch.no_grad():
+        decoded = vae.decode(_t(inputs[0]) / vae.config.scaling_factor, return_dict=False)[0]
+    return {"image": _pixels(ref, decoded).numpy()}
+
+
+def image_to_rgba(ref, inputs, params) -> dict:
+    """What a canvas holds for the image: PIL's RGB -> RGBA, each pixel's four bytes read as one
+    little-endian word (ImageData's layout)."""
+    from PIL import Image
+
+    rgb = np.clip(np.asarray(inputs[0])[0], 0, 255).astype(np.uint8)
+    rgba = np.asarray(Image.fromarray(rgb, "RGB").convert("RGBA"))
+    return {"rgba": np.ascontiguousarray(rgba).view("<i4")[..., 0]}
+
+
+def scheduler(ref, inputs, params) -> dict:
+    """The sampler alone: diffusers' loop over a stand-in model that reads its scaled input (so a
+    wrong scale_model_input changes the result)."""
+    import torch
+
+    noise, eps = inputs
+    sched = ref.sampler(params["sampler"])
+    sched.set_timesteps(params["steps"])
+    sample = _t(noise) * sched.init_noise_sigma
+    for i, t in enumerate(sched.timesteps):
+        scaled = sched.scale_model_input(sample, t)
+        model_output = _t(eps[i]) + params["input_weight"] * scaled
+        sample = sched.step(model_output, t, sample).prev_sample
+    return {"sample": sample.numpy().astype("float32"), "timesteps": sched.timesteps.numpy().astype("float64")}
+
+
+def pipeline(ref, inputs, params) -> dict:
+    """The folder's pipeline itself, with the named sampler and the page's seeded latents."""
+    import torch
+
+    pipe = ref.with_sampler(params["scheduler"])
+    with torch.no_grad():
+        latents = pipe(
+            prompt=inputs["prompt"],
+            # the page's empty negative prompt is diffusers' None (SDXL: zeros where its config says)
+            negative_prompt=inputs["negative"] or None,
+            num_inference_steps=inputs["steps"],
+            guidance_scale=inputs["guidance"],
+            latents=_t(inputs["noise"]),
+            height=ref.image_size,
+            width=ref.image_size,
+            output_type="latent",
+        ).images
+        decoded = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0]
+    pixels = _pixels(ref, decoded)[0].to(torch.uint8).numpy()
+    return {"latents": latents.numpy(), "image": pixels}
