@@ -40,6 +40,25 @@ class Fault:
     webgpu_only: bool = False  # written into the WGSL: a native build has nothing to break
     families: tuple[str, ...] = ()  # the model families it applies to; empty: every family
 
+    @property
+    def inject(self) -> str:
+        """The `wsd build --inject` spec a rebuilt fault is made with ("" for a dist edit)."""
+        return getattr(self.apply, "inject", "")
+
+    @property
+    def shared_code(self) -> bool:
+        """A bug in a Python helper of the product (wsd/faults.py SHARED_CODE_FAULTS): it is in every
+        build and in the gate's own inputs, so the gate runs with it patched in (`patched`)."""
+        from wsd.faults import SHARED_CODE_FAULTS
+
+        return self.inject.split("@")[0] in SHARED_CODE_FAULTS
+
+    def patched(self):
+        """A context in which the product's code carries the fault (nothing for other faults)."""
+        from wsd.faults import shared_code
+
+        return shared_code((self.inject,) if self.shared_code else ())
+
     def applies_to(self, family: str) -> bool:
         return not self.families or family in self.families
 
@@ -168,6 +187,7 @@ def _rebuilt_with(spec: str, folder: str):
         return build(opts, work / folder, echo=lambda *_: None, progress=False).out
 
     apply.entries_param = True  # Fault.make may narrow it to the expected stage's entry points
+    apply.inject = spec
     return apply
 
 
@@ -180,6 +200,14 @@ wrong_guidance_scale = _rebuilt_with("guidance-scale@unet", "wrong-guidance-scal
 # SDXL's conditioning ported wrongly (wsd/faults.py CAPTURE_FAULTS): each is a real pipeline bug.
 last_hidden_state = _rebuilt_with("last-hidden@clip", "last-hidden-state")
 pooled_from_first = _rebuilt_with("pooled-first@clip", "pooled-from-first-encoder")
+
+
+# Bugs in the product's Python helpers that the gate's references called until issue 33: with the
+# references on diffusers alone, each must now fail the gate (before, each passed).
+sampler_defaults = _rebuilt_with("sampler-defaults@scheduler_step", "sampler-defaults")
+cfg_swapped = _rebuilt_with("cfg-swapped@unet", "cfg-swapped")
+time_ids_of_latents = _rebuilt_with("time-ids@unet", "time-ids-of-latents")
+loader_drops_key = _rebuilt_with("loader-drops-key@scheduler_step", "loader-drops-steps-offset")
 
 
 def swapped_time_ids(dist: Path, work: Path) -> Path:
@@ -371,6 +399,27 @@ FAULTS: tuple[Fault, ...] = (
         "SDXL's time ids with the crop and the target size swapped",
         swapped_time_ids,
         families=("sdxl",),
+    ),
+    Fault(
+        "sampler-defaults",
+        "scheduler/dpm-solver++",
+        "samplers made from the folder's config with its class's defaults kept (PNDM's leading spacing)",
+        sampler_defaults,
+        families=("sd15",),  # SDXL's published config states its spacing: the merge changes nothing there
+    ),
+    Fault("cfg-swapped", "unet", "classifier-free guidance reading the UNet's two halves swapped", cfg_swapped),
+    Fault(
+        "time-ids-of-latents",
+        "unet",
+        "SDXL's add_time_ids from the latents' size, not the image's",
+        time_ids_of_latents,
+        families=("sdxl",),
+    ),
+    Fault(
+        "loader-drops-steps-offset",
+        "scheduler",
+        "the folder loader dropping the scheduler config's steps_offset",
+        loader_drops_key,
     ),
     Fault(
         "missing-barrier",

@@ -66,6 +66,7 @@ class Harness:
     image_size: int | None = None  # gate a model at another size than its own (a full-size one at 64x64)
     accept_drift: bool = False  # a deliberate bump: reference drift is a warning, not a failure
     golden_root: Path | None = None  # where golden/<model>/ folders live (default: the checkout's golden/)
+    inject: tuple[str, ...] = ()  # shared-code faults every build carries (conformance/faults.py)
 
     def __post_init__(self):
         from wsd import models
@@ -99,9 +100,10 @@ class Harness:
     def build_options(self, target: str):
         from wsd.build import BuildOptions
 
+        common = {"target": target, "image_size": self.image_size, "inject": self.inject}
         if self.weights is not None:
-            return BuildOptions(None, weights=str(self.weights), target=target, image_size=self.image_size)
-        return BuildOptions(self.model, random_init=True, target=target, image_size=self.image_size)
+            return BuildOptions(None, weights=str(self.weights), **common)
+        return BuildOptions(self.model, random_init=True, **common)
 
     def describe_model(self) -> dict:
         """What the report says was gated: the model, its folder and the folder's fingerprint."""

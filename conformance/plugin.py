@@ -76,11 +76,28 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "conformance: a stage of the conformance harness")
     backends = config.getoption("--backend") or DEFAULT_BACKENDS
-    if config.getoption("--inject") and not set(backends) & set(GPU_BACKENDS):
+    fault = injected(config)
+    if fault is not None and fault.shared_code:
+        # a bug in the product's Python: every build has it and so do the gate's own inputs
+        patch = fault.patched()
+        patch.__enter__()
+        config.add_cleanup(lambda: patch.__exit__(None, None, None))
+    elif fault is not None and not set(backends) & set(GPU_BACKENDS):
         # faults go into the webgpu build; a native-only run would pass without ever seeing one
-        raise pytest.UsageError(
-            f"--inject {config.getoption('--inject')} breaks the webgpu build: add --backend webgpu (or dawn)"
-        )
+        raise pytest.UsageError(f"--inject {fault.name} breaks the webgpu build: add --backend webgpu (or dawn)")
+
+
+def injected(config):
+    """The --inject fault (conformance/faults.py), or None."""
+    name = config.getoption("--inject")
+    if not name:
+        return None
+    from conformance.faults import get
+
+    try:
+        return get(name)
+    except KeyError as exc:
+        raise pytest.UsageError(str(exc.args[0])) from None
 
 
 def pytest_generate_tests(metafunc):
@@ -137,11 +154,15 @@ class Harnesses:
             # one Chromium for every model: the next harness reuses the first one's
             browser=next((m._browser for m in self.made.values() if m._browser is not None), None),
         )
-        fault = config.getoption("--inject")
-        if fault:
-            from conformance.faults import get, injected_kernel
+        chosen = injected(config)
+        if chosen is not None and chosen.shared_code:
+            h.inject = (chosen.inject,)  # both builds carry it (keyed apart from the clean ones)
+            self.extra.setdefault(
+                "injected_fault", {"name": chosen.name, "what": chosen.what, "expect": chosen.expect, "kernel": None}
+            )
+        elif chosen is not None:
+            from conformance.faults import injected_kernel
 
-            chosen = get(fault)
             work = Path(tempfile.mkdtemp(prefix="wsd-fault-"))
             gpus = [b for b in h.backends if b in GPU_BACKENDS] or ["webgpu"]
             faulted = chosen.make(h.dist(gpus[0]), work)

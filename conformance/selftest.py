@@ -87,18 +87,22 @@ def run(
         work = Path(tempfile.mkdtemp(prefix="wsd-selftest-"))
         for fault in faults:
             echo(f"[selftest] {fault.name}: {fault.what}")
-            faulted = fault.make(clean.dist("webgpu"), work, narrow=expected_only)
-            h = Harness(
-                model=model,
-                dists={"webgpu": faulted, "native": clean.dist("native")},
-                browser=clean._browser,
-                golden=clean.golden,
-                out_dir=work / fault.name / "report",
-                echo=echo,
-            )
-            h._ctx, h._refs = clean.ctx, clean._refs  # same inputs and references as the baseline
-            h._backends["native"] = clean.backend("native")
-            rows = [h.run(c, "webgpu") for c in _cases_for(fault, cases, expected_only)]
+            with fault.patched():  # a fault in shared Python is in this process's code too
+                faulted = fault.make(clean.dist("webgpu"), work, narrow=expected_only)
+                h = Harness(
+                    model=model,
+                    dists={"webgpu": faulted} if fault.shared_code else {"webgpu": faulted, "native": clean.dist("native")},
+                    inject=(fault.inject,) if fault.shared_code else (),  # its native build carries it too
+                    browser=clean._browser,
+                    golden=clean.golden,
+                    out_dir=work / fault.name / "report",
+                    echo=echo,
+                    accept_drift=fault.shared_code,  # judged by the comparison, not by changed inputs
+                )
+                if not fault.shared_code:
+                    h._ctx, h._refs = clean.ctx, clean._refs  # same inputs and references as the baseline
+                    h._backends["native"] = clean.backend("native")
+                rows = [h.run(c, "webgpu") for c in _cases_for(fault, cases, expected_only)]
             row = verdict(fault, rows, injected_kernel(faulted))
             results.append(row)
             kernel = f", kernel {row['localized_kernel']}" if row["localized_kernel"] else ""

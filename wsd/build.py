@@ -249,6 +249,7 @@ def _compile_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Pha
         )
     with phases.phase("load", total=len(spec.components)):
         model = load(spec, folder, weights=False)  # shells: the values stream into the shards (wsd/weights.py)
+        schedulers.require_reproducible(spec.schedulers, model.scheduler_config)  # refused now, not after linking
     entries = faults.with_capture_faults(entries, opts.inject, injected)
     with phases.phase("capture", total=len(entries)) as bar:
         captured = capture(model, entries, echo=lambda name: (bar.set_postfix_str(name), bar.update()))

@@ -15,6 +15,7 @@ whole denoising loops against diffusers' `step`.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -180,6 +181,41 @@ def table(spec: Scheduler, base_config: dict, steps: int | None = None) -> dict:
         "save_cur": [bool(r.get("save_cur", False)) for r in rows],
         "history": HISTORY,
     }
+
+
+# How close a table's loop must stay to diffusers' own `step` loop (relative to the sample's scale):
+# fp32 tables of linear updates measure ~1e-7 on every published config shape (tests/test_scheduler_configs.py).
+REPRODUCE_REL = 1e-5
+
+
+def require_reproducible(specs, base_config: dict, steps: int = 4) -> None:
+    """Each sampler's table reproduces diffusers' own loop for this folder's scheduler config, or a
+    named error: the page would otherwise sample with a different sampler than the folder's."""
+    import torch
+
+    from wsd.errors import ModelFolderError
+
+    for spec in specs:
+        tbl = table(spec, base_config, steps)
+        sched = make_scheduler(spec, base_config)
+        sched.set_timesteps(steps)
+        rng = np.random.default_rng(0)
+        start = rng.standard_normal((1, 4, 8, 8)).astype("float32")
+        ours, theirs = start * np.float32(tbl["init_noise_sigma"]), torch.from_numpy(start) * sched.init_noise_sigma
+        state, worst = LoopState(ours), 0.0
+        same_steps = np.array_equal(np.asarray(tbl["timesteps"]), sched.timesteps.numpy().astype("float64"))
+        for i, t in enumerate(sched.timesteps if same_steps else ()):
+            eps = rng.standard_normal(start.shape).astype("float32")
+            theirs = sched.step(torch.from_numpy(eps) + 0.1 * sched.scale_model_input(theirs, t), t, theirs).prev_sample
+            model_output = eps + np.float32(0.1 * tbl["input_scale"][i]) * ours
+            ours = state.step(tbl, i, ours, model_output.astype("float32"), step_numpy)
+            worst = max(worst, float(np.abs(ours - theirs.numpy()).max() / max(np.abs(theirs.numpy()).max(), 1e-12)))
+        if not same_steps or worst > REPRODUCE_REL:
+            what = "its timesteps differ" if not same_steps else f"its {steps}-step loop is {worst:.1e} off"
+            raise ModelFolderError(
+                f"scheduler/scheduler_config.json: sampler {spec.name} ({spec.class_name}) cannot be reproduced for "
+                f"this config ({what} from diffusers' own step); config: {json.dumps(base_config, sort_keys=True)}"
+            )
 
 
 class LoopState:

@@ -1,0 +1,104 @@
+"""Scheduler configs as users have them: every sampler's compiled table against diffusers' documented
+recipe (`Sampler.from_config(pipe.scheduler.config)`, the folder's scheduler loaded by
+`from_pretrained`), over the shapes published folders come in. Timesteps exactly; a 4-step loop
+within 5e-6 of the sample's scale. Issue 33: keys SD 1.5's file omits (timestep_spacing) took
+PNDM's default instead of the sampler's, 25-32 dB off in the image."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conformance.reference import SAMPLERS
+from wsd import models
+from wsd import schedulers as S
+from wsd.errors import ModelFolderError
+
+# SD 1.5's published scheduler_config.json (runwayml/stable-diffusion-v1-5): no timestep_spacing.
+SD15 = {
+    "_class_name": "PNDMScheduler",
+    "_diffusers_version": "0.6.0",
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "num_train_timesteps": 1000,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "trained_betas": None,
+    "clip_sample": False,
+}
+CONFIGS = {
+    "sd15-published": SD15,
+    # SD 2.x base-style: prediction_type written out, still no spacing
+    "sd2-base-style": {**SD15, "_diffusers_version": "0.8.0", "prediction_type": "epsilon"},
+    "sd2-ddim-style": {**SD15, "_class_name": "DDIMScheduler", "prediction_type": "epsilon"},
+    # SDXL base 1.0's: Euler with every key stated
+    "sdxl-published": models.get("sdxl").scheduler_config,
+    "leading": {**SD15, "timestep_spacing": "leading"},
+    "trailing": {**SD15, "timestep_spacing": "trailing"},
+    "linspace": {**SD15, "timestep_spacing": "linspace"},
+    "steps-offset-0": {**SD15, "steps_offset": 0},
+    "set-alpha-to-one": {**SD15, "set_alpha_to_one": True},
+    "euler-karras": {**SD15, "_class_name": "EulerDiscreteScheduler", "use_karras_sigmas": True},
+    "dpm-karras": {**SD15, "_class_name": "DPMSolverMultistepScheduler", "use_karras_sigmas": True},
+}
+SPEC = models.get("sd15-tiny")
+
+
+def diffusers_sampler(name: str, config: dict, tmp_path):
+    """The recipe diffusers' docs give: the folder's scheduler from_pretrained, then from_config."""
+    import diffusers
+
+    (tmp_path / "scheduler").mkdir(exist_ok=True)
+    (tmp_path / "scheduler" / "scheduler_config.json").write_text(json.dumps(config))
+    own = getattr(diffusers, config["_class_name"]).from_pretrained(str(tmp_path), subfolder="scheduler")
+    cls, overrides = SAMPLERS[name]
+    return getattr(diffusers, cls).from_config(own.config, **overrides)
+
+
+def loop_error(table: dict, sched, steps: int) -> float:
+    sched.set_timesteps(steps)
+    assert table["timesteps"] == [float(t) for t in sched.timesteps.numpy()]  # exactly
+    rng = np.random.default_rng(3)
+    start = rng.standard_normal((1, 4, 8, 8)).astype("float32")
+    ours, theirs = start * np.float32(table["init_noise_sigma"]), torch.from_numpy(start) * sched.init_noise_sigma
+    state, worst = S.LoopState(ours), 0.0
+    for i, t in enumerate(sched.timesteps):
+        eps = rng.standard_normal(start.shape).astype("float32")
+        theirs = sched.step(torch.from_numpy(eps) + 0.1 * sched.scale_model_input(theirs, t), t, theirs).prev_sample
+        ours = state.step(table, i, ours, eps + np.float32(0.1 * table["input_scale"][i]) * ours, S.step_numpy)
+        worst = max(worst, float(np.abs(ours - theirs.numpy()).max() / np.abs(theirs.numpy()).max()))
+    return worst
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_the_table_is_the_diffusers_recipe(config, name, tmp_path):
+    table = S.table(SPEC.scheduler(name), CONFIGS[config], 4)
+    assert loop_error(table, diffusers_sampler(name, CONFIGS[config], tmp_path), 4) < 5e-6
+
+
+def test_sd15_style_configs_give_dpm_solver_its_own_spacing(tmp_path):
+    """The incident itself: linspace (DPM-Solver++'s default), not PNDM's leading."""
+    table = S.table(SPEC.scheduler("dpm-solver++"), SD15, 4)
+    assert table["timesteps"] == [999.0, 749.0, 500.0, 250.0]
+    assert S.table(SPEC.scheduler("pndm"), SD15, 4)["timesteps"][0] == 751.0  # PNDM keeps its leading
+
+
+def test_a_config_the_tables_cannot_reproduce_is_refused_by_name(monkeypatch):
+    # a table builder that gets one step wrong, as a diffusers change the tables miss would
+    wrong = S.TABLE_BUILDERS["EulerDiscreteScheduler"]
+
+    def off(s, n):
+        rows = wrong(s, n)
+        rows[1]["c"][1] *= 1.01
+        return rows
+
+    monkeypatch.setitem(S.TABLE_BUILDERS, "EulerDiscreteScheduler", off)
+    S.require_reproducible([SPEC.scheduler("ddim")], SD15)  # the others are unaffected
+    with pytest.raises(ModelFolderError, match=r"sampler euler \(EulerDiscreteScheduler\) cannot be reproduced"):
+        S.require_reproducible(SPEC.schedulers, SD15)
