@@ -69,6 +69,7 @@ def _golden(args) -> int:
             "config_hash": h.spec.config_hash(),
             "weights": {"random_init_seed": 0, "fingerprint": folder_fingerprint(h.ctx.folder)},
             "seeds": "inputs are seeded by each case's name (conformance.stages.rng_for); pipeline noise by seed",
+            **({"why": args.why} if args.why else {}),
         }
     )
     print(f"golden: {len(h.golden.manifest['files'])} files in {h.golden.folder}")
@@ -193,6 +194,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("golden", help="regenerate golden/<model>/ (with --update)")
     p.add_argument("--update", action="store_true")
     p.add_argument("--model", help="the seeded model whose golden is regenerated (default sd15-tiny)")
+    p.add_argument("--why", default="", help="why the golden moved (kept in its manifest for the next reader)")
     p.set_defaults(func=_golden)
     p = sub.add_parser("repro", help="replay a localized kernel saved under reports/conformance/repro/")
     p.add_argument("file")
