@@ -91,7 +91,9 @@ def run(
                 faulted = fault.make(clean.dist("webgpu"), work, narrow=expected_only)
                 h = Harness(
                     model=model,
-                    dists={"webgpu": faulted} if fault.shared_code else {"webgpu": faulted, "native": clean.dist("native")},
+                    dists={"webgpu": faulted}
+                    if fault.shared_code
+                    else {"webgpu": faulted, "native": clean.dist("native")},
                     inject=(fault.inject,) if fault.shared_code else (),  # its native build carries it too
                     browser=clean._browser,
                     golden=clean.golden,

@@ -35,7 +35,9 @@ def test_sampler_defaults(sd15):
         old_reference = timesteps(S.make_scheduler(sampler, spec.scheduler_config))  # what the gate called
     assert product == old_reference  # blind: both sides carry PNDM's leading spacing
     assert product != timesteps(ReferenceModel(folder).sampler("dpm-solver++"))  # caught
-    assert S.table(sampler, spec.scheduler_config, 4)["timesteps"] == timesteps(ReferenceModel(folder).sampler("dpm-solver++"))
+    assert S.table(sampler, spec.scheduler_config, 4)["timesteps"] == timesteps(
+        ReferenceModel(folder).sampler("dpm-solver++")
+    )
 
 
 def test_loader_drops_key(sd15):

@@ -159,7 +159,9 @@ def _merged_with_own_defaults(spec, base_config: dict):
 def _guided_swapped(unet, latents, timestep, text_embeddings, guidance_scale, **conditioning):
     import torch
 
-    eps = unet(torch.cat([latents, latents]), timestep.reshape(1).expand(2), text_embeddings, return_dict=False, **conditioning)[0]
+    eps = unet(
+        torch.cat([latents, latents]), timestep.reshape(1).expand(2), text_embeddings, return_dict=False, **conditioning
+    )[0]
     cond, uncond = eps.chunk(2)  # the batch is [uncond, cond]: read backwards
     return uncond + guidance_scale * (cond - uncond)
 

@@ -116,5 +116,9 @@ class ReferenceModel:
         size = (self.image_size, self.image_size)
         pipe = self.pipe
         return pipe._get_add_time_ids(
-            size, (0, 0), size, dtype=torch.float32, text_encoder_projection_dim=pipe.text_encoder_2.config.projection_dim
+            size,
+            (0, 0),
+            size,
+            dtype=torch.float32,
+            text_encoder_projection_dim=pipe.text_encoder_2.config.projection_dim,
         )

@@ -100,7 +100,6 @@ def image_to_rgba(ref, inputs, params) -> dict:
 def scheduler(ref, inputs, params) -> dict:
     """The sampler alone: diffusers' loop over a stand-in model that reads its scaled input (so a
     wrong scale_model_input changes the result)."""
-    import torch
 
     noise, eps = inputs
     sched = ref.sampler(params["sampler"])
