@@ -72,9 +72,15 @@ class NativeBackend(Backend):
         )
         return json.loads(proc.stdout)
 
-    def generate(self, prompt, negative, steps, guidance, scheduler, noise):
-        """pipeline.js's loop, step for step, on the native module, from the same generation plan."""
+    def generate(self, prompt, negative, steps, guidance, scheduler, noise=None, seed=None):
+        """pipeline.js's loop, step for step, on the native module, from the same generation plan
+        (without `noise`, the page's own seeded noise for `seed`, drawn by node)."""
         t0 = time.perf_counter()
+        if noise is None:
+            from conformance.stages import page_noise
+
+            shape = self.model.manifest["latent_shape"]
+            noise = page_noise(seed, int(np.prod(shape))).reshape(shape)
         manifest = self.model.manifest
         plan = manifest["generation"]
         conditioning = self.encode_text(plan, prompt, negative)
@@ -145,15 +151,16 @@ class WebGPUBackend(Backend):
     def tokenize(self, prompts, index: int = 0):
         return self.runner.call("tokenize", {"prompts": prompts, "index": index})
 
-    def generate(self, prompt, negative, steps, guidance, scheduler, noise):
+    def generate(self, prompt, negative, steps, guidance, scheduler, noise=None, seed=None):
         opts = {
             "prompt": prompt,
             "negativePrompt": negative,
             "steps": steps,
             "guidance": guidance,
             "scheduler": scheduler,
-            "noise": encode(np.asarray(noise, "float32")),
         }
+        # without noise the page draws its own from the seed (lib/pipeline.js gaussianNoise)
+        opts.update({"seed": int(seed)} if noise is None else {"noise": encode(np.asarray(noise, "float32"))})
         out = self.runner.call("generate", opts, timeout_s=self.timeout_s)
         return {"latents": decode(out["latents"]), "image": image_of(out), "ms": out["timings"]["wall_ms"]}
 

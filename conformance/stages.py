@@ -212,8 +212,11 @@ def _pipeline_inputs(ctx, params):
 
 
 def _pipeline_candidate(backend, ctx, inputs, params):
+    # `seeded`: the page draws its own noise from the seed, as `wsd generate --seed` does (the
+    # reference still gets page_noise(seed): a fault in the page's seed -> noise path shows)
+    noise = {"seed": inputs["seed"]} if params.get("seeded") else {"noise": inputs["noise"]}
     out = backend.generate(
-        inputs["prompt"], inputs["negative"], inputs["steps"], inputs["guidance"], params["scheduler"], inputs["noise"]
+        inputs["prompt"], inputs["negative"], inputs["steps"], inputs["guidance"], params["scheduler"], **noise
     )
     return {"latents": out["latents"], "image": out["image"]}
 
@@ -282,6 +285,8 @@ STAGES: tuple[Stage, ...] = (
         # sample, Euler's scale_model_input); guidance off (1) and a negative prompt among them.
         variants={
             "dpm-solver++-4": {**PIPELINE, "scheduler": "dpm-solver++"},
+            # the user's own path: no noise passed in, the page's seed -> noise (the CLI's --seed)
+            "dpm-solver++-4-seeded": {**PIPELINE, "scheduler": "dpm-solver++", "seed": 4, "seeded": True},
             "pndm-4-g1": {**PIPELINE, "scheduler": "pndm", "guidance": 1.0, "negative": ""},
             "euler-4": {**PIPELINE, "scheduler": "euler", "negative": "", "seed": 2},
             "ddim-4-g5": {**PIPELINE, "scheduler": "ddim", "guidance": 5.0, "seed": 3},

@@ -41,7 +41,9 @@ CONFIGS = {
     "leading": {**SD15, "timestep_spacing": "leading"},
     "trailing": {**SD15, "timestep_spacing": "trailing"},
     "linspace": {**SD15, "timestep_spacing": "linspace"},
-    "steps-offset-0": {**SD15, "steps_offset": 0},
+    "steps-offset-0": {**SD15, "steps_offset": 0},  # StableDiffusionPipeline rewrites it to 1
+    "no-steps-offset": {k: v for k, v in SD15.items() if k != "steps_offset"},
+    "leading-no-steps-offset": {k: v for k, v in SD15.items() if k != "steps_offset"} | {"timestep_spacing": "leading"},
     "set-alpha-to-one": {**SD15, "set_alpha_to_one": True},
     "euler-karras": {**SD15, "_class_name": "EulerDiscreteScheduler", "use_karras_sigmas": True},
     "dpm-karras": {**SD15, "_class_name": "DPMSolverMultistepScheduler", "use_karras_sigmas": True},
@@ -50,14 +52,18 @@ SPEC = models.get("sd15-tiny")
 
 
 def diffusers_sampler(name: str, config: dict, tmp_path):
-    """The recipe diffusers' docs give: the folder's scheduler from_pretrained, then from_config."""
+    """The recipe diffusers' docs give: the folder's scheduler from_pretrained, held by a
+    StableDiffusionPipeline (whose __init__ may rewrite its config), then
+    `Sampler.from_config(pipe.scheduler.config)`."""
     import diffusers
 
     (tmp_path / "scheduler").mkdir(exist_ok=True)
     (tmp_path / "scheduler" / "scheduler_config.json").write_text(json.dumps(config))
     own = getattr(diffusers, config["_class_name"]).from_pretrained(str(tmp_path), subfolder="scheduler")
+    none = dict.fromkeys(("vae", "text_encoder", "tokenizer", "unet", "safety_checker", "feature_extractor"))
+    pipe = diffusers.StableDiffusionPipeline(**none, scheduler=own, requires_safety_checker=False)
     cls, overrides = SAMPLERS[name]
-    return getattr(diffusers, cls).from_config(own.config, **overrides)
+    return getattr(diffusers, cls).from_config(pipe.scheduler.config, **overrides)
 
 
 def loop_error(table: dict, sched, steps: int) -> float:
@@ -78,7 +84,7 @@ def loop_error(table: dict, sched, steps: int) -> float:
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 def test_the_table_is_the_diffusers_recipe(config, name, tmp_path):
-    table = S.table(SPEC.scheduler(name), CONFIGS[config], 4)
+    table = S.table(SPEC.scheduler(name), CONFIGS[config], 4, SPEC.pipeline_class)
     assert loop_error(table, diffusers_sampler(name, CONFIGS[config], tmp_path), 4) < 5e-6
 
 
@@ -102,3 +108,35 @@ def test_a_config_the_tables_cannot_reproduce_is_refused_by_name(monkeypatch):
     S.require_reproducible([SPEC.scheduler("ddim")], SD15)  # the others are unaffected
     with pytest.raises(ModelFolderError, match=r"sampler euler \(EulerDiscreteScheduler\) cannot be reproduced"):
         S.require_reproducible(SPEC.schedulers, SD15)
+
+
+GATED_SHAPES = ("trailing", "steps-offset-0", "leading-no-steps-offset", "set-alpha-to-one", "euler-karras")
+
+
+@pytest.fixture(scope="module")
+def sd15_folder():
+    from wsd.build import random_folder
+
+    return random_folder(SPEC, 0, echo=lambda *_: None)
+
+
+@pytest.mark.parametrize("shape", GATED_SHAPES)
+def test_the_gate_s_scheduler_stage_on_a_folder_with_this_config(shape, sd15_folder, tmp_path):
+    """The scheduler stage through the harness (the compiled step, the build's tables) on a copy of
+    sd15-tiny's folder carrying this config, against diffusers loading that folder."""
+    import shutil
+
+    from conformance.harness import Harness, all_cases
+    from wsd.build import BuildOptions, build
+
+    folder = tmp_path / "folder"
+    shutil.copytree(sd15_folder, folder)
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(CONFIGS[shape]))
+    opts = BuildOptions(None, weights=str(folder), target="llvm", entries=("scheduler_step", "scale_model_input"))
+    dist = build(opts, tmp_path / "dist", echo=lambda *_: None, progress=False).out
+    h = Harness(
+        weights=folder, backends=("native",), dists={"native": dist}, out_dir=tmp_path / "r", echo=lambda *_: None
+    )
+    rows = [h.run(c, "native") for c in all_cases(h.model, "sd15") if c.stage.name == "scheduler"]
+    assert len(rows) == len(SAMPLERS)
+    assert all(r["status"] == "pass" for r in rows), [(r["stage"], r["message"]) for r in rows]

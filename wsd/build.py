@@ -249,7 +249,9 @@ def _compile_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Pha
         )
     with phases.phase("load", total=len(spec.components)):
         model = load(spec, folder, weights=False)  # shells: the values stream into the shards (wsd/weights.py)
-        schedulers.require_reproducible(spec.schedulers, model.scheduler_config)  # refused now, not after linking
+        schedulers.require_reproducible(
+            spec.schedulers, model.scheduler_config, spec.pipeline_class
+        )  # refused now, not after linking
     entries = faults.with_capture_faults(entries, opts.inject, injected)
     with phases.phase("capture", total=len(entries)) as bar:
         captured = capture(model, entries, echo=lambda name: (bar.set_postfix_str(name), bar.update()))
@@ -301,12 +303,12 @@ def _compile_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Pha
     with phases.phase("tables", total=len(spec.schedulers)) as bar:
         (out / "schedulers").mkdir()
         for sched in spec.schedulers:
-            tbl = schedulers.table(sched, model.scheduler_config)
+            tbl = schedulers.table(sched, model.scheduler_config, pipeline=spec.pipeline_class)
             (out / "schedulers" / f"{sched.name}.json").write_text(json.dumps(tbl))
             # One table per step count the page offers (the default is among them).
             step_choices[sched.name] = sorted({*schedulers.STEP_CHOICES, sched.steps})
             for steps in step_choices[sched.name]:
-                tbl = schedulers.table(sched, model.scheduler_config, steps)
+                tbl = schedulers.table(sched, model.scheduler_config, steps, spec.pipeline_class)
                 (out / "schedulers" / f"{sched.name}-{steps}.json").write_text(json.dumps(tbl))
             bar.update()
         for sub in spec.tokenizers:  # the folder's own names (tokenizer, tokenizer_2)

@@ -145,7 +145,7 @@ def steps(specs: tuple[str, ...], record: dict) -> tuple[Step, ...]:
 # --- faults in shared Python helpers (SHARED_CODE_FAULTS) --------------------------------
 
 
-def _merged_with_own_defaults(spec, base_config: dict):
+def _merged_with_own_defaults(spec, base_config: dict, pipeline: str = ""):
     """The sampler merge before issue 33: the folder class's defaults filled in, then the list of
     which keys were only defaults dropped (so PNDM's "leading" spacing reaches DPM-Solver++)."""
     import diffusers

@@ -26,19 +26,27 @@ NUM_COEFFS = 8
 HISTORY = 3
 
 
-def make_scheduler(spec: Scheduler, base_config: dict):
+# StableDiffusionPipeline.__init__ (not SDXL's) rewrites an outdated steps_offset to 1 in the config it
+# holds, before any user makes a sampler from it (a deprecation shim of diffusers): what its users get.
+PIPELINE_SHIMS = {"StableDiffusionPipeline": {"steps_offset": 1}}
+
+
+def make_scheduler(spec: Scheduler, base_config: dict, pipeline: str = ""):
     """A sampler exactly as diffusers users make one: the folder's scheduler loaded by its own
     class (as `from_pretrained` does, which remembers which keys were only that class's
-    defaults), then `Sampler.from_config(pipe.scheduler.config, **overrides)`. diffusers drops
-    the remembered defaults there, so a key SD 1.5's published config never wrote
-    (timestep_spacing) takes the new sampler's own default, not PNDM's."""
+    defaults), as `pipeline`'s __init__ leaves it, then `Sampler.from_config(pipe.scheduler.config,
+    **overrides)`. diffusers drops the remembered defaults there, so a key SD 1.5's published
+    config never wrote (timestep_spacing) takes the new sampler's own default, not PNDM's."""
     import diffusers
 
     own = getattr(diffusers, str(base_config.get("_class_name")), None)
     if not (isinstance(own, type) and hasattr(own, "from_config")):
         raise ValueError(f"the scheduler config's _class_name {base_config.get('_class_name')!r} is no diffusers class")
-    loaded = own.from_config(dict(base_config))
-    return getattr(diffusers, spec.class_name).from_config(loaded.config, **spec.overrides)
+    config = dict(own.from_config(dict(base_config)).config)  # keeps _use_default_values, as the pipeline's does
+    for key, value in PIPELINE_SHIMS.get(pipeline, {}).items():
+        if config.get(key, value) != value:
+            config[key] = value  # _use_default_values untouched, as diffusers leaves it
+    return getattr(diffusers, spec.class_name).from_config(config, **spec.overrides)
 
 
 def _f(x) -> float:
@@ -161,10 +169,10 @@ TABLE_BUILDERS = {
 STEP_CHOICES = (2, 4, 8, 10, 15, 20, 25, 30, 40, 50)
 
 
-def table(spec: Scheduler, base_config: dict, steps: int | None = None) -> dict:
+def table(spec: Scheduler, base_config: dict, steps: int | None = None, pipeline: str = "") -> dict:
     """The JSON the page loads for one sampler: timesteps and per-step coefficients."""
     steps = steps or spec.steps
-    sched = make_scheduler(spec, base_config)
+    sched = make_scheduler(spec, base_config, pipeline)
     sched.set_timesteps(steps)
     if spec.class_name == "PNDMScheduler":
         sched.set_timesteps(steps)  # PNDM keeps counters; a clean state either way
@@ -188,7 +196,7 @@ def table(spec: Scheduler, base_config: dict, steps: int | None = None) -> dict:
 REPRODUCE_REL = 1e-5
 
 
-def require_reproducible(specs, base_config: dict, steps: int = 4) -> None:
+def require_reproducible(specs, base_config: dict, pipeline: str = "", steps: int = 4) -> None:
     """Each sampler's table reproduces diffusers' own loop for this folder's scheduler config, or a
     named error: the page would otherwise sample with a different sampler than the folder's."""
     import torch
@@ -196,8 +204,8 @@ def require_reproducible(specs, base_config: dict, steps: int = 4) -> None:
     from wsd.errors import ModelFolderError
 
     for spec in specs:
-        tbl = table(spec, base_config, steps)
-        sched = make_scheduler(spec, base_config)
+        tbl = table(spec, base_config, steps, pipeline)
+        sched = make_scheduler(spec, base_config, pipeline)
         sched.set_timesteps(steps)
         rng = np.random.default_rng(0)
         start = rng.standard_normal((1, 4, 8, 8)).astype("float32")
