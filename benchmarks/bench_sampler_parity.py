@@ -1,6 +1,6 @@
 """`wsd generate` with every sampler against diffusers' documented recipe, as PSNR (issue 33).
 
-    python benchmarks/bench_sampler_parity.py                    # sd15-tiny and sdxl-tiny (seeded)
+    python benchmarks/bench_sampler_parity.py                    # sd15-tiny, sdxl-tiny, a non-preset folder
     python benchmarks/bench_sampler_parity.py --weights DIR ...  # any diffusers folder
 
 For each folder: `wsd build` (webgpu, cached), then one `wsd generate --scheduler S --seed 5
@@ -35,7 +35,7 @@ def wsd(*args: str) -> subprocess.CompletedProcess:
     return proc
 
 
-def parity(folder: Path, work: Path) -> list[dict]:
+def parity(label: str, folder: Path, work: Path) -> list[dict]:
     import diffusers_ref
     from PIL import Image
 
@@ -59,14 +59,14 @@ def parity(folder: Path, work: Path) -> list[dict]:
         psnr = compare(want, got)["psnr"]
         rows.append(
             {
-                "folder": name,
+                "folder": label,
                 "scheduler_config": {k: config.get(k) for k in ("_class_name", "timestep_spacing", "steps_offset")},
                 "sampler": sampler,
                 "psnr_db": round(float(psnr), 2),
                 "generate_s": round(seconds, 1),
             }
         )
-        print(f"{name:28s} {sampler:14s} {psnr:7.2f} dB   (wsd generate {seconds:.0f} s)", flush=True)
+        print(f"{label:28s} {sampler:14s} {psnr:7.2f} dB   (wsd generate {seconds:.0f} s)", flush=True)
     return rows
 
 
@@ -74,16 +74,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--weights", action="append", help="a diffusers folder (repeatable)")
     args = parser.parse_args()
+    import diffusers
+    import folders as test_folders  # tests/folders.py: an SD 1.5-family folder that is no preset
+    import transformers
+
     from wsd import models
     from wsd.build import random_folder
 
-    folders = [Path(w) for w in args.weights or []] or [
-        random_folder(models.get(m), 0, echo=lambda *_: None) for m in ("sd15-tiny", "sdxl-tiny")
-    ]
+    diffusers.utils.logging.set_verbosity_error()  # the reference's loading chatter, not figures
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for k, folder in enumerate(folders):
-            rows += parity(folder, Path(tmp) / str(k))
+        folders = {Path(w).name: Path(w) for w in args.weights or []} or {
+            **{m: random_folder(models.get(m), 0, echo=lambda *_: None) for m in ("sd15-tiny", "sdxl-tiny")},
+            "reshaped (tests/folders.py)": test_folders.make("reshaped", Path(tmp) / "made"),
+        }
+        for k, (label, folder) in enumerate(folders.items()):
+            rows += parity(label, folder, Path(tmp) / str(k))
     worst = min(r["psnr_db"] for r in rows)
     print(f"worst: {worst:.2f} dB (target >= 40 dB)")
     out = ROOT / "benchmarks" / "results" / f"sampler-parity-{datetime.date.today()}.json"
