@@ -249,9 +249,8 @@ def _compile_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Pha
         )
     with phases.phase("load", total=len(spec.components)):
         model = load(spec, folder, weights=False)  # shells: the values stream into the shards (wsd/weights.py)
-        schedulers.require_reproducible(
-            spec.schedulers, model.scheduler_config, spec.pipeline_class
-        )  # refused now, not after linking
+        # a sampler config the tables cannot reproduce is refused now, not after minutes of linking
+        schedulers.require_reproducible(spec.schedulers, model.scheduler_config, spec.pipeline_class)
     entries = faults.with_capture_faults(entries, opts.inject, injected)
     with phases.phase("capture", total=len(entries)) as bar:
         captured = capture(model, entries, echo=lambda name: (bar.set_postfix_str(name), bar.update()))
