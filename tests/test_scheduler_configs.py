@@ -95,6 +95,20 @@ def test_sd15_style_configs_give_dpm_solver_its_own_spacing(tmp_path):
     assert S.table(SPEC.scheduler("pndm"), SD15, 4)["timesteps"][0] == 751.0  # PNDM keeps its leading
 
 
+@pytest.mark.parametrize(
+    ("config", "why"),
+    [
+        # DPM-Solver++ with the Heun solver: the tables hold 2M midpoint only
+        ({**SD15, "_class_name": "DPMSolverMultistepScheduler", "solver_type": "heun"}, "midpoint"),
+        # zero-SNR betas (a v-prediction recipe): the last alpha is 0
+        ({**SD15, "rescale_betas_zero_snr": True, "timestep_spacing": "trailing"}, "ZeroDivisionError"),
+    ],
+)
+def test_a_published_config_the_tables_cannot_follow_is_refused_by_name(config, why):
+    with pytest.raises(ModelFolderError, match=rf"scheduler_config.json: sampler .* cannot be reproduced .*{why}"):
+        S.require_reproducible(SPEC.schedulers, config, SPEC.pipeline_class)
+
+
 def test_a_config_the_tables_cannot_reproduce_is_refused_by_name(monkeypatch):
     # a table builder that gets one step wrong, as a diffusers change the tables miss would
     wrong = S.TABLE_BUILDERS["EulerDiscreteScheduler"]

@@ -203,10 +203,19 @@ def require_reproducible(specs, base_config: dict, pipeline: str = "", steps: in
 
     from wsd.errors import ModelFolderError
 
+    def refuse(spec, what: str):
+        return ModelFolderError(
+            f"scheduler/scheduler_config.json: sampler {spec.name} ({spec.class_name}) cannot be reproduced for "
+            f"this config ({what}); config: {json.dumps(base_config, sort_keys=True)}"
+        )
+
     for spec in specs:
-        tbl = table(spec, base_config, steps, pipeline)
-        sched = make_scheduler(spec, base_config, pipeline)
-        sched.set_timesteps(steps)
+        try:
+            tbl = table(spec, base_config, steps, pipeline)
+            sched = make_scheduler(spec, base_config, pipeline)
+            sched.set_timesteps(steps)
+        except Exception as exc:  # noqa: BLE001 (diffusers and the table builders raise many kinds)
+            raise refuse(spec, f"{type(exc).__name__}: {exc}") from None
         rng = np.random.default_rng(0)
         start = rng.standard_normal((1, 4, 8, 8)).astype("float32")
         ours, theirs = start * np.float32(tbl["init_noise_sigma"]), torch.from_numpy(start) * sched.init_noise_sigma
@@ -220,10 +229,7 @@ def require_reproducible(specs, base_config: dict, pipeline: str = "", steps: in
             worst = max(worst, float(np.abs(ours - theirs.numpy()).max() / max(np.abs(theirs.numpy()).max(), 1e-12)))
         if not same_steps or worst > REPRODUCE_REL:
             what = "its timesteps differ" if not same_steps else f"its {steps}-step loop is {worst:.1e} off"
-            raise ModelFolderError(
-                f"scheduler/scheduler_config.json: sampler {spec.name} ({spec.class_name}) cannot be reproduced for "
-                f"this config ({what} from diffusers' own step); config: {json.dumps(base_config, sort_keys=True)}"
-            )
+            raise refuse(spec, f"{what} from diffusers' own step")
 
 
 class LoopState:
