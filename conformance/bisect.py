@@ -163,7 +163,10 @@ def run(spec: dict[str, str], gate_args: list[str], out: Path, echo=print, resum
         raise WsdError("bisect one package at a time: --tvm, --torch, --diffusers or --transformers")
     ((short, text),) = spec.items()
     package = PACKAGES[short]
-    good, bad = parse_range(text)
+    try:
+        good, bad = parse_range(text)
+    except WsdError as exc:
+        raise WsdError(f"--{short} {exc}") from None
     versions = between(index_versions(package), good, bad)
     echo(f"[bisect] {package}: {', '.join(versions)}")
 

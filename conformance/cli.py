@@ -7,10 +7,31 @@ import json
 import sys
 from pathlib import Path
 
+from wsd import cliargs
+from wsd.cliargs import UsageError
+from wsd.errors import WsdError
+
+
+def _check_gate_args(args) -> None:
+    """The gate's own options, checked before pytest starts (its collection errors are pages long)."""
+    for name in args.model or []:
+        _known_model(name)
+    if args.weights is not None and not Path(args.weights).is_dir():
+        raise UsageError("--weights", args.weights, "no such folder (a local diffusers folder)")
+
+
+def _known_model(name: str | None) -> str | None:
+    from wsd import models
+
+    if name is not None and name not in models.MODELS:
+        raise UsageError("--model", name, f"unknown; known: {', '.join(sorted(models.MODELS))}")
+    return name
+
 
 def _run(args) -> int:
     import pytest
 
+    _check_gate_args(args)
     extra = [a for a in args.pytest_args if a != "--"]
     for flag, value in (("--weights", args.weights), ("--image-size", args.image_size)):
         if value is not None:
@@ -29,9 +50,17 @@ def _tests_dir() -> Path:
 
 def _selftest(args) -> int:
     from conformance import selftest
+    from conformance.faults import FAULTS
     from conformance.harness import reports_dir
 
     names = [n for n in (args.faults or "").split(",") if n]
+    known = [f.name for f in FAULTS]
+    for name in names:
+        if name not in known:
+            raise UsageError("--faults", name, f"unknown fault; known: {', '.join(known)}")
+    _known_model(args.model)
+    if args.out:
+        cliargs.writable_file("--out", Path(args.out))
     result = selftest.run(names=names or None, expected_only=args.expected_only, model=args.model or "sd15-tiny")
     out = Path(args.out) if args.out else reports_dir() / "selftest.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -56,7 +85,7 @@ def _golden(args) -> int:
     if not args.update:
         print("wsd-conformance golden: pass --update to regenerate golden/ from the live references")
         return 2
-    model = args.model or "sd15-tiny"
+    model = _known_model(args.model) or "sd15-tiny"
     h = Harness(model=model, golden=Golden(model=model))  # golden/<model>/ only: other models stay as they are
     h.golden.manifest["files"] = {}
     for case in all_cases(h.model):
@@ -98,7 +127,10 @@ def _matrix(args) -> int:
 def _diff(args) -> int:
     from conformance import diff
 
-    a, b = diff.load(Path(args.a)), diff.load(Path(args.b))
+    a, b = (
+        diff.load(cliargs.existing_file("diff", Path(args.a))),
+        diff.load(cliargs.existing_file("diff", Path(args.b))),
+    )
     diffs = diff.compare(a, b)
     print(diff.text(a, b, diffs))
     if args.html:
@@ -128,8 +160,10 @@ def _repro(args) -> int:
     from wsd.host.browser import Browser
     from wsd.webrt import ensure_kit
 
-    rec = load_repro(Path(args.file))
+    rec = load_repro(cliargs.existing_file("repro", Path(args.file)))
     dist = Path(args.dist)
+    if not (dist / "manifest.json").is_file():
+        raise UsageError("--dist", dist, "not a built model folder (dist/<model> with a manifest.json)")
     with Browser(ensure_kit().bundle, dist.parent, timeout_s=600) as browser:
         backend = WebGPUBackend(browser.runner(), f"/a/{dist.name}/", dist)
         call = {"name": rec["name"], "outputs": rec["outputs"], "args": replay_args(rec["args"], rec["outputs"])}
@@ -144,17 +178,19 @@ def _repro(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="wsd-conformance", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = cliargs.parser("wsd-conformance", __doc__)
+    sub = cliargs.subparsers(parser)
     p = sub.add_parser("run", help="run every stage (pytest; extra arguments go to pytest, e.g. -k unet)")
     p.add_argument("--weights", help="gate a user's diffusers folder (its configs decide the model)")
-    p.add_argument("--image-size", type=int, help="gate at this image size (a full-size model at 64, say)")
+    p.add_argument(
+        "--image-size", type=cliargs.positive_int, help="gate at this image size (a full-size model at 64, say)"
+    )
     p.add_argument("--model", action="append", help="a preset (repeatable; default sd15-tiny and sdxl-tiny)")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_run)
     p = sub.add_parser("check", help="the gate with git-bisect exit codes: 0 good, 1 bad, 125 cannot test")
     p.add_argument("--weights")
-    p.add_argument("--image-size", type=int)
+    p.add_argument("--image-size", type=cliargs.positive_int)
     p.add_argument("--model", action="append")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_check)
@@ -205,7 +241,11 @@ def main(argv=None) -> int:
         if not hasattr(args, "pytest_args"):
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         args.pytest_args = [*unknown, *args.pytest_args]
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (WsdError, UsageError) as exc:
+        print(f"wsd-conformance {args.command}: error: {exc}", file=sys.stderr)
+        return cliargs.USAGE_ERROR
 
 
 if __name__ == "__main__":

@@ -8,10 +8,23 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
+import math
+import subprocess  # nosec B404: node runs the page's own option checks
 import time
 from pathlib import Path
 
 from wsd.errors import WsdError
+
+# The page's option names (web/lib/pipeline.js checkOptions) and the CLI flag for each.
+FLAGS = {
+    "prompt": "--prompt",
+    "negativePrompt": "--negative",
+    "scheduler": "--scheduler",
+    "steps": "--steps",
+    "seed": "--seed",
+    "guidance": "--guidance",
+}
 
 
 def serve_forever(dist: Path, host: str, port: int, echo=print) -> None:
@@ -33,15 +46,34 @@ def serve_forever(dist: Path, host: str, port: int, echo=print) -> None:
             echo("stopped")
 
 
+FORM_WAIT_MS = 10_000  # a form field that is not there after this is not coming
+
+
+def _select(page, field: str, value: str) -> None:
+    """Pick an option of a <select>, or say which options the page offers (never a driver's log)."""
+    offered = page.eval_on_selector(f"#{field}", "s => [...s.options].map(o => o.value)")
+    if value not in offered:
+        raise WsdError(f"the page offers no {field} {value!r}; it offers {', '.join(offered)}")
+    page.select_option(f"#{field}", value, timeout=FORM_WAIT_MS)
+
+
 def fill_form(page, settings: dict) -> None:
-    page.fill("#prompt", settings["prompt"])
-    page.fill("#negative", settings.get("negative", ""))
+    page.fill("#prompt", settings["prompt"], timeout=FORM_WAIT_MS)
+    page.fill("#negative", settings.get("negative", ""), timeout=FORM_WAIT_MS)
     if settings.get("scheduler"):
-        page.select_option("#scheduler", settings["scheduler"])
-    page.select_option("#steps", str(settings["steps"]))
-    page.fill("#seed", str(settings["seed"]))
+        _select(page, "scheduler", settings["scheduler"])
+    _select(page, "steps", str(settings["steps"]))
+    page.fill("#seed", str(settings["seed"]), timeout=FORM_WAIT_MS)
     if settings.get("guidance") is not None:  # else the model's default, which the page fills in
-        page.fill("#guidance", str(settings["guidance"]))
+        page.fill("#guidance", str(settings["guidance"]), timeout=FORM_WAIT_MS)
+    # The browser's own form checks (min/max) block the submit silently: say what they found.
+    refused = page.evaluate(
+        """() => [...document.querySelectorAll('#form input, #form select, #form textarea')]
+            .filter((e) => !e.checkValidity())
+            .map((e) => `${e.id} ${JSON.stringify(e.value)}: ${e.validationMessage}`)"""
+    )
+    if refused:
+        raise WsdError(f"the page refused the form: {'; '.join(refused)}")
 
 
 def run_generation(page, settings: dict, timeout_s: float, on_status=None) -> dict:
@@ -92,6 +124,58 @@ def built_model(dist: Path, model: str) -> Path:
     return folder
 
 
+def page_options(settings: dict) -> dict:
+    """`wsd generate`'s settings as the page's generate() options (unset ones left to the page)."""
+    options = {"prompt": settings["prompt"], "negativePrompt": settings.get("negative") or ""}
+    options.update({k: settings[k] for k in ("steps", "seed", "guidance", "scheduler") if settings.get(k) is not None})
+    return options
+
+
+def check_settings(dist: Path, model: str, settings: dict) -> None:
+    """The page's own option checks (checkOptions in web/lib/pipeline.js: one copy of the rules)
+    against the dist's manifest, run by node before any browser starts; a bad value is a
+    UsageError naming the flag, the value and what the manifest accepts."""
+    from wsd import toolchain
+    from wsd.cliargs import UsageError
+    from wsd.paths import web_dir
+
+    path = Path(dist) / model / "manifest.json"
+    if not path.is_file():
+        built_model(dist, model)  # its one-line error: not built, and the command that builds it
+    manifest = json.loads(path.read_text())
+    if manifest.get("target") != "webgpu":
+        raise UsageError(
+            "--dist", Path(dist) / model, f"was built for {manifest.get('target')}; the page runs webgpu builds"
+        )
+    # JSON has no NaN or infinity: sent as text, which the page refuses as "not a number" too
+    options = {
+        k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in page_options(settings).items()
+    }
+    script = (
+        f"import {{ checkOptions }} from {json.dumps((web_dir() / 'lib' / 'pipeline.js').as_uri())};"
+        "const {options, manifest} = JSON.parse(require('fs').readFileSync(0, 'utf8'));"
+        "try { checkOptions(options, manifest); process.stdout.write('{}'); }"
+        "catch (e) { process.stdout.write(JSON.stringify({field: e.detail?.field, message: e.message})); }"
+    )
+    script = script.replace("require('fs')", "(await import('node:fs'))")
+    payload = json.dumps({"options": options, "manifest": manifest}, allow_nan=False)
+    proc = subprocess.run(  # nosec B603: node on the page's own module, no shell
+        [toolchain.find("node"), "--input-type=module", "-e", script],
+        input=payload,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise WsdError(f"node could not run the page's option checks: {proc.stderr.strip().splitlines()[-1:]}")
+    found = json.loads(proc.stdout or "{}")
+    if found:
+        field = found.get("field") or ""
+        why = found["message"].split(": ", 2)[-1]  # "WSD_INPUT: guidance: must be ..." -> "must be ..."
+        raise UsageError(FLAGS.get(field, field), settings.get({"negativePrompt": "negative"}.get(field, field)), why)
+
+
 def generate(dist: Path, model: str, settings: dict, out: Path, timeout_s: float = 900, progress: bool = True) -> dict:
     from playwright.sync_api import sync_playwright
     from tqdm import tqdm
@@ -138,8 +222,7 @@ def generate_on_dawn(dist: Path, model: str, settings: dict, out: Path, timeout_
     from wsd.webrt import runtime_bundle
 
     folder = built_model(dist, model)
-    options = {"prompt": settings["prompt"], "negativePrompt": settings.get("negative") or ""}
-    options.update({k: settings[k] for k in ("steps", "seed", "guidance", "scheduler") if settings.get(k) is not None})
+    options = page_options(settings)
     with contextlib.ExitStack() as stack:
         if host is None:
             host = stack.enter_context(DawnHost(runtime_bundle(), timeout_s=timeout_s))

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from wsd import cliargs
+from wsd.cliargs import UsageError
 from wsd.errors import WsdError
 
 SMOKE_TOLERANCE = 1e-5  # fp32 end to end on WebGPU; what the foundation promises
@@ -136,12 +138,17 @@ def _cmd_coverage(args) -> int:
 def _cmd_serve(args) -> int:
     from wsd.app import serve_forever
 
-    serve_forever(Path(args.dist), args.host, args.port)
+    try:
+        serve_forever(Path(args.dist), args.host, args.port)
+    except OSError as exc:  # taken port, unknown host: the socket's reason, not a traceback
+        raise UsageError(
+            "--host/--port", f"{args.host}:{args.port}", f"cannot listen there ({exc.strerror or exc})"
+        ) from None
     return 0
 
 
 def _cmd_generate(args) -> int:
-    from wsd.app import generate, generate_on_dawn
+    from wsd.app import check_settings, generate, generate_on_dawn
 
     settings = {
         "prompt": args.prompt,
@@ -151,6 +158,8 @@ def _cmd_generate(args) -> int:
         "guidance": args.guidance,
         "scheduler": args.scheduler,
     }
+    cliargs.writable_file("--out", Path(args.out))
+    check_settings(Path(args.dist), args.model, settings)  # before a browser starts: the page's own rules
     run = generate_on_dawn if args.backend == "dawn" else generate
     result = run(Path(args.dist), args.model, settings, Path(args.out), timeout_s=args.timeout)
     t = result["timings"]
@@ -169,8 +178,8 @@ def _cmd_generate(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="wsd", description="Compile Stable Diffusion for WebGPU and prove it.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = cliargs.parser("wsd", "Compile Stable Diffusion for WebGPU and prove it.")
+    sub = cliargs.subparsers(parser)
     p = sub.add_parser("toolchain", help="find (and as root on Debian, install) chromium, emscripten, node")
     p.add_argument("--no-install", action="store_true", help="only report; never install")
     p.add_argument(
@@ -194,11 +203,15 @@ def main(argv: list[str] | None = None) -> int:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--weights", help="a local diffusers folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/)")
     src.add_argument("--random-init", action="store_true", help="seeded random weights, written as a diffusers folder")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=cliargs.whole, default=0)
     p.add_argument("--dtype", default="float32", help="float32 or float16")
     p.add_argument("--target", default="webgpu", help="webgpu (a .wasm for the browser) or llvm (native CPU)")
     p.add_argument("--out", default="dist")
-    p.add_argument("--image-size", type=int, help="pixels per side (default: the UNet's sample_size x the VAE scale)")
+    p.add_argument(
+        "--image-size",
+        type=cliargs.positive_int,
+        help="pixels per side (default: the UNet's sample_size x the VAE scale)",
+    )
     p.add_argument("--name", help="the dist folder's name (default: the preset's, or the weights folder's name)")
     p.add_argument("--tune-db", help="a MetaSchedule database folder to take tuned kernels from")
     p.add_argument(
@@ -240,19 +253,21 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("serve", help="serve the browser app and the models of a dist folder")
     p.add_argument("dist", nargs="?", default="dist")
     p.add_argument("--host", default="127.0.0.1", help="interface (default loopback only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=cliargs.port, default=8000)
     p.set_defaults(func=_cmd_serve)
     p = sub.add_parser("generate", help="prompt to PNG through the browser app in headless Chromium, or over Dawn")
     p.add_argument("--model", default="sd15-tiny")
     p.add_argument("--dist", default="dist")
     p.add_argument("--prompt", required=True)
     p.add_argument("--negative", default="")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--guidance", type=float, default=None, help="default: the model's (SD 1.5 7.5, SDXL 5.0)")
+    p.add_argument("--steps", type=cliargs.whole, default=20, help="one of the dist's step counts for the sampler")
+    p.add_argument("--seed", type=cliargs.whole, default=1, help="0 to 4294967295")
+    p.add_argument(
+        "--guidance", type=cliargs.number, default=None, help="0 to 50 (default: the model's: SD 1.5 7.5, SDXL 5.0)"
+    )
     p.add_argument("--scheduler", default=None, help="default: the model's (dpm-solver++)")
     p.add_argument("--out", default="image.png")
-    p.add_argument("--timeout", type=float, default=900)
+    p.add_argument("--timeout", type=cliargs.positive_seconds, default=900)
     p.add_argument(
         "--backend",
         choices=("chromium", "dawn"),
@@ -263,9 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except WsdError as exc:
+    except (WsdError, UsageError) as exc:
         print(f"wsd {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return cliargs.USAGE_ERROR
 
 
 if __name__ == "__main__":
