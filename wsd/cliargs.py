@@ -16,11 +16,17 @@ from pathlib import Path
 USAGE_ERROR = 2  # argparse's and pytest's code for "the command was called wrongly"
 
 
+def shown(value) -> str:
+    """A value as an error line shows it: as typed, or quoted where it would break the line."""
+    text = str(value)
+    return text if text.isprintable() and text.strip() == text and text else repr(text)
+
+
 class UsageError(Exception):
     """A bad value of a flag, found after parsing (against a dist's manifest, say): exit 2."""
 
     def __init__(self, flag: str, value, accepted: str):
-        super().__init__(f"{flag} {value!s}: {accepted}")
+        super().__init__(f"{flag} {shown(value)}: {accepted}")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -42,14 +48,14 @@ def subparsers(p: argparse.ArgumentParser):
 def port(text: str) -> int:
     value = _int(text)
     if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text}: a port is a whole number from 0 to 65535")
+        raise argparse.ArgumentTypeError(f"{shown(text)}: a port is a whole number from 0 to 65535")
     return value
 
 
 def positive_int(text: str) -> int:
     value = _int(text)
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text}: must be a whole number above 0")
+        raise argparse.ArgumentTypeError(f"{shown(text)}: must be a whole number above 0")
     return value
 
 
@@ -59,7 +65,7 @@ def positive_seconds(text: str) -> float:
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text}: must be a number of seconds above 0")
+        raise argparse.ArgumentTypeError(f"{shown(text)}: must be a number of seconds above 0")
     return value
 
 
@@ -68,7 +74,7 @@ def number(text: str) -> float:
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text}: not a number") from None
+        raise argparse.ArgumentTypeError(f"{shown(text)}: not a number") from None
 
 
 def whole(text: str) -> int:
@@ -79,7 +85,7 @@ def _int(text: str) -> int:
     try:
         return int(str(text).strip(), 10)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text}: not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{shown(text)}: not a whole number") from None
 
 
 def writable_file(flag: str, path: Path) -> Path:
