@@ -106,8 +106,16 @@ def canvas_png(page) -> bytes:
 
 
 def open_app(browser_page, url: str, model: str, timeout_s: float) -> None:
-    browser_page.goto(f"{url}/?model={model}", timeout=timeout_s * 1000)
-    browser_page.wait_for_function("window.wsdApp && window.wsdApp.ready", timeout=timeout_s * 1000)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        browser_page.goto(f"{url}/?model={model}", timeout=timeout_s * 1000)
+        browser_page.wait_for_function("window.wsdApp && window.wsdApp.ready", timeout=timeout_s * 1000)
+    except PlaywrightTimeout:
+        status = browser_page.evaluate("document.getElementById('status')?.textContent ?? '(no status)'")
+        raise WsdError(
+            f"the app did not open {model} within {timeout_s:.0f} s (last status: {status}); --timeout sets the wait"
+        ) from None
     err = browser_page.evaluate("window.wsdApp.lastError")
     if err:
         raise WsdError(f"{err['code']}: {err['title']}: {err['message']} ({err['advice']})")
@@ -193,8 +201,13 @@ def generate(dist: Path, model: str, settings: dict, out: Path, timeout_s: float
         bar.n = round(100 * float(fraction or 0)) if generating else 0  # the bar is the generation's
         bar.refresh()
 
+    from playwright.sync_api import Error as PlaywrightError
+
     with serve(app_mounts(ensure_kit().bundle, Path(dist))) as url, sync_playwright() as pw:
-        browser = pw.chromium.launch(**launch_options())
+        try:
+            browser = pw.chromium.launch(**launch_options())
+        except PlaywrightError as exc:  # the first line says why; the rest is the driver's log
+            raise WsdError(f"Chromium did not start: {str(exc).strip().splitlines()[0]}") from None
         try:
             page = browser.new_page()
             bar.set_postfix_str("loading the model (compiles GPU pipelines once)")
