@@ -10,8 +10,6 @@ Adding a stage is adding one `Stage(...)` to STAGES.
 from __future__ import annotations
 
 import hashlib
-import json
-import subprocess  # nosec B404: node runs the page's seeded noise
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,8 +17,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from conformance.reference import stages as reference
-from wsd import toolchain
-from wsd.paths import web_dir
 
 
 @dataclass(frozen=True)
@@ -192,18 +188,9 @@ PIPELINE = {"prompt": PROMPTS[1], "negative": "blurry", "steps": 4, "guidance": 
 
 def page_noise(seed: int, count: int) -> np.ndarray:
     """The page's seeded noise (lib/pipeline.js's gaussianNoise), computed by node."""
-    script = (
-        f"import {{ gaussianNoise }} from {json.dumps((web_dir() / 'lib' / 'pipeline.js').as_uri())};"
-        f"process.stdout.write(JSON.stringify(Array.from(gaussianNoise({int(seed)}, {int(count)}))));"
-    )
-    proc = subprocess.run(  # nosec B603: node on our own module, no shell
-        [toolchain.find("node"), "--input-type=module", "-e", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return np.asarray(json.loads(proc.stdout), "float32")
+    from wsd import pagejs
+
+    return np.asarray(pagejs.call("pipeline.js", "gaussianNoise", int(seed), int(count)), "float32")
 
 
 def _pipeline_inputs(ctx, params):

@@ -10,7 +10,6 @@ import base64
 import contextlib
 import json
 import math
-import subprocess  # nosec B404: node runs the page's own option checks
 import time
 from pathlib import Path
 
@@ -143,9 +142,8 @@ def check_settings(dist: Path, model: str, settings: dict) -> None:
     """The page's own option checks (checkOptions in web/lib/pipeline.js: one copy of the rules)
     against the dist's manifest, run by node before any browser starts; a bad value is a
     UsageError naming the flag, the value and what the manifest accepts."""
-    from wsd import toolchain
+    from wsd import pagejs
     from wsd.cliargs import UsageError
-    from wsd.paths import web_dir
 
     path = Path(dist) / model / "manifest.json"
     if not path.is_file():
@@ -159,29 +157,14 @@ def check_settings(dist: Path, model: str, settings: dict) -> None:
     options = {
         k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in page_options(settings).items()
     }
-    script = (
-        f"import {{ checkOptions }} from {json.dumps((web_dir() / 'lib' / 'pipeline.js').as_uri())};"
-        "const {options, manifest} = JSON.parse(require('fs').readFileSync(0, 'utf8'));"
-        "try { checkOptions(options, manifest); process.stdout.write('{}'); }"
-        "catch (e) { process.stdout.write(JSON.stringify({field: e.detail?.field, message: e.message})); }"
-    )
-    script = script.replace("require('fs')", "(await import('node:fs'))")
-    payload = json.dumps({"options": options, "manifest": manifest}, allow_nan=False)
-    proc = subprocess.run(  # nosec B603: node on the page's own module, no shell
-        [toolchain.find("node"), "--input-type=module", "-e", script],
-        input=payload,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise WsdError(f"node could not run the page's option checks: {proc.stderr.strip().splitlines()[-1:]}")
-    found = json.loads(proc.stdout or "{}")
-    if found:
-        field = found.get("field") or ""
-        why = found["message"].split(": ", 2)[-1]  # "WSD_INPUT: guidance: must be ..." -> "must be ..."
-        raise UsageError(FLAGS.get(field, field), settings.get({"negativePrompt": "negative"}.get(field, field)), why)
+    try:
+        pagejs.call("pipeline.js", "checkOptions", options, manifest, timeout_s=30)
+    except pagejs.PageError as exc:
+        field = exc.detail.get("field") or ""
+        why = str(exc).split(": ", 2)[-1]  # "WSD_INPUT: guidance: must be ..." -> "must be ..."
+        raise UsageError(
+            FLAGS.get(field, field), settings.get({"negativePrompt": "negative"}.get(field, field)), why
+        ) from None
 
 
 def generate(dist: Path, model: str, settings: dict, out: Path, timeout_s: float = 900, progress: bool = True) -> dict:
