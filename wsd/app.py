@@ -161,13 +161,13 @@ def check_settings(dist: Path, model: str, settings: dict) -> None:
         pagejs.call("pipeline.js", "checkOptions", options, manifest, timeout_s=30)
     except pagejs.PageError as exc:
         field = exc.detail.get("field") or ""
+        flag = FLAGS.get(field, field)
         why = str(exc).split(": ", 2)[-1]  # "WSD_INPUT: guidance: must be ..." -> "must be ..."
-        raise UsageError(
-            FLAGS.get(field, field), settings.get({"negativePrompt": "negative"}.get(field, field)), why
-        ) from None
+        raise UsageError(flag, settings.get(flag.lstrip("-")), why) from None  # --negative: settings["negative"]
 
 
 def generate(dist: Path, model: str, settings: dict, out: Path, timeout_s: float = 900, progress: bool = True) -> dict:
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
     from tqdm import tqdm
 
@@ -183,8 +183,6 @@ def generate(dist: Path, model: str, settings: dict, out: Path, timeout_s: float
         generating = text.split(":", 1)[0] in ("text", "denoise", "decode") or text.startswith("done")
         bar.n = round(100 * float(fraction or 0)) if generating else 0  # the bar is the generation's
         bar.refresh()
-
-    from playwright.sync_api import Error as PlaywrightError
 
     with serve(app_mounts(ensure_kit().bundle, Path(dist))) as url, sync_playwright() as pw:
         try:

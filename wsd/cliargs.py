@@ -46,14 +46,14 @@ def subparsers(p: argparse.ArgumentParser):
 
 
 def port(text: str) -> int:
-    value = _int(text)
+    value = whole(text)
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{shown(text)}: a port is a whole number from 0 to 65535")
     return value
 
 
 def positive_int(text: str) -> int:
-    value = _int(text)
+    value = whole(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{shown(text)}: must be a whole number above 0")
     return value
@@ -78,10 +78,6 @@ def number(text: str) -> float:
 
 
 def whole(text: str) -> int:
-    return _int(text)
-
-
-def _int(text: str) -> int:
     try:
         return int(str(text).strip(), 10)
     except ValueError:

@@ -103,8 +103,9 @@ class ReferenceModel:
         return getattr(diffusers, cls).from_config(self.scheduler_config, **overrides)
 
     def with_sampler(self, name: str):
-        """The pipeline with a fresh sampler of that name (PNDM keeps counters: never reuse one)."""
-        self.scheduler_config  # noqa: B018 (read the folder's config before the first swap)
+        """The pipeline with a fresh sampler of that name (PNDM keeps counters: never reuse one).
+        The sampler is made (from the folder's config, cached on first read) before it replaces
+        the pipeline's scheduler."""
         self.pipe.scheduler = self.sampler(name)
         return self.pipe
 
