@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conformance import envs
+from conformance import envs, expectations
 from wsd.errors import WsdError
 
 PACKAGES = {"tvm": "apache-tvm", "torch": "torch", "diffusers": "diffusers", "transformers": "transformers"}
@@ -33,7 +33,8 @@ class StageResult:
     last_good: str | None = None
     first_bad: str | None = None
     message: str = ""
-    kind: str = ""  # "candidate broke" | "reference moved" | "" (no change)
+    kind: str = ""  # "candidate broke" | "reference moved" | "expected" (expectations.toml) | "" (no change)
+    because: str = ""  # for an expected failure: its reason
 
     def as_json(self) -> dict:
         return {
@@ -42,6 +43,7 @@ class StageResult:
             "first_bad": self.first_bad,
             "kind": self.kind,
             "message": self.message,
+            "because": self.because,
             "history": [{"version": v, "status": s} for v, s in self.history],
         }
 
@@ -95,8 +97,11 @@ def kind_of(message: str) -> str:
     return "reference moved" if "reference drift" in message else "candidate broke"
 
 
-def search(versions: list[str], evaluate: Callable[[str], envs.Verdicts], echo=print) -> list[StageResult]:
-    """Per stage: last good and first bad release. `evaluate(version)` runs the gate there."""
+def search(
+    versions: list[str], evaluate: Callable[[str], envs.Verdicts], echo=print, package: str = "", known=None
+) -> list[StageResult]:
+    """Per stage: last good and first bad release. `evaluate(version)` runs the gate there. A
+    first bad release whose failure expectations.toml lists for `package` is marked expected."""
     memo: dict[str, envs.Verdicts] = {}
 
     def at(v: str) -> envs.Verdicts:
@@ -129,8 +134,11 @@ def search(versions: list[str], evaluate: Callable[[str], envs.Verdicts], echo=p
             res.last_good, res.first_bad = versions[lo], versions[hi]
             res.history = [(v, memo[v].get(stage, ("absent", ""))[0]) for v in versions if v in memo]
         if res.first_bad:
-            res.message = at(res.first_bad).get(stage, at(res.first_bad).get("*", ("", "")))[1]
+            status, res.message = at(res.first_bad).get(stage, at(res.first_bad).get("*", ("", "")))
             res.kind = kind_of(res.message)
+            because = expectations.why_expected(stage, status, {package: res.first_bad}, known)
+            if because:
+                res.kind, res.because = "expected", because
         results.append(res)
     return results
 
@@ -146,7 +154,8 @@ def table(package: str, results: list[StageResult]) -> str:
     for r in sorted(results, key=rank):
         history = " ".join(f"{v}:{s}" for v, s in r.history)
         if r.first_bad:
-            lines.append(f"{r.stage:<{width}} {r.last_good:<14} {r.first_bad:<14} {r.kind}: {r.message[:100]}")
+            why = r.because if r.kind == "expected" else r.message
+            lines.append(f"{r.stage:<{width}} {r.last_good:<14} {r.first_bad:<14} {r.kind}: {why[:100]}")
         elif rank(r) == 2:
             lines.append(f"{r.stage:<{width}} {'-':<14} {'-':<14} good in every release")
             continue  # its history says nothing more
@@ -177,7 +186,7 @@ def run(spec: dict[str, str], gate_args: list[str], out: Path, echo=print, resum
         env = envs.make({package: version}, echo=echo)
         return envs.gate_in(env, out / version, gate_args)
 
-    results = search(versions, evaluate, echo)
+    results = search(versions, evaluate, echo, package)
     body = {"package": package, "range": [good, bad], "versions": versions, "stages": [r.as_json() for r in results]}
     out.mkdir(parents=True, exist_ok=True)
     (out / "bisect.json").write_text(json.dumps(body, indent=1) + "\n")

@@ -35,7 +35,7 @@ class Fault:
     name: str
     expect: str  # the case (stage[/variant]) that must fail
     what: str
-    apply: Callable[[Path, Path], Path]  # (clean webgpu dist, work folder) -> faulted dist
+    apply: Callable[[Path, Path], Path] | Rebuilt  # (clean webgpu dist, work folder) -> faulted dist
     kernel: bool = False  # localization must name the injected kernel
     webgpu_only: bool = False  # written into the WGSL: a native build has nothing to break
     families: tuple[str, ...] = ()  # the model families it applies to; empty: every family
@@ -43,7 +43,7 @@ class Fault:
     @property
     def inject(self) -> str:
         """The `wsd build --inject` spec a rebuilt fault is made with ("" for a dist edit)."""
-        return getattr(self.apply, "inject", "")
+        return f"{self.name}@{self.apply.entry}" if self.rebuilds else ""
 
     @property
     def shared_code(self) -> bool:
@@ -51,7 +51,7 @@ class Fault:
         build and in the gate's own inputs, so the gate runs with it patched in (`patched`)."""
         from wsd.faults import SHARED_CODE_FAULTS
 
-        return self.inject.split("@")[0] in SHARED_CODE_FAULTS
+        return self.rebuilds and self.name in SHARED_CODE_FAULTS
 
     def patched(self):
         """A context in which the product's code carries the fault (nothing for other faults)."""
@@ -64,18 +64,20 @@ class Fault:
 
     @property
     def rebuilds(self) -> bool:
-        """Rebuilt from source (`_rebuilt_with`), so it can compile fewer entry points."""
-        return getattr(self.apply, "entries_param", False)
+        """Rebuilt from source (`Rebuilt`), so it can compile fewer entry points."""
+        return isinstance(self.apply, Rebuilt)
 
     def make(self, dist: Path, work: Path, narrow: bool = False) -> Path:
         """The faulted dist. `narrow`: a fault rebuilt from source compiles only the entry points
         its expected stage calls (a minute less per fault; stages that need others then skip)."""
-        if narrow and self.rebuilds:
-            from conformance.stages import STAGES
+        if not self.rebuilds:
+            return self.apply(dist, work)
+        if not narrow:
+            return self.apply(self.name, dist, work)
+        from conformance.stages import STAGES
 
-            stage = next(s for s in STAGES if s.name == self.expect.split("/")[0])
-            return self.apply(dist, work, entries=stage.required())
-        return self.apply(dist, work)
+        stage = next(s for s in STAGES if s.name == self.expect.split("/")[0])
+        return self.apply(self.name, dist, work, entries=stage.required())
 
 
 def copy_dist(dist: Path, dest: Path) -> Path:
@@ -178,36 +180,20 @@ def off_by_one_timestep(dist: Path, work: Path) -> Path:
     return out
 
 
-def _rebuilt_with(spec: str, folder: str):
-    def apply(dist: Path, work: Path, entries: tuple[str, ...] = ()) -> Path:
+@dataclass(frozen=True)
+class Rebuilt:
+    """A fault rebuilt from source with `wsd build --inject NAME@ENTRY`: the fault's own name is
+    the kind wsd/faults.py knows (one list of names), `entry` the entry point it breaks."""
+
+    entry: str
+
+    def __call__(self, name: str, dist: Path, work: Path, entries: tuple[str, ...] = ()) -> Path:
         from wsd.build import BuildOptions, build
 
         built = manifests.load(dist)
-        opts = BuildOptions(built["model"], random_init=True, target=built["target"], inject=(spec,), entries=entries)
-        return build(opts, work / folder, echo=lambda *_: None, progress=False).out
-
-    apply.entries_param = True  # Fault.make may narrow it to the expected stage's entry points
-    apply.inject = spec
-    return apply
-
-
-# A kernel of the text encoder that forgets its bias: rebuilt with `--inject drop-bias@clip`.
-dropped_bias = _rebuilt_with("drop-bias@clip", "dropped-bias")
-# CFG's scale applied 10 % too strong inside the UNet: `--inject guidance-scale@unet`.
-wrong_guidance_scale = _rebuilt_with("guidance-scale@unet", "wrong-guidance-scale")
-
-
-# SDXL's conditioning ported wrongly (wsd/faults.py CAPTURE_FAULTS): each is a real pipeline bug.
-last_hidden_state = _rebuilt_with("last-hidden@clip", "last-hidden-state")
-pooled_from_first = _rebuilt_with("pooled-first@clip", "pooled-from-first-encoder")
-
-
-# Bugs in the product's Python helpers that the gate's references called until issue 33: with the
-# references on diffusers alone, each must now fail the gate (before, each passed).
-sampler_defaults = _rebuilt_with("sampler-defaults@scheduler_step", "sampler-defaults")
-cfg_swapped = _rebuilt_with("cfg-swapped@unet", "cfg-swapped")
-time_ids_of_latents = _rebuilt_with("time-ids@unet", "time-ids-of-latents")
-loader_drops_key = _rebuilt_with("loader-drops-key@scheduler_step", "loader-drops-steps-offset")
+        inject = (f"{name}@{self.entry}",)
+        opts = BuildOptions(built["model"], random_init=True, target=built["target"], inject=inject, entries=entries)
+        return build(opts, work / name, echo=lambda *_: None, progress=False).out
 
 
 def swapped_time_ids(dist: Path, work: Path) -> Path:
@@ -373,24 +359,24 @@ def clobbered_input(dist: Path, work: Path) -> Path:
 FAULTS: tuple[Fault, ...] = (
     Fault("perturbed-shard", "unet", "a UNet weight 2 % off in its shard", perturbed_shard),
     Fault("wrong-scheduler-constant", "scheduler/ddim", "one DDIM coefficient 1 % off", wrong_scheduler_constant),
-    Fault("dropped-bias", "clip", "a CLIP kernel that drops its bias add", dropped_bias, kernel=True),
+    Fault("dropped-bias", "clip", "a CLIP kernel that drops its bias add", Rebuilt("clip"), kernel=True),
     Fault("transposed-layout", "clip", "a square CLIP weight stored transposed", transposed_layout),
     Fault("off-by-one-timestep", "pipeline", "every DPM-Solver++ timestep one too high", off_by_one_timestep),
     Fault("wrong-tokenizer-merge", "tokenizer", "the first BPE merge missing from merges.txt", wrong_tokenizer_merge),
-    Fault("wrong-guidance-scale", "unet", "CFG's guidance applied 10 % too strong", wrong_guidance_scale, kernel=True),
+    Fault("wrong-guidance-scale", "unet", "CFG's guidance applied 10 % too strong", Rebuilt("unet"), kernel=True),
     Fault("wrong-input-scale", "scheduler/euler", "Euler's scale_model_input 2 % off on one step", wrong_input_scale),
     Fault(
         "last-hidden-state",
         "clip",
         "SDXL's text embeddings from the encoders' last hidden state, not the penultimate",
-        last_hidden_state,
+        Rebuilt("clip"),
         families=("sdxl",),
     ),
     Fault(
         "pooled-from-first-encoder",
         "clip",
         "SDXL's pooled embeddings from the first encoder instead of the second's projection",
-        pooled_from_first,
+        Rebuilt("clip"),
         families=("sdxl",),
     ),
     Fault(
@@ -404,22 +390,22 @@ FAULTS: tuple[Fault, ...] = (
         "sampler-defaults",
         "scheduler/dpm-solver++",
         "samplers made from the folder's config with its class's defaults kept (PNDM's leading spacing)",
-        sampler_defaults,
+        Rebuilt("scheduler_step"),
         families=("sd15",),  # SDXL's published config states its spacing: the merge changes nothing there
     ),
-    Fault("cfg-swapped", "unet", "classifier-free guidance reading the UNet's two halves swapped", cfg_swapped),
+    Fault("cfg-swapped", "unet", "classifier-free guidance reading the UNet's two halves swapped", Rebuilt("unet")),
     Fault(
         "time-ids-of-latents",
         "unet",
         "SDXL's add_time_ids from the latents' size, not the image's",
-        time_ids_of_latents,
+        Rebuilt("unet"),
         families=("sdxl",),
     ),
     Fault(
         "loader-drops-steps-offset",
         "scheduler",
         "the folder loader dropping the scheduler config's steps_offset",
-        loader_drops_key,
+        Rebuilt("scheduler_step"),
     ),
     Fault(
         "missing-barrier",

@@ -93,3 +93,21 @@ def test_the_table_puts_broken_stages_first_and_says_always_good():
     lines = text.splitlines()
     assert lines[2].startswith("unet [webgpu]") and "0.26.0" in lines[2]
     assert sum("good in every release" in line for line in lines) == 2  # clip and vae
+
+
+def test_a_failure_listed_in_expectations_is_reported_as_expected():
+    from conformance.expectations import Expectation
+
+    known = (Expectation("apache-tvm", ("0.26.0",), "webgpu", ("unet",), "fail", "a known Dawn aliasing error"),)
+    evaluate, _ = gate_with({"unet [webgpu]": {"0.26.0"}, "clip [webgpu]": {"0.27.0"}})
+    got = by_stage(bisect.search(RELEASES, evaluate, echo=lambda *_: None, package="apache-tvm", known=known))
+    assert (got["unet [webgpu]"].kind, got["unet [webgpu]"].because) == ("expected", "a known Dawn aliasing error")
+    assert got["clip [webgpu]"].kind == "candidate broke"  # not listed: still breakage
+    assert "expected: a known Dawn aliasing error" in bisect.table("apache-tvm", list(got.values()))
+
+
+def test_the_expectations_file_is_well_formed():
+    from conformance import expectations
+
+    entries = expectations.load()
+    assert entries and all(e.because and e.seen for e in entries)

@@ -65,14 +65,14 @@ def test_capture_faults_set_the_wrapper_attribute_and_are_recorded():
     from wsd.entries import SDXL_ENTRIES
 
     record = {}
-    entries = faults.with_capture_faults(SDXL_ENTRIES, ("last-hidden@clip", "drop-bias@unet"), record)
-    assert record == {"last-hidden@clip": "clip"}  # kernel faults are the pass pipeline's
+    entries = faults.with_capture_faults(SDXL_ENTRIES, ("last-hidden-state@clip", "dropped-bias@unet"), record)
+    assert record == {"last-hidden-state@clip": "clip"}  # kernel faults are the pass pipeline's
     assert [e.name for e in entries] == [e.name for e in SDXL_ENTRIES] and entries[0] is not SDXL_ENTRIES[0]
     with pytest.raises(BuildError, match="has no entry point 'clip2'"):
-        faults.with_capture_faults(SDXL_ENTRIES, ("pooled-first@clip2",), {})
+        faults.with_capture_faults(SDXL_ENTRIES, ("pooled-from-first-encoder@clip2",), {})
 
 
 def test_unknown_fault_is_refused():
     with pytest.raises(BuildError, match="unknown fault"):
         faults.parse("flip-bits@clip")
-    assert faults.parse("drop-bias@unet") == ("drop-bias", "unet")
+    assert faults.parse("dropped-bias@unet") == ("dropped-bias", "unet")

@@ -45,7 +45,7 @@ def test_loader_drops_key(sd15):
 
     spec, folder = sd15
     sampler = spec.scheduler("pndm")
-    with faults.shared_code(("loader-drops-key@scheduler_step",)):
+    with faults.shared_code(("loader-drops-steps-offset@scheduler_step",)):
         loaded = loader.load(spec, folder, weights=False).scheduler_config
         product = S.table(sampler, loaded, 4)["timesteps"]
         old_reference = timesteps(S.make_scheduler(sampler, loaded))  # the old gate read the same loader
@@ -84,7 +84,7 @@ def test_time_ids():
     spec = models.get("sdxl-tiny")
     ctx = Context(spec, random_folder(spec, 0, echo=lambda *_: None))
     stage = next(s for s in STAGES if s.name == "unet")
-    with faults.shared_code(("time-ids@unet",)):
+    with faults.shared_code(("time-ids-of-latents@unet",)):
         sent = stage.inputs(ctx, stage.variants["t981-g7.5"])["time_ids"]  # the page's (the plan's)
     # the old gate fed these same inputs to its reference wrapper: blind. The new reference makes its own:
     own = ctx.reference.add_time_ids().numpy()

@@ -9,49 +9,26 @@ cached by a key of every input, so an unchanged rebuild is a copy.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from wsd import cache, manifest, models, versions
 from wsd.errors import WsdError
+from wsd.passes.options import DTYPES, PassOptions
 from wsd.progress import Phases
 
-DTYPES = ("float32", "float16")
 SUBGROUP_SHADERS = "shaders/subgroup-matrix.json"  # --subgroup-matrix: entry point -> WGSL the page swaps in
 TARGETS = ("webgpu", "llvm")
-COMPILER_SOURCES = (
-    "capture.py",
-    "compat.py",
-    "entries.py",
-    "legalize.py",
-    "passes.py",
-    "params.py",
-    "schedulers.py",
-    "build.py",
-    "wgsl.py",
-    "manifest.py",
-    "requirements.py",
-    "faults.py",
-    "kernels.py",
-    "norms.py",
-    "matmul_schedule.py",
-    "split_k.py",
-    "rewrite.py",
-    "half_softmax.py",
-    "subgroup_gemm.py",
-    "generation.py",
-    "weights.py",
-    "models/spec.py",
-    "models/sd15.py",
-    "models/sdxl.py",
-    "models/folder.py",
-    "models/tokenizer.py",
-    "js/validate_wgsl.js",
-)
+# What the compiled output depends on besides its inputs: the compiler's own files, by glob (a new
+# pass file changes the key without anyone listing it). The CLI, the server and the harness's
+# helpers are not here: they do not change what a build writes.
+COMPILER_SOURCES = ("capture.py", "compat.py", "entries.py", "params.py", "schedulers.py", "build.py", "wgsl.py",
+                    "manifest.py", "requirements.py", "faults.py", "kernels.py", "generation.py", "weights.py",
+                    "passes/*.py", "models/*.py", "js/validate_wgsl.js")
 
 
 @dataclass(frozen=True)
@@ -71,6 +48,16 @@ class BuildOptions:
     allow_fallback: bool = False  # let dlight's Fallback schedule large reductions (slow) instead of failing
     max_binding: int | None = None  # bytes: fail, naming the kernel, when a kernel binds a bigger buffer
     subgroup_matrix: bool = False  # GEMMs as tensor-core WGSL the page swaps in where the device has it
+    # comparison builds (benchmarks on a GPU); wsd.passes.options says what each does
+    split_k: bool = True
+    matmul_tile: str | None = None
+    matmul_unroll: int | None = None
+
+    @property
+    def passes(self) -> PassOptions:
+        """The knobs the compiler passes read (the rest is what to build, not how)."""
+        names = {f.name for f in dataclasses.fields(PassOptions)}
+        return PassOptions(**{k: v for k, v in asdict(self).items() if k in names})
 
 
 @dataclass
@@ -85,8 +72,6 @@ class BuildResult:
 def resolve_spec(opts: BuildOptions):
     """The spec a build compiles: a preset for --random-init; for --weights, the folder's own
     configs (wsd.models.from_folder), checked before anything is traced."""
-    import dataclasses
-
     from wsd.models.from_folder import family_of, spec_from_folder
 
     if opts.weights:
@@ -116,6 +101,10 @@ def check_options(opts: BuildOptions):
     if opts.weights and not Path(opts.weights).is_dir():
         raise WsdError(f"--weights {opts.weights}: folder does not exist")
     spec = resolve_spec(opts)
+    if opts.matmul_tile is not None:
+        from wsd.passes.matmul_schedule import pinned_tile
+
+        pinned_tile(opts.matmul_tile)
     if opts.dtype not in DTYPES:
         raise WsdError(f"unsupported dtype {opts.dtype!r}; supported: {', '.join(DTYPES)}")
     if opts.target not in TARGETS:
@@ -173,13 +162,6 @@ def build_key_inputs(opts: BuildOptions, spec, folder: Path) -> dict:
         "compiler": compiler_fingerprint(),
         "versions": {k: v for k, v in versions.collect().items() if k != "chromium"},
     }
-    from wsd.matmul_schedule import UNROLL_ENV, VARIANT_ENV
-    from wsd.split_k import SPLIT_ENV
-
-    # an experiment's schedule (benchmarks only)
-    for env, name in ((VARIANT_ENV, "matmul_variant"), (SPLIT_ENV, "split_k_variant"), (UNROLL_ENV, "matmul_unroll")):
-        if os.environ.get(env):
-            inputs[name] = os.environ[env]
     if opts.target == "webgpu":  # the .wasm is linked against the runtime kit, with these flags
         from wsd.webrt.kit import kit_key
         from wsd.webrt.link import MODEL_LINK_FLAGS
@@ -189,11 +171,17 @@ def build_key_inputs(opts: BuildOptions, spec, folder: Path) -> dict:
     return inputs
 
 
-def compiler_fingerprint() -> str:
-    here = Path(__file__).parent
+def compiler_files(root: Path | None = None) -> list[Path]:
+    here = root or Path(__file__).parent
+    return sorted({path for pattern in COMPILER_SOURCES for path in here.glob(pattern) if path.is_file()})
+
+
+def compiler_fingerprint(root: Path | None = None) -> str:
+    here = root or Path(__file__).parent
     digest = hashlib.sha256()
-    for name in COMPILER_SOURCES:
-        digest.update((here / name).read_bytes())
+    for path in compiler_files(here):
+        digest.update(path.relative_to(here).as_posix().encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
@@ -233,13 +221,14 @@ def _compile_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Pha
     import tvm
     from tvm import relax
 
-    from wsd import faults, generation, requirements, schedulers, subgroup_gemm, wgsl
+    from wsd import faults, generation, requirements, schedulers, wgsl
     from wsd import kernels as kernel_table
     from wsd import params as param_shards
     from wsd.capture import capture
     from wsd.entries import entries_for
     from wsd.models.folder import load
-    from wsd.passes import STEPS, apply, build_config
+    from wsd.passes import subgroup_gemm
+    from wsd.passes.pipeline import apply, build_config, steps
 
     entries = [e for e in entries_for(spec) if not opts.entries or e.name in opts.entries]
     unknown = set(opts.entries) - {e.name for e in entries}
@@ -256,19 +245,11 @@ def _compile_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Pha
         captured = capture(model, entries, echo=lambda name: (bar.set_postfix_str(name), bar.update()))
     target = target_of(opts.target)
     extra = faults.steps(opts.inject, injected)
-    with phases.phase("passes", total=len(STEPS) + len(extra)) as bar:
+    with phases.phase("passes", total=len(steps(opts.passes, extra))) as bar:
         mod = captured.mod
         with target, tvm.transform.PassContext(opt_level=3):
-            mod = apply(
-                mod,
-                target,
-                on_step=lambda n: (bar.set_postfix_str(n), bar.update()),
-                tune_db=opts.tune_db,
-                dtype=opts.dtype,
-                before_schedule=extra,
-                allow_fallback=opts.allow_fallback,
-                subgroup_matrix=opts.subgroup_matrix,
-            )
+            announce = lambda n: (bar.set_postfix_str(n), bar.update())  # noqa: E731
+            mod = apply(mod, target, opts.passes, on_step=announce, injected=extra)
     requirements.check_bindings(mod, opts.max_binding)
     stored_dtypes = param_shards.param_dtypes(mod, [e.name for e in entries])
     # Kernel signatures for the harness's kernel-by-kernel localization, with each one's rule.
@@ -296,7 +277,7 @@ def _compile_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Pha
         lib_name = _link(executable, out, spec, opts, echo)
     total_bytes = sum(a.nbytes for tensors in captured.params.values() for _, a in tensors)
     with phases.phase("params", total=total_bytes, unit="B") as bar:
-        # fp16 builds take most weights as float16 (passes.mixed_precision_step): half the bytes
+        # fp16 builds take most weights as float16 (wsd/passes/mixed_precision.py): half the bytes
         param_shards.write_shards(out, captured.params, on_tensor=bar.update, dtypes=stored_dtypes)
     step_choices = {}
     with phases.phase("tables", total=len(spec.schedulers)) as bar:

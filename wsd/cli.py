@@ -78,6 +78,9 @@ def _cmd_build(args) -> int:
         allow_fallback=args.allow_fallback,
         max_binding=args.max_binding,
         subgroup_matrix=args.subgroup_matrix,
+        split_k=args.split_k,
+        matmul_tile=args.matmul_tile,
+        matmul_unroll=args.matmul_unroll,
     )
     result = build(opts, Path(args.out), progress=not args.quiet, force=args.rebuild)
     files = result.manifest["files"]
@@ -233,11 +236,15 @@ def main(argv: list[str] | None = None) -> int:
         "maxStorageBufferBindingSize)",
     )
     p.add_argument("--entry", action="append", help="build only this entry point (repeatable)")
+    tuning = p.add_argument_group("comparison builds", "schedule knobs for benchmarks on a GPU (docs/gpu.md)")
+    tuning.add_argument("--no-split-k", dest="split_k", action="store_false", help="convs keep their whole K")
+    tuning.add_argument("--matmul-tile", metavar="RxC", help="one matmul tile for every kernel (e.g. 64x64)")
+    tuning.add_argument("--matmul-unroll", type=cliargs.whole, metavar="N", help="dlight's k-loop unroll")
     p.add_argument(
         "--inject",
         action="append",
         metavar="FAULT",
-        help="inject a compiler fault, e.g. drop-bias@clip (harness self-test)",
+        help="inject a compiler fault, e.g. dropped-bias@clip (harness self-test)",
     )
     p.add_argument("--rebuild", action="store_true", help="ignore the build cache")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -1,6 +1,6 @@
 """Compiler faults injected on purpose, so the harness can prove it catches them.
 
-`wsd build --inject drop-bias@clip` builds a module in which one kernel of the `clip`
+`wsd build --inject dropped-bias@clip` builds a module in which one kernel of the `clip`
 entry point forgets its bias add, as a codegen bug would: same kernel name, same
 signature, wrong numbers. Only the harness's self-test and its `--inject` option use it.
 """
@@ -12,13 +12,14 @@ import re
 
 from wsd.errors import BuildError
 from wsd.kernels import CALLED
-from wsd.passes import Step, is_prim_func, param_buffers
+from wsd.passes.ir import is_prim_func, param_buffers
+from wsd.passes.pipeline import Step
 
 # Faults in what is captured, as a wrong port of diffusers' conditioning would be: an attribute
 # of the entry's torch wrapper set to the wrong value (SDXL's text entry, wsd/entries.py).
 CAPTURE_FAULTS = {
-    "last-hidden": ("hidden_layer", -1),  # the encoders' last hidden state, not the penultimate
-    "pooled-first": ("pooled_from", 0),  # pooled embeddings from the first encoder, not the second's projection
+    "last-hidden-state": ("hidden_layer", -1),  # the encoders' last hidden state, not the penultimate
+    "pooled-from-first-encoder": ("pooled_from", 0),  # pooled embeddings from the first encoder, not the second's projection
 }
 # Faults in the product's Python helpers, the code the gate's references shared until they
 # were made independent (conformance/reference): each patch swaps one helper for the buggy
@@ -30,11 +31,11 @@ SHARED_CODE_FAULTS = {
     # classifier-free guidance with the UNet's two halves read in the wrong order
     "cfg-swapped": ("wsd.entries", "guided", "_guided_swapped"),
     # SDXL's add_time_ids from the latents' size instead of the image's
-    "time-ids": ("wsd.generation", "time_ids", "_time_ids_of_latents"),
+    "time-ids-of-latents": ("wsd.generation", "time_ids", "_time_ids_of_latents"),
     # the folder loader drops the scheduler config's steps_offset (timesteps one off)
-    "loader-drops-key": ("wsd.models.folder", "load", "_load_without_steps_offset"),
+    "loader-drops-steps-offset": ("wsd.models.folder", "load", "_load_without_steps_offset"),
 }
-KINDS = ("drop-bias", "guidance-scale", *CAPTURE_FAULTS, *SHARED_CODE_FAULTS)
+KINDS = ("dropped-bias", "wrong-guidance-scale", *CAPTURE_FAULTS, *SHARED_CODE_FAULTS)
 
 
 def parse(spec: str) -> tuple[str, str]:
@@ -59,9 +60,9 @@ def drop_bias(mod, entry: str, record: dict) -> object:
         text, hits = pattern.subn("= ", func.script(), count=1)
         if hits:
             mod[gvar] = tvm.script.from_source(text)
-            record[f"drop-bias@{entry}"] = gvar.name_hint
+            record[f"dropped-bias@{entry}"] = gvar.name_hint
             return mod
-    raise BuildError(f"drop-bias@{entry}: no kernel of {entry} adds a 1-D parameter")
+    raise BuildError(f"dropped-bias@{entry}: no kernel of {entry} adds a 1-D parameter")
 
 
 def scale_guidance(mod, entry: str, record: dict) -> object:
@@ -89,12 +90,12 @@ def scale_guidance(mod, entry: str, record: dict) -> object:
         text = "\n".join(lines)
         if hits:
             mod[gvar] = tvm.script.from_source(text)
-            record[f"guidance-scale@{entry}"] = gvar.name_hint
+            record[f"wrong-guidance-scale@{entry}"] = gvar.name_hint
             return mod
-    raise BuildError(f"guidance-scale@{entry}: no kernel of {entry} scales a difference by a scalar")
+    raise BuildError(f"wrong-guidance-scale@{entry}: no kernel of {entry} scales a difference by a scalar")
 
 
-REWRITES = {"drop-bias": drop_bias, "guidance-scale": scale_guidance}
+REWRITES = {"dropped-bias": drop_bias, "wrong-guidance-scale": scale_guidance}
 
 
 def with_capture_faults(entries, specs: tuple[str, ...], record: dict) -> list:
@@ -131,7 +132,7 @@ def steps(specs: tuple[str, ...], record: dict) -> tuple[Step, ...]:
         if kind not in REWRITES:
             continue
 
-        def make(target, entry=entry, kind=kind):
+        def make(target, options, entry=entry, kind=kind):
             import tvm
 
             return tvm.transform.module_pass(

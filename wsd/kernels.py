@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from wsd.passes import CONFIG_ATTR, RULE_ATTR, is_prim_func, param_buffers
+from wsd.passes.ir import CONFIG_ATTR, RULE_ATTR, is_prim_func, param_buffers
 
 
 def _written(script: str, names: list[str]) -> set[str]:

@@ -19,7 +19,7 @@ def kernel_buffers(mod):
     symbolic extent counts 0: unknown until run time)."""
     import tvm
 
-    from wsd.passes import is_prim_func, param_buffers
+    from wsd.passes.ir import is_prim_func, param_buffers
 
     for gvar, func in mod.functions_items():
         if not is_prim_func(func):

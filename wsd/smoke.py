@@ -62,7 +62,7 @@ def build_wasm(module, example: np.ndarray, out: Path, kit) -> tuple[Path, float
     from tvm.relax.frontend.torch import from_exported_program
 
     from wsd import compat
-    from wsd.passes import apply, build_config
+    from wsd.passes.pipeline import apply, build_config
     from wsd.webrt import wasm_fcompile
 
     t0 = time.perf_counter()

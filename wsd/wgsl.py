@@ -155,7 +155,7 @@ def storage_buffer_overflows(shaders: dict[str, str], limit: int) -> dict[str, l
 
 
 def require_valid(shaders: dict[str, str], pipelines: bool = False, echo=print, on_batch=None) -> Validation:
-    from wsd.passes import MAX_STORAGE_BUFFERS
+    from wsd.passes.ir import MAX_STORAGE_BUFFERS
 
     result = validate(shaders, pipelines, echo, on_batch)
     result.failures.update(storage_buffer_overflows(shaders, MAX_STORAGE_BUFFERS))

@@ -25,23 +25,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from wsd.errors import BuildError
+from wsd.passes.ir import dtype_of, fail, type_info
 
 INT32 = np.iinfo(np.int32)
 # Integer types WGSL cannot hold in storage (no 64-bit ints; no 8/16-bit storage without
 # extensions): all become int32. Widening 8/16-bit values changes nothing but wrap-around.
 TO_INT32 = ("int64", "uint64", "int8", "uint8", "int16", "uint16")
-
-
-def _ty(expr):
-    from wsd.compat import type_of
-
-    return type_of(expr)
-
-
-def dtype_of(expr) -> str | None:
-    dtype = getattr(_ty(expr), "dtype", None)
-    return str(dtype) if dtype is not None else None
 
 
 def _is_const(expr) -> bool:
@@ -176,16 +165,6 @@ def wgsl_legal_types():
     return run
 
 
-def fail(message: str):
-    """Raise a BuildError from inside a pass; `passes.apply` re-raises it as one after TVM's
-    FFI has turned it into a RuntimeError on the way out."""
-    RAISED.append(message)
-    raise BuildError(message)
-
-
-RAISED: list[str] = []
-
-
 def _int32_creation(op_name: str, args, where: str):
     """The same operator asked for int32 instead of int64."""
     from tvm import relax
@@ -213,7 +192,7 @@ def _arg_extremum(builder, op_name: str, data, attrs, where: str):
     below 2**24 (token ids)."""
     from tvm import relax
 
-    shape = [int(d) for d in _ty(data).shape]
+    shape = [int(d) for d in type_info(data).shape]
     if attrs.axis is None:
         fail(f"{where}: {op_name} over a whole tensor has no int32 form here (give an axis)")
     axis = int(attrs.axis) % len(shape)

@@ -17,7 +17,8 @@ from torch import nn
 from wsd import wgsl
 from wsd.capture import import_exported
 from wsd.errors import BuildError
-from wsd.passes import apply, build_config
+from wsd.passes.options import PassOptions
+from wsd.passes.pipeline import apply, build_config
 
 
 class Int64Indices(nn.Module):
@@ -142,10 +143,10 @@ def test_int64_input_is_refused_with_advice():
 def test_a_kernel_no_rule_schedules_fails_the_build_by_name(monkeypatch):
     import tvm
 
-    from wsd import passes
     from wsd.build import target_of
+    from wsd.passes import schedule
 
-    monkeypatch.setattr(passes, "dlight_rules", lambda target: [])
+    monkeypatch.setattr(schedule, "dlight_rules", lambda target, options: [])
     exported = torch.export.export(InfCompare().eval(), (torch.zeros(4, 8),))
     func, _ = import_exported("main", exported)
     mod = tvm.IRModule({tvm.ir.GlobalVar("main"): func})
@@ -166,7 +167,7 @@ def test_a_tuning_database_is_applied_before_dlight(tmp_path):
     target = target_of("webgpu")
     steps = []
     with target, tvm.transform.PassContext(opt_level=3):
-        apply(mod, target, on_step=steps.append, tune_db=str(tmp_path))
+        apply(mod, target, PassOptions(tune_db=str(tmp_path)), on_step=steps.append)
     assert steps.index("apply-tuning") == steps.index("schedule") - 1
 
 
@@ -191,7 +192,7 @@ def test_fp16_infinities_become_the_largest_finite_half_not_inf_again():
     from tvm import relax
 
     from wsd import compat
-    from wsd.legalize import _compare_without_inf, _const_array, _finite, largest_finite
+    from wsd.passes.wgsl_types import _compare_without_inf, _const_array, _finite, largest_finite
 
     assert largest_finite("float16") == 65504.0
     for dtype in ("float16", "float32"):
@@ -214,9 +215,9 @@ def _only_fallback_module(monkeypatch, shape):
     import tvm
     from tvm.s_tir import dlight as dl
 
-    from wsd import passes
+    from wsd.passes import schedule
 
-    monkeypatch.setattr(passes, "dlight_rules", lambda target: [dl.gpu.Fallback()])
+    monkeypatch.setattr(schedule, "dlight_rules", lambda target, options: [dl.gpu.Fallback()])
     exported = torch.export.export(BigSum().eval(), (torch.zeros(*shape),))
     func, _ = import_exported("main", exported)
     return tvm.IRModule({tvm.ir.GlobalVar("main"): func})
@@ -230,7 +231,7 @@ def test_a_large_reduction_left_to_fallback_fails_unless_allowed(monkeypatch):
     with target, pytest.raises(BuildError, match=r"only dlight's Fallback schedules it.*--allow-fallback"):
         apply(_only_fallback_module(monkeypatch, (64, 32768)), target)  # 2M elements reduced
     with target:
-        mod = apply(_only_fallback_module(monkeypatch, (64, 32768)), target, allow_fallback=True)
+        mod = apply(_only_fallback_module(monkeypatch, (64, 32768)), target, PassOptions(allow_fallback=True))
         assert rule_counts(signatures(mod)) == {"Fallback": 2}  # the sum and the add
         small = apply(_only_fallback_module(monkeypatch, (4, 8)), target)  # small: Fallback is fine
         assert rule_counts(signatures(small)) == {"Fallback": 2}

@@ -17,13 +17,12 @@ from __future__ import annotations
 def split_group_norm():
     from tvm import relax
 
-    from wsd.legalize import _ty
-    from wsd.rewrite import call_rewriter
+    from wsd.passes.ir import call_rewriter, type_info
 
     def split(builder, call, bound):
         x, gamma, beta = call.args
         attrs = call.attrs
-        info = _ty(x)
+        info = type_info(x)
         shape = [int(d) for d in info.shape] if getattr(info, "shape", None) is not None else None
         axes = [int(a) for a in attrs.axes]
         if shape is None or int(attrs.channel_axis) != 1 or axes != list(range(2, len(shape))):

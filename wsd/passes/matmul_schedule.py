@@ -18,9 +18,10 @@ kernel (kernels.json `config`).
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+from wsd.passes.options import PassOptions
 
 # Enough workgroups to give every SM of a data-center GPU several (132 SMs on an H100);
 # a smaller GPU is full sooner and loses little from the smaller tiles.
@@ -59,43 +60,18 @@ TILES = (
     Tile(8, 8, 2, 2, vthreads=2),  # 32x32
     Tile(8, 8, 2, 2),  # 16x16: long-K, small-M convolutions
 )
-# The same spans with contiguous per-thread outputs (dlight's layout), for comparison.
-CONTIGUOUS = (
-    Tile(16, 16, 8, 8, k=8),
-    Tile(16, 16, 4, 4),
-    Tile(8, 16, 4, 4),
-    Tile(8, 8, 4, 4),
-    Tile(8, 8, 2, 2),
-)
-
-# An experiment that lost (docs/gpu.md, fp16): 8x8 outputs per thread (4x4 strided virtual
-# threads) in the 64x64 and 32x64 spans, with 64 and 32 threads, for 4 FMAs per workgroup-memory
-# load instead of 2; on an H200 the UNet took 170 ms instead of 136.
-WIDE = (
-    TILES[0],
-    Tile(8, 8, 2, 2, vthreads=4),  # 64x64
-    Tile(4, 8, 2, 2, vthreads=4),  # 32x64
-    TILES[3],
-    TILES[4],
-)
-
-# Experiments only (benchmarks on a GPU): WSD_MATMUL=default keeps dlight's generic config,
-# WSD_MATMUL=contiguous chooses among CONTIGUOUS, WSD_MATMUL=wide among WIDE, WSD_MATMUL=outer
-# puts a warp's threads along M (dlight's binding), WSD_MATMUL=scalar-f16 keeps fp16 accumulators
-# scalar, WSD_MATMUL=big asks 128 workgroups instead of 512 (more 128x128 tiles: 8x8 outputs
-# per thread at 256 threads; slower on an H200, docs/gpu.md), WSD_MATMUL=RxC (or wide-RxC)
-# pins one tile for every kernel. Part of the build key.
-VARIANT_ENV = "WSD_MATMUL"
 # dlight's explicit unroll of each thread's k-loop. WGSL has no unroll hint, so TVM unrolls into
 # the source; without it, fp32: sd15's WGSL 6.4 -> 2.3 MB, a sd15-tiny page open on SwiftShader
 # 45 -> 20 s, the same H100 speed (135.9 vs 136.1 ms per UNet call; the driver unrolls). Packed
 # fp16 accumulators keep it: their vec2<f16> registers need the constant indices unrolling gives
-# (with a loop they fall back to scalar f16 storage). WSD_MATMUL_UNROLL=N sets both (comparison
-# builds; part of the build key).
+# (with a loop they fall back to scalar f16 storage). PassOptions.matmul_unroll sets both
+# (comparison builds: `wsd build --matmul-unroll N`).
 UNROLL = 0
 UNROLL_PACKED = 256
-UNROLL_ENV = "WSD_MATMUL_UNROLL"
-PINNABLE = {f"{t.rows}x{t.cols}": t for t in TILES} | {f"wide-{t.rows}x{t.cols}": t for t in WIDE}
+# PassOptions.matmul_tile ("64x64"): one tile for every kernel (comparison builds: `--matmul-tile`).
+# Variants that lost on a GPU (contiguous outputs per thread, 8x8 outputs per thread, lanes along
+# M, 128 workgroups) are described with their figures in docs/gpu.md; git has their code.
+PINNABLE = {f"{t.rows}x{t.cols}": t for t in TILES}
 
 
 def gemm_shape(func):
@@ -182,21 +158,28 @@ def packed_accumulators():
         cls.decompose_reduction = original
 
 
-def webgpu_matmul_rule():
-    """dlight's Matmul with its configuration chosen per kernel (see the module's doc)."""
+def pinned_tile(name: str | None) -> Tile | None:
+    """The tile PassOptions.matmul_tile names ("64x64"), None for none; an unknown name is refused."""
+    if name is None:
+        return None
+    if name not in PINNABLE:
+        from wsd.errors import BuildError
+
+        raise BuildError(f"matmul tile {name!r} is not one of {', '.join(PINNABLE)}")
+    return PINNABLE[name]
+
+
+def webgpu_matmul_rule(options: PassOptions = PassOptions()):
+    """dlight's Matmul with its configuration chosen per kernel (see the module's doc).
+
+    threadIdx.x (a warp's consecutive lanes) runs along N: each lane's outputs sit beside its
+    neighbours' in a row, so the stores of the result (and of the fused epilogue) coalesce; along
+    M a warp wrote 16 rows at once. The workgroup-memory reads are symmetric (B's rows for A's)."""
     from wsd.compat import dlight
 
     dl = dlight()
-    variant = os.environ.get(VARIANT_ENV, "")
-    if variant == "default":
-        return dl.gpu.Matmul()
-    tiles = {"contiguous": CONTIGUOUS, "wide": WIDE}.get(variant, TILES)
-    pinned = PINNABLE.get(variant)
-    # threadIdx.x (a warp's consecutive lanes) along N: each lane's outputs sit beside its
-    # neighbours' in a row, so the stores of the result (and of the fused epilogue) coalesce; along
-    # M a warp wrote 16 rows at once. The workgroup-memory reads are symmetric (B's rows for A's).
-    along_n = variant != "outer"
-    unroll_override = os.environ.get(UNROLL_ENV)
+    pinned = pinned_tile(options.matmul_tile)
+    unroll = options.matmul_unroll
 
     class WebGPUMatmul(dl.gpu.Matmul):
         _packed = False  # set per kernel by apply
@@ -205,8 +188,8 @@ def webgpu_matmul_rule():
             shape = gemm_shape(func)
             if shape is None:
                 return None
-            self._tile = pinned or choose_tile(shape, tiles, 128 if variant == "big" else MIN_WORKGROUPS)
-            self._packed = along_n and variant != "scalar-f16" and writes_float16(func)
+            self._tile = pinned or choose_tile(shape)
+            self._packed = writes_float16(func)
             if not self._packed:
                 return super().apply(func, target, tunable)
             with packed_accumulators():
@@ -215,30 +198,26 @@ def webgpu_matmul_rule():
         def describe(self) -> str:
             t = self._tile
             threads = f"{t.threads_x}x{t.threads_y} threads"
-            lanes = ", lanes along N" if along_n else ""
             packed = f", vec{t.micro_y}<f16> accumulators" if self._packed else ""
-            return f"{t.rows}x{t.cols} tile, {threads}, k{t.k}, {t.vthreads}x{t.vthreads} vthreads{lanes}{packed}"
+            return f"{t.rows}x{t.cols} tile, {threads}, k{t.k}, {t.vthreads}x{t.vthreads} vthreads, lanes along N{packed}"
 
         def get_configs(self, target):
             t = self._tile
             # dlight's x parameters are M's and its y parameters N's, unless inner_x: then x is N
             # (bound to threadIdx.x) and y is M
-            x_threads, y_threads, x_micro, y_micro = t.threads_x, t.threads_y, t.micro_x, t.micro_y
-            if along_n:
-                x_threads, y_threads, x_micro, y_micro = t.threads_y, t.threads_x, t.micro_y, t.micro_x
             return dl.gpu.Matmul.Config(
-                block_size_x=x_threads,
-                block_size_y=y_threads,
+                block_size_x=t.threads_y,
+                block_size_y=t.threads_x,
                 vthread_x=t.vthreads,
                 vthread_y=t.vthreads,
-                micro_size_x=x_micro,
-                micro_size_y=y_micro,
+                micro_size_x=t.micro_y,
+                micro_size_y=t.micro_x,
                 micro_size_k=t.k,
                 vector_size=t.vector,
-                unroll=int(unroll_override or (UNROLL_PACKED if self._packed else UNROLL)),
+                unroll=unroll if unroll is not None else (UNROLL_PACKED if self._packed else UNROLL),
                 use_shared=True,
                 storage_align=True,
-                inner_x=along_n,
+                inner_x=True,
             )
 
     WebGPUMatmul.__name__ = "Matmul"  # the rule's name in kernels.json stays dlight's

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from wsd import compat
-from wsd.subgroup_gemm import Gemm, overrides, subgroup_gemm_pass, subgroup_wgsl
+from wsd.passes.subgroup_gemm import Gemm, overrides, subgroup_gemm_pass, subgroup_wgsl
 
 DT = "float32"
 
@@ -84,7 +84,7 @@ def test_the_rewrite_computes_what_the_graph_did():
 
 
 def test_the_gpu_kernel_launches_the_grid_its_wgsl_assumes():
-    from wsd.subgroup_gemm import gemm_func
+    from wsd.passes.subgroup_gemm import gemm_func
 
     spec = Gemm(2, 64, 256, 288, "float16", left_batched=False, right_batched=True, right_nk=False).with_tile()
     func = gemm_func(spec, gpu=True)
@@ -201,15 +201,16 @@ def test_a_webgpu_build_ships_one_swap_per_fp16_gemm():
     import tvm
     from tvm import relax
 
-    from wsd import passes
+    from wsd.passes.options import PassOptions
+    from wsd.passes.pipeline import apply, build_config
     from wsd.wgsl import shaders_of
 
     target = compat.webgpu_target()
     for dtype, want in (("float16", 6), ("float32", 0)):
         mod, _ = small_graph(dtype)
         with target, tvm.transform.PassContext(opt_level=3):
-            mod = passes.apply(mod, target, dtype="float32", subgroup_matrix=True)
-        with tvm.transform.PassContext(opt_level=3, config=passes.build_config(target)):
+            mod = apply(mod, target, PassOptions(subgroup_matrix=True))
+        with tvm.transform.PassContext(opt_level=3, config=build_config(target)):
             shaders = shaders_of(relax.build(mod, target).mod)
         swaps = overrides(mod, shaders)
         assert len(swaps) == want
@@ -228,16 +229,17 @@ def test_the_rewritten_graph_runs_on_webgpu(runner, runner_url, kit):
     import tvm
     from tvm import relax
 
-    from wsd import passes
+    from wsd.passes.options import PassOptions
+    from wsd.passes.pipeline import apply, build_config
     from wsd.host.modules import run_entry
     from wsd.webrt import wasm_fcompile
 
     mod, values = small_graph()
     target = compat.webgpu_target()
     with target, tvm.transform.PassContext(opt_level=3):
-        built = passes.apply(mod, target, subgroup_matrix=True)
+        built = apply(mod, target, PassOptions(subgroup_matrix=True))
     assert len(gemm_names(built)) == 6
-    with tvm.transform.PassContext(opt_level=3, config=passes.build_config(target)):
+    with tvm.transform.PassContext(opt_level=3, config=build_config(target)):
         executable = relax.build(built, target)
     _, artifacts = runner_url
     executable.export_library(str(artifacts / "sgemm.wasm"), fcompile=wasm_fcompile(kit))

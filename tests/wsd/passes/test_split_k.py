@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wsd import split_k
+from wsd.passes import split_k
+from wsd.passes.options import PassOptions
 
 
 @pytest.mark.parametrize(
@@ -48,14 +49,14 @@ def _conv_module(stride: int, padding: int):
     return Block().eval(), (x, torch.randn(2, 64, out, out))
 
 
-def _compiled(module, args, target):
+def _compiled(module, args, target, options=PassOptions()):
     import torch
     from tvm.relax.frontend.torch import from_exported_program
 
-    from wsd import passes
+    from wsd.passes.pipeline import apply
 
     mod = from_exported_program(torch.export.export(module, args), keep_params_as_input=False)
-    return passes.apply(mod, target)
+    return apply(mod, target, options)
 
 
 @pytest.mark.parametrize(("stride", "padding"), [(1, 1), (2, 1), (1, 0)])
@@ -78,35 +79,28 @@ def test_split_graph_computes_the_conv(stride, padding):
 
 
 def test_partial_sums_are_a_matmul_in_valid_wgsl():
-    from wsd import passes, wgsl
+    from wsd import wgsl
     from wsd.compat import webgpu_target
+    from wsd.passes.ir import RULE_ATTR
+    from wsd.passes.pipeline import build_config
 
     module, args = _conv_module(1, 1)
     mod = _compiled(module, args, webgpu_target())
-    rules = {g.name_hint: (f.attrs or {}).get(passes.RULE_ATTR) for g, f in mod.functions_items()}
+    rules = {g.name_hint: (f.attrs or {}).get(RULE_ATTR) for g, f in mod.functions_items()}
     assert rules["conv2d_split_k"] == "Matmul"
     import tvm
     from tvm import relax
 
-    with tvm.transform.PassContext(config=passes.build_config(webgpu_target())):
+    with tvm.transform.PassContext(config=build_config(webgpu_target())):
         executable = relax.build(mod, webgpu_target())
     shaders = wgsl.shaders_of(executable.mod)
     assert any(name.startswith("conv2d_split_k") for name in shaders), sorted(shaders)
     wgsl.require_valid(shaders)
 
 
-def test_off_switch_leaves_convs_whole(monkeypatch):
+def test_off_switch_leaves_convs_whole():
     from wsd.compat import llvm_target
 
-    monkeypatch.setenv(split_k.SPLIT_ENV, "off")
     module, args = _conv_module(1, 1)
-    names = {g.name_hint for g, _ in _compiled(module, args, llvm_target()).functions_items()}
+    names = {g.name_hint for g, _ in _compiled(module, args, llvm_target(), PassOptions(split_k=False)).functions_items()}
     assert not any("split_k" in n for n in names)
-
-
-def test_split_reckoned_with_64x64_tiles_splits_less(monkeypatch):
-    """WSD_SPLIT_K=64 (the earlier default, for comparison): SD 1.5's 64x64-level conv stays whole,
-    as 64x64 tiles give it 640 workgroups."""
-    monkeypatch.setenv(split_k.SPLIT_ENV, "64")
-    assert split_k.split_factor(8192, 320, 2880, 320, 9) == 1
-    assert split_k.split_factor(2048, 640, 5760, 640, 9) == 2

@@ -41,7 +41,7 @@ def _softmax(x):
 
 
 def test_softmax_reads_and_writes_fp16_and_the_fp32_copies_are_gone():
-    from wsd.half_softmax import fp16_softmax_pass
+    from wsd.passes.half_softmax import fp16_softmax_pass
 
     before = _attention_tail(cast_back=True)
     after = fp16_softmax_pass()(before)
@@ -58,7 +58,7 @@ def test_softmax_reads_and_writes_fp16_and_the_fp32_copies_are_gone():
 
 def test_an_fp32_consumer_keeps_its_fp32_values():
     """Where the softmax's fp32 result is used as fp32, the upcast stays (after the fp16 softmax)."""
-    from wsd.half_softmax import fp16_softmax_pass
+    from wsd.passes.half_softmax import fp16_softmax_pass
 
     after = fp16_softmax_pass()(_attention_tail(cast_back=False))
     assert "softmax_f16" in after.script() and "R.astype(" in after.script()

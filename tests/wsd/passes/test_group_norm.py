@@ -16,7 +16,7 @@ def test_split_group_norm_computes_group_norm(groups, shape):
     from tvm import relax
     from tvm.relax.frontend.torch import from_exported_program
 
-    from wsd import passes
+    from wsd.passes.pipeline import apply
     from wsd.compat import llvm_target, tensor
 
     torch.manual_seed(0)
@@ -26,7 +26,7 @@ def test_split_group_norm_computes_group_norm(groups, shape):
         module[0].bias.normal_()
     x = torch.randn(*shape) * 3 + 1
     mod = from_exported_program(torch.export.export(module, (x,)), keep_params_as_input=False)
-    mod = passes.apply(mod, llvm_target())
+    mod = apply(mod, llvm_target())
     names = [g.name_hint for g, _ in mod.functions_items()]
     assert not any("group_norm" in n for n in names), names
     assert sum("mean" in n for n in names) >= 2, names  # the statistics are row reductions

@@ -29,6 +29,8 @@ import math
 import re
 from dataclasses import asdict, dataclass
 
+from wsd.passes.ir import CONFIG_ATTR, RULE_ATTR, call_rewriter, dtype_of, is_prim_func, op_name, shape_of
+
 FRAG = 16  # the fragment edge: f16 16x16x16 is offered by every adapter seen (NVIDIA; Apple's is 8x8)
 SUBGROUP = 32  # one subgroup per workgroup: every fragment offset derives from the workgroup id,
 # which Tint's uniformity analysis requires of subgroupMatrixLoad/Store
@@ -91,7 +93,6 @@ def gemm_func(spec: Gemm, gpu: bool):
     from tvm import te
 
     from wsd.compat import get_block, schedule_class, scheduled_attr
-    from wsd.passes import CONFIG_ATTR, RULE_ATTR
 
     left = te.placeholder((spec.batch if spec.left_batched else 1, spec.m, spec.k), spec.dtype, name="left")
     rshape = (spec.n, spec.k) if spec.right_nk else (spec.k, spec.n)
@@ -125,30 +126,6 @@ def gemm_func(spec: Gemm, gpu: bool):
 
 
 # --- the graph pass --------------------------------------------------------------------------
-
-
-def _static(shape) -> list[int] | None:
-    try:
-        return [int(d) for d in shape]
-    except TypeError:
-        return None
-
-
-def _dtype(expr) -> str:
-    from wsd.compat import type_of
-
-    return str(getattr(type_of(expr), "dtype", ""))
-
-
-def _shape(expr) -> list[int] | None:
-    from wsd.compat import type_of
-
-    shape = getattr(type_of(expr), "shape", None)
-    return None if shape is None else _static(shape)
-
-
-def _op(expr) -> str:
-    return getattr(getattr(expr, "op", None), "name", "")
 
 
 def _call_gemm(builder, spec: Gemm, left, right, gpu: bool):
@@ -189,14 +166,13 @@ def subgroup_gemm_pass(gpu: bool = True):
     import tvm
     from tvm import relax
 
-    from wsd.rewrite import call_rewriter
 
     def conv(builder, call, bound):
         a = call.attrs
         x, w = call.args
-        xs, ws, out = _shape(x), _shape(w), _shape(call)
-        dtype = _dtype(call)
-        if None in (xs, ws, out) or int(a.groups) != 1 or not (_dtype(x) == _dtype(w) == dtype):
+        xs, ws, out = shape_of(x), shape_of(w), shape_of(call)
+        dtype = dtype_of(call)
+        if None in (xs, ws, out) or int(a.groups) != 1 or not (dtype_of(x) == dtype_of(w) == dtype):
             return None
         if (str(a.data_layout), str(a.kernel_layout), str(a.out_layout) or "NCHW") != ("NCHW", "OIHW", "NCHW"):
             return None
@@ -218,14 +194,14 @@ def subgroup_gemm_pass(gpu: bool = True):
 
     def matmul(builder, call, bound):
         x, y = call.args
-        xs, ys, out = _shape(x), _shape(y), _shape(call)
-        dtype = _dtype(call)
-        if None in (xs, ys, out) or len(xs) < 2 or len(ys) < 2 or not (_dtype(x) == _dtype(y) == dtype):
+        xs, ys, out = shape_of(x), shape_of(y), shape_of(call)
+        dtype = dtype_of(call)
+        if None in (xs, ys, out) or len(xs) < 2 or len(ys) < 2 or not (dtype_of(x) == dtype_of(y) == dtype):
             return None
         k = xs[-1]
         source, nk = y, False
         transposed = bound(y)
-        if _op(transposed) == "relax.permute_dims" and _shape(transposed.args[0]) is not None:
+        if op_name(transposed) == "relax.permute_dims" and shape_of(transposed.args[0]) is not None:
             rank = len(ys)
             given = transposed.attrs.axes
             axes = [int(v) for v in given] if given is not None else list(range(rank))[::-1]  # None: reversed
@@ -329,8 +305,6 @@ def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
 
 def overrides(mod, shaders: dict[str, str]) -> dict[str, str]:
     """Entry point -> subgroup-matrix WGSL, for each f16 GEMM kernel of a scheduled module."""
-    from wsd.passes import is_prim_func
-
     out = {}
     for gvar, func in mod.functions_items():
         if not is_prim_func(func) or func.attrs is None or ATTR not in func.attrs:

@@ -16,26 +16,21 @@ than NCHW/OIHW, and grouped convolutions, are left whole.
 
 from __future__ import annotations
 
-import os
-
-from wsd.matmul_schedule import MIN_WORKGROUPS
+from wsd.passes.ir import call_rewriter, static, type_info
+from wsd.passes.matmul_schedule import MIN_WORKGROUPS
 
 # The tile the workgroup count is reckoned with: convs split until 128x128 tiles (8x8 outputs per
 # thread at 256 threads) fill the GPU, and matmul_schedule then gives them those tiles. Reckoned
-# with 64x64 tiles (WSD_SPLIT_K=64), fewer convs split and they ran on 64x64 tiles: an H200's SD 1.5
-# UNet took 135.3 ms in fp16 instead of 119.5 (conv2d 69.8 -> 55.8 ms), fp32 about the same.
+# with 64x64 tiles, fewer convs split and an H200's SD 1.5 UNet took 135.3 ms in fp16 instead of
+# 119.5 (docs/gpu.md). Comparison builds without the split: `wsd build --no-split-k`.
 TILE = 128
 MIN_PART_K = 256  # each part's reduction stays long enough to amortize loading its tiles
 MAX_SPLIT = 16
-# Experiments only (benchmarks on a GPU): WSD_SPLIT_K=off builds without the split, WSD_SPLIT_K=64
-# reckons with 64x64 tiles (the earlier default). Part of the build key.
-SPLIT_ENV = "WSD_SPLIT_K"
 
 
 def split_factor(m: int, n: int, k: int, channels: int, area: int) -> int:
     """How many parts to split K (= channels x area) into for an M x N output; 1: no split."""
-    tile = 64 if os.environ.get(SPLIT_ENV) == "64" else TILE
-    tiles = -(-m // tile) * -(-n // tile)
+    tiles = -(-m // TILE) * -(-n // TILE)
     split = 1
     while tiles * split < MIN_WORKGROUPS and split < MAX_SPLIT:
         nxt = split * 2
@@ -45,18 +40,9 @@ def split_factor(m: int, n: int, k: int, channels: int, area: int) -> int:
     return split
 
 
-def _static(shape) -> list[int] | None:
-    try:
-        return [int(d) for d in shape]
-    except TypeError:
-        return None  # a symbolic dimension
-
-
 def split_k_conv2d():
     from tvm import te, topi
 
-    from wsd.compat import type_of
-    from wsd.rewrite import call_rewriter
 
     def partial_sums(x, w, split, strides, padding, dilation, out_dtype):
         n, c, _, _ = (int(d) for d in x.shape)
@@ -94,20 +80,20 @@ def split_k_conv2d():
     def split(builder, call, bound):
         a = call.attrs
         x, w = call.args
-        xs, ws = _static(type_of(x).shape), _static(type_of(w).shape)
+        xs, ws = static(type_info(x).shape), static(type_info(w).shape)
         if xs is None or ws is None or int(a.groups) != 1:
             return None
         if (str(a.data_layout), str(a.kernel_layout), str(a.out_layout) or "NCHW") != ("NCHW", "OIHW", "NCHW"):
             return None
-        out = _static(type_of(call).shape)
+        out = static(type_info(call).shape)
         if out is None:
             return None
         n, c, _, _ = xs
         co, _, kh, kw = ws
         parts = split_factor(n * out[2] * out[3], co, c * kh * kw, c, kh * kw)
-        if parts == 1 or os.environ.get(SPLIT_ENV) == "off":
+        if parts == 1:
             return None
-        out_dtype = str(type_of(call).dtype)
+        out_dtype = str(type_info(call).dtype)
         strides, dilation = [int(v) for v in a.strides], [int(v) for v in a.dilation]
         padding = [int(v) for v in a.padding]
         partial = builder.emit_te(

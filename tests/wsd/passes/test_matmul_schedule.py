@@ -1,4 +1,4 @@
-"""The WebGPU matmul tiles (wsd/matmul_schedule.py): which tile a GEMM shape gets, and that
+"""The WebGPU matmul tiles (wsd/passes/matmul_schedule.py): which tile a GEMM shape gets, and that
 every tile lowers to WGSL Dawn accepts, for a plain matmul and a conv2d (implicit GEMM).
 Their numerics on WebGPU are the conformance gate's: every tiny model's matmul uses them."""
 
@@ -8,8 +8,9 @@ import re
 
 import pytest
 
-from wsd import matmul_schedule as ms
 from wsd import wgsl
+from wsd.passes import matmul_schedule as ms
+from wsd.passes.options import PassOptions
 
 
 def test_large_gemms_get_large_tiles_and_small_m_long_k_gets_parallelism():
@@ -34,7 +35,7 @@ def test_the_chosen_tile_fills_the_gpu_when_any_tile_can(shape):
 
 
 def test_tiles_fit_webgpu_default_limits():
-    for tile in (*ms.TILES, *ms.CONTIGUOUS, *ms.WIDE):
+    for tile in ms.TILES:
         assert tile.threads_x * tile.threads_y <= 256
         padded = (tile.k + tile.vector) * 4  # bytes per row with storage alignment
         assert (tile.rows + tile.cols) * padded <= 16384
@@ -54,20 +55,19 @@ def _kernels():
 
 
 @pytest.mark.parametrize("variant", sorted(ms.PINNABLE))
-def test_each_tile_lowers_to_wgsl_dawn_accepts(variant, monkeypatch):
+def test_each_tile_lowers_to_wgsl_dawn_accepts(variant):
     import tvm
 
     from wsd.compat import tir, webgpu_target
 
-    monkeypatch.setenv(ms.VARIANT_ENV, variant)
     target = webgpu_target()
     shaders = {}
     for name, func in _kernels().items():
-        rule = ms.webgpu_matmul_rule()
+        rule = ms.webgpu_matmul_rule(PassOptions(matmul_tile=variant))
         with target:
             sch = rule.apply(func, target, False)
         assert sch is not None, name
-        assert rule.describe().startswith(variant.removeprefix("wide-"))
+        assert rule.describe().startswith(variant)
         mod = tvm.IRModule({name: sch.mod["main"].with_attr("global_symbol", name)})
         lib = tir().build(mod, target=tvm.target.Target(target, host="llvm"))
         shaders.update(wgsl.shaders_of(lib))
@@ -78,14 +78,15 @@ def test_each_tile_lowers_to_wgsl_dawn_accepts(variant, monkeypatch):
     wgsl.require_valid(shaders)
 
 
-def test_wide_tiles_give_each_thread_8x8_outputs_where_the_span_allows():
-    tile = ms.choose_tile((1, 8192, 320, 2880), ms.WIDE)  # SD 1.5's 64x64-level conv
-    assert (tile.rows, tile.cols, tile.threads_x * tile.threads_y) == (64, 64, 64)
-    assert tile.micro_x * tile.vthreads == tile.micro_y * tile.vthreads == 8
+def test_an_unknown_pinned_tile_is_refused_by_name():
+    from wsd.errors import BuildError
+
+    with pytest.raises(BuildError, match="matmul tile '48x48' is not one of 128x128, 64x64"):
+        ms.webgpu_matmul_rule(PassOptions(matmul_tile="48x48"))
 
 
 def test_fewer_workgroups_asked_give_larger_tiles():
-    assert ms.choose_tile((1, 8192, 320, 2880), min_workgroups=128).rows == 128  # WSD_MATMUL=big
+    assert ms.choose_tile((1, 8192, 320, 2880), min_workgroups=128).rows == 128
 
 
 def test_a_non_gemm_kernel_is_left_to_the_next_rule():
@@ -100,23 +101,21 @@ def test_a_non_gemm_kernel_is_left_to_the_next_rule():
         assert ms.webgpu_matmul_rule().apply(te.create_prim_func([x, y]), target, False) is None
 
 
-@pytest.mark.parametrize(("variant", "along_n"), [("", True), ("outer", False)])
-def test_a_warps_lanes_run_along_n_so_stores_coalesce(variant, along_n, monkeypatch):
+def test_a_warps_lanes_run_along_n_so_stores_coalesce():
     """threadIdx.x along N (dlight's inner_x) halved the attention scores' matmul on an H200;
-    the tile's M and N spans stay what choose_tile picked either way."""
+    the tile's M and N spans stay what choose_tile picked."""
     from wsd.compat import webgpu_target
 
-    monkeypatch.setenv(ms.VARIANT_ENV, variant)
     rule = ms.webgpu_matmul_rule()
     rule._tile = ms.TILES[2]  # 32x64: not square, so a swapped span would show
     config = rule.get_configs(webgpu_target())
-    assert config.inner_x is along_n
-    m_span = (config.block_size_y * config.micro_size_y) if along_n else (config.block_size_x * config.micro_size_x)
-    n_span = (config.block_size_x * config.micro_size_x) if along_n else (config.block_size_y * config.micro_size_y)
+    assert config.inner_x is True
+    m_span = config.block_size_y * config.micro_size_y
+    n_span = config.block_size_x * config.micro_size_x
     assert (m_span * config.vthread_x, n_span * config.vthread_y) == (32, 64)
 
 
-def matmul_shader(dtype: str) -> tuple[str, object]:
+def matmul_shader(dtype: str, options: PassOptions = PassOptions()) -> tuple[str, object]:
     """The WGSL of a 128x64 @ 64x96 matmul scheduled by the rule, and the rule (its describe())."""
     import tvm
     from tvm import te
@@ -127,7 +126,7 @@ def matmul_shader(dtype: str) -> tuple[str, object]:
     r = te.reduce_axis((0, 64))
     c = te.compute((128, 96), lambda i, j: te.sum(a[i, r] * b[r, j], axis=r), name="matmul")
     target = webgpu_target()
-    rule = ms.webgpu_matmul_rule()
+    rule = ms.webgpu_matmul_rule(options)
     original = schedule_class().decompose_reduction
     with target:
         sch = rule.apply(te.create_prim_func([a, b, c]), target, False)
@@ -137,26 +136,21 @@ def matmul_shader(dtype: str) -> tuple[str, object]:
     return wgsl.shaders_of(lib)["mm_kernel"], rule
 
 
-@pytest.mark.parametrize(
-    ("dtype", "variant", "packed"), [("float16", "", True), ("float16", "scalar-f16", False), ("float32", "", False)]
-)
-def test_fp16_accumulators_are_packed_into_vec2_fmas(dtype, variant, packed, monkeypatch):
+@pytest.mark.parametrize(("dtype", "packed"), [("float16", True), ("float32", False)])
+def test_fp16_accumulators_are_packed_into_vec2_fmas(dtype, packed):
     """Scalar f16 FMAs run at the fp32 rate on NVIDIA (an fp16 SD 1.5 UNet was 1.05x of fp32 on an
     H200); vec2<f16> ones issue as packed half2. fp32 kernels keep scalar accumulators."""
-    monkeypatch.setenv(ms.VARIANT_ENV, variant)
     shader, rule = matmul_shader(dtype)
     assert ("<f16> accumulators" in rule.describe()) is packed
     assert ("fma(vec2<f16>" in shader) is packed
     assert "var matmul_reindex_local : array<vec2<f16>" in shader if packed else "fma(" in shader
 
 
-def test_fp32_kernels_keep_their_k_loop(monkeypatch):
+def test_fp32_kernels_keep_their_k_loop():
     """No explicit unroll for fp32 (the unrolled WGSL doubled SwiftShader's pipeline compile and
-    ran no faster on an H100); WSD_MATMUL_UNROLL=256 still unrolls, for comparison builds."""
-    monkeypatch.delenv(ms.UNROLL_ENV, raising=False)
+    ran no faster on an H100); --matmul-unroll 256 still unrolls, for comparison builds."""
     rolled, _ = matmul_shader("float32")
-    monkeypatch.setenv(ms.UNROLL_ENV, "256")
-    unrolled, _ = matmul_shader("float32")
+    unrolled, _ = matmul_shader("float32", PassOptions(matmul_unroll=256))
     assert rolled.count("fma(") < unrolled.count("fma(") // 8, (rolled.count("fma("), unrolled.count("fma("))
 
 

@@ -12,31 +12,22 @@ Runs right after ToMixedPrecision, only in fp16 builds, for every target.
 
 from __future__ import annotations
 
+from wsd.passes.ir import call_rewriter, dtype_of, op_name
+
 # ops that move elements without changing them: a round trip may pass through these
 _LAYOUT_OPS = ("relax.reshape", "relax.broadcast_to", "relax.permute_dims")
-
-
-def _dtype(expr) -> str:
-    from wsd.compat import type_of
-
-    return str(getattr(type_of(expr), "dtype", ""))
-
-
-def _op(expr) -> str:
-    return getattr(getattr(expr, "op", None), "name", "")
 
 
 def softmax_in_fp16():
     from tvm import relax, topi
 
-    from wsd.rewrite import call_rewriter
 
     def fp32_inside(x, axis):
         return topi.cast(topi.nn.softmax(topi.cast(x, "float32"), axis=axis), "float16")
 
     def rewrite(builder, call, bound):
         upcast = bound(call.args[0])
-        if _op(upcast) != "relax.astype" or _dtype(upcast.args[0]) != "float16" or _dtype(call) != "float32":
+        if op_name(upcast) != "relax.astype" or dtype_of(upcast.args[0]) != "float16" or dtype_of(call) != "float32":
             return None
         half = builder.emit_te(fp32_inside, upcast.args[0], int(call.attrs.axis), primfunc_name_hint="softmax_f16")
         return relax.op.astype(half, "float32")  # dropped by the round-trip rewrite where cast back
@@ -47,16 +38,15 @@ def softmax_in_fp16():
 def drop_round_trips():
     from tvm import relax
 
-    from wsd.rewrite import call_rewriter
 
     def rewrite(builder, call, bound):
         if str(call.attrs.dtype) != "float16":
             return None
         chain, expr = [], bound(call.args[0])
-        while _op(expr) in _LAYOUT_OPS:
+        while op_name(expr) in _LAYOUT_OPS:
             chain.append(expr)
             expr = bound(expr.args[0])
-        if _op(expr) != "relax.astype" or _dtype(expr.args[0]) != "float16":
+        if op_name(expr) != "relax.astype" or dtype_of(expr.args[0]) != "float16":
             return None
         value = expr.args[0]
         for layout in reversed(chain):  # the same moves, on the fp16 tensor
