@@ -15,12 +15,14 @@ import sys
 import time
 from pathlib import Path
 
+from conformance import gate
+
 ROOT = Path(__file__).resolve().parent.parent
 SUMMARY = ROOT / "reports" / "conformance" / "summary.json"
 
 
 def run_gate() -> float:
-    argv = [sys.executable, "-m", "pytest", "-m", "conformance", "tests/conformance", "-q", "-p", "no:cacheprovider"]
+    argv = [sys.executable, "-m", "pytest", *gate.pytest_args(), "-q", "-p", "no:cacheprovider"]
     t0 = time.perf_counter()
     subprocess.run(argv, cwd=ROOT, check=False, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t0

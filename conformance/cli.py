@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from conformance import gate
 from wsd import cliargs
 from wsd.cliargs import UsageError
 from wsd.errors import WsdError
@@ -38,14 +39,8 @@ def _run(args) -> int:
             extra = [flag, str(value), *extra]
     for model in args.model or []:
         extra = ["--model", model, *extra]
-    argv = ["-m", "conformance", str(_tests_dir()), "-p", "no:cacheprovider", *extra]
+    argv = [*gate.pytest_args(), "-p", "no:cacheprovider", *extra]
     return int(pytest.main(argv))
-
-
-def _tests_dir() -> Path:
-    from wsd.paths import repo_root
-
-    return repo_root() / "tests" / "conformance"
 
 
 def _selftest(args) -> int:
@@ -79,7 +74,8 @@ def _selftest(args) -> int:
 
 def _golden(args) -> int:
     from conformance.golden import Golden, inputs_digest
-    from conformance.harness import Harness, all_cases
+    from conformance.harness import Harness
+    from conformance.stages import all_cases
     from wsd.build import folder_fingerprint
 
     if not args.update:

@@ -15,6 +15,7 @@ import subprocess  # nosec B404: uv and the env's python, never a shell
 import time
 from pathlib import Path
 
+from conformance import gate
 from wsd.errors import WsdError
 from wsd.paths import cache_root, repo_root
 
@@ -97,9 +98,7 @@ def gate_in(env: Path, out: Path, gate_args: list[str]) -> Verdicts:
         str(env / "bin" / "python"),
         "-m",
         "pytest",
-        "-m",
-        "conformance",
-        str(repo_root() / "tests" / "conformance"),
+        *gate.pytest_args(),
     ]
     argv += ["-p", "no:cacheprovider", "-q", "--report-dir", str(out), *gate_args]
     with open(out / "gate.log", "w") as log:

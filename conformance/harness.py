@@ -1,8 +1,9 @@
 """Runs stage cases on backends and turns each into a result row of summary.json.
 
-One Harness per session: the reference of a case is computed once and shared by the
-backends; the browser opens the model once; a case that fails on WebGPU only is
-localized kernel by kernel against the native build.
+One Harness per model and session: the reference of a case is computed once and shared by the
+backends (conformance/reference); the candidates are built and opened once
+(conformance/candidates.py); a verdict is judging.py's; a case that fails on WebGPU only is
+localized kernel by kernel against the native build (localize.py).
 """
 
 from __future__ import annotations
@@ -14,16 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from conformance import golden as golden_mod
+from conformance import judging, report
 from conformance import tolerances as tol_mod
-from conformance.metrics import measure
-from conformance.stages import STAGES, Case, cases, entry_args
+from conformance.candidates import DEFAULT_BACKENDS, GPU_BACKENDS, Candidates
+from conformance.stages import Case
 from wsd.paths import repo_root
-
-BACKENDS = ("webgpu", "native", "dawn")
-DEFAULT_BACKENDS = ("webgpu", "native")
-# The build each backend runs: webgpu (headless Chromium) and dawn (Dawn for Node) share one.
-TARGETS = {"webgpu": "webgpu", "dawn": "webgpu", "native": "llvm"}
-GPU_BACKENDS = ("webgpu", "dawn")
 
 
 def reports_dir() -> Path:
@@ -85,15 +81,42 @@ class Harness:
         self._refs: dict[str, Reference] = {}
         self._localized: dict[str, object] = {}
         self._manifests: dict[str, dict] = {}
-        self._checked: set[str] = set()
-        self._backends: dict[str, object] = {}
-        self._browser = self.browser
-        self._own_browser = self.browser is None
-        self._dawn = None  # a wsd.host.dawn.DawnHost, started for the dawn backend
         self._ctx = None
-        self.adapter: dict = {}  # the last GPU adapter opened (the summary's headline)
-        self.adapters: dict[str, dict] = {}  # backend -> its adapter
         self.results: list[dict] = []
+        self.candidates = Candidates(
+            self.model,
+            self.build_options,
+            self.dists,
+            self.out_dir,
+            self.timings,
+            timeout_s=self.timeout_s,
+            echo=self.echo,
+            playwright=self.playwright,
+            browser=self.browser,
+        )
+
+    # --- the candidates (conformance/candidates.py) ----------------------------------------
+
+    @property
+    def adapter(self) -> dict:
+        return self.candidates.adapter
+
+    @property
+    def adapters(self) -> dict[str, dict]:
+        return self.candidates.adapters
+
+    def dist(self, backend: str) -> Path:
+        return self.candidates.dist(backend)
+
+    def backend(self, name: str):
+        return self.candidates.backend(name)
+
+    def close(self) -> None:
+        self.candidates.close()
+
+    def share_references(self, other: Harness) -> None:
+        """Use another harness's inputs and references (a self-test against its clean baseline)."""
+        self._ctx, self._refs = other.ctx, other._refs
 
     # --- artifacts and backends ---------------------------------------------------------
 
@@ -133,86 +156,6 @@ class Harness:
             self._ctx = Context(self.spec, folder)
         return self._ctx
 
-    def dist(self, backend: str) -> Path:
-        twin = next((b for b, t in TARGETS.items() if b != backend and t == TARGETS[backend] and b in self.dists), None)
-        if backend not in self.dists and twin:
-            self.dists[backend] = self.dists[twin]  # one webgpu build for Chromium and Dawn
-        if backend not in self.dists:
-            from wsd.build import build
-
-            t0 = time.perf_counter()
-            target = TARGETS[backend]
-            out = self.out_dir.parent / ".dist" / target
-            self.echo(f"[conformance] building {self.model} for {target} (cached after the first run)")
-            result = build(self.build_options(target), out, echo=self.echo, progress=False)
-            self.dists[backend] = result.out
-            self.timings["build_s"] += time.perf_counter() - t0
-        elif backend not in self._checked:
-            from wsd.manifest import require_whole
-
-            require_whole(Path(self.dists[backend]))  # a damaged dist is an error, not a failing stage
-        self._checked.add(backend)
-        return Path(self.dists[backend])
-
-    def backend(self, name: str):
-        if name in self._backends:
-            return self._backends[name]
-        if name == "native":
-            from conformance.backends import NativeBackend
-
-            self._backends[name] = NativeBackend(self.dist("native"))
-        else:
-            self._backends[name] = self._open_gpu(name)
-        return self._backends[name]
-
-    def _host(self, name: str):
-        """The headless Chromium (webgpu) or the Dawn for Node runner (dawn) that runs the page code."""
-        from wsd.webrt import runtime_bundle
-
-        if name == "dawn":
-            if self._dawn is None:
-                from wsd.host.dawn import DawnHost
-
-                self._dawn = DawnHost(runtime_bundle(echo=self.echo), timeout_s=self.timeout_s).__enter__()
-            return self._dawn
-        if self._browser is None:
-            from wsd.host.browser import Browser
-
-            bundle = runtime_bundle(echo=self.echo)
-            self._browser = Browser(bundle, timeout_s=self.timeout_s, playwright=self.playwright).__enter__()
-        return self._browser
-
-    def _open_gpu(self, name: str):
-        from conformance.backends import WebGPUBackend
-
-        dist = self.dist(name)
-        t0 = time.perf_counter()
-        host = self._host(name)
-        where = "Dawn for Node" if name == "dawn" else "headless Chromium"
-        self.echo(f"[conformance] opening {self.model} in {where} (compiles every GPU pipeline once)")
-        backend = WebGPUBackend(host.shared_runner(), host.mount(dist), dist, timeout_s=self.timeout_s)
-        backend.name = name
-        self.adapter = self.adapters[name] = backend.adapter
-        self.timings["browser_open_s"] += time.perf_counter() - t0
-        self.open_timings = backend.open_timings
-        return backend
-
-    def drop_backend(self, name: str) -> None:
-        """After a crash or a timeout the page cannot be trusted: the next case reopens it."""
-        self._backends.pop(name, None)
-        if name == "webgpu" and self._browser is not None:
-            self._browser.reset_runner()
-        if name == "dawn" and self._dawn is not None:
-            self._dawn.reset_runner()
-
-    def close(self) -> None:
-        if self._browser is not None and self._own_browser:
-            self._browser.__exit__(None, None, None)
-        if self._dawn is not None:
-            self._dawn.__exit__(None, None, None)
-        self._browser = self._dawn = None
-        self._backends.clear()
-
     # --- references ---------------------------------------------------------------------
 
     def reference(self, case: Case) -> Reference:
@@ -235,31 +178,7 @@ class Harness:
     def _drift(self, case: Case, inputs, outputs) -> str | None:
         if self.golden is None:
             return None
-        self.golden.check(self.spec.config_hash())
-        stored = self.golden.load(case.id)
-        entry = self.golden.manifest["files"][golden_mod.file_name(case.id)]
-        if entry.get("inputs") != golden_mod.inputs_digest(inputs):
-            return "the golden was made from other inputs (stage inputs changed): regenerate it"
-        moved = []
-        for out in case.outputs:
-            bounds = tol_mod.drift_bound(self.tolerances, case.stage.name, out.name)
-            if out.name not in stored:
-                moved.append(f"{out.name}: not in the golden file")
-                continue
-            broken = tol_mod.violations(measure(out.kind, stored[out.name], outputs[out.name]), bounds)
-            if broken:
-                moved.append(f"{out.name}: {', '.join(broken)}")
-        if not moved:
-            return None
-        from wsd import versions
-
-        made = self.golden.provenance().get("versions", {})
-        now = {k: v for k, v in versions.collect().items() if k in made}
-        changed = {k: f"{made[k]} -> {now[k]}" for k in made if now.get(k) != made[k]} or "no version changed"
-        return (
-            f"reference drift beyond the stage's drift bound ({'; '.join(moved)}); golden made with {made}, "
-            f"now {now} (changed: {changed})"
-        )
+        return judging.drift(self.golden, self.spec.config_hash(), case, inputs, outputs, self.tolerances)
 
     # --- one case on one backend --------------------------------------------------------
 
@@ -303,14 +222,14 @@ class Harness:
             if backend_name in self.adapters:  # every GPU result names the adapter it ran on
                 a = self.adapters[backend_name]
                 row["adapter"] = " ".join(filter(None, (a.get("vendor"), a.get("architecture"), a.get("description"))))
-            self._judge(case, row, ref, got, dtype)
+            judging.judge(case, row, ref.outputs, got, dtype, self.tolerances)
             if row["status"] == "fail" and backend_name in GPU_BACKENDS and case.stage.entry:
                 self._localize(case, row, ref, backend_name)
-            self._images(case, row, ref, got)
+            report.attach_images(row, case, ref.outputs, got, self.out_dir)
         except BrowserError as exc:
             row["message"] = str(exc)
             if exc.kind in ("crash", "timeout", "launch"):
-                self.drop_backend(backend_name)
+                self.candidates.drop(backend_name)
         except Exception as exc:  # noqa: BLE001 (a stage that raises is an error row, never a pass)
             row["message"] = f"{type(exc).__name__}: {exc}"
         return self._done(row)
@@ -335,27 +254,6 @@ class Harness:
         except Exception:  # noqa: BLE001 (reported by the run itself)
             return "float32"
 
-    def _judge(self, case: Case, row: dict, ref: Reference, got: dict, dtype: str) -> None:
-        problems = []
-        for out in case.outputs:
-            bounds = tol_mod.lookup(self.tolerances, case.stage.name, out.dtype or dtype, out.name)
-            metrics = measure(out.kind, ref.outputs[out.name], np.asarray(got[out.name]))
-            broken = tol_mod.violations(metrics, bounds)
-            row["outputs"][out.name] = {"metrics": metrics, "tolerance": bounds, "violations": broken}
-            problems += [f"{out.name}: {b}" for b in broken]
-        first = row["outputs"][case.outputs[0].name]
-        row["metrics"], row["tolerance"] = first["metrics"], first["tolerance"]
-        # The image output's SSIM/PSNR are what people read first for image stages.
-        for out in case.outputs:
-            if out.kind == "image":
-                row["metrics"] = {**row["metrics"], **{k: v for k, v in row["outputs"][out.name]["metrics"].items()}}
-        row["status"] = "fail" if problems else "pass"
-        row["message"] = "; ".join(problems)
-        if row["reference_drift"]:
-            row["message"] = (
-                (row["message"] + "; " if row["message"] else "") + "reference drift: " + row["reference_drift"]
-            )
-
     def _localize(self, case: Case, row: dict, ref: Reference, gpu: str = "webgpu") -> None:
         if "native" not in self.backends and not self.dists.get("native"):
             return
@@ -377,7 +275,7 @@ class Harness:
         row["message"] += f"; WebGPU only (native passes): {found.message}"
 
     def _replay(self, case: Case, ref: Reference, gpu: str = "webgpu"):
-        from conformance.localize import localize
+        from conformance.localize import case_inputs, localize
 
         out = case.outputs[0]
         return localize(
@@ -385,18 +283,11 @@ class Harness:
             self.backend(gpu),
             self.dist(gpu),
             case.stage.entry,
-            self._entry_inputs(case, ref),
+            case_inputs(case, ref.inputs),
             case.id,
             self.out_dir / "repro",
             bounds=tol_mod.lookup(self.tolerances, case.stage.name, out.dtype or self._dtype(gpu), out.name),
         )
-
-    def _entry_inputs(self, case: Case, ref: Reference) -> list[np.ndarray]:
-        if case.stage.name == "scheduler":  # the first step of the loop reproduces a step fault
-            noise, eps = ref.inputs
-            zeros = np.zeros_like(noise)
-            return [noise, eps[0], zeros, zeros, zeros, zeros, np.ones(8, "float32")]
-        return entry_args(ref.inputs)
 
     def run_quiet(self, case: Case, backend_name: str) -> dict:
         """A backend's verdict on a case without adding a row (cached if it already ran)."""
@@ -407,28 +298,3 @@ class Harness:
         row = self.run(case, backend_name)
         del self.results[before:]
         return row
-
-    def _images(self, case: Case, row: dict, ref: Reference, got: dict) -> None:
-        from conformance.report import save_triptych
-
-        for out in case.outputs:
-            arr, cand = np.asarray(ref.outputs[out.name]), np.asarray(got[out.name])
-            if out.name == "rgba" and arr.ndim == 2:  # packed canvas words: show them as the pixels they are
-                arr, cand = unpack_rgba(arr), unpack_rgba(cand)
-            if arr.ndim >= 3 and arr.shape[-1] == 3:
-                row.setdefault("images", {})[out.name] = save_triptych(
-                    self.out_dir / "images", f"{case.id}__{row['backend']}__{out.name}", arr, cand
-                )
-
-
-def unpack_rgba(words: np.ndarray) -> np.ndarray:
-    """(H, W) int32 words R + G<<8 + B<<16 + A<<24 -> (H, W, 3) RGB."""
-    b = np.ascontiguousarray(words.astype(np.int32)).view(np.uint8).reshape(*words.shape, 4)
-    return b[..., :3].astype(np.float64)
-
-
-def all_cases(model: str = "sd15-tiny", family: str | None = None) -> list[Case]:
-    """Every case of a model; `family` for a name that is not a preset (a user's folder)."""
-    from wsd import models
-
-    return cases(model, STAGES, family or models.get(model).family)

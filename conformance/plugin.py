@@ -1,76 +1,28 @@
 """The harness as a pytest plugin: every (stage case, backend) is a test id.
 
-    pytest -p conformance.plugin -m conformance tests/conformance -k unet
+    pytest -p conformance.plugin -m conformance conformance/gate -k unet
     tox -e conformance                       # all stages, webgpu and native
     tox -e conformance -- --inject dropped-bias   # must fail, naming the stage and kernel
 
-At the end of the session the reports are written to reports/conformance/.
+Its parts, one job each: options.py (the command line), this module (cases as test ids, one
+Harness per model), workers.py (one xdist worker per model), gate_report.py (the reports at the end,
+in reports/conformance/).
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from conformance import report
-from conformance.harness import BACKENDS, DEFAULT_BACKENDS, GPU_BACKENDS, Harness, all_cases
+from conformance import gate_report, workers
+from conformance.candidates import BACKENDS, DEFAULT_BACKENDS, GPU_BACKENDS
+from conformance.harness import Harness, reports_dir
+from conformance.options import injected, model_names
+from conformance.stages import all_cases
 
-try:
-    from xdist.scheduler import LoadScopeScheduling
-except ImportError:  # without pytest-xdist the gate runs in one process
-    LoadScopeScheduling = object
-
-DEFAULT_MODELS = ("sd15-tiny", "sdxl-tiny")  # the seeded tiny twin of each family
-
-
-def pytest_addoption(parser):
-    group = parser.getgroup("wsd-conformance")
-    group.addoption(
-        "--model",
-        action="append",
-        default=[],
-        help=f"model spec to check (repeatable; default {' and '.join(DEFAULT_MODELS)}, or sd15-tiny with --built)",
-    )
-    group.addoption(
-        "--backend",
-        action="append",
-        choices=BACKENDS,
-        help="backend(s) to run (default: webgpu and native; dawn: Dawn for Node, a real GPU where there is one)",
-    )
-    group.addoption(
-        "--inject", metavar="FAULT", help="inject a fault into the webgpu build (see conformance/faults.py)"
-    )
-    group.addoption("--report-dir", default=None, help="where the reports go (default reports/conformance)")
-    group.addoption("--weights", default=None, help="gate a user's diffusers folder (its configs decide the model)")
-    group.addoption("--image-size", type=int, default=None, help="gate at this image size (default: the model's)")
-    group.addoption(
-        "--stage-timeout",
-        type=float,
-        default=600.0,
-        help="seconds one case may take in the page (the full architecture on SwiftShader needs more)",
-    )
-    group.addoption("--golden", default=None, help="the golden root (default golden/ in the checkout)")
-    group.addoption(
-        "--built",
-        action="append",
-        default=[],
-        metavar="BACKEND=DIR",
-        help="gate an already built dist/<model> for a backend (webgpu=..., native=...) instead of building",
-    )
-    group.addoption(
-        "--accept-drift", action="store_true", help="reference drift from golden/ is a warning (a deliberate bump)"
-    )
-    group.addoption(
-        "--allow-skip",
-        action="append",
-        default=[],
-        metavar="STAGE",
-        help="a stage whose skip is expected (repeatable); any other skip fails the gate",
-    )
+pytest_plugins = ["conformance.options", "conformance.workers", "conformance.gate_report"]
 
 
 def pytest_configure(config):
@@ -85,19 +37,6 @@ def pytest_configure(config):
     elif fault is not None and not set(backends) & set(GPU_BACKENDS):
         # faults go into the webgpu build; a native-only run would pass without ever seeing one
         raise pytest.UsageError(f"--inject {fault.name} breaks the webgpu build: add --backend webgpu (or dawn)")
-
-
-def injected(config):
-    """The --inject fault (conformance/faults.py), or None."""
-    name = config.getoption("--inject")
-    if not name:
-        return None
-    from conformance.faults import get
-
-    try:
-        return get(name)
-    except KeyError as exc:
-        raise pytest.UsageError(str(exc.args[0])) from None
 
 
 def pytest_generate_tests(metafunc):
@@ -148,11 +87,11 @@ class Harnesses:
             timeout_s=config.getoption("--stage-timeout"),
             golden_root=Path(golden_root) if golden_root else None,
             backends=backends,
-            out_dir=Path(config.getoption("--report-dir") or report_default()),
+            out_dir=Path(config.getoption("--report-dir") or reports_dir()),
             # Chromium only for the webgpu backend: the dawn backend runs where Playwright is not installed.
             playwright=self.request.getfixturevalue("playwright") if "webgpu" in backends else None,
             # one Chromium for every model: the next harness reuses the first one's
-            browser=next((m._browser for m in self.made.values() if m._browser is not None), None),
+            browser=next((m.candidates.browser for m in self.made.values() if m.candidates.browser is not None), None),
         )
         chosen = injected(config)
         if chosen is not None and chosen.shared_code:
@@ -203,119 +142,13 @@ def harnesses(request):
     part = all_of.part()
     if part is None:
         return
-    if hasattr(config, "workeroutput"):  # a pytest-xdist worker: the controller writes the reports
-        config.workeroutput[PART_KEY] = json.dumps(part)
+    if workers.is_worker(config):  # the controller writes the reports
+        workers.send_part(config, part)
     else:
-        write_reports(config, [part])
-
-
-# --- under pytest-xdist (`-n 2 --dist loadscope`): one worker per model, one report ----------
-PART_KEY = "wsd_conformance_part"
-PARTS = pytest.StashKey[list]()
-STARTED = pytest.StashKey[float]()
-
-
-class ModelScopes(LoadScopeScheduling):
-    """Each model's cases on one worker (its harness, browser page and native verdicts stay
-    together); other tests keep loadscope's module scopes."""
-
-    def _split_scope(self, nodeid: str) -> str:
-        _, bracket, case = nodeid.partition("::test_stage[")
-        return f"model:{case.split('/', 1)[0]}" if bracket else super()._split_scope(nodeid)
-
-
-@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hooks: absent without it
-def pytest_xdist_make_scheduler(config, log):
-    return ModelScopes(config, log) if config.getvalue("dist") == "loadscope" else None
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node, error):
-    part = getattr(node, "workeroutput", {}).get(PART_KEY)
-    if part:
-        node.config.stash.setdefault(PARTS, []).append(json.loads(part))
-
-
-def pytest_sessionstart(session):
-    session.config.stash[STARTED] = time.perf_counter()
+        gate_report.write_reports(config, [part])
 
 
 def pytest_sessionfinish(session):
-    parts = session.config.stash.get(PARTS, None)
+    parts = workers.received_parts(session.config)
     if parts:  # the xdist controller, once every worker is down
-        write_reports(session.config, parts)
-
-
-def write_reports(config, parts: list[dict]) -> None:
-    """summary.json and index.html from what each process (one, or one per xdist worker) gated."""
-    order = {name: i for i, (name, _) in enumerate(model_names(config))}
-    parts = sorted(parts, key=lambda p: order.get(p["models"][0]["name"], len(order)))
-    results = [r for p in parts for r in p["results"]]
-    extra = {k: v for p in reversed(parts) for k, v in p["extra"].items()}
-    extra["model"] = parts[0]["models"][0]
-    extra["models"] = [m for p in parts for m in p["models"]]
-    extra["skips"] = [
-        {
-            "case": f"{r['model']}/{r['stage']}",
-            "backend": r["backend"],
-            "reason": r["message"],
-            "allowed": allowed_skip(config, r["stage"]),
-        }
-        for r in results
-        if r["status"] == "skip"
-    ]
-    extra["drift"] = [
-        {"case": f"{r['model']}/{r['stage']}", "backend": r["backend"], "drift": r["reference_drift"]}
-        for r in results
-        if r.get("reference_drift")
-    ]
-    extra["adapters"] = {k: v for p in parts for k, v in p["adapters"].items()}
-    timings = {k: round(sum(p["timings"][k] for p in parts), 3) for k in parts[0]["timings"]}
-    adapter = next((p["adapter"] for p in parts if p["adapter"]), {})
-    wall = time.perf_counter() - config.stash.get(STARTED, time.perf_counter())
-    body = report.summary(results, adapter, wall, {**extra, "timings": timings})
-    paths = report.write(Path(parts[0]["out_dir"]), body)
-    terminal = config.pluginmanager.get_plugin("terminalreporter")
-    if terminal is not None:
-        names = ", ".join(m["name"] for m in extra["models"])
-        terminal.write_line(
-            f"wsd conformance ({names}): {body['totals']} in {body['wall_s']} s; timings {rounded(timings)}"
-        )
-        for skip in body.get("skips", []):
-            mark = "expected" if skip["allowed"] else "NOT ALLOWED"
-            terminal.write_line(f"  skip ({mark}): {skip['case']} [{skip['backend']}]: {skip['reason']}")
-        terminal.write_line(f"reports: {', '.join(str(p) for p in paths.values())}")
-
-
-def allowed_skip(config, stage: str) -> bool:
-    """Whether the run named this stage (or its family, `unet` for `unet/t1-g7.5`) as an expected skip."""
-    allowed = config.getoption("--allow-skip") or []
-    return any(stage == a or stage.startswith(a.rstrip("/") + "/") for a in allowed)
-
-
-def model_names(config) -> list[tuple[str, str]]:
-    """The models the run gates, as (the name the cases carry, the family): the --model presets
-    (default: every family's tiny twin; one model with --built, whose folders are one model's),
-    or with --weights what the build will call the user's folder."""
-    from wsd import models
-
-    weights = config.getoption("--weights")
-    if not weights:
-        names = config.getoption("--model") or (["sd15-tiny"] if config.getoption("--built") else list(DEFAULT_MODELS))
-        if config.getoption("--built") and len(names) > 1:
-            raise pytest.UsageError("--built gates one model's build: pass one --model")
-        return [(name, models.get(name).family) for name in dict.fromkeys(names)]
-    from wsd.build import BuildOptions, check_options
-
-    spec = check_options(BuildOptions(None, weights=weights, image_size=config.getoption("--image-size")))
-    return [(spec.name, spec.family)]
-
-
-def report_default() -> Path:
-    from conformance.harness import reports_dir
-
-    return reports_dir()
-
-
-def rounded(timings: dict) -> dict:
-    return {k: round(v, 1) for k, v in timings.items()}
+        gate_report.write_reports(session.config, parts)

@@ -1,7 +1,7 @@
 """reports/conformance/: summary.json (a stable schema for other tools) and index.html.
 
 The one JUnit file is pytest's own (`--junitxml`), each case carrying its metrics as
-properties (tests/conformance/test_stages.py records them)."""
+properties (conformance/gate/test_stages.py records them)."""
 
 from __future__ import annotations
 
@@ -41,6 +41,24 @@ def save_triptych(folder: Path, name: str, reference: np.ndarray, candidate: np.
         _png(path, pixels)
         paths[kind] = f"{folder.name}/{path.name}"
     return paths
+
+
+def unpack_rgba(words: np.ndarray) -> np.ndarray:
+    """(H, W) int32 words R + G<<8 + B<<16 + A<<24 -> (H, W, 3) RGB."""
+    b = np.ascontiguousarray(words.astype(np.int32)).view(np.uint8).reshape(*words.shape, 4)
+    return b[..., :3].astype(np.float64)
+
+
+def attach_images(row: dict, case, reference: dict, got: dict, out_dir: Path) -> None:
+    """Triptychs of every image-like output of a case, their paths in row["images"]."""
+    for out in case.outputs:
+        arr, cand = np.asarray(reference[out.name]), np.asarray(got[out.name])
+        if out.name == "rgba" and arr.ndim == 2:  # packed canvas words: show them as the pixels they are
+            arr, cand = unpack_rgba(arr), unpack_rgba(cand)
+        if arr.ndim >= 3 and arr.shape[-1] == 3:
+            row.setdefault("images", {})[out.name] = save_triptych(
+                out_dir / "images", f"{case.id}__{row['backend']}__{out.name}", arr, cand
+            )
 
 
 def _clean(value):

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 from conformance.faults import FAULTS, Fault, get, injected_kernel
-from conformance.harness import Harness, all_cases
+from conformance.harness import Harness
+from conformance.stages import all_cases
 
 
 def _cases_for(fault: Fault, cases: list, expected_only: bool) -> list:
@@ -95,21 +96,20 @@ def run(
                     if fault.shared_code
                     else {"webgpu": faulted, "native": clean.dist("native")},
                     inject=(fault.inject,) if fault.shared_code else (),  # its native build carries it too
-                    browser=clean._browser,
+                    browser=clean.candidates.browser,
                     golden=clean.golden,
                     out_dir=work / fault.name / "report",
                     echo=echo,
                     accept_drift=fault.shared_code,  # judged by the comparison, not by changed inputs
                 )
                 if not fault.shared_code:
-                    h._ctx, h._refs = clean.ctx, clean._refs  # same inputs and references as the baseline
-                    h._backends["native"] = clean.backend("native")
+                    h.share_references(clean)  # same inputs and references as the baseline
+                    h.candidates.use("native", clean.backend("native"))
                 rows = [h.run(c, "webgpu") for c in _cases_for(fault, cases, expected_only)]
             row = verdict(fault, rows, injected_kernel(faulted))
             results.append(row)
             kernel = f", kernel {row['localized_kernel']}" if row["localized_kernel"] else ""
             echo(f"[selftest] {fault.name}: {'caught' if row['caught'] else 'MISSED'} by {row['caught_by']}{kernel}")
-            h._backends.pop("native", None)
     finally:
         clean.close()
     caught = sum(r["caught"] for r in results)

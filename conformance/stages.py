@@ -290,3 +290,10 @@ def cases(model: str, stages: tuple[Stage, ...] = STAGES, family: str = "sd15") 
         for variant, params in stage.variants.items():
             out.append(Case(model, stage, variant, {**params, "entry": stage.entry}, outputs))
     return out
+
+
+def all_cases(model: str = "sd15-tiny", family: str | None = None) -> list[Case]:
+    """Every case of a model; `family` for a name that is not a preset (a user's folder)."""
+    from wsd import models
+
+    return cases(model, STAGES, family or models.get(model).family)

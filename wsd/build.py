@@ -26,9 +26,24 @@ TARGETS = ("webgpu", "llvm")
 # What the compiled output depends on besides its inputs: the compiler's own files, by glob (a new
 # pass file changes the key without anyone listing it). The CLI, the server and the harness's
 # helpers are not here: they do not change what a build writes.
-COMPILER_SOURCES = ("capture.py", "compat.py", "entries.py", "params.py", "schedulers.py", "build.py", "wgsl.py",
-                    "manifest.py", "requirements.py", "faults.py", "kernels.py", "generation.py", "weights.py",
-                    "passes/*.py", "models/*.py", "js/validate_wgsl.js")
+COMPILER_SOURCES = (
+    "capture.py",
+    "compat.py",
+    "entries.py",
+    "params.py",
+    "schedulers.py",
+    "build.py",
+    "wgsl.py",
+    "manifest.py",
+    "requirements.py",
+    "faults.py",
+    "kernels.py",
+    "generation.py",
+    "weights.py",
+    "passes/*.py",
+    "models/*.py",
+    "js/validate_wgsl.js",
+)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,10 @@ from wsd.passes.pipeline import Step
 # of the entry's torch wrapper set to the wrong value (SDXL's text entry, wsd/entries.py).
 CAPTURE_FAULTS = {
     "last-hidden-state": ("hidden_layer", -1),  # the encoders' last hidden state, not the penultimate
-    "pooled-from-first-encoder": ("pooled_from", 0),  # pooled embeddings from the first encoder, not the second's projection
+    "pooled-from-first-encoder": (
+        "pooled_from",
+        0,
+    ),  # pooled embeddings from the first encoder, not the second's projection
 }
 # Faults in the product's Python helpers, the code the gate's references shared until they
 # were made independent (conformance/reference): each patch swaps one helper for the buggy

@@ -52,7 +52,7 @@ for what in "$@"; do
     gate|gate:*)
       name=sd15-tiny; [ "$what" = gate ] || name=${what#gate:}
       refill $G/dists/$name
-      python3 -m pytest -m conformance tests/conformance -p no:cacheprovider -p no:xdist --backend dawn \
+      python3 -m pytest -p conformance.plugin -m conformance conformance/gate -p no:cacheprovider -p no:xdist --backend dawn \
         --built "dawn=$G/dists/$name" --accept-drift --report-dir $T/gate-$name 2>&1 | tail -40 | tee "$OUT/gate-$name.log" || true
       # the device tool brings back few files: the summary, not the image report
       cp $T/gate-$name/summary.json "$OUT/gate-$name-summary.json" || true ;;

@@ -21,7 +21,6 @@ _LAYOUT_OPS = ("relax.reshape", "relax.broadcast_to", "relax.permute_dims")
 def softmax_in_fp16():
     from tvm import relax, topi
 
-
     def fp32_inside(x, axis):
         return topi.cast(topi.nn.softmax(topi.cast(x, "float32"), axis=axis), "float16")
 
@@ -37,7 +36,6 @@ def softmax_in_fp16():
 
 def drop_round_trips():
     from tvm import relax
-
 
     def rewrite(builder, call, bound):
         if str(call.attrs.dtype) != "float16":

@@ -21,7 +21,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from wsd.passes.options import PassOptions
+from wsd.passes.options import DEFAULT, PassOptions
 
 # Enough workgroups to give every SM of a data-center GPU several (132 SMs on an H100);
 # a smaller GPU is full sooner and loses little from the smaller tiles.
@@ -169,7 +169,7 @@ def pinned_tile(name: str | None) -> Tile | None:
     return PINNABLE[name]
 
 
-def webgpu_matmul_rule(options: PassOptions = PassOptions()):
+def webgpu_matmul_rule(options: PassOptions = DEFAULT):
     """dlight's Matmul with its configuration chosen per kernel (see the module's doc).
 
     threadIdx.x (a warp's consecutive lanes) runs along N: each lane's outputs sit beside its
@@ -199,7 +199,9 @@ def webgpu_matmul_rule(options: PassOptions = PassOptions()):
             t = self._tile
             threads = f"{t.threads_x}x{t.threads_y} threads"
             packed = f", vec{t.micro_y}<f16> accumulators" if self._packed else ""
-            return f"{t.rows}x{t.cols} tile, {threads}, k{t.k}, {t.vthreads}x{t.vthreads} vthreads, lanes along N{packed}"
+            return (
+                f"{t.rows}x{t.cols} tile, {threads}, k{t.k}, {t.vthreads}x{t.vthreads} vthreads, lanes along N{packed}"
+            )
 
         def get_configs(self, target):
             t = self._tile

@@ -26,3 +26,6 @@ class PassOptions:
     @property
     def float16(self) -> bool:
         return self.dtype == "float16"
+
+
+DEFAULT = PassOptions()  # an fp32 build with every pass at its default

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from wsd.errors import BuildError
 from wsd.passes import group_norm, half_softmax, ir, mixed_precision, schedule, split_k, subgroup_gemm, tuning
 from wsd.passes import wgsl_types as wgsl_types_pass
-from wsd.passes.options import PassOptions
+from wsd.passes.options import DEFAULT, PassOptions
 
 
 def _always(options: PassOptions) -> bool:
@@ -99,7 +99,7 @@ def steps(options: PassOptions, injected: tuple[Step, ...] = ()) -> tuple[Step, 
     return tuple(step for step in declared if step.when(options))
 
 
-def pipeline(target, options: PassOptions = PassOptions(), on_step=None, injected: tuple[Step, ...] = ()):
+def pipeline(target, options: PassOptions = DEFAULT, on_step=None, injected: tuple[Step, ...] = ()):
     import tvm
 
     passes = []
@@ -109,7 +109,7 @@ def pipeline(target, options: PassOptions = PassOptions(), on_step=None, injecte
     return tvm.transform.Sequential(passes, name="wsd")
 
 
-def apply(mod, target, options: PassOptions = PassOptions(), on_step=None, injected: tuple[Step, ...] = ()):
+def apply(mod, target, options: PassOptions = DEFAULT, on_step=None, injected: tuple[Step, ...] = ()):
     """Run the pipeline on mod; a BuildError raised inside a pass comes out as a BuildError."""
     with ir.failures() as raised:
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from wsd.passes.ir import CONFIG_ATTR, RULE_ATTR, fail, is_prim_func, param_buffers
-from wsd.passes.options import PassOptions
+from wsd.passes.options import DEFAULT, PassOptions
 
 FALLBACK_MAX_ELEMENTS = 1 << 20
 
@@ -23,7 +23,7 @@ def schedule_pass(target, options: PassOptions):
     return tvm.transform.module_pass(lambda mod, ctx: kernels(mod), opt_level=0, name="wsd.ScheduleKernels")
 
 
-def dlight_rules(target, options: PassOptions = PassOptions()):
+def dlight_rules(target, options: PassOptions = DEFAULT):
     from wsd.compat import dlight
 
     dl = dlight()
@@ -70,7 +70,7 @@ class ScheduleKernels:
     and a kernel no rule schedules fails the build with its name.
     """
 
-    def __init__(self, target, options: PassOptions = PassOptions()):
+    def __init__(self, target, options: PassOptions = DEFAULT):
         self.target = target
         self.options = options
         self.rule_errors: dict[str, list[str]] = {}

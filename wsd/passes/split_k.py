@@ -43,7 +43,6 @@ def split_factor(m: int, n: int, k: int, channels: int, area: int) -> int:
 def split_k_conv2d():
     from tvm import te, topi
 
-
     def partial_sums(x, w, split, strides, padding, dilation, out_dtype):
         n, c, _, _ = (int(d) for d in x.shape)
         co, _, kh, kw = (int(d) for d in w.shape)

@@ -166,7 +166,6 @@ def subgroup_gemm_pass(gpu: bool = True):
     import tvm
     from tvm import relax
 
-
     def conv(builder, call, bound):
         a = call.attrs
         x, w = call.args

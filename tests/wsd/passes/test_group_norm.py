@@ -16,8 +16,8 @@ def test_split_group_norm_computes_group_norm(groups, shape):
     from tvm import relax
     from tvm.relax.frontend.torch import from_exported_program
 
-    from wsd.passes.pipeline import apply
     from wsd.compat import llvm_target, tensor
+    from wsd.passes.pipeline import apply
 
     torch.manual_seed(0)
     module = torch.nn.Sequential(torch.nn.GroupNorm(groups, shape[1], eps=1e-5), torch.nn.SiLU()).eval()

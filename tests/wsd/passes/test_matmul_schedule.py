@@ -10,7 +10,7 @@ import pytest
 
 from wsd import wgsl
 from wsd.passes import matmul_schedule as ms
-from wsd.passes.options import PassOptions
+from wsd.passes.options import DEFAULT, PassOptions
 
 
 def test_large_gemms_get_large_tiles_and_small_m_long_k_gets_parallelism():
@@ -115,7 +115,7 @@ def test_a_warps_lanes_run_along_n_so_stores_coalesce():
     assert (m_span * config.vthread_x, n_span * config.vthread_y) == (32, 64)
 
 
-def matmul_shader(dtype: str, options: PassOptions = PassOptions()) -> tuple[str, object]:
+def matmul_shader(dtype: str, options: PassOptions = DEFAULT) -> tuple[str, object]:
     """The WGSL of a 128x64 @ 64x96 matmul scheduled by the rule, and the rule (its describe())."""
     import tvm
     from tvm import te

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from wsd.passes import split_k
-from wsd.passes.options import PassOptions
+from wsd.passes.options import DEFAULT, PassOptions
 
 
 @pytest.mark.parametrize(
@@ -49,7 +49,7 @@ def _conv_module(stride: int, padding: int):
     return Block().eval(), (x, torch.randn(2, 64, out, out))
 
 
-def _compiled(module, args, target, options=PassOptions()):
+def _compiled(module, args, target, options=DEFAULT):
     import torch
     from tvm.relax.frontend.torch import from_exported_program
 
@@ -102,5 +102,7 @@ def test_off_switch_leaves_convs_whole():
     from wsd.compat import llvm_target
 
     module, args = _conv_module(1, 1)
-    names = {g.name_hint for g, _ in _compiled(module, args, llvm_target(), PassOptions(split_k=False)).functions_items()}
+    names = {
+        g.name_hint for g, _ in _compiled(module, args, llvm_target(), PassOptions(split_k=False)).functions_items()
+    }
     assert not any("split_k" in n for n in names)

@@ -229,9 +229,9 @@ def test_the_rewritten_graph_runs_on_webgpu(runner, runner_url, kit):
     import tvm
     from tvm import relax
 
+    from wsd.host.modules import run_entry
     from wsd.passes.options import PassOptions
     from wsd.passes.pipeline import apply, build_config
-    from wsd.host.modules import run_entry
     from wsd.webrt import wasm_fcompile
 
     mod, values = small_graph()

@@ -41,13 +41,21 @@ def ids():
     return torch.randint(0, 99, (1, 77), generator=torch.Generator().manual_seed(0))
 
 
-def test_tvm_dynamo_capture_fails_on_clip_embedding(clip, ids):
-    """The failure the original pipeline hit, from TVM's own function."""
+def test_tvm_dynamo_capture_imports_clip_embedding(clip, ids):
+    """A canary on an upstream bug (a strict xfail): TVM's Dynamo importer has no `embedding`, the
+    failure the original pipeline hit. It reports xfail while the bug is there, fails on any other
+    error, and fails once TVM imports CLIP: then wsd/legacy_capture.py's shim (and this) can go."""
     from torch._dynamo.exc import BackendCompilerFailed
     from tvm.relax.frontend.torch import dynamo_capture_subgraphs
 
-    with pytest.raises(BackendCompilerFailed, match=r"Unsupported function types \['embedding'\]"):
+    try:
         dynamo_capture_subgraphs(clip, ids)
+    except BackendCompilerFailed as exc:
+        # the known bug: an expected failure; any other error is a real failure of this test
+        if "Unsupported function types ['embedding']" in str(exc):
+            pytest.xfail("TVM's Dynamo importer still lacks embedding")
+        raise
+    pytest.fail("TVM's Dynamo importer now imports CLIP's embedding: drop the shim in wsd/legacy_capture.py")
 
 
 def test_without_shims_our_path_fails_the_same_way(clip, ids):

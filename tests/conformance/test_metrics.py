@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conformance.metrics import compare
+from conformance.metrics import compare, measure
 
 
 def test_identical_outputs():
@@ -33,3 +33,10 @@ def test_nan_never_passes():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="shape"):
         compare(np.ones(3), np.ones(4))
+
+
+def test_metrics_for_images_and_ids():
+    a = np.random.default_rng(0).integers(0, 256, (16, 16, 3)).astype(np.uint8)
+    m = measure("image", a, a)
+    assert m["ssim"] == pytest.approx(1.0) and m["max_abs"] == 0
+    assert measure("exact", np.arange(4), np.array([0, 1, 2, 4]))["mismatches"] == 1

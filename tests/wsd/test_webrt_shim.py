@@ -20,8 +20,8 @@ import serial_ref
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-SHIM = Path(__file__).resolve().parents[1] / "wsd" / "webrt" / "shim"
-PROBE_SRC = Path(__file__).parent / "native" / "serializer_probe.cc"
+SHIM = Path(__file__).resolve().parents[2] / "wsd" / "webrt" / "shim"
+PROBE_SRC = Path(__file__).resolve().parents[1] / "native" / "serializer_probe.cc"
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 

@@ -93,6 +93,11 @@ def test_random_weights_are_seeded(tiny_spec, tmp_path):
     folders.write_random(tiny_spec, tmp_path / "b", seed=3)
     same = load_file(str(tmp_path / "b" / "vae" / "diffusion_pytorch_model.safetensors"))
     assert all(np.array_equal(again[k], same[k]) for k in again)
+    # and the seed is used: another seed gives other weights (a writer ignoring it fails here)
+    folders.write_random(tiny_spec, tmp_path / "c", seed=4)
+    other = load_file(str(tmp_path / "c" / "vae" / "diffusion_pytorch_model.safetensors"))
+    assert again.keys() == other.keys()
+    assert not any(np.array_equal(again[k], other[k]) for k in again if again[k].size > 1 and again[k].std() > 0)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import folders
 import numpy as np
 import pytest
 
-from conformance.harness import all_cases
+from conformance.stages import all_cases
 from wsd.cli import main
 
 pytestmark = pytest.mark.e2e

@@ -140,7 +140,8 @@ def test_the_gate_s_scheduler_stage_on_a_folder_with_this_config(shape, sd15_fol
     sd15-tiny's folder carrying this config, against diffusers loading that folder."""
     import shutil
 
-    from conformance.harness import Harness, all_cases
+    from conformance.harness import Harness
+    from conformance.stages import all_cases
     from wsd.build import BuildOptions, build
 
     folder = tmp_path / "folder"

@@ -180,7 +180,8 @@ def test_a_cold_build_runs_every_phase_whatever_the_shared_cache_holds(tmp_path,
     without this one a second run of the suite exercised none of the compiler (and its coverage
     fell under the gate's 80 %: found by running the test command twice)."""
     monkeypatch.setenv("WSD_CACHE_DIR", str(tmp_path / "cache"))
-    opts = BuildOptions("sd15-tiny", random_init=True, target="llvm", inject=("dropped-bias@unet", "wrong-guidance-scale@unet"))
+    faults = ("dropped-bias@unet", "wrong-guidance-scale@unet")
+    opts = BuildOptions("sd15-tiny", random_init=True, target="llvm", inject=faults)
     result = build(opts, tmp_path / "out", **QUIET)
     assert not result.cached
     assert {"capture", "passes", "build", "params"} <= set(result.times), result.times

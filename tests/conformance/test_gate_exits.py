@@ -1,6 +1,6 @@
 """`tox -e conformance` exits non-zero, naming why, when golden is missing or moved or a stage skips.
 
-Each runs the gate as CI does (pytest on tests/conformance with the plugin's options), native
+Each runs the gate as CI does (pytest on conformance/gate with the plugin's options), native
 backend only and a few stages, on a copy of golden/ (the checkout's is never written).
 """
 
@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 
+from conformance import gate as the_gate
 from conformance import golden
 from wsd.cli import main
 from wsd.paths import repo_root
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.e2e
 
 
 def gate(*args: str, backends: tuple[str, ...] = ("native",)) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "pytest", "-m", "conformance", str(repo_root() / "tests" / "conformance")]
+    argv = [sys.executable, "-m", "pytest", *the_gate.pytest_args()]
     argv += ["-p", "no:cacheprovider", "--model", "sd15-tiny", *(f"--backend={b}" for b in backends), *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=900, cwd=repo_root())
 
@@ -116,8 +117,8 @@ def test_a_fault_in_code_the_references_once_shared_fails_the_gate(tmp_path):
     """Issue 33's incident through `--inject`: samplers merged with the folder class's defaults
     (PNDM's leading spacing reaching DPM-Solver++) passed the gate while its references called
     the same merge; with references on diffusers alone it fails. Native only: a bug in the
-    product's Python is in every build. (All four such faults: tests/test_conformance_units.py;
-    the blind spot itself: tests/test_shared_code_faults.py.)"""
+    product's Python is in every build. (All four such faults: tests/conformance/test_harness.py;
+    the blind spot itself: tests/conformance/test_shared_code_faults.py.)"""
     reports = tmp_path / "r"
     proc = gate("-k", "scheduler", "--inject", "sampler-defaults", "--accept-drift", "--report-dir", str(reports))
     assert proc.returncode != 0, proc.stdout[-3000:]

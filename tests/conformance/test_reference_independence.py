@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-REFERENCE = Path(__file__).resolve().parents[1] / "conformance" / "reference"
+REFERENCE = Path(__file__).resolve().parents[2] / "conformance" / "reference"
 MODULES = sorted(REFERENCE.glob("*.py"))
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conformance.plugin import allowed_skip
+from conformance.options import allowed_skip
 
 pytestmark = pytest.mark.conformance
 
@@ -23,4 +23,5 @@ def test_stage(conformance_case, harnesses, request, record_property):
             pytest.skip(row["message"])
         pytest.fail(f"{case.id} on {backend} skipped ({row['message']}); pass --allow-skip {row['stage']} if expected")
     where = f" [kernel {row['localized_kernel']}]" if row["localized_kernel"] else ""
-    assert row["status"] == "pass", f"{case.id} on {backend}: {row['status']}{where}: {row['message']}"
+    if row["status"] != "pass":  # pytest.fail, not assert: this module ships in the package (bandit B101)
+        pytest.fail(f"{case.id} on {backend}: {row['status']}{where}: {row['message']}")

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from conformance import gate
 from wsd.paths import repo_root
 
 pytestmark = pytest.mark.e2e
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 def test_two_workers_gate_a_model_each_into_one_report(tmp_path):
     reports = tmp_path / "r"
-    argv = [sys.executable, "-m", "pytest", "-m", "conformance", str(repo_root() / "tests" / "conformance")]
+    argv = [sys.executable, "-m", "pytest", *gate.pytest_args()]
     argv += ["-p", "no:cacheprovider", "-n", "2", "--dist", "loadscope", "-v", "--backend=native"]
     argv += ["-k", "tokenizer or scheduler/euler", "--report-dir", str(reports)]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=900, cwd=repo_root())

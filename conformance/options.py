@@ -1,0 +1,93 @@
+"""The gate's command-line options (a pytest plugin module) and what they select: the models,
+the injected fault, the stages whose skip is expected."""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.candidates import BACKENDS
+
+DEFAULT_MODELS = ("sd15-tiny", "sdxl-tiny")  # the seeded tiny twin of each family
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("wsd-conformance")
+    group.addoption(
+        "--model",
+        action="append",
+        default=[],
+        help=f"model spec to check (repeatable; default {' and '.join(DEFAULT_MODELS)}, or sd15-tiny with --built)",
+    )
+    group.addoption(
+        "--backend",
+        action="append",
+        choices=BACKENDS,
+        help="backend(s) to run (default: webgpu and native; dawn: Dawn for Node, a real GPU where there is one)",
+    )
+    group.addoption(
+        "--inject", metavar="FAULT", help="inject a fault into the webgpu build (see conformance/faults.py)"
+    )
+    group.addoption("--report-dir", default=None, help="where the reports go (default reports/conformance)")
+    group.addoption("--weights", default=None, help="gate a user's diffusers folder (its configs decide the model)")
+    group.addoption("--image-size", type=int, default=None, help="gate at this image size (default: the model's)")
+    group.addoption(
+        "--stage-timeout",
+        type=float,
+        default=600.0,
+        help="seconds one case may take in the page (the full architecture on SwiftShader needs more)",
+    )
+    group.addoption("--golden", default=None, help="the golden root (default golden/ in the checkout)")
+    group.addoption(
+        "--built",
+        action="append",
+        default=[],
+        metavar="BACKEND=DIR",
+        help="gate an already built dist/<model> for a backend (webgpu=..., native=...) instead of building",
+    )
+    group.addoption(
+        "--accept-drift", action="store_true", help="reference drift from golden/ is a warning (a deliberate bump)"
+    )
+    group.addoption(
+        "--allow-skip",
+        action="append",
+        default=[],
+        metavar="STAGE",
+        help="a stage whose skip is expected (repeatable); any other skip fails the gate",
+    )
+
+
+def injected(config):
+    """The --inject fault (conformance/faults.py), or None."""
+    name = config.getoption("--inject")
+    if not name:
+        return None
+    from conformance.faults import get
+
+    try:
+        return get(name)
+    except KeyError as exc:
+        raise pytest.UsageError(str(exc.args[0])) from None
+
+
+def allowed_skip(config, stage: str) -> bool:
+    """Whether the run named this stage (or its family, `unet` for `unet/t1-g7.5`) as an expected skip."""
+    allowed = config.getoption("--allow-skip") or []
+    return any(stage == a or stage.startswith(a.rstrip("/") + "/") for a in allowed)
+
+
+def model_names(config) -> list[tuple[str, str]]:
+    """The models the run gates, as (the name the cases carry, the family): the --model presets
+    (default: every family's tiny twin; one model with --built, whose folders are one model's),
+    or with --weights what the build will call the user's folder."""
+    from wsd import models
+
+    weights = config.getoption("--weights")
+    if not weights:
+        names = config.getoption("--model") or (["sd15-tiny"] if config.getoption("--built") else list(DEFAULT_MODELS))
+        if config.getoption("--built") and len(names) > 1:
+            raise pytest.UsageError("--built gates one model's build: pass one --model")
+        return [(name, models.get(name).family) for name in dict.fromkeys(names)]
+    from wsd.build import BuildOptions, check_options
+
+    spec = check_options(BuildOptions(None, weights=weights, image_size=config.getoption("--image-size")))
+    return [(spec.name, spec.family)]
