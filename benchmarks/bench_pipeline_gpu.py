@@ -28,21 +28,19 @@ sys.path.insert(0, str(ROOT))
 PROMPT = "a photo of an astronaut riding a horse on mars"
 
 
-def torch_pipeline(model, scheduler: str, noise: np.ndarray, steps: int, guidance: float, size: int, device="cuda"):
-    """diffusers' pipeline class for the folder on `device`, fp32 without TF32: (seconds, pixels)."""
+def torch_pipeline(folder, scheduler: str, noise: np.ndarray, steps: int, guidance: float, size: int, device="cuda"):
+    """diffusers' pipeline class for the folder on `device`, fp32 without TF32, with the sampler
+    the gate's reference makes (conformance/reference: diffusers only): (seconds, pixels)."""
     import torch
 
     def sync():
         if device == "cuda":
             torch.cuda.synchronize()
 
-    from conformance.harness import reference_pipeline
-    from wsd.schedulers import make_scheduler
+    from conformance.reference import ReferenceModel
 
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    pipe = reference_pipeline(model).to(device, torch.float32)
-    sampler = next(s for s in model.spec.schedulers if s.name == scheduler)
-    pipe.scheduler = make_scheduler(sampler, model.scheduler_config)
+    pipe = ReferenceModel(folder, size).with_sampler(scheduler).to(device, torch.float32)
     pipe.set_progress_bar_config(disable=True)
 
     def once(n):
@@ -86,7 +84,6 @@ def main(argv=None) -> int:
     from wsd.build import random_folder
     from wsd.host.dawn import DawnHost
     from wsd.host.modules import encode, image_of
-    from wsd.models.folder import load
     from wsd.refill import seeded_dist
     from wsd.webrt import runtime_bundle
 
@@ -127,8 +124,9 @@ def main(argv=None) -> int:
     webgpu = image_of(got)
     del got
 
-    model = load(spec, random_folder(spec, opts["seed"]))
-    torch_s, want = torch_pipeline(model, scheduler, noise, args.steps, guidance, size, args.torch_device)
+    torch_s, want = torch_pipeline(
+        random_folder(spec, opts["seed"]), scheduler, noise, args.steps, guidance, size, args.torch_device
+    )
     results["torch_fp32_no_tf32_s"] = round(torch_s, 2)
     results["ratio_vs_fp32_no_tf32"] = round(torch_s / results["webgpu_s"], 3)
     results["image_vs_torch"] = compare(want, webgpu.astype(np.float64))

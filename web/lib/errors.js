@@ -1,5 +1,5 @@
 // Errors a person can act on. Every failure the page can meet is a WsdError whose message
-// starts with a stable code ("WSD_LIMIT: ..."), so the harness's driver (conformance/browser.py)
+// starts with a stable code ("WSD_LIMIT: ..."), so the harness's driver (wsd/host/browser.py)
 // and the app's error panel both know what failed; explain() adds what to do about it.
 
 export class WsdError extends Error {

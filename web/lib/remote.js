@@ -15,7 +15,9 @@
 import { WsdError } from "./errors.js";
 import { createDevice, describeAdapter, requestAdapter } from "./gpu.js";
 import { generate as generateImage } from "./pipeline.js";
-import { ModelSession, TYPED } from "./session.js";
+import * as probes from "./probes.js";
+import { ModelSession } from "./session.js";
+import { hostArray } from "./tensors.js";
 
 function decodeBase64(text) {
   const raw = atob(text);
@@ -33,9 +35,7 @@ function encodeBase64(view) {
 }
 
 function fromWire(item) {
-  const bytes = decodeBase64(item.data);
-  const Typed = TYPED[item.dtype] || Uint8Array;
-  return { data: new Typed(bytes.buffer, 0, bytes.byteLength / Typed.BYTES_PER_ELEMENT), shape: item.shape, dtype: item.dtype };
+  return hostArray(decodeBase64(item.data), item.shape, item.dtype);
 }
 
 function toWire(host) {
@@ -79,19 +79,19 @@ export function createRemote({ onStatus = () => {}, sessionOptions = {} } = {}) 
   }
 
   async function runKernels(spec) {
-    const results = await requireSession().runKernels(spec.kernels.map((k) => ({ ...k, args: k.args.map(fromWire) })));
+    const results = await probes.runKernels(requireSession(), spec.kernels.map((k) => ({ ...k, args: k.args.map(fromWire) })));
     return results.map((outs) => (Array.isArray(outs) ? outs.map(toWire) : outs));
   }
 
   async function runChain(spec) {
     const buffers = spec.buffers.map((b) => (b.init ? { ...b, init: fromWire(b.init) } : b));
     const calls = spec.calls.map((c) => (c.fill ? { fill: c.fill.map(([i, host]) => [i, fromWire(host)]) } : c));
-    const outs = await requireSession().runChain({ ...spec, buffers, calls });
+    const outs = await probes.runChain(requireSession(), { ...spec, buffers, calls });
     return outs.map(toWire);
   }
 
   async function bench(spec) {
-    return requireSession().bench(spec.entry, spec.inputs.map(fromWire), spec.repeat || 10, spec.flushEvery);
+    return probes.bench(requireSession(), spec.entry, spec.inputs.map(fromWire), spec.repeat || 10, spec.flushEvery);
   }
 
   async function tokenize(spec) {

@@ -1,51 +1,17 @@
-// One model loaded once: the wasm instantiated, every WebGPU pipeline created, the weights
-// uploaded. Entry points then run as often as wanted; each run's temporaries live in a tvmjs
-// scope that ends with the run, so GPU memory stays flat across runs.
+// The session core: one model loaded once (the wasm instantiated, every WebGPU pipeline created,
+// the weights uploaded), then entry points run as often as wanted, one at a time; each run's
+// temporaries live in a tvmjs scope that ends with the run, so GPU memory stays flat across runs.
+// What the build ships besides: lib/assets.js; what only the harness asks: lib/probes.js.
+import { fetchManifest, folderUrl, loadSamplerTable, loadTokenizers, stepChoices, swapTensorCoreShaders } from "./assets.js";
 import { WsdError } from "./errors.js";
 import { createDevice, describeAdapter, diagnoseShaders, requestAdapter } from "./gpu.js";
 import { VerifiedStore } from "./integrity.js";
-import { ClipTokenizer } from "./tokenizer.js";
 import { KernelProfiler } from "./profile.js";
 import { DEFAULT_FLUSH_EVERY, SubmissionPacer } from "./pacing.js";
-import { checkManifest, checkSamplerTable, checkTensorCache } from "./validate.js";
+import { hostArray, rawBytes } from "./tensors.js";
+import { checkTensorCache } from "./validate.js";
 
-// Dawn's name for subgroup matrices (tensor cores): --subgroup-matrix builds use it where present
-const SUBGROUP_MATRIX = "chromium-experimental-subgroup-matrix";
-
-export const TYPED = { float32: Float32Array, int32: Int32Array, uint32: Uint32Array, float16: Uint16Array, uint8: Uint8Array };
-
-export function folderUrl(url) {
-  const href = new URL(url, globalThis.location ? globalThis.location.href : undefined).href;
-  return href.endsWith("/") ? href : `${href}/`;
-}
-
-// manifest.json is the root of trust: fetched fresh (the service worker falls back to its
-// cached copy when offline), never from an HTTP cache that could hold an older build's.
-export async function fetchManifest(base, fetcher = globalThis.fetch.bind(globalThis)) {
-  let response;
-  try {
-    response = await fetcher(new URL("manifest.json", base).href, { cache: "no-cache" });
-  } catch (err) {
-    throw new WsdError("WSD_FETCH", `manifest.json of ${base}: ${err.message || err}`);
-  }
-  if (!response.ok) throw new WsdError("WSD_FETCH", `manifest.json of ${base}: HTTP ${response.status}`);
-  let manifest;
-  try {
-    manifest = await response.json();
-  } catch (err) {
-    throw new WsdError("WSD_MODEL", `manifest.json of ${base} is not valid JSON: ${err.message || err}`);
-  }
-  checkManifest(manifest, `manifest.json of ${base}`);
-  if (manifest.target !== "webgpu") {
-    throw new WsdError("WSD_MODEL", `${manifest.model} at ${base} was built for ${manifest.target}, not webgpu.`);
-  }
-  return manifest;
-}
-
-function rawBytes(host) {
-  const view = host.data;
-  return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
-}
+export { fetchManifest, folderUrl };
 
 export class ModelSession {
   constructor(tvmjs, base, manifest, adapter, device, errors, options) {
@@ -104,29 +70,14 @@ export class ModelSession {
     this.tvm = await this.tvmjs.instantiate(wasm.buffer.slice(wasm.byteOffset, wasm.byteOffset + wasm.byteLength), this.tvmjs.createPolyfillWASI(), (msg) => console.error(msg));
     this.tvm.initWebGPU(this.device);
     this.pacer = new SubmissionPacer(this.device, this.tvm.lib.webGPUContext, this.options.flushEvery ?? DEFAULT_FLUSH_EVERY);
-    await this.swapSubgroupShaders();
+    // tensor-core WGSL in place of TVM's GEMM kernels where the device has subgroup matrices
+    this.subgroupKernels = await swapTensorCoreShaders(this.tvm.lib.webGPUContext, this.device, this.store, this.manifest);
     this.tvm.beginScope(); // tvmjs hands out objects only inside a scope; kept ones are detached
     try {
       await this.loadInScope(progress, t0);
     } finally {
       this.tvm.endScope();
     }
-  }
-
-  // A --subgroup-matrix build ships, per GEMM kernel, WGSL that computes it on tensor cores
-  // (subgroup matrices) with the same bindings and grid as TVM's kernel; where the device has the
-  // feature it replaces TVM's shader as the pipelines are created. Elsewhere TVM's kernels run.
-  async swapSubgroupShaders() {
-    const sg = this.manifest.requirements?.subgroup_matrix;
-    this.subgroupKernels = 0;
-    if (!sg?.kernels || !this.device.features.has(SUBGROUP_MATRIX)) return;
-    const swaps = new Map(Object.entries(await this.store.json(sg.shaders)));
-    const ctx = this.tvm.lib.webGPUContext;
-    const makeSync = ctx.createShader.bind(ctx);
-    const makeAsync = ctx.createShaderAsync.bind(ctx);
-    ctx.createShader = (finfo, code) => makeSync(finfo, swaps.get(finfo.name) ?? code);
-    ctx.createShaderAsync = (finfo, code) => makeAsync(finfo, swaps.get(finfo.name) ?? code);
-    this.subgroupKernels = swaps.size;
   }
 
   async loadInScope(progress, t0) {
@@ -250,9 +201,7 @@ export class ModelSession {
     const cpu = this.tvm.empty(tensor.shape, tensor.dtype, this.tvm.cpu());
     cpu.copyFrom(tensor);
     await this.tvm.webgpu().sync();
-    const bytes = cpu.toRawBytes();
-    const Typed = TYPED[tensor.dtype] || Uint8Array;
-    return { data: new Typed(bytes.buffer, bytes.byteOffset, bytes.byteLength / Typed.BYTES_PER_ELEMENT), shape: Array.from(tensor.shape), dtype: tensor.dtype };
+    return hostArray(cpu.toRawBytes(), tensor.shape, tensor.dtype);
   }
 
   // One entry point on host arrays ({data: TypedArray, shape, dtype}); the harness's call.
@@ -275,118 +224,15 @@ export class ModelSession {
     });
   }
 
-  // Compiled kernels called alone (destination-passing style: outputs are arguments too);
-  // the harness's localization compares each with the native build's. A kernel that cannot
-  // be called alone yields {error} and the rest go on (the instance survives it).
-  runKernels(kernels) {
-    return this.exclusive(async () => {
-      const results = [];
-      for (const kernel of kernels) {
-        this.tvm.beginScope();
-        try {
-          const args = kernel.args.map((x) => this.upload(x));
-          this.tvm.systemLib().getFunction(kernel.name)(...args);
-          await this.tvm.webgpu().sync();
-          const outs = [];
-          for (const index of kernel.outputs) outs.push(await this.download(args[index]));
-          this.checkGpu();
-          results.push(outs);
-        } catch (err) {
-          results.push({ error: `${kernel.name}: ${err.message || JSON.stringify(err)}` });
-        } finally {
-          this.tvm.endScope();
-        }
-      }
-      return results;
-    });
-  }
-
-  // Timing for benchmarks: the inputs uploaded once, one warm-up call, then `repeat` calls each
-  // waited for (wall ms); with a profiler, one more call with every dispatch's GPU time.
-  // `flushEvery` (a number) sets submission pacing for this and later calls (0: off).
-  bench(entry, inputs, repeat = 10, flushEvery = undefined) {
-    return this.exclusive(async () => {
-      if (flushEvery !== undefined) this.pacer.every = flushEvery;
-      this.tvm.beginScope();
-      try {
-        const args = inputs.map((x) => this.upload(x));
-        const once = async () => {
-          this.tvm.beginScope();
-          try {
-            const t0 = performance.now();
-            this.call(entry, ...args);
-            await this.tvm.webgpu().sync();
-            return performance.now() - t0;
-          } finally {
-            this.tvm.endScope();
-          }
-        };
-        await once();
-        const ms = [];
-        for (let i = 0; i < repeat; ++i) ms.push(await once());
-        let kernels = null;
-        if (this.profiler) {
-          this.profiler.start();
-          await once();
-          kernels = await this.profiler.stop();
-        }
-        this.checkGpu();
-        return { ms, kernels, flush_every: this.pacer.supported ? this.pacer.every : null };
-      } finally {
-        this.tvm.endScope();
-      }
-    });
-  }
-
-  // Kernel calls chained on GPU buffers, the way the VM runs them: `buffers` are either
-  // {init} (uploaded) or {viewOf, shape, dtype} (another buffer's bytes seen with another
-  // shape); `calls` name a kernel and its arguments by buffer index, or {fill: [[index, host]]}. Runs calls[0..upto]
-  // and downloads the `fetch` buffers: the harness bisects the call list with it.
-  runChain({ buffers, calls, upto, fetch }) {
-    return this.exclusive(async () => {
-      this.tvm.beginScope();
-      try {
-        const tensors = [];
-        for (const b of buffers) tensors.push(b.init ? this.upload(b.init) : tensors.at(b.viewOf).view(b.shape, b.dtype));
-        const lib = this.tvm.systemLib();
-        for (const call of calls.slice(0, upto + 1)) {
-          // a kernel that cannot be called alone: its outputs get the reference's values
-          if (call.fill) for (const [i, host] of call.fill) tensors.at(i).copyFromRawBytes(rawBytes(host));
-          else lib.getFunction(call.name)(...call.args.map((i) => tensors.at(i)));
-        }
-        await this.tvm.webgpu().sync();
-        const outs = [];
-        for (const i of fetch) outs.push(await this.download(tensors.at(i)));
-        this.checkGpu();
-        return outs;
-      } finally {
-        this.tvm.endScope();
-      }
-    });
-  }
-
   memory() {
     const ctx = this.tvm.lib.webGPUContext;
     return { buffers: ctx.bufferTable.filter((b) => b !== undefined).length, bytes: ctx.currAllocatedBytes, peak_bytes: ctx.peakAllocatedBytes };
   }
 
-  // The build's tokenizers in the generation plan's order (SDXL has two); each pads with its own token.
+  // The build's tokenizers in the generation plan's order (SDXL has two), loaded once.
   tokenizers() {
     if (!this.tokenizerPromise) {
-      this.tokenizerPromise = (async () => {
-        const plans = this.manifest.generation?.text?.tokenizers || [{ path: "tokenizer", pad: "<|endoftext|>", max_length: this.manifest.max_tokens || 77 }];
-        const out = [];
-        for (const t of plans) {
-          try {
-            const vocab = await this.store.json(`${t.path}/vocab.json`);
-            const merges = await this.store.text(`${t.path}/merges.txt`);
-            out.push(new ClipTokenizer(vocab, merges, { maxLength: t.max_length, pad: t.pad }));
-          } catch (err) {
-            throw new WsdError("WSD_TOKENIZER", `the tokenizer in ${t.path}/ could not be loaded: ${err.message || err}`);
-          }
-        }
-        return out;
-      })();
+      this.tokenizerPromise = loadTokenizers(this.store, this.manifest);
       this.tokenizerPromise.catch(() => (this.tokenizerPromise = null));
     }
     return this.tokenizerPromise;
@@ -397,16 +243,11 @@ export class ModelSession {
   }
 
   stepChoices(scheduler) {
-    const steps = (this.manifest.scheduler_steps || {})[scheduler];
-    if (!steps) throw new WsdError("WSD_INPUT", `scheduler ${JSON.stringify(scheduler)} is not in this build; it has ${this.manifest.schedulers}`);
-    return steps;
+    return stepChoices(this.manifest, scheduler);
   }
 
-  async table(scheduler, steps) {
-    const choices = this.stepChoices(scheduler);
-    if (!choices.includes(steps)) throw new WsdError("WSD_INPUT", `steps must be one of ${choices.join(", ")} for ${scheduler} (the tables this build wrote), not ${steps}`);
-    const name = `schedulers/${scheduler}-${steps}.json`;
-    return checkSamplerTable(await this.store.json(name), name);
+  table(scheduler, steps) {
+    return loadSamplerTable(this.store, this.manifest, scheduler, steps);
   }
 
   dispose() {

@@ -104,7 +104,7 @@ test("tokenizer files: fuzzed vocab and merges are accepted (77 integer ids) or 
       try {
         tok = new ClipTokenizer(vocab, mergeText);
       } catch (err) {
-        // the session reports a TokenizerError as WSD_TOKENIZER (session.js tokenizer())
+        // the session reports a TokenizerError as WSD_TOKENIZER (lib/assets.js loadTokenizers)
         assert.ok(err instanceof TokenizerError, `not a TokenizerError: ${err && err.stack}`);
         return;
       }

@@ -1,0 +1,81 @@
+// What a build ships besides the wasm and the weights, read through the verified store
+// (lib/integrity.js): the manifest, the tokenizer files, the sampler tables, and the tensor-core
+// shaders of a --subgroup-matrix build.
+import { WsdError } from "./errors.js";
+import { ClipTokenizer } from "./tokenizer.js";
+import { checkManifest, checkSamplerTable } from "./validate.js";
+
+// Dawn's name for subgroup matrices (tensor cores): --subgroup-matrix builds use it where present
+export const SUBGROUP_MATRIX = "chromium-experimental-subgroup-matrix";
+
+export function folderUrl(url) {
+  const href = new URL(url, globalThis.location ? globalThis.location.href : undefined).href;
+  return href.endsWith("/") ? href : `${href}/`;
+}
+
+// manifest.json is the root of trust: fetched fresh (the service worker falls back to its
+// cached copy when offline), never from an HTTP cache that could hold an older build's.
+export async function fetchManifest(base, fetcher = globalThis.fetch.bind(globalThis)) {
+  let response;
+  try {
+    response = await fetcher(new URL("manifest.json", base).href, { cache: "no-cache" });
+  } catch (err) {
+    throw new WsdError("WSD_FETCH", `manifest.json of ${base}: ${err.message || err}`);
+  }
+  if (!response.ok) throw new WsdError("WSD_FETCH", `manifest.json of ${base}: HTTP ${response.status}`);
+  let manifest;
+  try {
+    manifest = await response.json();
+  } catch (err) {
+    throw new WsdError("WSD_MODEL", `manifest.json of ${base} is not valid JSON: ${err.message || err}`);
+  }
+  checkManifest(manifest, `manifest.json of ${base}`);
+  if (manifest.target !== "webgpu") {
+    throw new WsdError("WSD_MODEL", `${manifest.model} at ${base} was built for ${manifest.target}, not webgpu.`);
+  }
+  return manifest;
+}
+
+// The build's tokenizers in the generation plan's order (SDXL has two); each pads with its own token.
+export async function loadTokenizers(store, manifest) {
+  const plans = manifest.generation?.text?.tokenizers || [{ path: "tokenizer", pad: "<|endoftext|>", max_length: manifest.max_tokens || 77 }];
+  const out = [];
+  for (const t of plans) {
+    try {
+      const vocab = await store.json(`${t.path}/vocab.json`);
+      const merges = await store.text(`${t.path}/merges.txt`);
+      out.push(new ClipTokenizer(vocab, merges, { maxLength: t.max_length, pad: t.pad }));
+    } catch (err) {
+      throw new WsdError("WSD_TOKENIZER", `the tokenizer in ${t.path}/ could not be loaded: ${err.message || err}`);
+    }
+  }
+  return out;
+}
+
+export function stepChoices(manifest, scheduler) {
+  const steps = (manifest.scheduler_steps || {})[scheduler];
+  if (!steps) throw new WsdError("WSD_INPUT", `scheduler ${JSON.stringify(scheduler)} is not in this build; it has ${manifest.schedulers}`);
+  return steps;
+}
+
+export async function loadSamplerTable(store, manifest, scheduler, steps) {
+  const choices = stepChoices(manifest, scheduler);
+  if (!choices.includes(steps)) throw new WsdError("WSD_INPUT", `steps must be one of ${choices.join(", ")} for ${scheduler} (the tables this build wrote), not ${steps}`);
+  const name = `schedulers/${scheduler}-${steps}.json`;
+  return checkSamplerTable(await store.json(name), name);
+}
+
+// A --subgroup-matrix build ships, per GEMM kernel, WGSL that computes it on tensor cores
+// (subgroup matrices) with the same bindings and grid as TVM's kernel; where the device has the
+// feature it replaces TVM's shader as the pipelines are created. Elsewhere TVM's kernels run.
+// Returns how many kernels were swapped.
+export async function swapTensorCoreShaders(webGPUContext, device, store, manifest) {
+  const sg = manifest.requirements?.subgroup_matrix;
+  if (!sg?.kernels || !device.features.has(SUBGROUP_MATRIX)) return 0;
+  const swaps = new Map(Object.entries(await store.json(sg.shaders)));
+  const makeSync = webGPUContext.createShader.bind(webGPUContext);
+  const makeAsync = webGPUContext.createShaderAsync.bind(webGPUContext);
+  webGPUContext.createShader = (finfo, code) => makeSync(finfo, swaps.get(finfo.name) ?? code);
+  webGPUContext.createShaderAsync = (finfo, code) => makeAsync(finfo, swaps.get(finfo.name) ?? code);
+  return swaps.size;
+}
