@@ -32,6 +32,10 @@ def emcc_version() -> str | None:
     return line
 
 
+# the stack every result names, in this order
+NAMES = ("python", "torch", "tvm", "tvm_ffi", "diffusers", "transformers", "chromium", "emscripten")
+
+
 def collect() -> dict[str, str | None]:
     return {
         "python": platform.python_version(),

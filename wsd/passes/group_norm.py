@@ -52,3 +52,8 @@ def split_group_norm():
         return out
 
     return call_rewriter("relax.nn.group_norm", split, "wsd.SplitGroupNorm")
+
+
+def make(target, options):
+    """The pipeline's step (wsd/passes/pipeline.py)."""
+    return split_group_norm()

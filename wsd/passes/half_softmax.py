@@ -61,3 +61,8 @@ def fp16_softmax_pass():
     return tvm.transform.Sequential(
         [softmax_in_fp16(), drop_round_trips(), relax.transform.DeadCodeElimination()], name="wsd.HalfSoftmax"
     )
+
+
+def make(target, options):
+    """The pipeline's step (wsd/passes/pipeline.py)."""
+    return fp16_softmax_pass()

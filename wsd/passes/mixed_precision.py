@@ -45,3 +45,8 @@ def mixed_precision_pass():
         return mixed(mod, names)
 
     return run
+
+
+def make(target, options):
+    """The pipeline's step (wsd/passes/pipeline.py)."""
+    return mixed_precision_pass()

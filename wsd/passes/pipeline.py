@@ -12,8 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from wsd.errors import BuildError
-from wsd.passes import group_norm, half_softmax, ir, mixed_precision, schedule, split_k, subgroup_gemm, tuning
-from wsd.passes import wgsl_types as wgsl_types_pass
+from wsd.passes import (
+    group_norm,
+    half_softmax,
+    ir,
+    mixed_precision,
+    schedule,
+    split_k,
+    subgroup_gemm,
+    tuning,
+    wgsl_types,
+)
 from wsd.passes.options import DEFAULT, PassOptions
 
 
@@ -38,63 +47,47 @@ def _relax(name: str):
     return make
 
 
+def _float16(o: PassOptions) -> bool:
+    return o.float16
+
+
+def _subgroup_matrix(o: PassOptions) -> bool:
+    return o.subgroup_matrix
+
+
+def _split_k(o: PassOptions) -> bool:
+    return o.split_k
+
+
+def _tuned(o: PassOptions) -> bool:
+    return bool(o.tune_db)
+
+
 def steps(options: PassOptions, injected: tuple[Step, ...] = ()) -> tuple[Step, ...]:
     """The steps a build with `options` runs, in order; `injected`: the harness's self-test
     faults (wsd/faults.py), run on the lowered graph just before it is scheduled."""
     declared = (
         Step("decompose", _relax("DecomposeOpsForInference"), "batch-norm etc. to plain ops"),
         Step("fold", _relax("FoldConstant"), "constant subgraphs (masks, position ids) computed now"),
-        Step(
-            "float16",
-            lambda t, o: mixed_precision.mixed_precision_pass(),
-            "fp16 arithmetic and fp16 weights (it names weights: before bundle-params)",
-            when=lambda o: o.float16,
-        ),
-        Step(
-            "half-softmax",
-            lambda t, o: half_softmax.fp16_softmax_pass(),
-            "softmax reads and writes fp16 (fp32 inside), no fp32 copy of the scores",
-            when=lambda o: o.float16,
-        ),
-        # params travel as one tuple per entry point: the page passes the entry's params from
-        # the tensor cache as a single array instead of hundreds of arguments
+        # ToMixedPrecision names weights one by one: before bundle-params
+        Step("float16", mixed_precision.make, "fp16 arithmetic and fp16 weights", when=_float16),
+        Step("half-softmax", half_softmax.make, "softmax in and out fp16, fp32 inside", when=_float16),
+        # the page passes an entry's params from the tensor cache as one array, not hundreds
         Step("bundle-params", _relax("BundleModelParams"), "params travel as one tuple per entry point"),
-        # for every target, so the native (llvm) build runs the same graph the browser does
-        Step(
-            "wgsl-types",
-            lambda t, o: wgsl_types_pass.wgsl_legal_types(),
-            "WGSL has no 64-bit ints; booleans must not be stored",
-        ),
-        Step(
-            "split-group-norm",
-            lambda t, o: group_norm.split_group_norm(),
-            "GroupNorm's statistics as row reductions over (n, group)",
-        ),
-        Step(
-            "subgroup-gemm",
-            lambda t, o: subgroup_gemm.subgroup_gemm_pass(gpu=t.kind.name != "llvm"),
-            "convs and matmuls that fit 16x16 tiles as im2col + GEMM (before split-k: they are GEMMs then)",
-            when=lambda o: o.subgroup_matrix,
-        ),
-        Step(
-            "split-k",
-            lambda t, o: split_k.split_k_conv2d(),
-            "convs with too few output tiles for the GPU sum K in parts",
-            when=lambda o: o.split_k,
-        ),
+        # every target: the native (llvm) build runs the same graph the browser does
+        Step("wgsl-types", wgsl_types.make, "WGSL has no 64-bit ints; booleans must not be stored"),
+        Step("split-group-norm", group_norm.make, "GroupNorm's statistics as row reductions over (n, group)"),
+        # before split-k: the convs it takes are GEMMs then
+        Step("subgroup-gemm", subgroup_gemm.make, "16x16-tiled convs and matmuls as GEMMs", when=_subgroup_matrix),
+        Step("split-k", split_k.make, "convs with too few output tiles sum K in parts", when=_split_k),
         Step("legalize", _relax("LegalizeOps"), "high-level ops to TensorIR"),
         Step("annotate", _relax("AnnotateTIROpPattern"), "op patterns for fusion"),
         Step("fuse", _relax("FuseOps"), "elementwise work joins its producer"),
         Step("fuse-tir", _relax("FuseTIR"), "fused groups become one kernel"),
         Step("dead-code", _relax("DeadCodeElimination"), "unused functions and bindings dropped"),
         *injected,
-        Step(
-            "apply-tuning",
-            lambda t, o: tuning.apply_tuning_pass(o.tune_db),
-            "MetaSchedule records from --tune-db",
-            when=lambda o: bool(o.tune_db),
-        ),
-        Step("schedule", schedule.schedule_pass, "every kernel gets a GPU schedule (dlight), or the build fails"),
+        Step("apply-tuning", tuning.make, "MetaSchedule records from --tune-db", when=_tuned),
+        Step("schedule", schedule.make, "every kernel gets a GPU schedule (dlight), or the build fails"),
     )
     return tuple(step for step in declared if step.when(options))
 

@@ -16,7 +16,8 @@ from wsd.passes.options import DEFAULT, PassOptions
 FALLBACK_MAX_ELEMENTS = 1 << 20
 
 
-def schedule_pass(target, options: PassOptions):
+def make(target, options: PassOptions):
+    """The pipeline's step (wsd/passes/pipeline.py)."""
     import tvm
 
     kernels = ScheduleKernels(target, options)

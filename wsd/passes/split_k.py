@@ -102,3 +102,8 @@ def split_k_conv2d():
         return builder.call_te(sum_parts, partial, out_dtype, primfunc_name_hint="conv2d_split_k_sum")
 
     return call_rewriter("relax.nn.conv2d", split, "wsd.SplitKConv2d")
+
+
+def make(target, options):
+    """The pipeline's step (wsd/passes/pipeline.py)."""
+    return split_k_conv2d()

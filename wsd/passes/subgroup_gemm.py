@@ -316,3 +316,8 @@ def overrides(mod, shaders: dict[str, str]) -> dict[str, str]:
             raise ValueError(f"GEMM kernel {gvar.name_hint!r} has no compiled shader {entry!r}")
         out[entry] = subgroup_wgsl(spec, entry, shaders[entry])
     return out
+
+
+def make(target, options):
+    """The pipeline's step (wsd/passes/pipeline.py): the CPU build gets the GEMMs unscheduled."""
+    return subgroup_gemm_pass(gpu=target.kind.name != "llvm")

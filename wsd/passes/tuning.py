@@ -19,3 +19,8 @@ def apply_tuning_pass(db_path: str):
             return inner(mod)
 
     return apply
+
+
+def make(target, options):
+    """The pipeline's step (wsd/passes/pipeline.py)."""
+    return apply_tuning_pass(options.tune_db)

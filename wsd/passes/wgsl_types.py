@@ -266,3 +266,8 @@ def _type_args(call):
 
 def _vid(var):
     return getattr(var, "vid", var)
+
+
+def make(target, options):
+    """The pipeline's step (wsd/passes/pipeline.py)."""
+    return wgsl_legal_types()
