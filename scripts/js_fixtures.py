@@ -1,6 +1,6 @@
 """Write web/tests/fixtures/tokenizer.json: the tiny vocabulary and transformers' ids for the
 harness's prompt corpus, so the JS tokenizer's node tests compare against the real thing.
-tests/web/test_web_fixtures.py fails when the fixture no longer matches transformers."""
+tests/test_web/test_web_fixtures.py fails when the fixture no longer matches transformers."""
 
 import json
 import sys

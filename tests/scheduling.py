@@ -18,18 +18,18 @@ from xdist.scheduler import LoadFileScheduling
 # collection order, after these.
 FILE_SECONDS = {
     # e2e
-    "tests/web/test_app.py": 330,
-    "tests/conformance/test_user_folders.py": 240,
-    "tests/conformance/test_gate_exits.py": 180,
-    "tests/wsd/test_dawn.py": 60,
-    "tests/wsd/test_smoke.py": 15,
-    "tests/conformance/test_gate_workers.py": 15,
+    "tests/test_web/test_app.py": 330,
+    "tests/test_conformance/test_user_folders.py": 240,
+    "tests/test_conformance/test_gate_exits.py": 180,
+    "tests/test_wsd/test_dawn.py": 60,
+    "tests/test_wsd/test_smoke.py": 15,
+    "tests/test_conformance/test_gate_workers.py": 15,
     # unit
-    "tests/conformance/test_harness.py": 200,
-    "tests/wsd/test_build.py": 130,
-    "tests/wsd/test_weights.py": 50,
-    "tests/wsd/test_webrt_shim.py": 45,
-    "tests/wsd/test_webrt_kit.py": 15,
+    "tests/test_conformance/test_harness.py": 200,
+    "tests/test_wsd/test_build.py": 130,
+    "tests/test_wsd/test_weights.py": 50,
+    "tests/test_wsd/test_webrt_shim.py": 45,
+    "tests/test_wsd/test_webrt_kit.py": 15,
 }
 
 

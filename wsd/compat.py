@@ -1,7 +1,7 @@
 """Known TVM drift, handled in one place: the rest of wsd imports these instead of guessing.
 
 Each shim names the release that moved the thing (apache-tvm 0.25-0.27 are supported), and
-tests/wsd/test_compat.py checks each against the installed TVM.
+tests/test_wsd/test_compat.py checks each against the installed TVM.
 """
 
 from __future__ import annotations

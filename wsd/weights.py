@@ -7,7 +7,7 @@ the parameters CPU storage that is reserved but never touched just before torch.
 (the importer takes zero-copy views of it and they are dropped at once), and records where
 each parameter's value lives: a key in the component's safetensors or .bin file. The shard
 writer then reads one tensor at a time from there. The traced program is the same as with
-the weights loaded (tests/wsd/test_weights.py compares the Relax text).
+the weights loaded (tests/test_wsd/test_weights.py compares the Relax text).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """`wsd build` / `wsd verify` from the command line (the built bundle on WebGPU against torch is the
-gate's unet stage: tests/conformance)."""
+gate's unet stage: conformance/gate)."""
 
 from __future__ import annotations
 

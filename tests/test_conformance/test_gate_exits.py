@@ -117,8 +117,8 @@ def test_a_fault_in_code_the_references_once_shared_fails_the_gate(tmp_path):
     """Issue 33's incident through `--inject`: samplers merged with the folder class's defaults
     (PNDM's leading spacing reaching DPM-Solver++) passed the gate while its references called
     the same merge; with references on diffusers alone it fails. Native only: a bug in the
-    product's Python is in every build. (All four such faults: tests/conformance/test_harness.py;
-    the blind spot itself: tests/conformance/test_shared_code_faults.py.)"""
+    product's Python is in every build. (All four such faults: tests/test_conformance/test_harness.py;
+    the blind spot itself: tests/test_conformance/test_shared_code_faults.py.)"""
     reports = tmp_path / "r"
     proc = gate("-k", "scheduler", "--inject", "sampler-defaults", "--accept-drift", "--report-dir", str(reports))
     assert proc.returncode != 0, proc.stdout[-3000:]

@@ -1,7 +1,7 @@
 """The blind spot issue 33 closed, kept as a regression test: for each bug in a product helper the
 gate's references used to call, the old reference recipe (the product's helper on both sides)
 agrees with the faulty product, and the independent reference (conformance.reference) does not.
-tests/conformance/test_gate_exits.py runs each fault through the gate itself and watches it fail."""
+tests/test_conformance/test_gate_exits.py runs each fault through the gate itself and watches it fail."""
 
 from __future__ import annotations
 
