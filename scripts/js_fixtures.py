@@ -20,7 +20,7 @@ def build() -> dict:
     folder = random_folder(models.get("sd15-tiny"), 0, echo=lambda *_: None) / "tokenizer"
     tok = CLIPTokenizer.from_pretrained(str(folder))
     return {
-        "source": "transformers CLIPTokenizer on the sd15-tiny seed-0 vocabulary; regenerate: python scripts/js_fixtures.py",
+        "source": "transformers CLIPTokenizer on the sd15-tiny seed-0 vocabulary; regenerate: python scripts/js_fixtures.py",  # noqa: E501 (the fixture's text)
         "vocab": json.loads((folder / "vocab.json").read_text()),
         "merges": (folder / "merges.txt").read_text(),
         "cases": [

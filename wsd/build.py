@@ -290,6 +290,7 @@ def _compile_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Pha
             needs["subgroup_matrix"] = {"shaders": SUBGROUP_SHADERS, "kernels": len(swaps)}
     with phases.phase("link"):
         lib_name = _link(executable, out, spec, opts, echo)
+        bill = _bill_of_materials(out, opts, lib_name, echo)
     total_bytes = sum(a.nbytes for tensors in captured.params.values() for _, a in tensors)
     with phases.phase("params", total=total_bytes, unit="B") as bar:
         # fp16 builds take most weights as float16 (wsd/passes/mixed_precision.py): half the bytes
@@ -339,6 +340,7 @@ def _compile_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Pha
             "requirements": needs,
             "schedule_rules": kernel_table.rule_counts(kernels),
             "injected_faults": injected,
+            "sbom": bill,
             "entry_points": entry_records,
             "generation": generation.plan(spec, model, entry_records),
             "wgsl": None
@@ -355,6 +357,19 @@ def _compile_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Pha
             "timings_s": [[k, round(v, 2)] for k, v in phases.times.items()],  # in phase order
         },
     )
+
+
+def _bill_of_materials(out: Path, opts: BuildOptions, lib_name: str, echo) -> dict:
+    from wsd import sbom
+
+    if opts.target != "webgpu":
+        return sbom.write(out, opts.target, lib_name, None, None)
+    from wsd.webrt import ensure_kit
+    from wsd.webrt.kit import npm_packages
+    from wsd.webrt.sources import locate
+
+    npm_lock = npm_packages(locate(), echo) / "package-lock.json"
+    return sbom.write(out, opts.target, lib_name, ensure_kit(echo=echo).bundle, npm_lock)
 
 
 def _link(executable, out: Path, spec, opts: BuildOptions, echo) -> str:

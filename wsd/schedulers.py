@@ -192,7 +192,8 @@ def table(spec: Scheduler, base_config: dict, steps: int | None = None, pipeline
 
 
 # How close a table's loop must stay to diffusers' own `step` loop (relative to the sample's scale):
-# fp32 tables of linear updates measure ~1e-7 on every published config shape (tests/test_wsd/test_scheduler_configs.py).
+# fp32 tables of linear updates measure ~1e-7 on every published config shape
+# (tests/test_wsd/test_scheduler_configs.py).
 REPRODUCE_REL = 1e-5
 
 

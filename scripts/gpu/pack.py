@@ -25,7 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 LIMIT = 64 << 20
 DEBS = ("libvulkan1", "libegl1", "libglvnd0", "libopengl0", "libgl1", "libglx0", "libgles2")
-WHEELS = ("diffusers==0.42.1", "importlib_metadata", "zipp")  # the rest is in the GPU image
+WHEELS = ("diffusers", "importlib-metadata", "zipp")  # the rest is in the GPU image; versions from the lock
+LOCK = ROOT / "constraints" / "locks" / "py313-torch27.txt"
 PLATFORM = ["--python-version", "3.12", "--implementation", "cp", "--only-binary=:all:", "--no-deps"]
 
 
@@ -54,6 +55,22 @@ def pack_dist(built: Path, dest: Path) -> None:
             xz(path, dest / f"{rel}.xz")
         else:
             shutil.copy2(path, dest / rel)
+
+
+def locked_requirements(lock: Path, names: tuple[str, ...]) -> str:
+    """The lock's entries (name==version and its --hash lines) for these packages."""
+    blocks: dict[str, list[str]] = {}
+    current = None
+    for line in lock.read_text().splitlines():
+        if line and not line.startswith((" ", "#")):
+            current = line.split("==")[0].lower()
+            blocks[current] = [line]
+        elif current and line.strip().startswith("--hash"):
+            blocks[current].append(line)
+    missing = [n for n in names if n not in blocks]
+    if missing:
+        raise SystemExit(f"{lock.name} has no {missing}: refresh it with python scripts/lock.py")
+    return "\n".join("\n".join(blocks[n]) for n in names) + "\n"
 
 
 def pip_python() -> str:
@@ -91,8 +108,11 @@ def main(argv=None) -> int:
     apt = ["apt-get", "-oAPT::Architecture=amd64", f"-oDir::State::Lists={lists}"]
     subprocess.run([*apt, "update", "-qq"], check=True, capture_output=True)  # nosec B603
     subprocess.run([*apt, "download", *DEBS], check=True, cwd=out / "debs", capture_output=True)  # nosec B603
-    pip = [pip_python(), "-m", "pip", "download", "-q", *PLATFORM, "-d", str(out / "wheels"), *WHEELS]
-    subprocess.run(pip, check=True)  # nosec B603
+    # the baseline lock's versions and sha256s: pip refuses a wheel whose hash is not the lock's
+    wanted = lists / "wheels.txt"
+    wanted.write_text(locked_requirements(LOCK, WHEELS))
+    pip = [pip_python(), "-m", "pip", "download", "-q", *PLATFORM, "--require-hashes", "-d", str(out / "wheels")]
+    subprocess.run([*pip, "-r", str(wanted)], check=True)  # nosec B603
     shutil.copy2(runtime_bundle(), out / "tvmjs.bundle.js")
     for item in args.dist:
         name, _, folder = item.partition("=")
