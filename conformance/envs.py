@@ -17,7 +17,7 @@ from pathlib import Path
 
 from conformance import gate
 from wsd.errors import WsdError
-from wsd.paths import cache_root, repo_root
+from wsd.paths import cache_root, is_checkout, repo_root
 
 BASELINE = repo_root() / "constraints" / "py313-torch27.txt"
 # Pins a release needs beside it: TVM 0.25's sources do not build against tvm-ffi >= 0.1.13.
@@ -70,6 +70,8 @@ def find_python(version: str) -> str:
 
 def make(pins: dict[str, str], python: str = "3.13", echo=print) -> Path:
     """An environment with the baseline stack and these pins on that Python (cached by content)."""
+    if not is_checkout():  # the env installs this source tree with other releases beside it
+        raise WsdError("bisect and matrix build environments from a wsd checkout: run them in a clone of wsd")
     text = constraints(pins, python)
     key = hashlib.sha256(f"{python}\n{text}".encode()).hexdigest()[:12]
     label = "-".join(f"{k}{v}" for k, v in sorted(pins.items()))

@@ -20,7 +20,7 @@ import numpy as np
 from wsd import versions
 from wsd.cache import file_digest
 from wsd.errors import WsdError
-from wsd.paths import repo_root
+from wsd.paths import golden_dir
 
 MANIFEST = "manifest.json"
 
@@ -33,7 +33,7 @@ SEEDED = ("sd15-tiny", "sdxl-tiny")  # models whose golden must exist: a missing
 
 
 def root(model: str = "sd15-tiny") -> Path:
-    return repo_root() / "golden" / model
+    return golden_dir() / model
 
 
 def file_name(case_id: str) -> str:

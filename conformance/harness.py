@@ -19,11 +19,11 @@ from conformance import judging, report
 from conformance import tolerances as tol_mod
 from conformance.candidates import DEFAULT_BACKENDS, GPU_BACKENDS, Candidates
 from conformance.stages import Case
-from wsd.paths import repo_root
+from wsd.paths import work_dir
 
 
 def reports_dir() -> Path:
-    return repo_root() / "reports" / "conformance"
+    return work_dir() / "reports" / "conformance"
 
 
 class Context:

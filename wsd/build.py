@@ -201,27 +201,37 @@ def compiler_fingerprint(root: Path | None = None) -> str:
 
 
 def build(opts: BuildOptions, out_root: Path, echo=print, progress: bool = True, force: bool = False) -> BuildResult:
+    import contextlib
+
+    from wsd import cache_size
+
     spec = check_options(opts)
     phases = Phases(enabled=progress)
-    with phases.phase("load"):
-        folder = random_folder(spec, opts.seed, echo) if opts.random_init else Path(opts.weights)
-        if not folder.is_dir():
-            raise WsdError(f"--weights {folder}: folder does not exist")
-        key_inputs = build_key_inputs(opts, spec, folder)
-    cached = [True]
+    with contextlib.ExitStack() as held:  # entries this build reads: the size cap keeps them
+        with phases.phase("load"):
+            folder = random_folder(spec, opts.seed, echo) if opts.random_init else Path(opts.weights)
+            if not folder.is_dir():
+                raise WsdError(f"--weights {folder}: folder does not exist")
+            if opts.random_init:
+                held.enter_context(cache.reading(folder))
+            key_inputs = build_key_inputs(opts, spec, folder)
+        cached = [True]
 
-    def do_build(staging: Path) -> list[str]:
-        cached[0] = False
-        (staging / "dist").mkdir()  # the entry's own manifest.json sits beside it
-        _build_into(staging / "dist", spec, opts, folder, phases, echo)
-        return [p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file()]
+        def do_build(staging: Path) -> list[str]:
+            cached[0] = False
+            (staging / "dist").mkdir()  # the entry's own manifest.json sits beside it
+            _build_into(staging / "dist", spec, opts, folder, phases, echo)
+            return [p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file()]
 
-    entry = cache.get_or_build(f"dist-{opts.target}", key_inputs, do_build, echo=echo, force=force)
-    out = Path(out_root) / spec.name
-    with phases.phase("copy"):
-        # A private copy (reflink where possible): editing a published file never touches the cache.
-        cache.publish(entry / "dist", out, cache.entry_digests(entry, "dist"))
-    return BuildResult(out, manifest.load(out), cached[0], dict(phases.times), entry / "dist")
+        entry = cache.get_or_build(f"dist-{opts.target}", key_inputs, do_build, echo=echo, force=force)
+        held.enter_context(cache.reading(entry))
+        out = Path(out_root) / spec.name
+        with phases.phase("copy"):
+            # A private copy (reflink where possible): editing a published file never touches the cache.
+            cache.publish(entry / "dist", out, cache.entry_digests(entry, "dist"))
+        result = BuildResult(out, manifest.load(out), cached[0], dict(phases.times), entry / "dist")
+    cache_size.prune(echo=echo)  # over the cap: least recently used build products go
+    return result
 
 
 def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phases, echo) -> None:

@@ -2,11 +2,14 @@
 
 An entry is a folder named by the key of everything its build depends on, holding the
 outputs and a manifest of their sha256. An entry is used only if every file still
-hashes as recorded; otherwise it is rebuilt, never trusted.
+hashes as recorded; otherwise it is rebuilt, never trusted. Each entry has a lock file beside
+it (`<kind>/.<key>.lock`): a build holds it exclusively, a reader shared (`reading`), so the
+size cap (wsd/cache_size.py) never evicts an entry in use; `<kind>/.<key>.used` stamps its last use.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -19,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from wsd.digests import file_digest, remember
+from wsd.errors import WsdError
 from wsd.paths import cache_root
 
 MANIFEST = "manifest.json"
@@ -62,14 +66,50 @@ def verify(entry: Path) -> list[str]:
 
 
 @contextmanager
-def _locked(path: Path):
+def _locked(path: Path, shared: bool = False):
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def lock_file(entry: Path) -> Path:
+    return entry.parent / f".{entry.name}.lock"
+
+
+def used_stamp(entry: Path) -> Path:
+    return entry.parent / f".{entry.name}.used"
+
+
+def _mark_used(entry: Path) -> None:
+    used_stamp(entry).touch()
+
+
+@contextmanager
+def reading(entry: Path):
+    """Hold an entry while it is read (a build's weights, a dist being published): the size cap
+    evicts only entries nobody holds."""
+    with _locked(lock_file(entry), shared=True):
+        _mark_used(entry)
+        yield entry
+
+
+class CacheFullError(WsdError):
+    """The disk under the cache folder is full."""
+
+
+def _no_space(exc: BaseException) -> bool:
+    return getattr(exc, "errno", None) == errno.ENOSPC or "No space left on device" in str(exc)
+
+
+def _disk_full(kind: str, exc: BaseException) -> CacheFullError:
+    return CacheFullError(
+        f"the disk under {cache_root()} is full (building {kind}: No space left on device); nothing was kept. "
+        "Free space, or lower the cache cap: WSD_CACHE_MAX=10GiB wsd cache prune"
+    )
 
 
 def get_or_build(
@@ -85,13 +125,26 @@ def get_or_build(
     """
     key = key_of(inputs)
     entry = cache_root() / kind / key
-    with _locked(cache_root() / kind / f".{key}.lock"):
+    if not force:  # a hit needs only a shared hold: readers of one entry never wait for each other
+        with _locked(lock_file(entry), shared=True):
+            if entry.exists() and not verify(entry):
+                _mark_used(entry)
+                return entry
+    with _locked(lock_file(entry)):
         if entry.exists() and not force:
             problems = verify(entry)
-            if not problems:
+            if not problems:  # another process built it meanwhile
+                _mark_used(entry)
                 return entry
             echo(f"{kind} cache entry {key} is corrupt ({'; '.join(problems)}); rebuilding")
-        staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=entry.parent))
+        # a build killed at any point leaves only this staging folder, which nothing trusts
+        # (wsd/cache_size.py removes it); the entry appears by one rename once it is whole
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=entry.parent))
+        except OSError as exc:
+            if _no_space(exc):
+                raise _disk_full(kind, exc) from None
+            raise
         staging.chmod(0o755)  # mkdtemp makes it private; the cache is meant to be shared
         try:
             names = build(staging)
@@ -102,8 +155,13 @@ def get_or_build(
                 _unseal(entry)
                 shutil.rmtree(entry)
             staging.rename(entry)
+        except Exception as exc:  # ENOSPC, or a tool's (emcc, safetensors) report of it
+            if _no_space(exc):
+                raise _disk_full(kind, exc) from None
+            raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        _mark_used(entry)
     return entry
 
 

@@ -123,6 +123,29 @@ def _cmd_verify(args) -> int:
     return 0
 
 
+def _cmd_cache(args) -> int:
+    import datetime
+
+    from wsd import cache_size
+    from wsd.paths import cache_root
+
+    if args.action == "prune":
+        limit = args.max
+        evicted = cache_size.prune(limit)
+        print(f"cache: evicted {len(evicted)} entr{'y' if len(evicted) == 1 else 'ies'}")
+    found = cache_size.entries()
+    total = sum(e.bytes for e in found)
+    if args.action == "list":
+        for e in found:
+            when = datetime.datetime.fromtimestamp(e.last_used).strftime("%Y-%m-%d %H:%M")
+            kept = "" if e.evictable else "  (toolchain: kept)"
+            print(f"{e.bytes / 2**20:10.1f} MiB  {when}  {e.kind}/{e.key}{kept}")
+    cap = cache_size.cap()
+    capped = f"{cap / 2**30:.1f} GiB cap ({cache_size.ENV})" if cap else f"no cap ({cache_size.ENV}=0)"
+    print(f"{cache_root()}: {len(found)} entries, {total / 2**30:.2f} GiB; {capped}")
+    return 0
+
+
 def _cmd_coverage(args) -> int:
     from wsd import coverage, models
     from wsd.build import random_folder
@@ -252,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("verify", help="check a built folder against its manifest")
     p.add_argument("dist", help="a dist/<model> folder")
     p.set_defaults(func=_cmd_verify)
+    p = sub.add_parser("cache", help="the build cache: list its entries, its size, prune it to the cap")
+    p.add_argument("action", choices=("list", "size", "prune"))
+    p.add_argument("--max", type=_size, help="prune to this size instead of the cap (e.g. 10GiB)")
+    p.set_defaults(func=_cmd_cache)
     p = sub.add_parser("coverage", help="the ATen ops each entry point uses and which TVM's importer converts")
     p.add_argument("--model", default="sd15-tiny")
     p.add_argument("--weights", help="a diffusers folder (default: the seeded random one)")
