@@ -25,13 +25,15 @@ class Part:
     env_override: str = ""  # variable that points at the executable instead of PATH
     executable: str = ""  # looked up on PATH; empty for a data-only package
     marker: str = ""  # a file that proves a data-only package is present
+    without_root: str = ""  # how to get it without root (a user install), where there is a way
+    fallback: object = None  # () -> path or None: where a user install puts it
 
     def locate(self) -> str | None:
         if self.env_override and os.environ.get(self.env_override):
             path = os.environ[self.env_override]
             return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
         if self.executable:
-            return shutil.which(self.executable)
+            return shutil.which(self.executable) or (self.fallback() if self.fallback else None)
         return self.marker if os.path.isfile(self.marker) else None
 
     def version(self, located: str) -> str:
@@ -43,6 +45,13 @@ class Part:
             return "unknown"
 
 
+def playwright_chromium() -> str | None:
+    """The Chromium `playwright install chromium` downloads (no root needed), newest first."""
+    root = Path(os.environ.get("PLAYWRIGHT_BROWSERS_PATH") or Path.home() / ".cache" / "ms-playwright")
+    found = sorted(root.glob("chromium-*/chrome-linux*/chrome"), reverse=True)
+    return str(found[0]) if found else None
+
+
 PARTS = (
     Part(
         "chromium",
@@ -50,6 +59,8 @@ PARTS = (
         "headless browser with WebGPU (SwiftShader without a GPU)",
         env_override="WSD_CHROMIUM",
         executable="chromium",
+        without_root="python -m playwright install chromium",
+        fallback=playwright_chromium,
     ),
     Part(
         "emscripten",
@@ -115,11 +126,13 @@ def ensure(install: bool = True, echo=print) -> list[Found]:
         echo(f"{f.part.name:<11} {status}")
     if missing:
         lines = [f"  {p.name}: {p.why}" + (f" (or set {p.env_override})" if p.env_override else "") for p in missing]
+        user = [f"  {p.without_root}" for p in missing if p.without_root]
         raise ToolchainError(
             "missing system parts:\n"
             + "\n".join(lines)
             + "\ninstall them with:\n  sudo "
             + " ".join(install_command([p.debian_package for p in missing]))
+            + ("\nor, without root:\n" + "\n".join(user) if user else "")
         )
     return found
 
@@ -134,8 +147,9 @@ def find(name: str) -> str:
     path = tool.locate()
     if path is None:
         hint = f" or set {tool.env_override}" if tool.env_override else ""
+        user = f"; without root: {tool.without_root}" if tool.without_root else ""
         raise ToolchainError(
             f"{name} not found ({tool.why}). Run `wsd toolchain`, or: "
-            f"sudo {' '.join(install_command([tool.debian_package]))}{hint}"
+            f"sudo {' '.join(install_command([tool.debian_package]))}{hint}{user}"
         )
     return path

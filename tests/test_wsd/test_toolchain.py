@@ -98,3 +98,26 @@ def test_toolchain_prefetch_starts_the_background_builds(monkeypatch, capsys):
     monkeypatch.setattr(prefetch, "start", lambda parts=(): calls.append(parts) or Path("/x/prefetch.log"))
     assert main(["toolchain", "--no-install", "--prefetch"]) == 0
     assert calls == [()] and "in the background (log: /x/prefetch.log)" in capsys.readouterr().out
+
+
+def test_playwrights_own_chromium_is_used_where_the_system_has_none(monkeypatch, tmp_path):
+    """Without root there is no apt: `playwright install chromium` puts one under
+    ~/.cache/ms-playwright, and wsd finds it there (here a link to this machine's chromium)."""
+    import shutil
+
+    from wsd import toolchain
+
+    system = shutil.which("chromium")
+    browsers = tmp_path / "ms-playwright"
+    (browsers / "chromium-1200" / "chrome-linux").mkdir(parents=True)
+    (browsers / "chromium-1200" / "chrome-linux" / "chrome").symlink_to(system)
+    monkeypatch.setenv("PLAYWRIGHT_BROWSERS_PATH", str(browsers))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("WSD_CHROMIUM", raising=False)
+    assert toolchain.find("chromium") == str(browsers / "chromium-1200" / "chrome-linux" / "chrome")
+    from wsd.host.browser import launch_options
+
+    assert launch_options()["executable_path"].endswith("chrome-linux/chrome")
+    (browsers / "chromium-1200" / "chrome-linux" / "chrome").unlink()
+    with pytest.raises(toolchain.ToolchainError, match="without root: python -m playwright install chromium"):
+        toolchain.find("chromium")
