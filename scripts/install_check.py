@@ -40,10 +40,26 @@ def step(what: str, argv: list[str], cwd: Path, env: dict | None = None) -> floa
     return took
 
 
-def serve_answers(wsd: Path, dist: Path, cwd: Path) -> None:
-    """`wsd serve` in the background; its page and the page's modules must come back."""
+# The app rendered in headless Chromium by the installed package: its form lists the built model.
+RENDER = """
+import sys
+from playwright.sync_api import sync_playwright
+from wsd.host.browser import launch_options
+with sync_playwright() as p:
+    browser = p.chromium.launch(**launch_options())
+    page, errors = browser.new_page(), []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(sys.argv[1])
+    page.wait_for_selector("#model option[value='sd15-tiny']", state="attached", timeout=60000)
+    browser.close()
+    sys.exit("page errors: " + "; ".join(errors) if errors else 0)
+"""
+
+
+def serve_answers(wsd: Path, dist: Path, cwd: Path, env: dict) -> None:
+    """`wsd serve` in the background; its page and modules come back, and the app renders."""
     port = "8765"
-    server = subprocess.Popen([str(wsd), "serve", str(dist), "--port", port], cwd=cwd)  # nosec B603
+    server = subprocess.Popen([str(wsd), "serve", str(dist), "--port", port], cwd=cwd, env=env)  # nosec B603
     try:
         for path in ("/", "/app.js", "/lib/session.js", "/lib/pipeline.js"):
             for _ in range(100):
@@ -57,7 +73,11 @@ def serve_answers(wsd: Path, dist: Path, cwd: Path) -> None:
                 raise SystemExit(f"install: wsd serve did not answer {path}")
             if path == "/" and b"<script" not in body:
                 raise SystemExit("install: wsd serve's / is not the app")
-        print("install: wsd serve answers /, /app.js and the page's modules", flush=True)
+        python = wsd.parent / "python"
+        subprocess.run([str(python), "-c", RENDER, f"http://127.0.0.1:{port}/"], cwd=cwd, env=env, check=True)  # nosec
+        print(
+            "install: wsd serve answers /, /app.js and the page's modules; the app renders the model list", flush=True
+        )
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -104,7 +124,7 @@ def main(argv=None) -> int:
         plugin = [str(env / "bin" / "pytest"), "--pyargs", "conformance.gate", "-m", "conformance", "-q"]
         plugin += ["--model", "sd15-tiny", "--backend", "native", "-k", "tokenizer", "-p", "no:cacheprovider"]
         step("pytest --pyargs conformance.gate (the plugin by its entry point)", plugin, work, clean)
-        serve_answers(env / "bin" / "wsd", work / "dist", work)
+        serve_answers(env / "bin" / "wsd", work / "dist", work, clean)
         return 0
     finally:
         if args.keep:

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # test helpers (serial_ref)
 
 from wsd.host import browser as wsd_browser  # noqa: E402
 
-pytest_plugins = ["conformance.plugin", "scheduling"]  # stage cases as test ids; xdist order (tests/scheduling.py)
+pytest_plugins = ["scheduling"]  # xdist order (tests/scheduling.py); the gate's plugin runs in its own processes
 from wsd.host.server import serve  # noqa: E402
 
 
