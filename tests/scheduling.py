@@ -19,7 +19,7 @@ from xdist.scheduler import LoadFileScheduling
 FILE_SECONDS = {
     # e2e
     "tests/test_web/test_app.py": 330,
-    "tests/test_wsd/test_build_kill.py": 165,
+    "tests/test_wsd/test_build_kill.py": 100,
     "tests/test_conformance/test_user_folders.py": 240,
     "tests/test_conformance/test_gate_exits.py": 180,
     "tests/test_wsd/test_dawn.py": 60,
