@@ -182,7 +182,7 @@ def _int32_creation(op_name: str, args, where: str):
         return getattr(relax.op, op_name.split(".")[1])(*args, dtype="int32")
     fail(
         f"{where}: {op_name} makes a 64/16/8-bit integer tensor and has no int32 form here; "
-        "WGSL has no 64-bit integers (add the operator to wsd/legalize.py)"
+        "WGSL has no 64-bit integers (add the operator to wsd/passes/wgsl_types.py)"
     )
 
 

@@ -1,4 +1,4 @@
-"""GroupNorm split into row reductions (wsd/norms.py): the split graph computes GroupNorm (+SiLU)
+"""GroupNorm split into row reductions (wsd/passes/group_norm.py): the split graph computes GroupNorm (+SiLU)
 as torch does, natively, and no kernel is left doing the fused group_norm."""
 
 from __future__ import annotations

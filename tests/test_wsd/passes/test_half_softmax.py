@@ -1,4 +1,4 @@
-"""fp16 builds' softmax (wsd/half_softmax.py): fp16 in and out with fp32 inside, and the
+"""fp16 builds' softmax (wsd/passes/half_softmax.py): fp16 in and out with fp32 inside, and the
 fp32 round trip ToMixedPrecision leaves around it dropped; checked on the native build."""
 
 from __future__ import annotations

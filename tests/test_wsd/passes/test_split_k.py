@@ -1,4 +1,4 @@
-"""Split-K for convolutions with too few output tiles (wsd/split_k.py): which convs split and
+"""Split-K for convolutions with too few output tiles (wsd/passes/split_k.py): which convs split and
 how far, that the split graph computes the conv (native build against torch, strided and padded
 too), that the partial sums are scheduled by the Matmul rule into WGSL Dawn accepts, and that
 the sum fuses with the conv's epilogue. The gate runs it on WebGPU: the tiny models' 64-channel
