@@ -12,28 +12,21 @@ locks, can. The snapshot says its source commit and date; refresh it where GitHu
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess  # nosec B404: git, never a shell
 import sys
 from pathlib import Path
 
 import yaml
+from audit import locked, normalize  # this script's sibling: one reading of a lock
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "constraints" / "advisories"
 KEEP = ("id", "aliases", "summary", "details", "affected", "published", "modified", "withdrawn")
 
 
-def normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def locked_packages() -> set[str]:
-    names = set()
-    for lock in (ROOT / "constraints" / "locks").glob("*.txt"):
-        names |= {normalize(m) for m in re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==", lock.read_text(), re.M)}
-    return names
+    return {name for lock in (ROOT / "constraints" / "locks").glob("*.txt") for name in locked(lock)}
 
 
 def git(repo: Path, *args: str) -> str:

@@ -29,6 +29,9 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from wsd.paths import cache_root  # noqa: E402
+
 ADVISORIES = ROOT / "constraints" / "advisories"
 IGNORE = ROOT / "constraints" / "audit-ignore.toml"
 
@@ -148,7 +151,7 @@ def npm_findings(folder: Path) -> tuple[list[Finding], str | None]:
 
 def npm_folders() -> list[Path]:
     """web/ and the npm installs the project keeps in its cache (Dawn for Node, the kit's bundler)."""
-    cache = Path(os.environ.get("WSD_CACHE_DIR") or Path.home() / ".cache" / "wsd")
+    cache = cache_root()
     folders = [ROOT / "web"]
     for kind in ("dawn", "npm"):
         folders += sorted(p for p in (cache / kind).glob("*") if (p / "package-lock.json").is_file())

@@ -19,16 +19,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "constraints" / "locks" / "py313-torch27.txt"
+sys.path.insert(0, str(ROOT))
+from wsd.paths import uv_path  # noqa: E402
+
 GATE_SUBSET = ["--backend", "webgpu", "-k", "tokenizer or clip"]
 
 
 def uv() -> str:
-    cache = Path(os.environ.get("WSD_CACHE_DIR") or Path.home() / ".cache" / "wsd")
-    found = cache / "tools" / "bin" / "uv"
-    path = str(found) if found.is_file() else shutil.which("uv")
-    if not path:
-        sys.exit("install_check: uv not found (scripts/tox installs it)")
-    return path
+    return uv_path() or sys.exit("install_check: uv not found (scripts/tox installs it)")
 
 
 def step(what: str, argv: list[str], cwd: Path, env: dict | None = None) -> float:

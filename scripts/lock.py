@@ -12,9 +12,7 @@ constraints/locks/. uv comes from scripts/tox's tools folder (or PATH).
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess  # nosec B404: uv, never a shell
 import sys
 from pathlib import Path
@@ -22,15 +20,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PINS = ROOT / "constraints"
 LOCKS = PINS / "locks"
+sys.path.insert(0, str(ROOT))
+from wsd.paths import uv_path  # noqa: E402
+
 EXTRAS = ("test", "lint")
 
 
 def uv() -> str:
-    cache = Path(os.environ.get("WSD_CACHE_DIR") or Path.home() / ".cache" / "wsd")
-    for candidate in (cache / "tools" / "bin" / "uv", shutil.which("uv")):
-        if candidate and Path(candidate).is_file():
-            return str(candidate)
-    sys.exit("scripts/lock.py: uv not found; run scripts/tox once (it installs uv) or pip install uv")
+    return uv_path() or sys.exit(
+        "scripts/lock.py: uv not found; run scripts/tox once (it installs uv) or pip install uv"
+    )
 
 
 def python_of(stack: str) -> str:

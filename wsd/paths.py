@@ -21,6 +21,14 @@ def cache_root() -> Path:
     return Path(base) / "wsd"
 
 
+def uv_path() -> str | None:
+    """The uv scripts/tox installs into the cache's tools folder, else one on PATH."""
+    import shutil
+
+    tool = cache_root() / "tools" / "bin" / "uv"
+    return str(tool) if tool.is_file() else shutil.which("uv")
+
+
 def repo_root() -> Path:
     """The folder that holds the packages: a checkout, or site-packages when installed."""
     return Path(__file__).resolve().parent.parent

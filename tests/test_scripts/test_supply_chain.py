@@ -8,12 +8,13 @@ import datetime
 import importlib.util
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from wsd.paths import uv_path
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = sorted(p.stem for p in (ROOT / "constraints").glob("*.txt"))
@@ -113,8 +114,7 @@ def test_each_lock_holds_its_stacks_pins_with_hashes(stack):
 
 
 def uv() -> str:
-    found = Path(os.environ.get("WSD_CACHE_DIR") or Path.home() / ".cache" / "wsd") / "tools" / "bin" / "uv"
-    path = str(found) if found.is_file() else shutil.which("uv")
+    path = uv_path()
     assert path, "uv is installed by scripts/tox"
     return path
 
