@@ -72,14 +72,14 @@ class NativeBackend(Backend):
         )
         return json.loads(proc.stdout)
 
-    def generate(self, prompt, negative, steps, guidance, scheduler, noise=None, seed=None):
+    def generate(self, prompt, negative, steps, guidance, scheduler, noise=None, seed=None, step_noise=None):
         """pipeline.js's loop, step for step, on the native module, from the same generation plan
-        (without `noise`, the page's own seeded noise for `seed`, drawn by node)."""
-        t0 = time.perf_counter()
-        if noise is None:
-            from conformance.stages import page_noise
+        (without `noise` or `step_noise`, the page's own seeded noise for `seed`, drawn by node)."""
+        from conformance.stages import page_noise
 
-            shape = self.model.manifest["latent_shape"]
+        t0 = time.perf_counter()
+        shape = self.model.manifest["latent_shape"]
+        if noise is None:
             noise = page_noise(seed, int(np.prod(shape))).reshape(shape)
         manifest = self.model.manifest
         plan = manifest["generation"]
@@ -96,7 +96,12 @@ class NativeBackend(Backend):
             x = latents if scale == 1 else self.run(plan["denoise"]["scale_entry"], [latents, np.float32(scale)])[0][0]
             env = {**conditioning, "latents": x, "timestep": np.float32(t), "guidance_scale": np.float32(guidance)}
             eps = self.run(plan["denoise"]["entry"], [env[name] for name in signature])[0][0]
-            latents = state.step(tbl, i, latents, eps, step)
+            fresh = None
+            if tbl.get("noise") and tbl["noise"][i]:  # a stochastic sampler's step (pipeline.js stepNoise)
+                fresh = step_noise[i] if step_noise is not None else page_noise(seed, int(np.prod(shape)), step=i)
+            latents = state.step(
+                tbl, i, latents, eps, step, np.asarray(fresh, "float32").reshape(shape) if fresh is not None else None
+            )
         vae, to_rgba = plan["decode"]
         image = self.run(vae, [latents])[0][0]
         rgba = self.run(to_rgba, [image])[0][0]
@@ -151,7 +156,7 @@ class WebGPUBackend(Backend):
     def tokenize(self, prompts, index: int = 0):
         return self.runner.call("tokenize", {"prompts": prompts, "index": index})
 
-    def generate(self, prompt, negative, steps, guidance, scheduler, noise=None, seed=None):
+    def generate(self, prompt, negative, steps, guidance, scheduler, noise=None, seed=None, step_noise=None):
         opts = {
             "prompt": prompt,
             "negativePrompt": negative,
@@ -161,6 +166,8 @@ class WebGPUBackend(Backend):
         }
         # without noise the page draws its own from the seed (lib/pipeline.js gaussianNoise)
         opts.update({"seed": int(seed)} if noise is None else {"noise": encode(np.asarray(noise, "float32"))})
+        if step_noise is not None:
+            opts["stepNoise"] = encode(np.asarray(step_noise, "float32"))
         out = self.runner.call("generate", opts, timeout_s=self.timeout_s)
         return {"latents": decode(out["latents"]), "image": image_of(out), "ms": out["timings"]["wall_ms"]}
 

@@ -180,6 +180,20 @@ def off_by_one_timestep(dist: Path, work: Path) -> Path:
     return out
 
 
+def reused_step_noise(dist: Path, work: Path) -> Path:
+    """Euler Ancestral's fresh noise drawn on the first step only: the loop keeps adding that
+    step's noise (history slot 1 is never refilled), as a loop caching its noise tensor would."""
+    out = copy_dist(dist, work / "reused-step-noise")
+
+    def change(t):
+        t["noise"] = [i == 0 for i in range(len(t["noise"]))]
+
+    for steps in (4, 10):
+        _edit_table(out, f"euler-a-{steps}.json", change)
+    resign(out)
+    return out
+
+
 @dataclass(frozen=True)
 class Rebuilt:
     """A fault rebuilt from source with `wsd build --inject NAME@ENTRY`: the fault's own name is
@@ -366,6 +380,12 @@ FAULTS: tuple[Fault, ...] = (
     Fault("wrong-guidance-scale", "unet", "CFG's guidance applied 10 % too strong", Rebuilt("unet"), kernel=True),
     Fault("wrong-input-scale", "scheduler/euler", "Euler's scale_model_input 2 % off on one step", wrong_input_scale),
     Fault(
+        "reused-step-noise",
+        "scheduler/euler-a",
+        "Euler Ancestral adding step 0's noise on every step",
+        reused_step_noise,
+    ),
+    Fault(
         "last-hidden-state",
         "clip",
         "SDXL's text embeddings from the encoders' last hidden state, not the penultimate",
@@ -405,6 +425,12 @@ FAULTS: tuple[Fault, ...] = (
         "loader-drops-steps-offset",
         "scheduler",
         "the folder loader dropping the scheduler config's steps_offset",
+        Rebuilt("scheduler_step"),
+    ),
+    Fault(
+        "prediction-swapped",
+        "scheduler",
+        "the folder loader reading prediction_type the other way round (epsilon <-> v_prediction)",
         Rebuilt("scheduler_step"),
     ),
     Fault(

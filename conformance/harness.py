@@ -63,6 +63,7 @@ class Harness:
     accept_drift: bool = False  # a deliberate bump: reference drift is a warning, not a failure
     golden_root: Path | None = None  # where golden/<model>/ folders live (default: the checkout's golden/)
     inject: tuple[str, ...] = ()  # shared-code faults every build carries (conformance/faults.py)
+    entries: tuple[str, ...] = ()  # entry points to build (empty: all); a `-k` run builds what it runs
 
     def __post_init__(self):
         from wsd import models
@@ -121,12 +122,20 @@ class Harness:
     # --- artifacts and backends ---------------------------------------------------------
 
     def build_options(self, target: str):
-        from wsd.build import BuildOptions
+        """How to build for `target`: the whole model, or only `entries` where the whole one is not
+        in the cache already (a hit costs less than any build)."""
+        import dataclasses
+
+        from wsd.build import BuildOptions, is_cached
 
         common = {"target": target, "image_size": self.image_size, "inject": self.inject}
         if self.weights is not None:
-            return BuildOptions(None, weights=str(self.weights), **common)
-        return BuildOptions(self.model, random_init=True, **common)
+            whole = BuildOptions(None, weights=str(self.weights), **common)
+        else:
+            whole = BuildOptions(self.model, random_init=True, **common)
+        if not self.entries or is_cached(whole):
+            return whole
+        return dataclasses.replace(whole, entries=self.entries)
 
     def describe_model(self) -> dict:
         """What the report says was gated: the model, its folder and the folder's fingerprint."""
@@ -138,6 +147,7 @@ class Harness:
             "user_folder": self.weights is not None,
             "fingerprint": folder_fingerprint(self.ctx.folder),
             "image_size": self.spec.image_size,
+            "built_entries": self._built_entries(),
             "golden": "applied"
             if self.golden is not None
             else "not applied (a user's folder)"
@@ -244,6 +254,17 @@ class Harness:
 
             self._manifests[backend_name] = manifest.load(self.dist(backend_name))
         return self._manifests[backend_name]
+
+    def _built_entries(self) -> dict:
+        """backend -> the entry points its dist has ("all", or the ones a `-k` run built)."""
+        from wsd.entries import entries_for
+
+        every = [e.name for e in entries_for(self.spec)]
+        out = {}
+        for backend in self.candidates.dists:
+            names = [e for e in every if e in self._entry_points(backend)]
+            out[backend] = "all" if names == every else names
+        return out
 
     def _entry_points(self, backend_name: str) -> dict:
         return self._manifest(backend_name)["entry_points"]

@@ -346,7 +346,7 @@ def case_inputs(case, inputs) -> list[np.ndarray]:
     from conformance.stages import entry_args
 
     if case.stage.name == "scheduler":  # the first step of the loop reproduces a step fault
-        noise, eps = inputs
+        noise, eps = inputs[:2]
         zeros = np.zeros_like(noise)
         return [noise, eps[0], zeros, zeros, zeros, zeros, np.ones(8, "float32")]
     return entry_args(inputs)

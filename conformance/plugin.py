@@ -52,6 +52,22 @@ def pytest_generate_tests(metafunc):
     metafunc.parametrize("conformance_case", params, ids=[f"{c.id}[{b}]" for c, b in params])
 
 
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected
+def pytest_collection_modifyitems(config, items):
+    """The entry points each model's selected cases call: a `-k clip` run (a bisect, a fault's check)
+    builds CLIP alone instead of the whole model."""
+    needed: dict[str, set[str]] = {}
+    for item in items:
+        params = getattr(item, "callspec", None) and item.callspec.params
+        if params and "conformance_case" in params:
+            case, _ = params["conformance_case"]
+            needed.setdefault(case.model, set()).update(case.stage.required())
+    config.stash[NEEDED] = needed
+
+
+NEEDED = pytest.StashKey[dict]()
+
+
 class Harnesses:
     """One Harness per model the run gates, made when its first case runs; a case asks by name."""
 
@@ -93,6 +109,7 @@ class Harnesses:
             # one Chromium for every model: the next harness reuses the first one's
             browser=next((m.candidates.browser for m in self.made.values() if m.candidates.browser is not None), None),
         )
+        h.entries = _narrowed(h, config.stash.get(NEEDED, {}).get(model, set()))
         chosen = injected(config)
         if chosen is not None and chosen.shared_code:
             h.inject = (chosen.inject,)  # both builds carry it (keyed apart from the clean ones)
@@ -131,6 +148,14 @@ class Harnesses:
             "extra": dict(self.extra),
             "out_dir": str(made[0].out_dir),
         }
+
+
+def _narrowed(h: Harness, needed: set[str]) -> tuple[str, ...]:
+    """The entries to build: all (an empty tuple) unless the selected cases call fewer."""
+    from wsd.entries import entries_for
+
+    every = [e.name for e in entries_for(h.spec)]
+    return () if not needed or set(every) <= needed else tuple(e for e in every if e in needed)
 
 
 @pytest.fixture(scope="session")

@@ -155,21 +155,22 @@ def _rgba_inputs(ctx, params):
 
 # --- samplers: the table + compiled step vs diffusers' scheduler.step --------------------
 
-# Ten steps of a stand-in model that reads its (scaled) input, so a wrong scale changes the result.
-SCHEDULER_LOOP = {"steps": 10, "input_weight": 0.1}
+# Ten steps of a stand-in model that reads its (scaled) input, so a wrong scale changes the result;
+# the stochastic samplers' draws come from a generator of this seed (the reference's own).
+SCHEDULER_LOOP = {"steps": 10, "input_weight": 0.1, "generator_seed": 0}
 
 
 def _scheduler_inputs(ctx, params):
     rng = rng_for(ctx.spec.name, "scheduler", params["sampler"])
     noise = rng.standard_normal(ctx.latent_shape).astype("float32")
     eps = rng.standard_normal((params["steps"] + 1, *ctx.latent_shape)).astype("float32")
-    return [noise, eps]
+    return [noise, eps, generator_draws(params["generator_seed"], params["steps"], ctx.latent_shape)]
 
 
 def _scheduler_candidate(backend, ctx, inputs, params):
     from wsd.schedulers import LoopState
 
-    noise, eps = inputs
+    noise, eps, draws = inputs
     tbl = backend.table(params["sampler"], params["steps"])
     sample = (noise * np.float32(tbl["init_noise_sigma"])).astype("float32")
     state, step = LoopState(sample), backend.step_fn()
@@ -177,7 +178,8 @@ def _scheduler_candidate(backend, ctx, inputs, params):
         # the compiled scale_model_input, every step (the page skips it where the scale is 1)
         scaled = backend.run("scale_model_input", [sample, np.float32(tbl["input_scale"][i])])[0][0]
         model_output = (eps[i] + np.float32(params["input_weight"]) * scaled).astype("float32")
-        sample = state.step(tbl, i, sample, model_output, step)
+        fresh = draws[i] if tbl.get("noise") and tbl["noise"][i] else None  # PNDM has a row more than draws
+        sample = state.step(tbl, i, sample, model_output, step, fresh)
     return {"sample": sample, "timesteps": np.asarray(tbl["timesteps"], "float64")}
 
 
@@ -186,22 +188,39 @@ def _scheduler_candidate(backend, ctx, inputs, params):
 PIPELINE = {"prompt": PROMPTS[1], "negative": "blurry", "steps": 4, "guidance": 7.5, "seed": 1}
 
 
-def page_noise(seed: int, count: int) -> np.ndarray:
-    """The page's seeded noise (lib/pipeline.js's gaussianNoise), computed by node."""
+def page_noise(seed: int, count: int, step: int | None = None) -> np.ndarray:
+    """The page's seeded noise (lib/pipeline.js's gaussianNoise; with `step`, that denoising step's
+    stepNoise), computed by node."""
     from wsd import pagejs
 
-    return np.asarray(pagejs.call("pipeline.js", "gaussianNoise", int(seed), int(count)), "float32")
+    call = ("gaussianNoise", int(seed), int(count)) if step is None else ("stepNoise", int(seed), int(step), int(count))
+    return np.asarray(pagejs.call("pipeline.js", *call), "float32")
+
+
+def generator_draws(seed: int, steps: int, shape) -> np.ndarray:
+    """What diffusers' stochastic samplers draw from `torch.Generator().manual_seed(seed)` when the
+    pipeline is given its latents: one standard normal of the latents' shape per step, in order (the
+    reference gets the generator, the candidate these draws; a wrong order fails, never passes)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(int(seed))
+    return np.stack([torch.randn(tuple(shape), generator=generator).numpy() for _ in range(steps)])
 
 
 def _pipeline_inputs(ctx, params):
     shape = ctx.latent_shape
-    return {**params, "noise": page_noise(params["seed"], int(np.prod(shape))).reshape(shape)}
+    inputs = {**params, "noise": page_noise(params["seed"], int(np.prod(shape))).reshape(shape)}
+    if params.get("step_noise"):
+        inputs["step_noise"] = generator_draws(params["seed"], params["steps"], shape)
+    return inputs
 
 
 def _pipeline_candidate(backend, ctx, inputs, params):
     # `seeded`: the page draws its own noise from the seed, as `wsd generate --seed` does (the
     # reference still gets page_noise(seed): a fault in the page's seed -> noise path shows)
     noise = {"seed": inputs["seed"]} if params.get("seeded") else {"noise": inputs["noise"]}
+    if "step_noise" in inputs:
+        noise["step_noise"] = inputs["step_noise"]
     out = backend.generate(
         inputs["prompt"], inputs["negative"], inputs["steps"], inputs["guidance"], params["scheduler"], **noise
     )
@@ -233,8 +252,14 @@ STAGES: tuple[Stage, ...] = (
         reference.unet,
         _entry_candidate("noise_pred"),
         entry="unet",
-        # Several timesteps; guidance on (7.5) and off (1.0: the conditional prediction alone).
-        variants={"t981-g7.5": {"t": 981, "g": 7.5}, "t500-g1": {"t": 500, "g": 1.0}, "t1-g7.5": {"t": 1, "g": 7.5}},
+        # Several timesteps; guidance on (7.5) and off (1.0, and 0 as SD-Turbo runs: diffusers then
+        # takes the conditional prediction alone).
+        variants={
+            "t981-g7.5": {"t": 981, "g": 7.5},
+            "t500-g1": {"t": 500, "g": 1.0},
+            "t1-g7.5": {"t": 1, "g": 7.5},
+            "t500-g0": {"t": 500, "g": 0.0},
+        },
     ),
     Stage(
         "vae",
@@ -259,7 +284,10 @@ STAGES: tuple[Stage, ...] = (
         reference.scheduler,
         _scheduler_candidate,
         entry="scheduler_step",
-        variants={name: {"sampler": name, **SCHEDULER_LOOP} for name in ("dpm-solver++", "pndm", "euler", "ddim")},
+        variants={
+            name: {"sampler": name, **SCHEDULER_LOOP}
+            for name in ("dpm-solver++", "pndm", "euler", "ddim", "euler-a", "lcm")
+        },
         needs=("scheduler_step", "scale_model_input"),
     ),
     Stage(
@@ -277,6 +305,17 @@ STAGES: tuple[Stage, ...] = (
             "pndm-4-g1": {**PIPELINE, "scheduler": "pndm", "guidance": 1.0, "negative": ""},
             "euler-4": {**PIPELINE, "scheduler": "euler", "negative": "", "seed": 2},
             "ddim-4-g5": {**PIPELINE, "scheduler": "ddim", "guidance": 5.0, "seed": 3},
+            # the stochastic samplers, each step's noise the draws of diffusers' generator: Euler
+            # Ancestral as SD-Turbo runs it (guidance 0, no negative prompt) and LCM
+            "euler-a-4-g0": {
+                **PIPELINE,
+                "scheduler": "euler-a",
+                "guidance": 0.0,
+                "negative": "",
+                "seed": 5,
+                "step_noise": True,
+            },
+            "lcm-4": {**PIPELINE, "scheduler": "lcm", "seed": 6, "step_noise": True},
         },
         needs=("clip", "unet", "scheduler_step", "scale_model_input", "vae", "image_to_rgba"),
     ),

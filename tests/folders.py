@@ -41,12 +41,21 @@ def variants() -> dict:
             },
         ),
         # every SD 1.5-family axis a real checkpoint differs on, changed at once, so one folder
-        # is built, gated on both backends and generated from (one build instead of four):
+        # is built, gated on both backends and generated from (one build instead of five):
         # a narrower text encoder (24 wide) with a UNet whose cross-attention matches it; SD 2-style
         # attention (linear projections, upcast attention, head counts per block); a UNet of three
-        # levels instead of four; a VAE of three levels (scale 4: 8x8 latents make 32x32 images)
+        # levels instead of four; a VAE of three levels (scale 4: 8x8 latents make 32x32 images);
+        # an SD 2.x 768-style sampler config: the UNet predicts the velocity, with zero terminal SNR
+        # (SD 1.5's published keys otherwise: PNDM, no timestep_spacing)
         "reshaped": _with(
-            tiny,
+            dataclasses.replace(
+                tiny,
+                scheduler_config={
+                    **tiny.scheduler_config,
+                    "prediction_type": "v_prediction",
+                    "rescale_betas_zero_snr": True,
+                },
+            ),
             text_encoder={"hidden_size": 24, "projection_dim": 24, "num_attention_heads": 4},
             unet={
                 "cross_attention_dim": 24,

@@ -299,7 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--guidance", type=cliargs.number, default=None, help="0 to 50 (default: the model's: SD 1.5 7.5, SDXL 5.0)"
     )
-    p.add_argument("--scheduler", default=None, help="default: the model's (dpm-solver++)")
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        help="default: the model's; one of its manifest's (dpm-solver++, pndm, euler, ddim, euler-a, lcm)",
+    )
     p.add_argument("--out", default="image.png")
     p.add_argument("--timeout", type=cliargs.positive_seconds, default=900)
     p.add_argument(

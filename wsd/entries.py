@@ -93,13 +93,18 @@ def sdxl_text_wrapper(model: LoadedModel):
 
 def guided(unet, latents, timestep, text_embeddings, guidance_scale, **conditioning):
     """Classifier-free guidance in one UNet call: latents batched twice against the
-    [uncond, cond] embeddings (and any added conditioning, batched the same way)."""
+    [uncond, cond] embeddings (and any added conditioning, batched the same way). At a scale of
+    1 or less diffusers turns guidance off and takes the conditional prediction alone (what a
+    scale of 1 gives): 0 is SD-Turbo's setting, where the unconditional half is not what it wants."""
     torch = _torch()
     batch = torch.cat([latents, latents])
     t = timestep.reshape(1).expand(2)
     eps = unet(batch, t, text_embeddings, return_dict=False, **conditioning)[0]
     uncond, cond = eps.chunk(2)
-    return uncond + guidance_scale * (cond - uncond)
+    # maximum, not clamp: a one-sided clamp becomes clip(x, 1, inf), whose inf TVM writes as WGSL's
+    # nonexistent `inff` (Dawn: "unresolved value 'inff'")
+    scale = torch.maximum(guidance_scale, torch.ones_like(guidance_scale))
+    return uncond + scale * (cond - uncond)
 
 
 def sdxl_unet_wrapper(model: LoadedModel):

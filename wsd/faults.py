@@ -37,6 +37,8 @@ SHARED_CODE_FAULTS = {
     "time-ids-of-latents": ("wsd.generation", "time_ids", "_time_ids_of_latents"),
     # the folder loader drops the scheduler config's steps_offset (timesteps one off)
     "loader-drops-steps-offset": ("wsd.models.folder", "load", "_load_without_steps_offset"),
+    # the folder loader reads prediction_type the other way round (epsilon <-> v_prediction)
+    "prediction-swapped": ("wsd.models.folder", "load", "_load_with_prediction_swapped"),
 }
 KINDS = ("dropped-bias", "wrong-guidance-scale", *CAPTURE_FAULTS, *SHARED_CODE_FAULTS)
 
@@ -178,6 +180,16 @@ def _time_ids_of_latents(image_size: int) -> list[float]:
 def _load_without_steps_offset(spec, folder, weights: bool = True):
     model = _ORIGINALS[("wsd.models.folder", "load")](spec, folder, weights)
     model.scheduler_config = {k: v for k, v in model.scheduler_config.items() if k != "steps_offset"}
+    return model
+
+
+def _load_with_prediction_swapped(spec, folder, weights: bool = True):
+    model = _ORIGINALS[("wsd.models.folder", "load")](spec, folder, weights)
+    was = model.scheduler_config.get("prediction_type", "epsilon")
+    model.scheduler_config = {
+        **model.scheduler_config,
+        "prediction_type": {"epsilon": "v_prediction"}.get(was, "epsilon"),
+    }
     return model
 
 

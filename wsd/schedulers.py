@@ -1,20 +1,24 @@
 """Schedulers as one linear multistep step function plus a table of constants per sampler.
 
-With the settings SD uses (epsilon prediction, eta 0, no churn, no thresholding), every
-step of DDIM, Euler, PNDM (PLMS) and DPM-Solver++ 2M is linear in the current sample,
-the model output, up to three stored history values and one saved sample:
+With the settings SD uses (eta 0, no churn, no thresholding), every step of DDIM, Euler,
+PNDM (PLMS) and DPM-Solver++ 2M is linear in the current sample, the model output, up to
+three stored history values and one saved sample, whether the UNet predicts the noise
+(epsilon, SD 1.x/XL) or the velocity (v_prediction, SD 2.x 768):
 
     prev   = c0*sample + c1*eps + c2*h1 + c3*h2 + c4*h3 + c5*cur
     stored = c6*sample + c7*eps            (pushed onto the history when `push`)
 
 so one Relax function (`scheduler_step`) serves them all and each sampler is a JSON table
-of per-step coefficients. The tables are computed here from diffusers' own scheduler
-objects after `set_timesteps` (their timesteps, sigmas and alphas_cumprod); tests run
-whole denoising loops against diffusers' `step`.
+of per-step coefficients. The stochastic samplers (Euler Ancestral, LCM) add fresh standard
+normal noise on some steps: the table's `noise` flags say which, the loop puts that step's
+noise in history slot 1 and c2 scales it (their history is otherwise unused). The tables are
+computed here from diffusers' own scheduler objects after `set_timesteps` (their timesteps,
+sigmas and alphas_cumprod); tests run whole denoising loops against diffusers' `step`.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 
@@ -53,24 +57,54 @@ def _f(x) -> float:
     return float(x.item() if hasattr(x, "item") else x)
 
 
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+
+def prediction_type(s) -> str:
+    """What the UNet's output is, as the sampler's config says (diffusers' default: epsilon)."""
+    kind = s.config.get("prediction_type", "epsilon")
+    if kind not in PREDICTION_TYPES:
+        raise ValueError(f"prediction_type {kind!r} has no table; supported: {', '.join(PREDICTION_TYPES)}")
+    return kind
+
+
+def _x0_eps(a_t: float, kind: str):
+    """The clean sample and the noise as linear forms (of sample, output) at alphas_cumprod a_t,
+    for a variance-preserving sample: x0 = p*x + q*out, eps = r*x + s*out. The v forms never
+    divide by a_t, so a zero terminal SNR (a_t = 0, rescale_betas_zero_snr) stays finite."""
+    root_a, root_b = math.sqrt(a_t), math.sqrt(1 - a_t)
+    if kind == "v_prediction":
+        return (root_a, -root_b), (root_b, root_a)
+    return (1 / root_a, -root_b / root_a), (0.0, 1.0)
+
+
 def _ddim(s, n):
     acp = s.alphas_cumprod.double().numpy()
     stride = s.config.num_train_timesteps // n
+    kind = prediction_type(s)
     rows = []
     for t in s.timesteps.numpy():
         prev = int(t) - stride
-        a_t = acp[int(t)]
         a_prev = acp[prev] if prev >= 0 else _f(s.final_alpha_cumprod)
-        c_eps = math.sqrt(1 - a_prev) - math.sqrt(a_prev) * math.sqrt(1 - a_t) / math.sqrt(a_t)
-        rows.append(dict(c=[math.sqrt(a_prev / a_t), c_eps, 0, 0, 0, 0, 0, 0]))
+        (p, q), (r, e) = _x0_eps(acp[int(t)], kind)
+        # prev = sqrt(a_prev) * x0 + sqrt(1 - a_prev) * eps  (eta 0)
+        keep, noise = math.sqrt(a_prev), math.sqrt(1 - a_prev)
+        rows.append(dict(c=[keep * p + noise * r, keep * q + noise * e, 0, 0, 0, 0, 0, 0]))
     return rows
 
 
 def _euler(s, n):
     sigmas = s.sigmas.double().numpy()
+    v = prediction_type(s) == "v_prediction"
     rows = []
     for i in range(len(s.timesteps)):
-        rows.append(dict(c=[1, sigmas[i + 1] - sigmas[i], 0, 0, 0, 0, 0, 0], scale=1 / math.sqrt(sigmas[i] ** 2 + 1)))
+        sigma, dt = sigmas[i], sigmas[i + 1] - sigmas[i]
+        # prev = sample + (sample - x0) / sigma * dt, with
+        if v:  # x0 = sample / (sigma^2 + 1) - out * sigma / sqrt(sigma^2 + 1)
+            c = [1 + dt * sigma / (sigma**2 + 1), dt / math.sqrt(sigma**2 + 1)]
+        else:  # x0 = sample - sigma * out
+            c = [1, dt]
+        rows.append(dict(c=[*c, 0, 0, 0, 0, 0, 0], scale=1 / math.sqrt(sigma**2 + 1)))
     return rows
 
 
@@ -80,6 +114,7 @@ def _dpm_solver_pp(s, n):
     if cfg.algorithm_type != "dpmsolver++" or cfg.solver_order != 2 or cfg.solver_type != "midpoint":
         raise ValueError("only DPM-Solver++ 2M (midpoint) has a table")
     sigmas = s.sigmas.double().numpy()
+    v = prediction_type(s) == "v_prediction"
 
     def alpha_sigma(sig):
         alpha = 1 / math.sqrt(sig**2 + 1)
@@ -94,8 +129,8 @@ def _dpm_solver_pp(s, n):
     for i in range(steps):
         alpha_s0, sigma_s0 = alpha_sigma(sigmas[i])
         alpha_t, sigma_t = alpha_sigma(sigmas[i + 1])
-        # x0 = (x - sigma_s0 * eps) / alpha_s0
-        to_x0 = (1 / alpha_s0, -sigma_s0 / alpha_s0)
+        # x0 = (x - sigma_s0 * eps) / alpha_s0, or alpha_s0 * x - sigma_s0 * v
+        to_x0 = (alpha_s0, -sigma_s0) if v else (1 / alpha_s0, -sigma_s0 / alpha_s0)
         last = i == steps - 1
         first_order = i == 0 or (
             last and (cfg.euler_at_final or (cfg.lower_order_final and steps < 15) or cfg.final_sigmas_type == "zero")
@@ -113,9 +148,12 @@ def _dpm_solver_pp(s, n):
 
 
 def _pndm(s, n):
-    """PLMS with skip_prk_steps, including its repeated second timestep and saved sample."""
+    """PLMS with skip_prk_steps, including its repeated second timestep and saved sample. The
+    history holds the raw outputs; with v_prediction diffusers turns their mix into an epsilon
+    (sqrt(a_t) * mix + sqrt(1 - a_t) * sample) just before the update, and so does the table."""
     if not s.config.skip_prk_steps:
         raise ValueError("PNDM tables need skip_prk_steps=True (SD's setting)")
+    v = prediction_type(s) == "v_prediction"
     acp = s.alphas_cumprod.double().numpy()
     final = _f(s.final_alpha_cumprod)
     stride = s.config.num_train_timesteps // n
@@ -142,13 +180,14 @@ def _pndm(s, n):
         sample_coeff = math.sqrt(a_prev / a_t)
         denom = a_t * math.sqrt(1 - a_prev) + math.sqrt(a_t * (1 - a_t) * a_prev)
         k = -(a_prev - a_t) / denom
+        on_sample, on_mix = (sample_coeff + k * math.sqrt(1 - a_t), k * math.sqrt(a_t)) if v else (sample_coeff, k)
         c = [
-            0 if use_cur else sample_coeff,
-            k * mix[0],
-            k * mix[1],
-            k * mix[2],
-            k * mix[3],
-            sample_coeff if use_cur else 0,
+            0 if use_cur else on_sample,
+            on_mix * mix[0],
+            on_mix * mix[1],
+            on_mix * mix[2],
+            on_mix * mix[3],
+            on_sample if use_cur else 0,
             0,
             1,
         ]
@@ -157,11 +196,47 @@ def _pndm(s, n):
     return rows
 
 
+def _euler_ancestral(s, n):
+    """Euler Ancestral: the Euler step to sigma_down, then noise * sigma_up (drawn on every step,
+    the last one too, where sigma_up is 0: diffusers draws it all the same)."""
+    sigmas = s.sigmas.double().numpy()
+    v = prediction_type(s) == "v_prediction"
+    rows = []
+    for i in range(len(s.timesteps)):
+        sigma, nxt = sigmas[i], sigmas[i + 1]
+        up = math.sqrt(nxt**2 * (sigma**2 - nxt**2) / sigma**2)
+        dt = math.sqrt(nxt**2 - up**2) - sigma
+        c = [1 + dt * sigma / (sigma**2 + 1), dt / math.sqrt(sigma**2 + 1)] if v else [1, dt]
+        rows.append(dict(c=[*c, up, 0, 0, 0, 0, 0], scale=1 / math.sqrt(sigma**2 + 1), push=False, noise=True))
+    return rows
+
+
+def _lcm(s, n):
+    """LCM's consistency step: denoised = c_out * x0 + c_skip * sample, then (but on the last step)
+    sqrt(a_prev) * denoised + sqrt(1 - a_prev) * noise."""
+    acp = s.alphas_cumprod.double().numpy()
+    kind = prediction_type(s)
+    steps = [int(t) for t in s.timesteps.numpy()]
+    rows = []
+    for i, t in enumerate(steps):
+        last = i == len(steps) - 1
+        prev = t if last else steps[i + 1]
+        a_prev = acp[prev] if prev >= 0 else _f(s.final_alpha_cumprod)
+        c_skip, c_out = (float(x) for x in s.get_scalings_for_boundary_condition_discrete(t))
+        (p, q), _ = _x0_eps(acp[t], kind)
+        keep, noise = (1.0, 0.0) if last else (math.sqrt(a_prev), math.sqrt(1 - a_prev))
+        c = [keep * (c_out * p + c_skip), keep * c_out * q, noise, 0, 0, 0, 0, 0]
+        rows.append(dict(c=c, push=False, noise=not last))
+    return rows
+
+
 TABLE_BUILDERS = {
     "DDIMScheduler": _ddim,
     "EulerDiscreteScheduler": _euler,
     "DPMSolverMultistepScheduler": _dpm_solver_pp,
     "PNDMScheduler": _pndm,
+    "EulerAncestralDiscreteScheduler": _euler_ancestral,
+    "LCMScheduler": _lcm,
 }
 
 
@@ -188,6 +263,8 @@ def table(spec: Scheduler, base_config: dict, steps: int | None = None, pipeline
         "push": [bool(r.get("push", True)) for r in rows],
         "save_cur": [bool(r.get("save_cur", False)) for r in rows],
         "history": HISTORY,
+        # steps that take fresh standard normal noise in history slot 1 (the stochastic samplers)
+        "noise": [bool(r.get("noise", False)) for r in rows],
     }
 
 
@@ -220,17 +297,47 @@ def require_reproducible(specs, base_config: dict, pipeline: str = "", steps: in
         rng = np.random.default_rng(0)
         start = rng.standard_normal((1, 4, 8, 8)).astype("float32")
         ours, theirs = start * np.float32(tbl["init_noise_sigma"]), torch.from_numpy(start) * sched.init_noise_sigma
-        state, worst = LoopState(ours), 0.0
+        state, worst, scale = LoopState(ours), 0.0, float(np.abs(theirs.numpy()).max())
         same_steps = np.array_equal(np.asarray(tbl["timesteps"]), sched.timesteps.numpy().astype("float64"))
+        draws = TwinDraws(sched, 0)
         for i, t in enumerate(sched.timesteps if same_steps else ()):
             eps = rng.standard_normal(start.shape).astype("float32")
-            theirs = sched.step(torch.from_numpy(eps) + 0.1 * sched.scale_model_input(theirs, t), t, theirs).prev_sample
+            model_input = torch.from_numpy(eps) + 0.1 * sched.scale_model_input(theirs, t)
+            theirs = sched.step(model_input, t, theirs, **draws.step_kwargs).prev_sample
             model_output = eps + np.float32(0.1 * tbl["input_scale"][i]) * ours
-            ours = state.step(tbl, i, ours, model_output.astype("float32"), step_numpy)
-            worst = max(worst, float(np.abs(ours - theirs.numpy()).max() / max(np.abs(theirs.numpy()).max(), 1e-12)))
+            ours = state.step(
+                tbl, i, ours, model_output.astype("float32"), step_numpy, draws.noise(tbl, i, start.shape)
+            )
+            scale = max(scale, float(np.abs(theirs.numpy()).max()))
+            worst = max(worst, loop_error(ours, theirs.numpy(), scale))
         if not same_steps or worst > REPRODUCE_REL:
             what = "its timesteps differ" if not same_steps else f"its {steps}-step loop is {worst:.1e} off"
             raise refuse(spec, f"{what} from diffusers' own step")
+
+
+class TwinDraws:
+    """A generator for diffusers' `step` (as a pipeline hands the samplers whose step takes one) and
+    its twin for a table's loop: the same draws, ours taken on the steps the table marks `noise`, so
+    a table that marks the wrong steps falls out of step with diffusers instead of matching it."""
+
+    def __init__(self, sched, seed: int):
+        import torch
+
+        takes = "generator" in inspect.signature(sched.step).parameters
+        self.step_kwargs = {"generator": torch.Generator().manual_seed(seed)} if takes else {}
+        self._twin = torch.Generator().manual_seed(seed)
+
+    def noise(self, tbl: dict, i: int, shape):
+        import torch
+
+        return torch.randn(tuple(shape), generator=self._twin).numpy() if tbl["noise"][i] else None
+
+
+def loop_error(ours, theirs, scale: float) -> float:
+    """How far a loop is from diffusers' fp32 one, relative to the largest sample the loop has held:
+    float32 rounding is relative to the largest operand, and diffusers' own steps cancel large terms
+    (Euler at a zero-SNR sigma of 4096 leaves a sample of ~1 with ~1e-4 of rounding in it)."""
+    return float(np.abs(ours - theirs).max() / max(scale, 1e-12))
 
 
 class LoopState:
@@ -241,9 +348,13 @@ class LoopState:
         self.history = [zeros] * HISTORY
         self.cur = zeros
 
-    def step(self, tbl: dict, i: int, sample, eps, step_fn):
+    def step(self, tbl: dict, i: int, sample, eps, step_fn, noise=None):
         if tbl["save_cur"][i]:
             self.cur = sample
+        if tbl.get("noise") and tbl["noise"][i]:
+            if noise is None:
+                raise ValueError(f"step {i} of {tbl['name']} takes fresh noise and none was given")
+            self.history = [noise, *self.history[1:]]
         prev, stored = step_fn(sample, eps, *self.history, self.cur, np.asarray(tbl["coeffs"][i], "float32"))
         if tbl["push"][i]:
             self.history = [stored, *self.history[:-1]]
@@ -304,7 +415,7 @@ def check_table(table, name: str) -> dict:
         and all(isinstance(r, list) and len(r) == NUM_COEFFS and all(map(number, r)) for r in coeffs),
         f'"coeffs" must be {n} rows of {NUM_COEFFS} numbers',
     )
-    for key in ("push", "save_cur"):
+    for key in ("push", "save_cur", *(("noise",) if "noise" in table else ())):
         v = table.get(key)
         need(
             isinstance(v, list) and len(v) == n and all(isinstance(b, bool) for b in v), f'"{key}" must be {n} booleans'

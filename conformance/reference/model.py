@@ -13,12 +13,16 @@ from functools import cached_property
 from pathlib import Path
 
 # name -> (diffusers class, from_config overrides). "pndm" is PLMS (skip_prk_steps), as SD 1.5
-# ships it; "dpm-solver++" is DPMSolverMultistepScheduler's own default (2M, midpoint).
+# ships it; "dpm-solver++" is DPMSolverMultistepScheduler's own default (2M, midpoint); "euler-a"
+# and "lcm" are Euler Ancestral and LCM as diffusers' docs switch to them.
 SAMPLERS = {
     "dpm-solver++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
     "euler": ("EulerDiscreteScheduler", {}),
     "ddim": ("DDIMScheduler", {}),
     "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
+    # the stochastic ones: the pipeline hands them its `generator`, one draw per step
+    "euler-a": ("EulerAncestralDiscreteScheduler", {}),
+    "lcm": ("LCMScheduler", {}),
 }
 
 # A folder without model_index.json: its components, loaded one by one as diffusers' docs show.

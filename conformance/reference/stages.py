@@ -99,16 +99,22 @@ def image_to_rgba(ref, inputs, params) -> dict:
 
 def scheduler(ref, inputs, params) -> dict:
     """The sampler alone: diffusers' loop over a stand-in model that reads its scaled input (so a
-    wrong scale_model_input changes the result)."""
+    wrong scale_model_input changes the result). A sampler whose step takes a generator gets one,
+    as the pipeline's prepare_extra_step_kwargs hands it (the stochastic ones draw from it)."""
+    import inspect
 
-    noise, eps = inputs
+    import torch
+
+    noise, eps = inputs[:2]
     sched = ref.sampler(params["sampler"])
     sched.set_timesteps(params["steps"])
+    generator = torch.Generator().manual_seed(params["generator_seed"])
+    extra = {"generator": generator} if "generator" in inspect.signature(sched.step).parameters else {}
     sample = _t(noise) * sched.init_noise_sigma
     for i, t in enumerate(sched.timesteps):
         scaled = sched.scale_model_input(sample, t)
         model_output = _t(eps[i]) + params["input_weight"] * scaled
-        sample = sched.step(model_output, t, sample).prev_sample
+        sample = sched.step(model_output, t, sample, **extra).prev_sample
     return {"sample": sample.numpy().astype("float32"), "timesteps": sched.timesteps.numpy().astype("float64")}
 
 
@@ -117,8 +123,11 @@ def pipeline(ref, inputs, params) -> dict:
     import torch
 
     pipe = ref.with_sampler(params["scheduler"])
+    # the stochastic samplers draw their per-step noise from the pipeline's generator
+    generator = torch.Generator().manual_seed(int(inputs["seed"])) if params.get("step_noise") else None
     with torch.no_grad():
         latents = pipe(
+            generator=generator,
             prompt=inputs["prompt"],
             # the page's empty negative prompt is diffusers' None (SDXL: zeros where its config says)
             negative_prompt=inputs["negative"] or None,

@@ -124,8 +124,10 @@ def test_a_fault_in_code_the_references_once_shared_fails_the_gate(tmp_path):
     assert proc.returncode != 0, proc.stdout[-3000:]
     summary = json.loads((reports / "summary.json").read_text())
     assert summary["injected_fault"]["name"] == "sampler-defaults"
+    # `-k scheduler` built the two entry points its cases call, not the whole model
+    assert summary["models"][0]["built_entries"] == {"native": ["scheduler_step", "scale_model_input"]}
     failed = {r["stage"] for r in summary["stages"] if r["status"] == "fail"}
-    # DDIM's and PNDM's own default is leading: only the samplers whose default differs move
-    assert failed == {"scheduler/dpm-solver++", "scheduler/euler"}, [
+    # DDIM's, PNDM's and LCM's own default is leading: only the samplers whose default differs move
+    assert failed == {"scheduler/dpm-solver++", "scheduler/euler", "scheduler/euler-a"}, [
         (r["stage"], r["message"][:200]) for r in summary["stages"]
     ]

@@ -81,3 +81,37 @@ def test_the_workers_parts_make_one_report_in_model_order(tmp_path):
         {"case": "sd15-tiny/vae", "backend": "native", "reason": "no entry point", "allowed": False}
     ]
     assert body["timings"]["build_s"] == 2.0
+
+
+def test_a_k_run_builds_only_the_entry_points_its_cases_call():
+    from types import SimpleNamespace
+
+    from conformance import plugin
+    from conformance.stages import all_cases
+    from wsd import models
+
+    def items(*stages):
+        cases = [c for c in all_cases("sd15-tiny", "sd15") if c.stage.name in stages]
+        return [SimpleNamespace(callspec=SimpleNamespace(params={"conformance_case": (c, "native")})) for c in cases]
+
+    config = Config()
+    plugin.pytest_collection_modifyitems(config, items("clip", "scheduler"))
+    needed = config.stash[plugin.NEEDED]["sd15-tiny"]
+    assert needed == {"clip", "scheduler_step", "scale_model_input"}
+    harness = SimpleNamespace(spec=models.get("sd15-tiny"))
+    assert plugin._narrowed(harness, needed) == ("clip", "scheduler_step", "scale_model_input")  # build order
+    plugin.pytest_collection_modifyitems(config, items("pipeline"))  # every entry point: the whole model
+    assert plugin._narrowed(harness, config.stash[plugin.NEEDED]["sd15-tiny"]) == ()
+    assert plugin._narrowed(harness, set()) == ()  # nothing selected: nothing to narrow
+
+
+def test_a_narrowed_run_uses_the_whole_build_when_the_cache_has_it(monkeypatch, tmp_path):
+    import wsd.build
+    from conformance.harness import Harness
+
+    h = Harness(model="sd15-tiny", backends=("native",), out_dir=tmp_path, echo=lambda *_: None)
+    h.entries = ("clip",)
+    monkeypatch.setattr(wsd.build, "is_cached", lambda opts: False)
+    assert h.build_options("llvm").entries == ("clip",)
+    monkeypatch.setattr(wsd.build, "is_cached", lambda opts: not opts.entries)  # the whole one is there
+    assert h.build_options("llvm").entries == ()

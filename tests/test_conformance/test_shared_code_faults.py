@@ -53,6 +53,21 @@ def test_loader_drops_key(sd15):
     assert product != timesteps(ReferenceModel(folder).sampler("pndm"))  # caught: one step off
 
 
+def test_prediction_swapped(sd15):
+    from wsd.models import folder as loader
+
+    spec, folder = sd15
+    sampler = spec.scheduler("ddim")
+    with faults.shared_code(("prediction-swapped@scheduler_step",)):
+        loaded = loader.load(spec, folder, weights=False).scheduler_config
+        product = S.table(sampler, loaded, 4)
+    S.require_reproducible([sampler], loaded)  # blind: the build's own check reads the same loader
+    assert loaded["prediction_type"] == "v_prediction"
+    clean = S.table(sampler, ReferenceModel(folder).scheduler_config, 4)
+    assert product["timesteps"] == clean["timesteps"]  # same timesteps, other coefficients: caught by value
+    assert np.abs(np.subtract(product["coeffs"], clean["coeffs"])).max() > 0.1
+
+
 def test_cfg_swapped(sd15):
     from conformance.harness import Context
     from conformance.stages import STAGES

@@ -2,7 +2,8 @@
 
 Each folder is made with seeded random weights by tests/folders.py: an SD 1.5-family folder
 that changes every axis at once (a narrower text encoder, SD 2-style attention, three UNet levels,
-a shallower VAE and so another image size), and an SDXL with a wider second encoder.
+a shallower VAE and so another image size, v-prediction with zero terminal SNR), and an SDXL with
+a wider second encoder.
 """
 
 from __future__ import annotations
@@ -109,7 +110,8 @@ def test_the_gate_runs_on_a_users_folder(gated, made):
 @pytest.mark.parametrize("sampler", [None, "euler"])
 def test_generate_matches_diffusers_from_pretrained(made, tmp_path, gated, sampler):
     """`wsd generate` (the page's seed -> noise path) on a folder whose scheduler config is written
-    like SD 1.5's published one (PNDM, no timestep_spacing), against diffusers' documented recipe
+    like SD 1.5's published one (PNDM, no timestep_spacing) but for a v-predicting UNet with zero
+    terminal SNR (SD 2.x-style), against diffusers' documented recipe
     `Sampler.from_config(pipe.scheduler.config)`: the default sampler (DPM-Solver++) and Euler.
     Before issue 33 both were 25-32 dB off here while the gate said 30/30."""
     import diffusers_ref

@@ -39,9 +39,9 @@ REFUSED = [
     ("model_index.json", {"_class_name": "KandinskyPipeline"}, [], "supported: StableDiffusionPipeline"),
     (
         "scheduler/scheduler_config.json",
-        {"prediction_type": "v_prediction"},
+        {"prediction_type": "sample"},
         [],
-        "prediction_type is 'v_prediction'; supported: epsilon",
+        "prediction_type is 'sample'; supported: epsilon, v_prediction",
     ),
     ("scheduler/scheduler_config.json", {"clip_sample": True}, [], "clip_sample is True"),
     (

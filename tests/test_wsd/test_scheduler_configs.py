@@ -47,6 +47,27 @@ CONFIGS = {
     "set-alpha-to-one": {**SD15, "set_alpha_to_one": True},
     "euler-karras": {**SD15, "_class_name": "EulerDiscreteScheduler", "use_karras_sigmas": True},
     "dpm-karras": {**SD15, "_class_name": "DPMSolverMultistepScheduler", "use_karras_sigmas": True},
+    # SD 2.1 768's published: DDIM predicting the velocity
+    "sd2-v": {
+        **SD15,
+        "_class_name": "DDIMScheduler",
+        "_diffusers_version": "0.10.0",
+        "prediction_type": "v_prediction",
+    },
+    # v-prediction with zero terminal SNR and trailing spacing (the recipe of zero-SNR fine-tunes)
+    "v-zero-snr-trailing": {
+        **SD15,
+        "_class_name": "DDIMScheduler",
+        "prediction_type": "v_prediction",
+        "rescale_betas_zero_snr": True,
+        "timestep_spacing": "trailing",
+    },
+    "v-euler-karras": {
+        **SD15,
+        "_class_name": "EulerDiscreteScheduler",
+        "prediction_type": "v_prediction",
+        "use_karras_sigmas": True,
+    },
 }
 SPEC = models.get("sd15-tiny")
 
@@ -72,12 +93,16 @@ def loop_error(table: dict, sched, steps: int) -> float:
     rng = np.random.default_rng(3)
     start = rng.standard_normal((1, 4, 8, 8)).astype("float32")
     ours, theirs = start * np.float32(table["init_noise_sigma"]), torch.from_numpy(start) * sched.init_noise_sigma
-    state, worst = S.LoopState(ours), 0.0
+    state, worst, scale = S.LoopState(ours), 0.0, float(theirs.abs().max())
+    draws = S.TwinDraws(sched, 5)  # the stochastic samplers: the same draws on both sides
     for i, t in enumerate(sched.timesteps):
         eps = rng.standard_normal(start.shape).astype("float32")
-        theirs = sched.step(torch.from_numpy(eps) + 0.1 * sched.scale_model_input(theirs, t), t, theirs).prev_sample
-        ours = state.step(table, i, ours, eps + np.float32(0.1 * table["input_scale"][i]) * ours, S.step_numpy)
-        worst = max(worst, float(np.abs(ours - theirs.numpy()).max() / np.abs(theirs.numpy()).max()))
+        model_input = torch.from_numpy(eps) + 0.1 * sched.scale_model_input(theirs, t)
+        theirs = sched.step(model_input, t, theirs, **draws.step_kwargs).prev_sample
+        model_output = eps + np.float32(0.1 * table["input_scale"][i]) * ours
+        ours = state.step(table, i, ours, model_output, S.step_numpy, draws.noise(table, i, start.shape))
+        scale = max(scale, float(theirs.abs().max()))
+        worst = max(worst, S.loop_error(ours, theirs.numpy(), scale))
     return worst
 
 
@@ -100,8 +125,10 @@ def test_sd15_style_configs_give_dpm_solver_its_own_spacing(tmp_path):
     [
         # DPM-Solver++ with the Heun solver: the tables hold 2M midpoint only
         ({**SD15, "_class_name": "DPMSolverMultistepScheduler", "solver_type": "heun"}, "midpoint"),
-        # zero-SNR betas (a v-prediction recipe): the last alpha is 0
+        # zero-SNR betas with an epsilon UNet: the last alpha is 0, where an epsilon says nothing of x0
         ({**SD15, "rescale_betas_zero_snr": True, "timestep_spacing": "trailing"}, "ZeroDivisionError"),
+        # a UNet predicting the clean sample: no table is derived for it
+        ({**SD15, "prediction_type": "sample"}, "prediction_type 'sample' has no table"),
     ],
 )
 def test_a_published_config_the_tables_cannot_follow_is_refused_by_name(config, why):
@@ -124,7 +151,14 @@ def test_a_config_the_tables_cannot_reproduce_is_refused_by_name(monkeypatch):
         S.require_reproducible(SPEC.schedulers, SD15)
 
 
-GATED_SHAPES = ("trailing", "steps-offset-0", "leading-no-steps-offset", "set-alpha-to-one", "euler-karras")
+GATED_SHAPES = (
+    "trailing",
+    "steps-offset-0",
+    "leading-no-steps-offset",
+    "set-alpha-to-one",
+    "euler-karras",
+    "v-zero-snr-trailing",
+)
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,12 @@ export function gaussianNoise(seed, count) {
   return out;
 }
 
+// The seeded noise of denoising step `step` for the stochastic samplers (Euler Ancestral, LCM):
+// its own stream, so the initial noise of a seed is the same whichever sampler runs.
+export function stepNoise(seed, step, count) {
+  return gaussianNoise((seed ^ Math.imul(step + 1, 0x9e3779b1)) >>> 0, count);
+}
+
 export function checkOptions(options, manifest) {
   const guidance = manifest.generation?.default_guidance ?? 7.5;
   const o = { negativePrompt: "", guidance, seed: 0, scheduler: manifest.default_scheduler, previewEvery: 0, ...options };
@@ -83,7 +89,9 @@ function bindInputs(session, entry, env) {
   });
 }
 
-// options: {prompt, negativePrompt, steps, seed, guidance, scheduler, previewEvery, noise?}
+// options: {prompt, negativePrompt, steps, seed, guidance, scheduler, previewEvery, noise?, stepNoise?}
+// (`stepNoise`: steps x latents values, step i's at i * latents; the harness passes the draws
+// diffusers' generator makes, as it passes `noise`)
 // hooks: {onProgress({stage, step, steps, itPerSec}), onPreview({rgba, width, height, step})}
 export async function generate(session, options, hooks = {}) {
   const manifest = session.manifest;
@@ -95,6 +103,11 @@ export async function generate(session, options, hooks = {}) {
   // `noise` (unscaled, as diffusers' `latents=`) overrides the seed: the harness passes its own.
   const noise = o.noise ? Float32Array.from(o.noise) : gaussianNoise(o.seed, count(shape));
   if (noise.length !== count(shape)) throw new WsdError("WSD_INPUT", `noise: ${noise.length} values, the model's latents are ${shape}`);
+  const size = count(shape);
+  if (o.stepNoise && o.stepNoise.length < table.timesteps.length * size) {
+    throw new WsdError("WSD_INPUT", `stepNoise: ${o.stepNoise.length} values, ${table.timesteps.length} steps of ${shape} need ${table.timesteps.length * size}`);
+  }
+  const freshNoise = (i) => (o.stepNoise ? Float32Array.from(o.stepNoise.slice(i * size, (i + 1) * size)) : stepNoise(o.seed, i, size));
   const initial = noise.map((v) => v * table.init_noise_sigma);
   const plan = generationPlan(manifest);
   const cond = tokenizer.encode(o.prompt);
@@ -145,6 +158,8 @@ export async function generate(session, options, hooks = {}) {
           const env = { ...conditioning, latents: input, timestep: session.scalar(table.timesteps[i]), guidance_scale: session.scalar(o.guidance) };
           const eps = session.call(plan.denoise.entry, ...bindInputs(session, plan.denoise.entry, env))[0];
           if (table.save_cur[i]) cur = latents;
+          // a stochastic sampler's step takes fresh noise in history slot 1 (wsd/schedulers.py)
+          if (table.noise?.[i]) history = [keep(session.upload({ data: freshNoise(i), shape, dtype: "float32" })), ...history.slice(1)];
           const coeffs = session.upload({ data: Float32Array.from(table.coeffs[i]), shape: [8], dtype: "float32" });
           const [prev, stored] = session.call(plan.denoise.step_entry, latents, eps, ...history, cur, coeffs);
           if (table.push[i]) history = [keep(stored), ...history.slice(0, -1)];

@@ -102,6 +102,7 @@ export function createRemote({ onStatus = () => {}, sessionOptions = {} } = {}) 
   async function generate(options) {
     const opts = { ...options };
     if (opts.noise) opts.noise = fromWire(opts.noise).data;
+    if (opts.stepNoise) opts.stepNoise = fromWire(opts.stepNoise).data;
     const t0 = performance.now();
     const out = await generateImage(requireSession(), opts, { onProgress: (p) => setStatus(`${p.stage} ${p.step}/${p.steps}`) });
     const shape = requireSession().manifest.latent_shape;

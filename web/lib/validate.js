@@ -97,7 +97,7 @@ export function checkSamplerTable(t, file) {
   need(Array.isArray(t.timesteps) && t.timesteps.length > 0 && t.timesteps.every(isNum), file, '"timesteps" must be a non-empty list of numbers');
   const n = t.timesteps.length;
   need(Array.isArray(t.coeffs) && t.coeffs.length === n && t.coeffs.every((c) => Array.isArray(c) && c.length === 8 && c.every(isNum)), file, `"coeffs" must be ${n} rows of 8 numbers`);
-  for (const key of ["push", "save_cur"]) {
+  for (const key of ["push", "save_cur", ...("noise" in t ? ["noise"] : [])]) {
     need(Array.isArray(t[key]) && t[key].length === n && t[key].every((b) => typeof b === "boolean"), file, `"${key}" must be ${n} booleans`);
   }
   need(Array.isArray(t.input_scale) && t.input_scale.length === n && t.input_scale.every(isNum), file, `"input_scale" must be ${n} numbers`);

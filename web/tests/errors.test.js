@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { explain, WsdError } from "../lib/errors.js";
 import { checkAdapter, diagnoseShaders, shaderOverLimits } from "../lib/gpu.js";
-import { checkOptions, gaussianNoise } from "../lib/pipeline.js";
+import { checkOptions, gaussianNoise, stepNoise } from "../lib/pipeline.js";
 
 const adapter = (limits, features = []) => ({ limits, features: new Set(features) });
 
@@ -52,6 +52,16 @@ test("seeded noise is deterministic and standard normal", () => {
   const variance = a.reduce((s, v) => s + (v - mean) ** 2, 0) / a.length;
   assert.ok(Math.abs(mean) < 0.03 && Math.abs(variance - 1) < 0.05, `${mean} ${variance}`);
   assert.ok(a.every(Number.isFinite));
+});
+
+test("each denoising step has its own seeded noise, apart from the initial noise", () => {
+  const first = stepNoise(1, 0, 4096);
+  assert.deepEqual(first, stepNoise(1, 0, 4096));
+  assert.notDeepEqual(first, stepNoise(1, 1, 4096));
+  assert.notDeepEqual(first, stepNoise(2, 0, 4096));
+  assert.notDeepEqual(first, gaussianNoise(1, 4096));
+  const mean = first.reduce((s, v) => s + v, 0) / first.length;
+  assert.ok(Math.abs(mean) < 0.06 && first.every(Number.isFinite), `${mean}`);
 });
 
 const LIMITS = { maxComputeWorkgroupStorageSize: 32768, maxComputeInvocationsPerWorkgroup: 256 };

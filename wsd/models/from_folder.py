@@ -17,10 +17,10 @@ from pathlib import Path
 from wsd.errors import ModelFolderError
 from wsd.models.folder import SCHEDULER_FILE, read_json
 from wsd.models.spec import Component, ModelSpec
+from wsd.schedulers import PREDICTION_TYPES  # what the samplers' tables are derived for
 
 # model_index.json `_class_name` -> our family.
 PIPELINE_FAMILIES = {"StableDiffusionPipeline": "sd15", "StableDiffusionXLPipeline": "sdxl"}
-PREDICTION_TYPES = ("epsilon",)  # the samplers' tables are linear in an epsilon prediction
 UNSUPPORTED_UNET_KEYS = {  # UNet options whose conditioning our entry points do not feed
     "addition_embed_type": None,  # the family's own (SDXL: text_time) is what its entry points feed
     "class_embed_type": None,

@@ -38,6 +38,9 @@ SCHEDULERS = (
     Scheduler("pndm", "PNDMScheduler", 50),
     Scheduler("euler", "EulerDiscreteScheduler", 30),
     Scheduler("ddim", "DDIMScheduler", 50),
+    # few-step samplers that add noise each step (SD-Turbo-style Euler Ancestral, LCM)
+    Scheduler("euler-a", "EulerAncestralDiscreteScheduler", 20),
+    Scheduler("lcm", "LCMScheduler", 4),
 )
 
 

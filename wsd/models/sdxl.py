@@ -38,6 +38,8 @@ SCHEDULERS = (
     Scheduler("dpm-solver++", "DPMSolverMultistepScheduler", 20, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
     Scheduler("ddim", "DDIMScheduler", 50),
     Scheduler("pndm", "PNDMScheduler", 50, {"skip_prk_steps": True}),
+    Scheduler("euler-a", "EulerAncestralDiscreteScheduler", 20),
+    Scheduler("lcm", "LCMScheduler", 4),
 )
 
 
