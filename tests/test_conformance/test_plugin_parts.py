@@ -105,7 +105,7 @@ def test_a_k_run_builds_only_the_entry_points_its_cases_call():
     assert plugin._narrowed(harness, set()) == ()  # nothing selected: nothing to narrow
 
 
-def test_a_narrowed_run_uses_the_whole_build_when_the_cache_has_it(monkeypatch, tmp_path):
+def test_a_narrowed_run_uses_a_whole_native_build_when_the_cache_has_it(monkeypatch, tmp_path):
     import wsd.build
     from conformance.harness import Harness
 
@@ -115,3 +115,4 @@ def test_a_narrowed_run_uses_the_whole_build_when_the_cache_has_it(monkeypatch, 
     assert h.build_options("llvm").entries == ("clip",)
     monkeypatch.setattr(wsd.build, "is_cached", lambda opts: not opts.entries)  # the whole one is there
     assert h.build_options("llvm").entries == ()
+    assert h.build_options("webgpu").entries == ("clip",)  # its page would open every pipeline

@@ -80,6 +80,39 @@ def test_generate_equals_diffusers_from_pretrained(app_page, app_dist, tiny_fold
     assert compare(want, got.astype(np.float64))["psnr"] >= 40.0
 
 
+def tab_to(page, element_id: str, limit: int = 20) -> None:
+    """Press Tab until `element_id` has the focus, as a keyboard user would."""
+    for _ in range(limit):
+        if page.evaluate("document.activeElement && document.activeElement.id") == element_id:
+            return
+        page.keyboard.press("Tab")
+    raise AssertionError(f"#{element_id} is not reachable with Tab")
+
+
+def test_a_few_step_preset_generates_from_the_keyboard_alone(app_page):
+    """No mouse: Tab to the preset, pick Turbo with the arrow keys (Euler Ancestral, 2 steps,
+    guidance 0), Tab to Generate and press Enter."""
+    page = app_page
+    before = page.evaluate("window.wsdApp.generations")
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    tab_to(page, "preset")
+    labels = page.evaluate("[...document.getElementById('preset').options].map((o) => o.value)")
+    assert labels == ["", "lcm", "turbo"], labels
+    while page.evaluate("document.getElementById('preset').value") != "turbo":
+        page.keyboard.press("ArrowDown")
+    form = page.evaluate("['scheduler', 'steps', 'guidance'].map((id) => document.getElementById(id).value)")
+    assert form == ["euler-a", "2", "0"], form
+    tab_to(page, "generate")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        f"window.wsdApp.generations > {before} || !document.getElementById('error').hidden", timeout=600_000
+    )
+    assert page.evaluate("document.getElementById('error').hidden"), page.evaluate("window.wsdApp.lastError")
+    assert len(page.evaluate("window.wsdApp.last.timings.steps_ms")) == 2
+    E2E.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(E2E / "app-turbo-preset.png"), full_page=True)
+
+
 def test_sdxl_generates_equal_to_diffusers_from_pretrained(browser, served, app_dist):
     """The same page and loop on SDXL (two tokenizers, pooled embeddings, time ids from the
     manifest's generation plan), against StableDiffusionXLPipeline.from_pretrained."""

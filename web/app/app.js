@@ -5,6 +5,14 @@ import { checkOptions, generate } from "/lib/pipeline.js";
 import { ModelSession } from "/lib/session.js";
 
 const $ = (id) => document.getElementById(id);
+
+// Few-step presets, offered where the build has the sampler: LCM at low guidance (LCM-LoRA's
+// recipe) and Euler Ancestral at guidance 0 (SD-Turbo's). A folder not distilled for them still
+// runs them (and the gate checks them); it just does not look good in so few steps.
+const PRESETS = {
+  lcm: { label: "Few steps: LCM (4 steps)", scheduler: "lcm", steps: 4, guidance: 1 },
+  turbo: { label: "Few steps: Turbo (Euler Ancestral, 2 steps, guidance 0)", scheduler: "euler-a", steps: 2, guidance: 0 },
+};
 let session = null;
 let busy = false;
 
@@ -42,11 +50,23 @@ async function listModels() {
 function fillOptions() {
   const m = session.manifest;
   fillSelect($("scheduler"), m.schedulers, m.default_scheduler);
-  const steps = () => fillSelect($("steps"), m.scheduler_steps[$("scheduler").value], 20);
-  $("scheduler").onchange = steps;
+  const steps = (chosen = 20) => fillSelect($("steps"), m.scheduler_steps[$("scheduler").value], chosen);
+  $("scheduler").onchange = () => {
+    $("preset").value = "";
+    steps();
+  };
   steps();
   // Each family's own default guidance (SD 1.5: 7.5, SDXL: 5.0), from the generation plan.
   $("guidance").value = String(m.generation?.default_guidance ?? 7.5);
+  const offered = Object.entries(PRESETS).filter(([, p]) => m.schedulers.includes(p.scheduler) && m.scheduler_steps[p.scheduler].includes(p.steps));
+  $("preset").replaceChildren(new Option("Custom", ""), ...offered.map(([key, p]) => new Option(p.label, key)));
+  $("preset").onchange = () => {
+    const preset = PRESETS[$("preset").value];
+    if (!preset) return;
+    $("scheduler").value = preset.scheduler;
+    steps(preset.steps);
+    $("guidance").value = String(preset.guidance);
+  };
 }
 
 async function openModel(name) {
