@@ -122,21 +122,14 @@ class Harness:
     # --- artifacts and backends ---------------------------------------------------------
 
     def build_options(self, target: str):
-        """How to build for `target`: the whole model, or only `entries`. A whole native build in the
-        cache is used as it is (free to open); a whole webgpu one is not: its page open compiles every
-        pipeline (sd15-tiny's 344 take ~20 s on SwiftShader), more than building CLIP alone."""
-        import dataclasses
+        """How to build for `target`: the whole model, or only `entries`, the same for both targets
+        (the localizer pairs their kernels by name, and TVM numbers a kernel by the module it is in)."""
+        from wsd.build import BuildOptions
 
-        from wsd.build import BuildOptions, is_cached
-
-        common = {"target": target, "image_size": self.image_size, "inject": self.inject}
+        common = {"target": target, "image_size": self.image_size, "inject": self.inject, "entries": self.entries}
         if self.weights is not None:
-            whole = BuildOptions(None, weights=str(self.weights), **common)
-        else:
-            whole = BuildOptions(self.model, random_init=True, **common)
-        if not self.entries or (target == "llvm" and is_cached(whole)):
-            return whole
-        return dataclasses.replace(whole, entries=self.entries)
+            return BuildOptions(None, weights=str(self.weights), **common)
+        return BuildOptions(self.model, random_init=True, **common)
 
     def describe_model(self) -> dict:
         """What the report says was gated: the model, its folder and the folder's fingerprint."""

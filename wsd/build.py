@@ -186,13 +186,6 @@ def build_key_inputs(opts: BuildOptions, spec, folder: Path) -> dict:
     return inputs
 
 
-def is_cached(opts: BuildOptions) -> bool:
-    """Whether this build is in the cache already (its seeded folder is made if missing)."""
-    spec = check_options(opts)
-    folder = random_folder(spec, opts.seed, echo=lambda *_: None) if opts.random_init else Path(opts.weights)
-    return cache.has(f"dist-{opts.target}", build_key_inputs(opts, spec, folder))
-
-
 def compiler_files(root: Path | None = None) -> list[Path]:
     here = root or Path(__file__).parent
     return sorted({path for pattern in COMPILER_SOURCES for path in here.glob(pattern) if path.is_file()})

@@ -112,11 +112,6 @@ def _disk_full(kind: str, exc: BaseException) -> CacheFullError:
     )
 
 
-def has(kind: str, inputs: dict) -> bool:
-    """Whether an entry for `inputs` exists (get_or_build still verifies it before trusting it)."""
-    return (cache_root() / kind / key_of(inputs)).is_dir()
-
-
 def get_or_build(
     kind: str,
     inputs: dict,
