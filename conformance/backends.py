@@ -91,17 +91,17 @@ class NativeBackend(Backend):
         state = schedulers.LoopState(latents)
         step = self.step_fn()
         signature = [i["name"] for i in manifest["entry_points"][plan["denoise"]["entry"]]["inputs"]]
+
+        def fresh(i: int) -> np.ndarray:  # a stochastic sampler's step noise (pipeline.js freshNoise)
+            drawn = step_noise[i] if step_noise is not None else page_noise(seed, int(np.prod(shape)), step=i)
+            return np.asarray(drawn, "float32").reshape(shape)
+
         for i, t in enumerate(tbl["timesteps"]):
             scale = tbl["input_scale"][i]
             x = latents if scale == 1 else self.run(plan["denoise"]["scale_entry"], [latents, np.float32(scale)])[0][0]
             env = {**conditioning, "latents": x, "timestep": np.float32(t), "guidance_scale": np.float32(guidance)}
             eps = self.run(plan["denoise"]["entry"], [env[name] for name in signature])[0][0]
-            fresh = None
-            if tbl.get("noise") and tbl["noise"][i]:  # a stochastic sampler's step (pipeline.js stepNoise)
-                fresh = step_noise[i] if step_noise is not None else page_noise(seed, int(np.prod(shape)), step=i)
-            latents = state.step(
-                tbl, i, latents, eps, step, np.asarray(fresh, "float32").reshape(shape) if fresh is not None else None
-            )
+            latents = state.step(tbl, i, latents, eps, step, fresh)
         vae, to_rgba = plan["decode"]
         image = self.run(vae, [latents])[0][0]
         rgba = self.run(to_rgba, [image])[0][0]

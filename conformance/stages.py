@@ -178,8 +178,7 @@ def _scheduler_candidate(backend, ctx, inputs, params):
         # the compiled scale_model_input, every step (the page skips it where the scale is 1)
         scaled = backend.run("scale_model_input", [sample, np.float32(tbl["input_scale"][i])])[0][0]
         model_output = (eps[i] + np.float32(params["input_weight"]) * scaled).astype("float32")
-        fresh = draws[i] if tbl.get("noise") and tbl["noise"][i] else None  # PNDM has a row more than draws
-        sample = state.step(tbl, i, sample, model_output, step, fresh)
+        sample = state.step(tbl, i, sample, model_output, step, draws.__getitem__)
     return {"sample": sample, "timesteps": np.asarray(tbl["timesteps"], "float64")}
 
 

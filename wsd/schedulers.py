@@ -93,18 +93,21 @@ def _ddim(s, n):
     return rows
 
 
+def _euler_update(sigma: float, dt: float, v: bool) -> list[float]:
+    """(c0, c1) of prev = sample + (sample - x0) / sigma * dt, where x0 = sample - sigma * out, or
+    sample / (sigma^2 + 1) - out * sigma / sqrt(sigma^2 + 1) for a v UNet."""
+    if v:
+        return [1 + dt * sigma / (sigma**2 + 1), dt / math.sqrt(sigma**2 + 1)]
+    return [1, dt]
+
+
 def _euler(s, n):
     sigmas = s.sigmas.double().numpy()
     v = prediction_type(s) == "v_prediction"
     rows = []
     for i in range(len(s.timesteps)):
         sigma, dt = sigmas[i], sigmas[i + 1] - sigmas[i]
-        # prev = sample + (sample - x0) / sigma * dt, with
-        if v:  # x0 = sample / (sigma^2 + 1) - out * sigma / sqrt(sigma^2 + 1)
-            c = [1 + dt * sigma / (sigma**2 + 1), dt / math.sqrt(sigma**2 + 1)]
-        else:  # x0 = sample - sigma * out
-            c = [1, dt]
-        rows.append(dict(c=[*c, 0, 0, 0, 0, 0, 0], scale=1 / math.sqrt(sigma**2 + 1)))
+        rows.append(dict(c=[*_euler_update(sigma, dt, v), 0, 0, 0, 0, 0, 0], scale=1 / math.sqrt(sigma**2 + 1)))
     return rows
 
 
@@ -206,8 +209,14 @@ def _euler_ancestral(s, n):
         sigma, nxt = sigmas[i], sigmas[i + 1]
         up = math.sqrt(nxt**2 * (sigma**2 - nxt**2) / sigma**2)
         dt = math.sqrt(nxt**2 - up**2) - sigma
-        c = [1 + dt * sigma / (sigma**2 + 1), dt / math.sqrt(sigma**2 + 1)] if v else [1, dt]
-        rows.append(dict(c=[*c, up, 0, 0, 0, 0, 0], scale=1 / math.sqrt(sigma**2 + 1), push=False, noise=True))
+        rows.append(
+            dict(
+                c=[*_euler_update(sigma, dt, v), up, 0, 0, 0, 0, 0],
+                scale=1 / math.sqrt(sigma**2 + 1),
+                push=False,
+                noise=True,
+            )
+        )
     return rows
 
 
@@ -299,15 +308,13 @@ def require_reproducible(specs, base_config: dict, pipeline: str = "", steps: in
         ours, theirs = start * np.float32(tbl["init_noise_sigma"]), torch.from_numpy(start) * sched.init_noise_sigma
         state, worst, scale = LoopState(ours), 0.0, float(np.abs(theirs.numpy()).max())
         same_steps = np.array_equal(np.asarray(tbl["timesteps"]), sched.timesteps.numpy().astype("float64"))
-        draws = TwinDraws(sched, 0)
+        draws = TwinDraws(sched, 0, start.shape)
         for i, t in enumerate(sched.timesteps if same_steps else ()):
             eps = rng.standard_normal(start.shape).astype("float32")
             model_input = torch.from_numpy(eps) + 0.1 * sched.scale_model_input(theirs, t)
             theirs = sched.step(model_input, t, theirs, **draws.step_kwargs).prev_sample
             model_output = eps + np.float32(0.1 * tbl["input_scale"][i]) * ours
-            ours = state.step(
-                tbl, i, ours, model_output.astype("float32"), step_numpy, draws.noise(tbl, i, start.shape)
-            )
+            ours = state.step(tbl, i, ours, model_output.astype("float32"), step_numpy, draws)
             scale = max(scale, float(np.abs(theirs.numpy()).max()))
             worst = max(worst, loop_error(ours, theirs.numpy(), scale))
         if not same_steps or worst > REPRODUCE_REL:
@@ -317,20 +324,20 @@ def require_reproducible(specs, base_config: dict, pipeline: str = "", steps: in
 
 class TwinDraws:
     """A generator for diffusers' `step` (as a pipeline hands the samplers whose step takes one) and
-    its twin for a table's loop: the same draws, ours taken on the steps the table marks `noise`, so
-    a table that marks the wrong steps falls out of step with diffusers instead of matching it."""
+    its twin as a loop's noise source: the same draws, ours taken on the steps the table marks
+    `noise`, so a table that marks the wrong steps falls out of step with diffusers."""
 
-    def __init__(self, sched, seed: int):
+    def __init__(self, sched, seed: int, shape):
         import torch
 
         takes = "generator" in inspect.signature(sched.step).parameters
         self.step_kwargs = {"generator": torch.Generator().manual_seed(seed)} if takes else {}
-        self._twin = torch.Generator().manual_seed(seed)
+        self._twin, self._shape = torch.Generator().manual_seed(seed), tuple(shape)
 
-    def noise(self, tbl: dict, i: int, shape):
+    def __call__(self, i: int):
         import torch
 
-        return torch.randn(tuple(shape), generator=self._twin).numpy() if tbl["noise"][i] else None
+        return torch.randn(self._shape, generator=self._twin).numpy()
 
 
 def loop_error(ours, theirs, scale: float) -> float:
@@ -349,12 +356,13 @@ class LoopState:
         self.cur = zeros
 
     def step(self, tbl: dict, i: int, sample, eps, step_fn, noise=None):
+        """`noise(i)`: step i's fresh standard normal, asked for only on the steps the table marks."""
         if tbl["save_cur"][i]:
             self.cur = sample
         if tbl.get("noise") and tbl["noise"][i]:
             if noise is None:
                 raise ValueError(f"step {i} of {tbl['name']} takes fresh noise and none was given")
-            self.history = [noise, *self.history[1:]]
+            self.history = [noise(i), *self.history[1:]]
         prev, stored = step_fn(sample, eps, *self.history, self.cur, np.asarray(tbl["coeffs"][i], "float32"))
         if tbl["push"][i]:
             self.history = [stored, *self.history[:-1]]

@@ -94,13 +94,13 @@ def loop_error(table: dict, sched, steps: int) -> float:
     start = rng.standard_normal((1, 4, 8, 8)).astype("float32")
     ours, theirs = start * np.float32(table["init_noise_sigma"]), torch.from_numpy(start) * sched.init_noise_sigma
     state, worst, scale = S.LoopState(ours), 0.0, float(theirs.abs().max())
-    draws = S.TwinDraws(sched, 5)  # the stochastic samplers: the same draws on both sides
+    draws = S.TwinDraws(sched, 5, start.shape)  # the stochastic samplers: the same draws on both sides
     for i, t in enumerate(sched.timesteps):
         eps = rng.standard_normal(start.shape).astype("float32")
         model_input = torch.from_numpy(eps) + 0.1 * sched.scale_model_input(theirs, t)
         theirs = sched.step(model_input, t, theirs, **draws.step_kwargs).prev_sample
         model_output = eps + np.float32(0.1 * table["input_scale"][i]) * ours
-        ours = state.step(table, i, ours, model_output, S.step_numpy, draws.noise(table, i, start.shape))
+        ours = state.step(table, i, ours, model_output, S.step_numpy, draws)
         scale = max(scale, float(theirs.abs().max()))
         worst = max(worst, S.loop_error(ours, theirs.numpy(), scale))
     return worst

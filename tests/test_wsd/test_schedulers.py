@@ -27,7 +27,7 @@ def run_loops(name: str, steps: int, step_fn=S.step_numpy):
     start = rng.standard_normal((1, 4, 8, 8)).astype("float32") * np.float32(table["init_noise_sigma"])
     ours, theirs = start.copy(), torch.from_numpy(start.copy())
     state = S.LoopState(ours)
-    draws = S.TwinDraws(reference, 11)  # Euler Ancestral and LCM: the same draws on both sides
+    draws = S.TwinDraws(reference, 11, start.shape)  # Euler Ancestral and LCM: the same draws on both sides
     worst = 0.0
     assert len(reference.timesteps) == len(table["timesteps"])
     for i, t in enumerate(reference.timesteps):
@@ -36,7 +36,7 @@ def run_loops(name: str, steps: int, step_fn=S.step_numpy):
         eps_ref = torch.from_numpy(fake_unet(reference.scale_model_input(theirs, t).numpy(), i, noise))
         theirs = reference.step(eps_ref, t, theirs, **draws.step_kwargs).prev_sample
         eps = fake_unet(ours * np.float32(table["input_scale"][i]), i, noise)
-        ours = state.step(table, i, ours, eps, step_fn, draws.noise(table, i, start.shape))
+        ours = state.step(table, i, ours, eps, step_fn, draws)
         scale = float(np.abs(theirs.numpy()).max())
         worst = max(worst, float(np.abs(ours - theirs.numpy()).max()) / scale)
     return worst
