@@ -72,9 +72,23 @@ class NativeBackend(Backend):
         )
         return json.loads(proc.stdout)
 
-    def generate(self, prompt, negative, steps, guidance, scheduler, noise=None, seed=None, step_noise=None):
+    def generate(
+        self,
+        prompt,
+        negative,
+        steps,
+        guidance,
+        scheduler,
+        noise=None,
+        seed=None,
+        step_noise=None,
+        init_image=None,
+        strength=None,
+        posterior_noise=None,
+    ):
         """pipeline.js's loop, step for step, on the native module, from the same generation plan
-        (without `noise` or `step_noise`, the page's own seeded noise for `seed`, drawn by node)."""
+        (without `noise` or `step_noise`, the page's own seeded noise for `seed`, drawn by node).
+        With `init_image` (H, W, 3 in 0..255): img2img from the row `strength` gives."""
         from conformance.stages import page_noise
 
         t0 = time.perf_counter()
@@ -87,7 +101,19 @@ class NativeBackend(Backend):
         for name, c in plan.get("constants", {}).items():
             conditioning[name] = np.asarray(c["data"], c["dtype"]).reshape(c["shape"])
         tbl = self.table(scheduler, steps)
-        latents = (noise * np.float32(tbl["init_noise_sigma"])).astype("float32")
+        if init_image is None:
+            latents = (noise * np.float32(tbl["init_noise_sigma"])).astype("float32")
+        else:  # pipeline.js startLatents
+            tbl = schedulers.from_step(tbl, schedulers.begin_for_strength(steps, strength))
+            if posterior_noise is None:
+                posterior_noise = page_noise(seed, int(np.prod(shape)), posterior=True).reshape(shape)
+            image = np.asarray(init_image, "float32")[None]
+            clean = self.run(plan["encode"], [image, np.asarray(posterior_noise, "float32")])[0][0]
+            zeros = np.zeros(shape, "float32")
+            coeffs = np.asarray([*tbl["add_noise"], 0, 0, 0, 0, 0, 0], "float32")
+            step_entry = plan["denoise"]["step_entry"]
+            noise = np.asarray(noise, "float32")
+            latents = self.run(step_entry, [clean, noise, zeros, zeros, zeros, zeros, coeffs])[0][0]
         state = schedulers.LoopState(latents)
         step = self.step_fn()
         signature = [i["name"] for i in manifest["entry_points"][plan["denoise"]["entry"]]["inputs"]]
@@ -156,7 +182,20 @@ class WebGPUBackend(Backend):
     def tokenize(self, prompts, index: int = 0):
         return self.runner.call("tokenize", {"prompts": prompts, "index": index})
 
-    def generate(self, prompt, negative, steps, guidance, scheduler, noise=None, seed=None, step_noise=None):
+    def generate(
+        self,
+        prompt,
+        negative,
+        steps,
+        guidance,
+        scheduler,
+        noise=None,
+        seed=None,
+        step_noise=None,
+        init_image=None,
+        strength=None,
+        posterior_noise=None,
+    ):
         opts = {
             "prompt": prompt,
             "negativePrompt": negative,
@@ -168,6 +207,10 @@ class WebGPUBackend(Backend):
         opts.update({"seed": int(seed)} if noise is None else {"noise": encode(np.asarray(noise, "float32"))})
         if step_noise is not None:
             opts["stepNoise"] = encode(np.asarray(step_noise, "float32"))
+        if init_image is not None:
+            opts.update(initImage=encode(np.asarray(init_image, "float32")), strength=float(strength))
+        if posterior_noise is not None:
+            opts["posteriorNoise"] = encode(np.asarray(posterior_noise, "float32"))
         out = self.runner.call("generate", opts, timeout_s=self.timeout_s)
         return {"latents": decode(out["latents"]), "image": image_of(out), "ms": out["timings"]["wall_ms"]}
 

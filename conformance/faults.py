@@ -194,6 +194,33 @@ def reused_step_noise(dist: Path, work: Path) -> Path:
     return out
 
 
+def late_img2img_noise(dist: Path, work: Path) -> Path:
+    """img2img's starting latents noised to the next row's timestep (strength off by one step)."""
+    out = copy_dist(dist, work / "late-img2img-noise")
+
+    def change(t):
+        t["add_noise"] = [*t["add_noise"][1:], t["add_noise"][-1]]
+
+    for path in sorted((out / "schedulers").glob("*-4.json")):
+        _edit_table(out, path.name, change)
+    resign(out)
+    return out
+
+
+def restart_ignored(dist: Path, work: Path) -> Path:
+    """An img2img loop that takes the full table's rows from its starting step on: DPM-Solver++'s
+    first step there is second order, reading a previous prediction it never made."""
+    out = copy_dist(dist, work / "restart-ignored")
+
+    def change(t):
+        t["restarts"] = {}
+
+    for steps in (4, 10):
+        _edit_table(out, f"dpm-solver++-{steps}.json", change)
+    resign(out)
+    return out
+
+
 @dataclass(frozen=True)
 class Rebuilt:
     """A fault rebuilt from source with `wsd build --inject NAME@ENTRY`: the fault's own name is
@@ -384,6 +411,18 @@ FAULTS: tuple[Fault, ...] = (
         "scheduler/euler-a",
         "Euler Ancestral adding step 0's noise on every step",
         reused_step_noise,
+    ),
+    Fault(
+        "late-img2img-noise",
+        "pipeline/img2img-euler-a-4-s0.6",
+        "img2img's starting latents noised to the next step's timestep (strength off by one step)",
+        late_img2img_noise,
+    ),
+    Fault(
+        "restart-ignored",
+        "pipeline/img2img-dpm-solver++-4-s0.5",
+        "an img2img DPM-Solver++ loop that does not restart its history (second order on its first step)",
+        restart_ignored,
     ),
     Fault(
         "last-hidden-state",

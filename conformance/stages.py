@@ -148,6 +148,23 @@ def _vae_inputs(ctx, params):
     return [rng_for(ctx.spec.name, "vae").standard_normal(ctx.latent_shape).astype("float32")]
 
 
+def init_image(size: int, seed: int) -> np.ndarray:
+    """A seeded picture for img2img, (size, size, 3) uint8: smooth gradients and a few discs, so the
+    encoder sees edges and flat areas, not white noise."""
+    rng = rng_for("init-image", size, seed)
+    y, x = np.mgrid[0:size, 0:size] / max(size - 1, 1)
+    image = np.stack([x, y, 1 - (x + y) / 2], axis=-1) * 200 + 30
+    for _ in range(4):
+        cy, cx, r = rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9), rng.uniform(0.08, 0.25)
+        image[(y - cy) ** 2 + (x - cx) ** 2 < r * r] = rng.integers(0, 256, 3)
+    return image.round().clip(0, 255).astype(np.uint8)
+
+
+def _vae_encode_inputs(ctx, params):
+    image = init_image(ctx.spec.image_size, params["image_seed"]).astype("float32")[None]
+    return [image, generator_draws(params["generator_seed"], 1, ctx.latent_shape)[0]]
+
+
 def _rgba_inputs(ctx, params):
     size = ctx.spec.image_size
     return [rng_for(ctx.spec.name, "rgba").integers(0, 256, (1, size, size, 3)).astype("float32")]
@@ -187,27 +204,37 @@ def _scheduler_candidate(backend, ctx, inputs, params):
 PIPELINE = {"prompt": PROMPTS[1], "negative": "blurry", "steps": 4, "guidance": 7.5, "seed": 1}
 
 
-def page_noise(seed: int, count: int, step: int | None = None) -> np.ndarray:
+def page_noise(seed: int, count: int, step: int | None = None, posterior: bool = False) -> np.ndarray:
     """The page's seeded noise (lib/pipeline.js's gaussianNoise; with `step`, that denoising step's
-    stepNoise), computed by node."""
+    stepNoise; with `posterior`, img2img's posteriorNoise), computed by node."""
     from wsd import pagejs
 
-    call = ("gaussianNoise", int(seed), int(count)) if step is None else ("stepNoise", int(seed), int(step), int(count))
+    if posterior:
+        call = ("posteriorNoise", int(seed), int(count))
+    elif step is None:
+        call = ("gaussianNoise", int(seed), int(count))
+    else:
+        call = ("stepNoise", int(seed), int(step), int(count))
     return np.asarray(pagejs.call("pipeline.js", *call), "float32")
 
 
-def generator_draws(seed: int, steps: int, shape) -> np.ndarray:
-    """What diffusers' stochastic samplers draw from `torch.Generator().manual_seed(seed)` when the
-    pipeline is given its latents: one standard normal of the latents' shape per step, in order (the
-    reference gets the generator, the candidate these draws; a wrong order fails, never passes)."""
+def generator_draws(seed: int, count: int, shape) -> np.ndarray:
+    """What diffusers draws from `torch.Generator().manual_seed(seed)`: `count` standard normals of
+    the latents' shape, in order. A text-to-image pipeline given its latents draws one per step of a
+    stochastic sampler; an img2img pipeline draws the posterior sample, the added noise, then those
+    (the reference gets the generator, the candidate these draws; a wrong order fails, never passes)."""
     import torch
 
     generator = torch.Generator().manual_seed(int(seed))
-    return np.stack([torch.randn(tuple(shape), generator=generator).numpy() for _ in range(steps)])
+    return np.stack([torch.randn(tuple(shape), generator=generator).numpy() for _ in range(count)])
 
 
 def _pipeline_inputs(ctx, params):
     shape = ctx.latent_shape
+    if "strength" in params:  # img2img: every draw is the generator's (the pipeline takes no latents)
+        draws = generator_draws(params["seed"], params["steps"] + 3, shape)  # enough for PNDM's extra step
+        image = init_image(ctx.spec.image_size, params["seed"])
+        return {**params, "init_image": image, "posterior_noise": draws[0], "noise": draws[1], "step_noise": draws[2:]}
     inputs = {**params, "noise": page_noise(params["seed"], int(np.prod(shape))).reshape(shape)}
     if params.get("step_noise"):
         inputs["step_noise"] = generator_draws(params["seed"], params["steps"], shape)
@@ -218,8 +245,9 @@ def _pipeline_candidate(backend, ctx, inputs, params):
     # `seeded`: the page draws its own noise from the seed, as `wsd generate --seed` does (the
     # reference still gets page_noise(seed): a fault in the page's seed -> noise path shows)
     noise = {"seed": inputs["seed"]} if params.get("seeded") else {"noise": inputs["noise"]}
-    if "step_noise" in inputs:
-        noise["step_noise"] = inputs["step_noise"]
+    for key in ("step_noise", "posterior_noise", "init_image", "strength"):
+        if key in inputs:
+            noise[key] = inputs[key]
     out = backend.generate(
         inputs["prompt"], inputs["negative"], inputs["steps"], inputs["guidance"], params["scheduler"], **noise
     )
@@ -269,6 +297,15 @@ STAGES: tuple[Stage, ...] = (
         entry="vae",
     ),
     Stage(
+        "vae_encode",
+        (Output("init_latents", "tensor"),),
+        _vae_encode_inputs,
+        reference.vae_encode,
+        _entry_candidate("init_latents"),
+        entry="vae_encode",
+        variants={"": {"image_seed": 0, "generator_seed": 7}},
+    ),
+    Stage(
         "image_to_rgba",
         (Output("rgba", "exact", "int32"),),
         _rgba_inputs,
@@ -315,8 +352,13 @@ STAGES: tuple[Stage, ...] = (
                 "step_noise": True,
             },
             "lcm-4": {**PIPELINE, "scheduler": "lcm", "seed": 6, "step_noise": True},
+            # img2img from a seeded picture: DPM-Solver++ restarting first order at step 2 of 4, PNDM's
+            # counters restarting at step 1, Euler Ancestral's step noise after the image's draws
+            "img2img-dpm-solver++-4-s0.5": {**PIPELINE, "scheduler": "dpm-solver++", "seed": 7, "strength": 0.5},
+            "img2img-pndm-4-s0.75": {**PIPELINE, "scheduler": "pndm", "seed": 8, "strength": 0.75},
+            "img2img-euler-a-4-s0.6": {**PIPELINE, "scheduler": "euler-a", "seed": 9, "strength": 0.6},
         },
-        needs=("clip", "unet", "scheduler_step", "scale_model_input", "vae", "image_to_rgba"),
+        needs=("clip", "unet", "scheduler_step", "scale_model_input", "vae", "vae_encode", "image_to_rgba"),
     ),
 )
 

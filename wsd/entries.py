@@ -159,6 +159,27 @@ def vae_wrapper(model: LoadedModel):
     return Decode().eval()
 
 
+def vae_encode_wrapper(model: LoadedModel):
+    """Image in 0..255, NHWC (as the page reads a canvas) -> the latents img2img starts from: the
+    pipelines' preprocess (x / 255 * 2 - 1), the encoder, its posterior's sample with the given
+    standard normal (`latent_dist.sample(generator)` draws it), times the scaling factor."""
+    torch = _torch()
+    vae = model.vae
+    scale = float(vae.config.scaling_factor)
+
+    class Encode(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.vae = vae
+
+        def forward(self, image, noise):
+            pixels = (image / 255.0 * 2.0 - 1.0).permute(0, 3, 1, 2)
+            posterior = self.vae.encode(pixels, return_dict=False)[0]
+            return (posterior.mean + posterior.std * noise) * scale
+
+    return Encode().eval()
+
+
 def rgba_wrapper(model: LoadedModel):
     """(1,H,W,3) floats in 0..255 -> (H,W) int32 words holding R,G,B,255 little-endian (a canvas's RGBA)."""
     torch = _torch()
@@ -237,6 +258,12 @@ SD15_ENTRIES = (
     ),
     EntryPoint("vae", vae_wrapper, lambda s: (_latents(s),), lambda s: (_image(s),)),
     EntryPoint(
+        "vae_encode",
+        vae_encode_wrapper,
+        lambda s: (_image(s), _latents(s, "noise")),
+        lambda s: (_latents(s, "init_latents"),),
+    ),
+    EntryPoint(
         "image_to_rgba",
         rgba_wrapper,
         lambda s: (_image(s),),
@@ -276,7 +303,7 @@ SDXL_ENTRIES = (
         ),
         lambda s: (_latents(s, "noise_pred"),),
     ),
-    *SD15_ENTRIES[2:],  # vae and image_to_rgba as for SD 1.5
+    *SD15_ENTRIES[2:],  # vae, vae_encode and image_to_rgba as for SD 1.5
 )
 
 ENTRIES_BY_FAMILY = {"sd15": SD15_ENTRIES + SCHEDULER_ENTRIES, "sdxl": SDXL_ENTRIES + SCHEDULER_ENTRIES}

@@ -40,6 +40,8 @@ def plan(spec, model, entries: dict) -> dict:
         "text": {"entry": "clip", "tokenizers": tokenizers, "zero_empty_negative": zero_empty_negative(spec, model)},
         "denoise": {"entry": "unet", "scale_entry": "scale_model_input", "step_entry": "scheduler_step"},
         "decode": ["vae", "image_to_rgba"],
+        # img2img: the image's latents (entry), then the sampler's add_noise as one scheduler_step
+        "encode": "vae_encode",
         "constants": constants,
         "default_guidance": spec.default_guidance,
     }

@@ -78,12 +78,12 @@ def _x0_eps(a_t: float, kind: str):
     return (1 / root_a, -root_b / root_a), (0.0, 1.0)
 
 
-def _ddim(s, n):
+def _ddim(s, n, begin=0):
     acp = s.alphas_cumprod.double().numpy()
     stride = s.config.num_train_timesteps // n
     kind = prediction_type(s)
     rows = []
-    for t in s.timesteps.numpy():
+    for t in s.timesteps.numpy()[begin:]:
         prev = int(t) - stride
         a_prev = acp[prev] if prev >= 0 else _f(s.final_alpha_cumprod)
         (p, q), (r, e) = _x0_eps(acp[int(t)], kind)
@@ -101,18 +101,19 @@ def _euler_update(sigma: float, dt: float, v: bool) -> list[float]:
     return [1, dt]
 
 
-def _euler(s, n):
+def _euler(s, n, begin=0):
     sigmas = s.sigmas.double().numpy()
     v = prediction_type(s) == "v_prediction"
     rows = []
-    for i in range(len(s.timesteps)):
+    for i in range(begin, len(s.timesteps)):
         sigma, dt = sigmas[i], sigmas[i + 1] - sigmas[i]
         rows.append(dict(c=[*_euler_update(sigma, dt, v), 0, 0, 0, 0, 0, 0], scale=1 / math.sqrt(sigma**2 + 1)))
     return rows
 
 
-def _dpm_solver_pp(s, n):
-    """DPM-Solver++ 2M (midpoint): history holds the previous x0 predictions."""
+def _dpm_solver_pp(s, n, begin=0):
+    """DPM-Solver++ 2M (midpoint): history holds the previous x0 predictions. A loop that starts at
+    `begin` (img2img) has no previous prediction there: that step is first order."""
     cfg = s.config
     if cfg.algorithm_type != "dpmsolver++" or cfg.solver_order != 2 or cfg.solver_type != "midpoint":
         raise ValueError("only DPM-Solver++ 2M (midpoint) has a table")
@@ -129,13 +130,13 @@ def _dpm_solver_pp(s, n):
 
     steps = len(s.timesteps)
     rows = []
-    for i in range(steps):
+    for i in range(begin, steps):
         alpha_s0, sigma_s0 = alpha_sigma(sigmas[i])
         alpha_t, sigma_t = alpha_sigma(sigmas[i + 1])
         # x0 = (x - sigma_s0 * eps) / alpha_s0, or alpha_s0 * x - sigma_s0 * v
         to_x0 = (alpha_s0, -sigma_s0) if v else (1 / alpha_s0, -sigma_s0 / alpha_s0)
         last = i == steps - 1
-        first_order = i == 0 or (
+        first_order = i == begin or (
             last and (cfg.euler_at_final or (cfg.lower_order_final and steps < 15) or cfg.final_sigmas_type == "zero")
         )
         h = lam(sigmas[i + 1]) - lam(sigmas[i])
@@ -150,10 +151,11 @@ def _dpm_solver_pp(s, n):
     return rows
 
 
-def _pndm(s, n):
+def _pndm(s, n, begin=0):
     """PLMS with skip_prk_steps, including its repeated second timestep and saved sample. The
     history holds the raw outputs; with v_prediction diffusers turns their mix into an epsilon
-    (sqrt(a_t) * mix + sqrt(1 - a_t) * sample) just before the update, and so does the table."""
+    (sqrt(a_t) * mix + sqrt(1 - a_t) * sample) just before the update, and so does the table.
+    Started at `begin` (img2img), its counters start from zero there, as diffusers' do."""
     if not s.config.skip_prk_steps:
         raise ValueError("PNDM tables need skip_prk_steps=True (SD's setting)")
     v = prediction_type(s) == "v_prediction"
@@ -161,7 +163,7 @@ def _pndm(s, n):
     final = _f(s.final_alpha_cumprod)
     stride = s.config.num_train_timesteps // n
     rows, ets, counter = [], 0, 0
-    for t in (int(x) for x in s.timesteps.numpy()):
+    for t in (int(x) for x in s.timesteps.numpy()[begin:]):
         prev_t = t - stride
         push = counter != 1
         if push:
@@ -199,13 +201,13 @@ def _pndm(s, n):
     return rows
 
 
-def _euler_ancestral(s, n):
+def _euler_ancestral(s, n, begin=0):
     """Euler Ancestral: the Euler step to sigma_down, then noise * sigma_up (drawn on every step,
     the last one too, where sigma_up is 0: diffusers draws it all the same)."""
     sigmas = s.sigmas.double().numpy()
     v = prediction_type(s) == "v_prediction"
     rows = []
-    for i in range(len(s.timesteps)):
+    for i in range(begin, len(s.timesteps)):
         sigma, nxt = sigmas[i], sigmas[i + 1]
         up = math.sqrt(nxt**2 * (sigma**2 - nxt**2) / sigma**2)
         dt = math.sqrt(nxt**2 - up**2) - sigma
@@ -220,14 +222,14 @@ def _euler_ancestral(s, n):
     return rows
 
 
-def _lcm(s, n):
+def _lcm(s, n, begin=0):
     """LCM's consistency step: denoised = c_out * x0 + c_skip * sample, then (but on the last step)
     sqrt(a_prev) * denoised + sqrt(1 - a_prev) * noise."""
     acp = s.alphas_cumprod.double().numpy()
     kind = prediction_type(s)
     steps = [int(t) for t in s.timesteps.numpy()]
     rows = []
-    for i, t in enumerate(steps):
+    for i, t in enumerate(steps[begin:], start=begin):
         last = i == len(steps) - 1
         prev = t if last else steps[i + 1]
         a_prev = acp[prev] if prev >= 0 else _f(s.final_alpha_cumprod)
@@ -253,28 +255,96 @@ TABLE_BUILDERS = {
 STEP_CHOICES = (2, 4, 8, 10, 15, 20, 25, 30, 40, 50)
 
 
+def _row_fields(rows) -> dict:
+    """The per-row fields of a table (or of a restart's rows)."""
+    return {
+        "input_scale": [float(r.get("scale", 1.0)) for r in rows],
+        "coeffs": [[float(v) for v in r["c"]] for r in rows],
+        "push": [bool(r.get("push", True)) for r in rows],
+        "save_cur": [bool(r.get("save_cur", False)) for r in rows],
+        # steps that take fresh standard normal noise in history slot 1 (the stochastic samplers)
+        "noise": [bool(r.get("noise", False)) for r in rows],
+    }
+
+
+def _add_noise(sched) -> list[list[float]]:
+    """Per row i: (a, b) with a*x0 + b*noise = the sampler's own `add_noise` at timestep i, as
+    diffusers' img2img pipelines call it after `set_begin_index(i)` (sigma-based samplers read the
+    begin index; the others the timestep)."""
+    import torch
+
+    one, zero = torch.ones(1), torch.zeros(1)
+    out = []
+    for i in range(len(sched.timesteps)):
+        if hasattr(sched, "set_begin_index"):
+            sched.set_begin_index(i)
+        t = sched.timesteps[i : i + 1]
+        out.append([_f(sched.add_noise(one, zero, t)[0]), _f(sched.add_noise(zero, one, t)[0])])
+    return out
+
+
+def _restarts(build, sched, steps: int, rows: list) -> dict:
+    """Where a loop started at row b (img2img) is not simply rows[b:] (DPM-Solver++'s first step is
+    first order, PNDM's counters restart): the rows that differ, as a prefix to use instead."""
+    out = {}
+    for b in range(1, len(rows)):
+        fresh, tail = build(sched, steps, b), rows[b:]
+        differ = [k for k, (x, y) in enumerate(zip(fresh, tail, strict=True)) if x != y]
+        if differ:
+            out[str(b)] = _row_fields(fresh[: differ[-1] + 1])
+    return out
+
+
 def table(spec: Scheduler, base_config: dict, steps: int | None = None, pipeline: str = "") -> dict:
-    """The JSON the page loads for one sampler: timesteps and per-step coefficients."""
+    """The JSON the page loads for one sampler: timesteps and per-step coefficients, and what an
+    image-to-image loop needs to start at any row (`add_noise`, `restarts`; see `from_step`)."""
     steps = steps or spec.steps
     sched = make_scheduler(spec, base_config, pipeline)
     sched.set_timesteps(steps)
     if spec.class_name == "PNDMScheduler":
         sched.set_timesteps(steps)  # PNDM keeps counters; a clean state either way
-    rows = TABLE_BUILDERS[spec.class_name](sched, steps)
+    build = TABLE_BUILDERS[spec.class_name]
+    rows = build(sched, steps)
     return {
         "name": spec.name,
         "class": spec.class_name,
         "num_inference_steps": steps,
         "timesteps": [float(t) for t in sched.timesteps.numpy()],
         "init_noise_sigma": _f(sched.init_noise_sigma),
-        "input_scale": [float(r.get("scale", 1.0)) for r in rows],
-        "coeffs": [[float(v) for v in r["c"]] for r in rows],
-        "push": [bool(r.get("push", True)) for r in rows],
-        "save_cur": [bool(r.get("save_cur", False)) for r in rows],
+        **_row_fields(rows),
         "history": HISTORY,
-        # steps that take fresh standard normal noise in history slot 1 (the stochastic samplers)
-        "noise": [bool(r.get("noise", False)) for r in rows],
+        "add_noise": _add_noise(sched),
+        "restarts": _restarts(build, sched, steps, rows),
     }
+
+
+ROW_FIELDS = ("input_scale", "coeffs", "push", "save_cur", "noise")
+
+
+def begin_for_strength(steps: int, strength: float) -> int:
+    """The row an image-to-image loop of `steps` starts at, as diffusers' img2img pipelines compute
+    it (get_timesteps; every sampler here has order 1); a strength that leaves no step is refused."""
+    if not 0 < strength <= 1:
+        raise ValueError(f"strength {strength} must be in (0, 1]")
+    init = min(int(steps * strength), steps)
+    if init < 1:
+        raise ValueError(f"strength {strength} leaves no denoising step of {steps}: use at least {1 / steps:g}")
+    return max(steps - init, 0)
+
+
+def from_step(tbl: dict, begin: int) -> dict:
+    """The table of a loop that starts at row `begin` (img2img): the rows from there, with the
+    restart's own rows first where starting there changes them. `add_noise` becomes that row's
+    (a, b), which make the starting latents from the clean ones (web/lib/pipeline.js fromStep)."""
+    if begin == 0 and "add_noise" not in tbl:
+        return tbl
+    out = {**tbl, "timesteps": tbl["timesteps"][begin:], "add_noise": tbl["add_noise"][begin], "restarts": {}}
+    restart = tbl.get("restarts", {}).get(str(begin), {})
+    for key in ROW_FIELDS:
+        if key in tbl:
+            head = restart.get(key, [])
+            out[key] = [*head, *tbl[key][begin + len(head) :]]
+    return out
 
 
 # How close a table's loop must stay to diffusers' own `step` loop (relative to the sample's scale):
@@ -286,8 +356,6 @@ REPRODUCE_REL = 1e-5
 def require_reproducible(specs, base_config: dict, pipeline: str = "", steps: int = 4) -> None:
     """Each sampler's table reproduces diffusers' own loop for this folder's scheduler config, or a
     named error: the page would otherwise sample with a different sampler than the folder's."""
-    import torch
-
     from wsd.errors import ModelFolderError
 
     def refuse(spec, what: str):
@@ -299,27 +367,52 @@ def require_reproducible(specs, base_config: dict, pipeline: str = "", steps: in
     for spec in specs:
         try:
             tbl = table(spec, base_config, steps, pipeline)
-            sched = make_scheduler(spec, base_config, pipeline)
-            sched.set_timesteps(steps)
+            errors = {begin: _loop_vs_diffusers(spec, tbl, base_config, pipeline, steps, begin) for begin in (None, 1)}
         except Exception as exc:  # noqa: BLE001 (diffusers and the table builders raise many kinds)
             raise refuse(spec, f"{type(exc).__name__}: {exc}") from None
-        rng = np.random.default_rng(0)
-        start = rng.standard_normal((1, 4, 8, 8)).astype("float32")
+        for begin, worst in errors.items():
+            loop = f"its {steps}-step loop" + ("" if begin is None else f" started at step {begin} (img2img)")
+            if worst is None:
+                raise refuse(spec, "its timesteps differ from diffusers' own step")
+            if worst > REPRODUCE_REL:
+                raise refuse(spec, f"{loop} is {worst:.1e} off from diffusers' own step")
+
+
+def _loop_vs_diffusers(spec, tbl, base_config, pipeline, steps, begin):
+    """The table's loop against diffusers' own, over a stand-in model that reads its scaled input:
+    from pure noise (`begin` None, text-to-image) or from a noised clean sample at row `begin`, as
+    the img2img pipelines start (set_begin_index, add_noise). The worst error, None if the
+    timesteps differ."""
+    import torch
+
+    sched = make_scheduler(spec, base_config, pipeline)
+    sched.set_timesteps(steps)
+    if not np.array_equal(np.asarray(tbl["timesteps"]), sched.timesteps.numpy().astype("float64")):
+        return None
+    rng = np.random.default_rng(0)
+    start = rng.standard_normal((1, 4, 8, 8)).astype("float32")
+    timesteps = sched.timesteps
+    if begin is None:
         ours, theirs = start * np.float32(tbl["init_noise_sigma"]), torch.from_numpy(start) * sched.init_noise_sigma
-        state, worst, scale = LoopState(ours), 0.0, float(np.abs(theirs.numpy()).max())
-        same_steps = np.array_equal(np.asarray(tbl["timesteps"]), sched.timesteps.numpy().astype("float64"))
-        draws = TwinDraws(sched, 0, start.shape)
-        for i, t in enumerate(sched.timesteps if same_steps else ()):
-            eps = rng.standard_normal(start.shape).astype("float32")
-            model_input = torch.from_numpy(eps) + 0.1 * sched.scale_model_input(theirs, t)
-            theirs = sched.step(model_input, t, theirs, **draws.step_kwargs).prev_sample
-            model_output = eps + np.float32(0.1 * tbl["input_scale"][i]) * ours
-            ours = state.step(tbl, i, ours, model_output.astype("float32"), step_numpy, draws)
-            scale = max(scale, float(np.abs(theirs.numpy()).max()))
-            worst = max(worst, loop_error(ours, theirs.numpy(), scale))
-        if not same_steps or worst > REPRODUCE_REL:
-            what = "its timesteps differ" if not same_steps else f"its {steps}-step loop is {worst:.1e} off"
-            raise refuse(spec, f"{what} from diffusers' own step")
+    else:
+        tbl, timesteps = from_step(tbl, begin), timesteps[begin:]
+        if hasattr(sched, "set_begin_index"):
+            sched.set_begin_index(begin)
+        noise = rng.standard_normal(start.shape).astype("float32")
+        theirs = sched.add_noise(torch.from_numpy(start), torch.from_numpy(noise), timesteps[:1])
+        a, b = (np.float32(c) for c in tbl["add_noise"])
+        ours = (a * start + b * noise).astype("float32")
+    state, worst, scale = LoopState(ours), 0.0, float(np.abs(theirs.numpy()).max())
+    draws = TwinDraws(sched, 0, start.shape)
+    for i, t in enumerate(timesteps):
+        eps = rng.standard_normal(start.shape).astype("float32")
+        model_input = torch.from_numpy(eps) + 0.1 * sched.scale_model_input(theirs, t)
+        theirs = sched.step(model_input, t, theirs, **draws.step_kwargs).prev_sample
+        model_output = eps + np.float32(0.1 * tbl["input_scale"][i]) * ours
+        ours = state.step(tbl, i, ours, model_output.astype("float32"), step_numpy, draws)
+        scale = max(scale, float(np.abs(theirs.numpy()).max()))
+        worst = max(worst, loop_error(ours, theirs.numpy(), scale))
+    return worst
 
 
 class TwinDraws:
@@ -432,6 +525,11 @@ def check_table(table, name: str) -> dict:
     need(isinstance(scale, list) and len(scale) == n and all(map(number, scale)), f'"input_scale" must be {n} numbers')
     sigma = table.get("init_noise_sigma")
     need(number(sigma) and sigma > 0, '"init_noise_sigma" must be a positive number')
+    add_noise = table.get("add_noise")
+    pairs = isinstance(add_noise, list) and len(add_noise) == n
+    pairs = pairs and all(isinstance(r, list) and len(r) == 2 and all(map(number, r)) for r in add_noise)
+    need(add_noise is None or pairs, f'"add_noise" must be {n} pairs of numbers')
+    need(isinstance(table.get("restarts", {}), dict), '"restarts" must be an object')
     history = table.get("history")
     need(
         isinstance(history, int) and not isinstance(history, bool) and 0 <= history <= HISTORY, '"history" must be 0..3'

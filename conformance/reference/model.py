@@ -113,6 +113,31 @@ class ReferenceModel:
         self.pipe.scheduler = self.sampler(name)
         return self.pipe
 
+    @cached_property
+    def img2img(self):
+        """The folder as diffusers' image-to-image pipeline: `StableDiffusion(XL)Img2ImgPipeline
+        .from_pretrained(folder)`; a folder without model_index.json through `from_pipe` of the
+        text-to-image one (diffusers' documented way to reuse its components)."""
+        import diffusers
+        import torch
+
+        if not (self.folder / "model_index.json").is_file():
+            pipe = diffusers.AutoPipelineForImage2Image.from_pipe(self.pipe)
+        else:
+            cls = diffusers.StableDiffusionXLImg2ImgPipeline if self.sdxl else diffusers.StableDiffusionImg2ImgPipeline
+            extra = {"add_watermarker": False}
+            if not self.sdxl:
+                extra = {"safety_checker": None, "requires_safety_checker": False}
+            pipe = cls.from_pretrained(  # nosec B615: a local folder, never the hub
+                str(self.folder), torch_dtype=torch.float32, local_files_only=True, **extra
+            )
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def img2img_with_sampler(self, name: str):
+        self.img2img.scheduler = self.sampler(name)
+        return self.img2img
+
     def add_time_ids(self):
         """SDXL's add_time_ids as its pipeline makes them for a square image of the gate's size:
         original size = target size, crop (0, 0) (the pipeline's defaults)."""

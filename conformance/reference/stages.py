@@ -87,6 +87,21 @@ def vae(ref, inputs, params) -> dict:
     return {"image": _pixels(ref, decoded).numpy()}
 
 
+def vae_encode(ref, inputs, params) -> dict:
+    """The latents an img2img pipeline starts from: the image processor's preprocess of the PIL
+    image, `vae.encode(...).latent_dist.sample(generator)` and the scaling factor, as
+    prepare_latents does (the candidate gets that generator's first draw)."""
+    import torch
+    from PIL import Image
+
+    pipe = ref.img2img
+    pixels = pipe.image_processor.preprocess(Image.fromarray(np.asarray(inputs[0][0], np.uint8)))
+    generator = torch.Generator().manual_seed(int(params["generator_seed"]))
+    with torch.no_grad():
+        latents = pipe.vae.encode(pixels).latent_dist.sample(generator) * pipe.vae.config.scaling_factor
+    return {"init_latents": latents.numpy()}
+
+
 def image_to_rgba(ref, inputs, params) -> dict:
     """What a canvas holds for the image: PIL's RGB -> RGBA, each pixel's four bytes read as one
     little-endian word (ImageData's layout)."""
@@ -118,9 +133,34 @@ def scheduler(ref, inputs, params) -> dict:
     return {"sample": sample.numpy().astype("float32"), "timesteps": sched.timesteps.numpy().astype("float64")}
 
 
+def img2img(ref, inputs, params) -> dict:
+    """The folder's img2img pipeline with the named sampler, the PIL image and a generator of the
+    case's seed (it draws the posterior sample, the added noise and any step noise, in that order)."""
+    import torch
+    from PIL import Image
+
+    pipe = ref.img2img_with_sampler(params["scheduler"])
+    with torch.no_grad():
+        latents = pipe(
+            prompt=inputs["prompt"],
+            negative_prompt=inputs["negative"] or None,
+            image=Image.fromarray(np.asarray(inputs["init_image"], np.uint8)),
+            strength=inputs["strength"],
+            num_inference_steps=inputs["steps"],
+            guidance_scale=inputs["guidance"],
+            generator=torch.Generator().manual_seed(int(inputs["seed"])),
+            output_type="latent",
+        ).images
+        decoded = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0]
+    return {"latents": latents.numpy(), "image": _pixels(ref, decoded)[0].to(torch.uint8).numpy()}
+
+
 def pipeline(ref, inputs, params) -> dict:
     """The folder's pipeline itself, with the named sampler and the page's seeded latents."""
     import torch
+
+    if "init_image" in inputs:
+        return img2img(ref, inputs, params)
 
     pipe = ref.with_sampler(params["scheduler"])
     # the stochastic samplers draw their per-step noise from the pipeline's generator

@@ -113,6 +113,69 @@ def test_the_table_is_the_diffusers_recipe(config, name, tmp_path):
     assert loop_error(table, diffusers_sampler(name, CONFIGS[config], tmp_path), 4) < 5e-6
 
 
+def img2img_error(table: dict, sched, steps: int, strength: float) -> float:
+    """The table started where `strength` says against the loop diffusers' img2img pipelines run:
+    get_timesteps' start, set_begin_index, add_noise at the first remaining timestep, then step."""
+    sched.set_timesteps(steps)
+    init = min(int(steps * strength), steps)
+    begin = max(steps - init, 0)
+    timesteps = sched.timesteps[begin * sched.order :]
+    if hasattr(sched, "set_begin_index"):
+        sched.set_begin_index(begin * sched.order)
+    rng = np.random.default_rng(4)
+    clean, noise = (rng.standard_normal((1, 4, 8, 8)).astype("float32") for _ in range(2))
+    theirs = sched.add_noise(torch.from_numpy(clean), torch.from_numpy(noise), timesteps[:1])
+    started = S.from_step(table, S.begin_for_strength(steps, strength))
+    assert started["timesteps"] == [float(t) for t in timesteps.numpy()]
+    a, b = (np.float32(c) for c in started["add_noise"])
+    ours = (a * clean + b * noise).astype("float32")
+    worst, scale = S.loop_error(ours, theirs.numpy(), 1.0), float(theirs.abs().max())
+    state, draws = S.LoopState(ours), S.TwinDraws(sched, 6, clean.shape)
+    for i, t in enumerate(timesteps):
+        eps = rng.standard_normal(clean.shape).astype("float32")
+        model_input = torch.from_numpy(eps) + 0.1 * sched.scale_model_input(theirs, t)
+        theirs = sched.step(model_input, t, theirs, **draws.step_kwargs).prev_sample
+        model_output = eps + np.float32(0.1 * started["input_scale"][i]) * ours
+        ours = state.step(started, i, ours, model_output, S.step_numpy, draws)
+        scale = max(scale, float(theirs.abs().max()))
+        worst = max(worst, S.loop_error(ours, theirs.numpy(), scale))
+    return worst
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_img2img_starts_where_diffusers_does_at_every_strength(config, name, tmp_path):
+    """Every start row of a 10-step table (strength 0.1 .. 1.0), restarts included."""
+    table = S.table(SPEC.scheduler(name), CONFIGS[config], 10, SPEC.pipeline_class)
+    sched = diffusers_sampler(name, CONFIGS[config], tmp_path)
+    worst = max(img2img_error(table, sched, 10, k / 10) for k in range(1, 11))
+    assert worst < 5e-6
+
+
+def test_a_strength_that_leaves_no_step_is_refused():
+    with pytest.raises(ValueError, match="leaves no denoising step of 4: use at least 0.25"):
+        S.begin_for_strength(4, 0.2)
+    with pytest.raises(ValueError, match=r"must be in \(0, 1\]"):
+        S.begin_for_strength(4, 1.5)
+    assert [S.begin_for_strength(4, s) for s in (0.25, 0.5, 0.6, 0.75, 1.0)] == [3, 2, 2, 1, 0]
+
+
+def test_the_page_starts_img2img_as_the_native_loop_does():
+    """pipeline.js's beginForStrength and fromStep (node) against wsd/schedulers.py, on PNDM's and
+    DPM-Solver++'s tables (the two with restarts)."""
+    from wsd import pagejs
+
+    config = CONFIGS[sorted(CONFIGS)[0]]
+    for name in ("pndm", "dpm-solver++", "euler-a"):
+        table = S.table(SPEC.scheduler(name), config, 10, SPEC.pipeline_class)
+        for strength in (0.1, 0.35, 0.5, 0.99, 1.0):
+            begin = pagejs.call("pipeline.js", "beginForStrength", 10, strength)
+            assert begin == S.begin_for_strength(10, strength)
+            assert pagejs.call("pipeline.js", "fromStep", table, begin) == json.loads(
+                json.dumps(S.from_step(table, begin))
+            )
+
+
 def test_sd15_style_configs_give_dpm_solver_its_own_spacing(tmp_path):
     """The incident itself: linspace (DPM-Solver++'s default), not PNDM's leading."""
     table = S.table(SPEC.scheduler("dpm-solver++"), SD15, 4)

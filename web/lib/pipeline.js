@@ -31,6 +31,48 @@ export function stepNoise(seed, step, count) {
   return gaussianNoise((seed ^ Math.imul(step + 1, 0x9e3779b1)) >>> 0, count);
 }
 
+// img2img's posterior sample noise (the VAE encoder's latent_dist.sample): a stream of its own.
+export function posteriorNoise(seed, count) {
+  return gaussianNoise((seed ^ 0x85ebca6b) >>> 0, count);
+}
+
+// The row an image-to-image loop starts at, as diffusers' img2img pipelines compute it
+// (get_timesteps); wsd/schedulers.py begin_for_strength.
+export function beginForStrength(steps, strength) {
+  const init = Math.min(Math.floor(steps * strength), steps);
+  if (init < 1) throw new WsdError("WSD_INPUT", `strength: ${strength} leaves no denoising step of ${steps}; use at least ${1 / steps}`, { field: "strength" });
+  return Math.max(steps - init, 0);
+}
+
+const ROW_FIELDS = ["input_scale", "coeffs", "push", "save_cur", "noise"];
+
+// A sampler table for a loop that starts at row `begin` (wsd/schedulers.py from_step): the rows
+// from there, a restart's own rows first, and that row's add_noise (a, b).
+export function fromStep(table, begin) {
+  if (!Array.isArray(table.add_noise)) throw new WsdError("WSD_MODEL", `sampler ${table.name} has no add_noise rows (an older build); rebuild the model for img2img.`);
+  const out = { ...table, timesteps: table.timesteps.slice(begin), add_noise: table.add_noise[begin], restarts: {} };
+  const restart = (table.restarts || {})[String(begin)] || {};
+  for (const key of ROW_FIELDS) {
+    if (!(key in table)) continue;
+    const head = restart[key] || [];
+    out[key] = [...head, ...table[key].slice(begin + head.length)];
+  }
+  return out;
+}
+
+// The init image as the encoder takes it: (1, H, W, 3) floats in 0..255 from RGBA or RGB bytes.
+function imagePixels(image, size) {
+  const bad = (why) => new WsdError("WSD_INPUT", `initImage: ${why}`, { field: "initImage" });
+  if (!image || !Number.isInteger(image.width) || !Number.isInteger(image.height)) throw bad("must be {width, height, rgba or rgb}");
+  if (image.width !== size || image.height !== size) throw bad(`${image.width}x${image.height}, the model makes ${size}x${size} images; resize or crop it to ${size}x${size}`);
+  const channels = image.rgba ? 4 : 3;
+  const bytes = image.rgba || image.rgb;
+  if (!bytes || bytes.length !== size * size * channels) throw bad(`${bytes ? bytes.length : 0} values for ${size}x${size} ${channels === 4 ? "RGBA" : "RGB"}`);
+  const out = new Float32Array(size * size * 3);
+  for (let p = 0; p < size * size; ++p) for (let c = 0; c < 3; ++c) out[p * 3 + c] = bytes[p * channels + c];
+  return out;
+}
+
 export function checkOptions(options, manifest) {
   const guidance = manifest.generation?.default_guidance ?? 7.5;
   const o = { negativePrompt: "", guidance, seed: 0, scheduler: manifest.default_scheduler, previewEvery: 0, ...options };
@@ -44,6 +86,12 @@ export function checkOptions(options, manifest) {
   if (!Number.isInteger(o.seed) || o.seed < 0 || o.seed > 0xffffffff) throw bad("seed", "must be a whole number from 0 to 4294967295");
   if (typeof o.guidance !== "number" || !Number.isFinite(o.guidance) || o.guidance < 0 || o.guidance > 50) throw bad("guidance", "must be a number from 0 to 50");
   if (!Number.isInteger(o.previewEvery) || o.previewEvery < 0) throw bad("previewEvery", "must be 0 (off) or a whole number of steps");
+  if (o.initImage) {
+    if (o.strength === undefined) o.strength = 0.8; // StableDiffusionImg2ImgPipeline's default
+    if (typeof o.strength !== "number" || !(o.strength > 0 && o.strength <= 1)) throw bad("strength", "must be a number in (0, 1]");
+    if (!manifest.generation?.encode || !manifest.entry_points?.[manifest.generation.encode]) throw bad("initImage", `${manifest.model} was built without an image encoder; rebuild it with \`wsd build\` for img2img`);
+    beginForStrength(o.steps, o.strength);
+  }
   return o;
 }
 
@@ -89,7 +137,8 @@ function bindInputs(session, entry, env) {
   });
 }
 
-// options: {prompt, negativePrompt, steps, seed, guidance, scheduler, previewEvery, noise?, stepNoise?}
+// options: {prompt, negativePrompt, steps, seed, guidance, scheduler, previewEvery, noise?, stepNoise?,
+//   initImage?: {width, height, rgba | rgb}, strength?, posteriorNoise?} (img2img with initImage)
 // (`stepNoise`: steps x latents values, step i's at i * latents; the harness passes the draws
 // diffusers' generator makes, as it passes `noise`)
 // hooks: {onProgress({stage, step, steps, itPerSec}), onPreview({rgba, width, height, step})}
@@ -98,7 +147,8 @@ export async function generate(session, options, hooks = {}) {
   const o = checkOptions(options, manifest);
   const progress = hooks.onProgress || (() => {});
   const tokenizer = await session.tokenizer();
-  const table = await session.table(o.scheduler, o.steps);
+  const fullTable = await session.table(o.scheduler, o.steps);
+  const table = o.initImage ? fromStep(fullTable, beginForStrength(o.steps, o.strength)) : fullTable;
   const shape = manifest.latent_shape;
   // `noise` (unscaled, as diffusers' `latents=`) overrides the seed: the harness passes its own.
   const noise = o.noise ? Float32Array.from(o.noise) : gaussianNoise(o.seed, count(shape));
@@ -127,7 +177,7 @@ export async function generate(session, options, hooks = {}) {
     const t0 = performance.now();
     const timings = { steps_ms: [] };
     try {
-      progress({ stage: "text", step: 0, steps: o.steps });
+      progress({ stage: "text", step: 0, steps: table.timesteps.length });
       tvm.beginScope();
       let conditioning; // the UNet's inputs that stay fixed over the steps, by name
       try {
@@ -142,8 +192,8 @@ export async function generate(session, options, hooks = {}) {
       tvm.beginScope();
       let latents, cur, history;
       try {
-        latents = keep(session.upload({ data: initial, shape, dtype: "float32" }));
         const zeros = () => keep(session.upload({ data: new Float32Array(count(shape)), shape, dtype: "float32" }));
+        latents = keep(o.initImage ? startLatents(session, plan, o, table, noise, zeros) : session.upload({ data: initial, shape, dtype: "float32" }));
         history = Array.from({ length: table.history }, zeros);
         cur = zeros();
       } finally {
@@ -177,7 +227,7 @@ export async function generate(session, options, hooks = {}) {
           hooks.onPreview({ ...(await decode(session, latents, plan)), step: i + 1 });
         }
       }
-      progress({ stage: "decode", step: o.steps, steps: o.steps });
+      progress({ stage: "decode", step: table.timesteps.length, steps: table.timesteps.length });
       const td = performance.now();
       const image = await decode(session, latents, plan);
       timings.decode_ms = performance.now() - td;
@@ -201,6 +251,20 @@ export async function generate(session, options, hooks = {}) {
       release([]);
     }
   });
+}
+
+// img2img's first latents: the image encoded (with its posterior noise), then the sampler's
+// add_noise at the starting row as one scheduler_step (a*clean + b*noise).
+function startLatents(session, plan, o, table, noise, zeros) {
+  const shape = session.manifest.latent_shape;
+  const size = session.manifest.image_size;
+  const posterior = o.posteriorNoise ? Float32Array.from(o.posteriorNoise) : posteriorNoise(o.seed, count(shape));
+  if (posterior.length !== count(shape)) throw new WsdError("WSD_INPUT", `posteriorNoise: ${posterior.length} values, the model's latents are ${shape}`);
+  const image = session.upload({ data: imagePixels(o.initImage, size), shape: [1, size, size, 3], dtype: "float32" });
+  const clean = session.call(plan.encode, image, session.upload({ data: posterior, shape, dtype: "float32" }))[0];
+  const coeffs = session.upload({ data: Float32Array.from([...table.add_noise, 0, 0, 0, 0, 0, 0]), shape: [8], dtype: "float32" });
+  const z = zeros();
+  return session.call(plan.denoise.step_entry, clean, session.upload({ data: noise, shape, dtype: "float32" }), z, z, z, z, coeffs)[0];
 }
 
 // latents -> {rgba: Uint8ClampedArray (H*W*4), width, height}; the caller holds the session.

@@ -103,5 +103,6 @@ export function checkSamplerTable(t, file) {
   need(Array.isArray(t.input_scale) && t.input_scale.length === n && t.input_scale.every(isNum), file, `"input_scale" must be ${n} numbers`);
   need(isNum(t.init_noise_sigma) && t.init_noise_sigma > 0, file, '"init_noise_sigma" must be a positive number');
   need(isInt(t.history) && t.history <= 3, file, '"history" must be 0..3');
+  if ("add_noise" in t) need(Array.isArray(t.add_noise) && t.add_noise.length === n && t.add_noise.every((r) => Array.isArray(r) && r.length === 2 && r.every(isNum)), file, `"add_noise" must be ${n} pairs of numbers`);
   return t;
 }
