@@ -23,6 +23,8 @@ FLAGS = {
     "steps": "--steps",
     "seed": "--seed",
     "guidance": "--guidance",
+    "strength": "--strength",
+    "initImage": "--init-image",
 }
 
 
@@ -57,6 +59,10 @@ def _select(page, field: str, value: str) -> None:
 
 
 def fill_form(page, settings: dict) -> None:
+    if settings.get("init_image"):  # the page's own file input, as a person picks the file
+        page.set_input_files("#init-image", str(settings["init_image"]), timeout=FORM_WAIT_MS)
+        page.wait_for_function("window.wsdApp.initImage !== null", timeout=FORM_WAIT_MS)
+        page.fill("#strength", str(settings.get("strength") or 0.8), timeout=FORM_WAIT_MS)
     page.fill("#prompt", settings["prompt"], timeout=FORM_WAIT_MS)
     page.fill("#negative", settings.get("negative", ""), timeout=FORM_WAIT_MS)
     if settings.get("scheduler"):
@@ -131,11 +137,37 @@ def built_model(dist: Path, model: str) -> Path:
     return folder
 
 
-def page_options(settings: dict) -> dict:
-    """`wsd generate`'s settings as the page's generate() options (unset ones left to the page)."""
+def page_options(settings: dict, pixels: bool = True) -> dict:
+    """`wsd generate`'s settings as the page's generate() options (unset ones left to the page).
+    An --init-image goes as its RGB pixels on the wire (`pixels`), or as its size alone for the
+    option checks."""
     options = {"prompt": settings["prompt"], "negativePrompt": settings.get("negative") or ""}
     options.update({k: settings[k] for k in ("steps", "seed", "guidance", "scheduler") if settings.get(k) is not None})
+    if settings.get("init_image"):
+        rgb = init_image_pixels(Path(settings["init_image"]))
+        height, width = rgb.shape[:2]
+        if pixels:
+            from wsd.host.modules import encode
+
+            options["initImage"] = encode(rgb.astype("float32"))
+        else:
+            options["initImage"] = {"width": width, "height": height}
+        options["strength"] = settings.get("strength") if settings.get("strength") is not None else 0.8
     return options
+
+
+def init_image_pixels(path: Path):
+    """--init-image's RGB pixels (H, W, 3) uint8, or a UsageError naming the file."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from wsd.cliargs import UsageError
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise UsageError("--init-image", path, f"not a readable image ({exc})") from None
 
 
 def check_settings(dist: Path, model: str, settings: dict) -> None:
@@ -155,15 +187,23 @@ def check_settings(dist: Path, model: str, settings: dict) -> None:
         )
     # JSON has no NaN or infinity: sent as text, which the page refuses as "not a number" too
     options = {
-        k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in page_options(settings).items()
+        k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v)
+        for k, v in page_options(settings, pixels=False).items()
     }
+    size = manifest.get("image_size")
+    shape = options.get("initImage")
+    if shape and (shape["width"], shape["height"]) != (size, size):
+        why = f"is {shape['width']}x{shape['height']}; {model} makes {size}x{size} images: resize or crop it to that"
+        raise UsageError("--init-image", settings["init_image"], why)
     try:
         pagejs.call("pipeline.js", "checkOptions", options, manifest, timeout_s=30)
     except pagejs.PageError as exc:
         field = exc.detail.get("field") or ""
         flag = FLAGS.get(field, field)
         why = str(exc).split(": ", 2)[-1]  # "WSD_INPUT: guidance: must be ..." -> "must be ..."
-        raise UsageError(flag, settings.get(flag.lstrip("-")), why) from None  # --negative: settings["negative"]
+        raise UsageError(
+            flag, settings.get(flag.lstrip("-").replace("-", "_")), why
+        ) from None  # --negative: settings["negative"]
 
 
 def generate(dist: Path, model: str, settings: dict, out: Path, timeout_s: float = 900, progress: bool = True) -> dict:

@@ -183,7 +183,11 @@ def _cmd_generate(args) -> int:
         "seed": args.seed,
         "guidance": args.guidance,
         "scheduler": args.scheduler,
+        "init_image": args.init_image,
+        "strength": args.strength,
     }
+    if args.strength is not None and not args.init_image:
+        raise UsageError("--strength", args.strength, "needs --init-image (the picture img2img starts from)")
     cliargs.writable_file("--out", Path(args.out))
     check_settings(Path(args.dist), args.model, settings)  # before a browser starts: the page's own rules
     run = generate_on_dawn if args.backend == "dawn" else generate
@@ -303,6 +307,12 @@ def main(argv: list[str] | None = None) -> int:
         "--scheduler",
         default=None,
         help="default: the model's; one of its manifest's (dpm-solver++, pndm, euler, ddim, euler-a, lcm)",
+    )
+    p.add_argument(
+        "--init-image", default=None, help="img2img: start from this picture (PNG/JPEG of the model's image size)"
+    )
+    p.add_argument(
+        "--strength", type=cliargs.number, default=None, help="img2img: 0 < s <= 1, how far from the picture (0.8)"
     )
     p.add_argument("--out", default="image.png")
     p.add_argument("--timeout", type=cliargs.positive_seconds, default=900)

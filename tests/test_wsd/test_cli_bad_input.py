@@ -175,3 +175,41 @@ def test_version_names_the_stack_in_one_line(main):
     assert code == 0 and len(line.splitlines()) == 1
     for part in ("tvm", "torch", "diffusers", "web runtime key"):
         assert part in line, line
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory):
+    from PIL import Image
+
+    from conformance.stages import init_image
+
+    folder = tmp_path_factory.mktemp("pictures")
+    Image.fromarray(init_image(64, 0)).save(folder / "right.png")
+    Image.fromarray(init_image(48, 0)).save(folder / "small.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    return folder
+
+
+def test_generate_refuses_an_init_image_of_another_size(dist, pictures):
+    line = refused(wsd_cli.main, generate(dist, "--init-image", str(pictures / "small.png")), "--init-image")
+    assert "48x48" in line and "64x64" in line
+
+
+def test_generate_refuses_an_unreadable_init_image(dist, pictures):
+    line = refused(wsd_cli.main, generate(dist, "--init-image", str(pictures / "broken.png")), "--init-image")
+    assert "not a readable image" in line
+
+
+@pytest.mark.parametrize("strength", ["0", "1.5", "-0.2", "nan"])
+def test_generate_refuses_a_strength_out_of_range(dist, pictures, strength):
+    argv = generate(dist, "--init-image", str(pictures / "right.png"), f"--strength={strength}", "--steps", "4")
+    refused(wsd_cli.main, argv, "--strength")
+
+
+def test_generate_refuses_a_strength_that_leaves_no_step(dist, pictures):
+    argv = generate(dist, "--init-image", str(pictures / "right.png"), "--strength", "0.2", "--steps", "4")
+    assert "leaves no denoising step" in refused(wsd_cli.main, argv, "--strength")
+
+
+def test_generate_refuses_strength_without_an_image(dist):
+    refused(wsd_cli.main, generate(dist, "--strength", "0.5"), "--strength")

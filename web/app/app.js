@@ -15,6 +15,51 @@ const PRESETS = {
 };
 let session = null;
 let busy = false;
+let initImage = null; // {width, height, rgba}: img2img's start image, as the file's own pixels
+
+// The chosen picture's pixels, unscaled and without colour conversion (the gate feeds the encoder
+// PIL's pixels of the same file); one of another size than the model's is refused at Generate.
+async function loadInitImage(file) {
+  clearError();
+  const bitmap = await createImageBitmap(file, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+  const canvas = document.createElement("canvas");
+  canvas.width = bitmap.width;
+  canvas.height = bitmap.height;
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(bitmap, 0, 0);
+  initImage = { width: bitmap.width, height: bitmap.height, rgba: ctx.getImageData(0, 0, bitmap.width, bitmap.height).data };
+  const preview = $("init-preview");
+  preview.getContext("2d").drawImage(bitmap, 0, 0, preview.width, preview.height);
+  $("init-row").hidden = false;
+  $("init-hint").textContent = `${file.name}: ${bitmap.width}x${bitmap.height}`;
+  window.wsdApp.initImage = { width: bitmap.width, height: bitmap.height };
+}
+
+function clearInitImage() {
+  initImage = null;
+  $("init-image").value = "";
+  $("init-row").hidden = true;
+  $("init-hint").textContent = "Drop or choose a picture of the model's size; without one the image starts from noise.";
+  window.wsdApp.initImage = null;
+}
+
+function wireInitImage() {
+  $("init-image").onchange = () => $("init-image").files[0] && loadInitImage($("init-image").files[0]).catch(showError);
+  $("init-clear").onclick = clearInitImage;
+  $("strength").oninput = () => ($("strength-value").textContent = $("strength").value);
+  const drop = $("image-drop");
+  drop.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    drop.classList.add("dragging");
+  });
+  drop.addEventListener("dragleave", () => drop.classList.remove("dragging"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("dragging");
+    const file = e.dataTransfer.files[0];
+    if (file) loadInitImage(file).catch(showError);
+  });
+}
 
 function status(text, fraction) {
   $("status").textContent = text;
@@ -93,6 +138,7 @@ function optionsFromForm() {
     seed: Number($("seed").value),
     guidance: Number($("guidance").value),
     previewEvery: Number($("preview").value),
+    ...(initImage ? { initImage, strength: Number($("strength").value) } : {}),
   };
 }
 
@@ -138,8 +184,9 @@ async function onGenerate(event) {
 }
 
 async function start() {
-  window.wsdApp = { generations: 0, memory: () => (session ? session.memory() : null), lastError: null };
+  window.wsdApp = { generations: 0, memory: () => (session ? session.memory() : null), lastError: null, initImage: null };
   $("form").addEventListener("submit", onGenerate);
+  wireInitImage();
   if ("serviceWorker" in navigator) {
     try {
       await navigator.serviceWorker.register("/sw.js");

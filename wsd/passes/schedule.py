@@ -123,8 +123,51 @@ class ScheduleKernels:
                 continue
             if space is None:
                 continue
+            sch = space[0] if isinstance(space, list) else space
+            used, limit = shared_bytes(sch.mod["main"]), self._shared_limit()
+            if limit and used > limit - SHARED_RESERVE:
+                why = f"{used} bytes of workgroup memory, over {limit} less {SHARED_RESERVE} for reduction scratch"
+                self.rule_errors.setdefault(name, []).append(f"{type(rule).__name__}: {why}")
+                continue
             self.applied[name] = type(rule).__name__
             if hasattr(rule, "describe"):
                 self.configs[name] = rule.describe()
-            return space[0] if isinstance(space, list) else space
+            return sch
         return None
+
+    def _shared_limit(self) -> int:
+        if self.target.kind.name == "llvm":
+            return 0
+        return int(self.target.attrs.get("max_shared_memory_per_block", 0) or 0)
+
+
+# Codegen adds cross-thread reduction scratch to a kernel's own shared buffers (256 bytes seen on a
+# GeneralReduction of the VAE encoder's group norm: 32768 + 256 over WebGPU's 32768), so a schedule
+# must leave this much room or the build fails in codegen instead of trying the next rule.
+SHARED_RESERVE = 1024
+
+
+def _shape_and_rest(call: str) -> tuple[str, str]:
+    """`((T.int64(1), 8192), "float16", scope=...)` -> the shape tuple's text, the text after it."""
+    depth = 0
+    for i, ch in enumerate(call):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 1 and ch == ")":
+            return call[2:i], call[i + 1 :]
+    return "", call
+
+
+def shared_bytes(func) -> int:
+    """Workgroup (shared) memory a scheduled kernel allocates itself, in bytes. Read from the printed
+    TIR (0.27's Python API has no TIR visitor): each `alloc_buffer((shape), dtype, scope="shared")`."""
+    total = 0
+    for line in func.script().splitlines():
+        if "alloc_buffer((" not in line or 'scope="shared' not in line:
+            continue
+        shape, rest = _shape_and_rest(line[line.index("alloc_buffer((") + len("alloc_buffer") :])
+        n = 1
+        for dim in re.findall(r"(?:T\.int(?:32|64)\()?(\d+)\)?", shape):
+            n *= int(dim)
+        dtype = re.search(r'"((?:u?int|float|bfloat)\d+)"', rest)
+        total += n * (int(re.sub(r"\D", "", dtype.group(1))) if dtype else 32) // 8
+    return total
