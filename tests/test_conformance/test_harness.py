@@ -44,6 +44,7 @@ def test_every_stage_passes_natively(clean):
         "clip",
         "unet",
         "vae",
+        "vae_encode",
         "image_to_rgba",
         "scheduler",
         "pipeline",

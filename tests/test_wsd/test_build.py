@@ -85,7 +85,15 @@ def native_dist(tmp_path_factory):
 def test_manifest_verifies_and_describes_every_entry(native_dist):
     assert manifest.verify(native_dist.out) == []
     m = native_dist.manifest
-    assert set(m["entry_points"]) == {"clip", "unet", "vae", "image_to_rgba", "scheduler_step", "scale_model_input"}
+    assert set(m["entry_points"]) == {
+        "clip",
+        "unet",
+        "vae",
+        "vae_encode",
+        "image_to_rgba",
+        "scheduler_step",
+        "scale_model_input",
+    }
     unet = m["entry_points"]["unet"]
     assert [i["name"] for i in unet["inputs"]] == ["latents", "timestep", "text_embeddings", "guidance_scale"]
     assert unet["params"]["count"] > 100
