@@ -251,8 +251,8 @@ TABLE_BUILDERS = {
 }
 
 
-# Step counts the build writes a table for (the page's steps choices).
-STEP_CHOICES = (2, 4, 8, 10, 15, 20, 25, 30, 40, 50)
+# Step counts the build writes a table for (the page's steps choices); 1 is SD-Turbo's.
+STEP_CHOICES = (1, 2, 4, 8, 10, 15, 20, 25, 30, 40, 50)
 
 
 def _row_fields(rows) -> dict:

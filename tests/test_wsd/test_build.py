@@ -104,7 +104,7 @@ def test_manifest_verifies_and_describes_every_entry(native_dist):
     samplers = ["ddim", "dpm-solver++", "euler", "pndm"]
     assert {f"{s}.json" for s in samplers} <= names  # the default table of each sampler
     for sampler in samplers:  # and one per step count the page offers
-        assert m["scheduler_steps"][sampler] == [2, 4, 8, 10, 15, 20, 25, 30, 40, 50]
+        assert m["scheduler_steps"][sampler] == [1, 2, 4, 8, 10, 15, 20, 25, 30, 40, 50]
         assert {f"{sampler}-{n}.json" for n in m["scheduler_steps"][sampler]} <= names
     assert m["injected_faults"] == {} and (native_dist.out / "kernels.json").is_file()
 
