@@ -93,10 +93,16 @@ def loop_error(table: dict, sched, steps: int) -> float:
     rng = np.random.default_rng(3)
     start = rng.standard_normal((1, 4, 8, 8)).astype("float32")
     ours, theirs = start * np.float32(table["init_noise_sigma"]), torch.from_numpy(start) * sched.init_noise_sigma
-    state, worst, scale = S.LoopState(ours), 0.0, float(theirs.abs().max())
     draws = S.TwinDraws(sched, 5, start.shape)  # the stochastic samplers: the same draws on both sides
-    for i, t in enumerate(sched.timesteps):
-        eps = rng.standard_normal(start.shape).astype("float32")
+    return both_loops(table, sched, sched.timesteps, ours, theirs, rng, draws)
+
+
+def both_loops(table, sched, timesteps, ours, theirs, rng, draws, worst: float = 0.0) -> float:
+    """The table's loop and diffusers' `step` over a stand-in model that reads its scaled input;
+    the worst error relative to the largest sample held."""
+    state, scale = S.LoopState(ours), float(theirs.abs().max())
+    for i, t in enumerate(timesteps):
+        eps = rng.standard_normal(ours.shape).astype("float32")
         model_input = torch.from_numpy(eps) + 0.1 * sched.scale_model_input(theirs, t)
         theirs = sched.step(model_input, t, theirs, **draws.step_kwargs).prev_sample
         model_output = eps + np.float32(0.1 * table["input_scale"][i]) * ours
@@ -130,17 +136,8 @@ def img2img_error(table: dict, sched, steps: int, strength: float) -> float:
     assert started["timesteps"] == [float(t) for t in timesteps.numpy()]
     a, b = (np.float32(c) for c in started["add_noise"])
     ours = (a * clean + b * noise).astype("float32")
-    worst, scale = S.loop_error(ours, theirs.numpy(), 1.0), float(theirs.abs().max())
-    state, draws = S.LoopState(ours), S.TwinDraws(sched, 6, clean.shape)
-    for i, t in enumerate(timesteps):
-        eps = rng.standard_normal(clean.shape).astype("float32")
-        model_input = torch.from_numpy(eps) + 0.1 * sched.scale_model_input(theirs, t)
-        theirs = sched.step(model_input, t, theirs, **draws.step_kwargs).prev_sample
-        model_output = eps + np.float32(0.1 * started["input_scale"][i]) * ours
-        ours = state.step(started, i, ours, model_output, S.step_numpy, draws)
-        scale = max(scale, float(theirs.abs().max()))
-        worst = max(worst, S.loop_error(ours, theirs.numpy(), scale))
-    return worst
+    start_error = S.loop_error(ours, theirs.numpy(), 1.0)
+    return both_loops(started, sched, timesteps, ours, theirs, rng, S.TwinDraws(sched, 6, clean.shape), start_error)
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
