@@ -82,13 +82,11 @@ class NativeBackend(Backend):
         noise=None,
         seed=None,
         step_noise=None,
-        init_image=None,
-        strength=None,
-        posterior_noise=None,
+        start=None,
     ):
         """pipeline.js's loop, step for step, on the native module, from the same generation plan
         (without `noise` or `step_noise`, the page's own seeded noise for `seed`, drawn by node).
-        With `init_image` (H, W, 3 in 0..255): img2img from the row `strength` gives."""
+        `start`: an image to start from (see `start_latents`)."""
         from conformance.stages import page_noise
 
         t0 = time.perf_counter()
@@ -101,19 +99,11 @@ class NativeBackend(Backend):
         for name, c in plan.get("constants", {}).items():
             conditioning[name] = np.asarray(c["data"], c["dtype"]).reshape(c["shape"])
         tbl = self.table(scheduler, steps)
-        if init_image is None:
+        if start is None:
             latents = (noise * np.float32(tbl["init_noise_sigma"])).astype("float32")
-        else:  # pipeline.js startLatents
-            tbl = schedulers.from_step(tbl, schedulers.begin_for_strength(steps, strength))
-            if posterior_noise is None:
-                posterior_noise = page_noise(seed, int(np.prod(shape)), posterior=True).reshape(shape)
-            image = np.asarray(init_image, "float32")[None]
-            clean = self.run(plan["encode"], [image, np.asarray(posterior_noise, "float32")])[0][0]
-            zeros = np.zeros(shape, "float32")
-            coeffs = np.asarray([*tbl["add_noise"], 0, 0, 0, 0, 0, 0], "float32")
-            step_entry = plan["denoise"]["step_entry"]
-            noise = np.asarray(noise, "float32")
-            latents = self.run(step_entry, [clean, noise, zeros, zeros, zeros, zeros, coeffs])[0][0]
+        else:
+            tbl, latents, inpaint = self.start_latents(plan, tbl, steps, np.asarray(noise, "float32"), seed, start)
+            conditioning.update(inpaint)
         state = schedulers.LoopState(latents)
         step = self.step_fn()
         signature = [i["name"] for i in manifest["entry_points"][plan["denoise"]["entry"]]["inputs"]]
@@ -133,6 +123,41 @@ class NativeBackend(Backend):
         rgba = self.run(to_rgba, [image])[0][0]
         image = rgb_of(rgba, *rgba.shape)
         return {"latents": latents, "image": image, "ms": (time.perf_counter() - t0) * 1000}
+
+    def start_latents(self, plan, tbl, steps, noise, seed, start: dict):
+        """pipeline.js startLatents: the table from the row `strength` gives, the first latents
+        and, for an inpainting UNet, its mask and masked image latents. `start`: init_image (H, W, 3
+        in 0..255), strength, mask_image (H, W, 3: white repaints), and the posterior samples'
+        noise (posterior_noise, masked_noise; default: the page's seeded streams)."""
+        from conformance.stages import page_noise
+        from wsd.generation import pixel_mask
+
+        shape, size = noise.shape, noise.size
+        inpaint = plan.get("inpaint")
+        if bool(inpaint) != (start.get("mask_image") is not None):
+            raise ValueError("an inpainting model needs a mask, and only an inpainting model takes one")
+        strength = start.get("strength", 1.0 if inpaint else 0.8)
+        tbl = schedulers.from_step(tbl, schedulers.begin_for_strength(steps, strength))
+        image = np.asarray(start["init_image"], "float32")[None]
+        zeros = np.zeros(shape, "float32")
+
+        def encode(pixels, drawn, which):
+            drawn = page_noise(seed, size, **{which: True}) if drawn is None else drawn
+            return self.run(plan["encode"], [pixels, np.asarray(drawn, "float32").reshape(shape)])[0][0]
+
+        if inpaint and strength == 1.0:  # the inpainting pipeline starts from pure noise there
+            latents = (noise * np.float32(tbl["init_noise_sigma"])).astype("float32")
+        else:
+            clean = encode(image, start.get("posterior_noise"), "posterior")
+            coeffs = np.asarray([*tbl["add_noise"], 0, 0, 0, 0, 0, 0], "float32")
+            latents = self.run(plan["denoise"]["step_entry"], [clean, noise, zeros, zeros, zeros, zeros, coeffs])[0][0]
+        if not inpaint:
+            return tbl, latents, {}
+        keep = pixel_mask(start["mask_image"]) < 0.5
+        masked = np.where(keep[..., None], image[0], np.float32(127.5))[None]  # 127.5: 0 after x/255*2-1
+        every = image.shape[1] // shape[-1]
+        mask = (~keep[::every, ::every]).astype("float32")[None, None]  # nearest, as F.interpolate
+        return tbl, latents, {"mask": mask, "masked_image_latents": encode(masked, start.get("masked_noise"), "masked")}
 
     def encode_text(self, plan: dict, prompt: str, negative: str) -> dict[str, np.ndarray]:
         """pipeline.js's encodeText: text outputs batched [negative, prompt] by name."""
@@ -192,9 +217,7 @@ class WebGPUBackend(Backend):
         noise=None,
         seed=None,
         step_noise=None,
-        init_image=None,
-        strength=None,
-        posterior_noise=None,
+        start=None,
     ):
         opts = {
             "prompt": prompt,
@@ -207,10 +230,13 @@ class WebGPUBackend(Backend):
         opts.update({"seed": int(seed)} if noise is None else {"noise": encode(np.asarray(noise, "float32"))})
         if step_noise is not None:
             opts["stepNoise"] = encode(np.asarray(step_noise, "float32"))
-        if init_image is not None:
-            opts.update(initImage=encode(np.asarray(init_image, "float32")), strength=float(strength))
-        if posterior_noise is not None:
-            opts["posteriorNoise"] = encode(np.asarray(posterior_noise, "float32"))
+        wire = {"init_image": "initImage", "mask_image": "maskImage", "posterior_noise": "posteriorNoise"}
+        wire["masked_noise"] = "maskedNoise"
+        for key, value in (start or {}).items():
+            if key == "strength":
+                opts["strength"] = float(value)
+            else:
+                opts[wire[key]] = encode(np.asarray(value, "float32"))
         out = self.runner.call("generate", opts, timeout_s=self.timeout_s)
         return {"latents": decode(out["latents"]), "image": image_of(out), "ms": out["timings"]["wall_ms"]}
 

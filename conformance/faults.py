@@ -39,6 +39,7 @@ class Fault:
     kernel: bool = False  # localization must name the injected kernel
     webgpu_only: bool = False  # written into the WGSL: a native build has nothing to break
     families: tuple[str, ...] = ()  # the model families it applies to; empty: every family
+    inpainting: bool = False  # breaks what only an inpainting model has (gated on such a folder)
 
     @property
     def inject(self) -> str:
@@ -59,8 +60,8 @@ class Fault:
 
         return shared_code((self.inject,) if self.shared_code else ())
 
-    def applies_to(self, family: str) -> bool:
-        return not self.families or family in self.families
+    def applies_to(self, family: str, inpainting: bool = False) -> bool:
+        return (not self.families or family in self.families) and self.inpainting == inpainting
 
     @property
     def rebuilds(self) -> bool:
@@ -423,6 +424,13 @@ FAULTS: tuple[Fault, ...] = (
         "pipeline/img2img-dpm-solver++-4-s0.5",
         "an img2img DPM-Solver++ loop that does not restart its history (second order on its first step)",
         restart_ignored,
+    ),
+    Fault(
+        "mask-inverted",
+        "pipeline/inpaint-dpm-solver++-4",
+        "an inpainting UNet given the mask inverted (it repaints what it should keep)",
+        Rebuilt("unet"),
+        inpainting=True,
     ),
     Fault(
         "last-hidden-state",

@@ -20,7 +20,7 @@ def pytest_sessionstart(session):
 
 def write_reports(config, parts: list[dict]) -> None:
     """summary.json and index.html from what each process (one, or one per xdist worker) gated."""
-    order = {name: i for i, (name, _) in enumerate(model_names(config))}
+    order = {gated.name: i for i, gated in enumerate(model_names(config))}
     parts = sorted(parts, key=lambda p: order.get(p["models"][0]["name"], len(order)))
     results = [r for p in parts for r in p["results"]]
     extra = {k: v for p in reversed(parts) for k, v in p["extra"].items()}

@@ -3,6 +3,8 @@ the injected fault, the stages whose skip is expected."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import pytest
 
 from conformance.candidates import BACKENDS
@@ -75,10 +77,16 @@ def allowed_skip(config, stage: str) -> bool:
     return any(stage == a or stage.startswith(a.rstrip("/") + "/") for a in allowed)
 
 
-def model_names(config) -> list[tuple[str, str]]:
-    """The models the run gates, as (the name the cases carry, the family): the --model presets
-    (default: every family's tiny twin; one model with --built, whose folders are one model's),
-    or with --weights what the build will call the user's folder."""
+class Gated(NamedTuple):
+    name: str  # the name the cases carry
+    family: str
+    inpainting: bool = False  # an inpainting UNet: its pipeline cases start from an image and a mask
+
+
+def model_names(config) -> list[Gated]:
+    """The models the run gates: the --model presets (default: every family's tiny twin; one model
+    with --built, whose folders are one model's), or with --weights what the build will call the
+    user's folder."""
     from wsd import models
 
     weights = config.getoption("--weights")
@@ -86,8 +94,8 @@ def model_names(config) -> list[tuple[str, str]]:
         names = config.getoption("--model") or (["sd15-tiny"] if config.getoption("--built") else list(DEFAULT_MODELS))
         if config.getoption("--built") and len(names) > 1:
             raise pytest.UsageError("--built gates one model's build: pass one --model")
-        return [(name, models.get(name).family) for name in dict.fromkeys(names)]
+        return [Gated(name, models.get(name).family) for name in dict.fromkeys(names)]
     from wsd.build import BuildOptions, check_options
 
     spec = check_options(BuildOptions(None, weights=weights, image_size=config.getoption("--image-size")))
-    return [(spec.name, spec.family)]
+    return [Gated(spec.name, spec.family, spec.inpainting)]

@@ -47,7 +47,10 @@ def pytest_generate_tests(metafunc):
     # native first: its verdicts are there when a WebGPU failure is classified and localized
     order = sorted(backends, key=lambda b: b != "native")
     params = [
-        (case, backend) for name, family in model_names(config) for backend in order for case in all_cases(name, family)
+        (case, backend)
+        for gated in model_names(config)
+        for backend in order
+        for case in all_cases(gated.name, gated.family, gated.inpainting)
     ]
     metafunc.parametrize("conformance_case", params, ids=[f"{c.id}[{b}]" for c, b in params])
 

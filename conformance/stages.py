@@ -160,6 +160,16 @@ def init_image(size: int, seed: int) -> np.ndarray:
     return image.round().clip(0, 255).astype(np.uint8)
 
 
+def init_mask(size: int, seed: int) -> np.ndarray:
+    """A seeded inpainting mask, (size, size) uint8 L: white (repaint) inside one disc and one band,
+    so the latent mask has both values and edges."""
+    rng = rng_for("init-mask", size, seed)
+    y, x = np.mgrid[0:size, 0:size] / max(size - 1, 1)
+    cy, cx, r = rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7), rng.uniform(0.15, 0.3)
+    inside = ((y - cy) ** 2 + (x - cx) ** 2 < r * r) | (x > 0.85)
+    return np.where(inside, 255, 0).astype(np.uint8)
+
+
 def _vae_encode_inputs(ctx, params):
     image = init_image(ctx.spec.image_size, params["image_seed"]).astype("float32")[None]
     return [image, generator_draws(params["generator_seed"], 1, ctx.latent_shape)[0]]
@@ -204,13 +214,16 @@ def _scheduler_candidate(backend, ctx, inputs, params):
 PIPELINE = {"prompt": PROMPTS[1], "negative": "blurry", "steps": 4, "guidance": 7.5, "seed": 1}
 
 
-def page_noise(seed: int, count: int, step: int | None = None, posterior: bool = False) -> np.ndarray:
+def page_noise(
+    seed: int, count: int, step: int | None = None, posterior: bool = False, masked: bool = False
+) -> np.ndarray:
     """The page's seeded noise (lib/pipeline.js's gaussianNoise; with `step`, that denoising step's
-    stepNoise; with `posterior`, img2img's posteriorNoise), computed by node."""
+    stepNoise; with `posterior`/`masked`, the start image's / masked image's posterior noise),
+    computed by node."""
     from wsd import pagejs
 
-    if posterior:
-        call = ("posteriorNoise", int(seed), int(count))
+    if posterior or masked:
+        call = ("posteriorNoise" if posterior else "maskedNoise", int(seed), int(count))
     elif step is None:
         call = ("gaussianNoise", int(seed), int(count))
     else:
@@ -231,10 +244,21 @@ def generator_draws(seed: int, count: int, shape) -> np.ndarray:
 
 def _pipeline_inputs(ctx, params):
     shape = ctx.latent_shape
+    if params.get("mask"):  # inpainting: the generator draws [the image's posterior,] noise, the masked image's
+        strength = params.get("strength", 1.0)
+        first = 0 if strength == 1.0 else 1  # at strength 1 the pipeline never encodes the image itself
+        draws = generator_draws(params["seed"], params["steps"] + 4, shape)
+        start = {"init_image": init_image(ctx.spec.image_size, params["seed"]), "strength": strength}
+        start["mask_image"] = np.repeat(init_mask(ctx.spec.image_size, params["seed"])[..., None], 3, axis=-1)
+        start["masked_noise"] = draws[first + 1]
+        if first:
+            start["posterior_noise"] = draws[0]
+        return {**params, "start": start, "noise": draws[first], "step_noise": draws[first + 2 :]}
     if "strength" in params:  # img2img: every draw is the generator's (the pipeline takes no latents)
         draws = generator_draws(params["seed"], params["steps"] + 3, shape)  # enough for PNDM's extra step
         image = init_image(ctx.spec.image_size, params["seed"])
-        return {**params, "init_image": image, "posterior_noise": draws[0], "noise": draws[1], "step_noise": draws[2:]}
+        start = {"init_image": image, "strength": params["strength"], "posterior_noise": draws[0]}
+        return {**params, "start": start, "noise": draws[1], "step_noise": draws[2:]}
     inputs = {**params, "noise": page_noise(params["seed"], int(np.prod(shape))).reshape(shape)}
     if params.get("step_noise"):
         inputs["step_noise"] = generator_draws(params["seed"], params["steps"], shape)
@@ -245,7 +269,7 @@ def _pipeline_candidate(backend, ctx, inputs, params):
     # `seeded`: the page draws its own noise from the seed, as `wsd generate --seed` does (the
     # reference still gets page_noise(seed): a fault in the page's seed -> noise path shows)
     noise = {"seed": inputs["seed"]} if params.get("seeded") else {"noise": inputs["noise"]}
-    for key in ("step_noise", "posterior_noise", "init_image", "strength"):
+    for key in ("step_noise", "start"):
         if key in inputs:
             noise[key] = inputs[key]
     out = backend.generate(
@@ -357,23 +381,39 @@ STAGES: tuple[Stage, ...] = (
             "img2img-dpm-solver++-4-s0.5": {**PIPELINE, "scheduler": "dpm-solver++", "seed": 7, "strength": 0.5},
             "img2img-pndm-4-s0.75": {**PIPELINE, "scheduler": "pndm", "seed": 8, "strength": 0.75},
             "img2img-euler-a-4-s0.6": {**PIPELINE, "scheduler": "euler-a", "seed": 9, "strength": 0.6},
+            # an inpainting model's own cases (only theirs run on one): from noise at strength 1, and
+            # from the noised image at 0.75 with Euler Ancestral's step noise after the image's draws
+            "inpaint-dpm-solver++-4": {**PIPELINE, "scheduler": "dpm-solver++", "seed": 10, "mask": True},
+            "inpaint-euler-a-4-s0.75": {**PIPELINE, "scheduler": "euler-a", "seed": 11, "mask": True, "strength": 0.75},
         },
         needs=("clip", "unet", "scheduler_step", "scale_model_input", "vae", "vae_encode", "image_to_rgba"),
     ),
 )
 
 
-def cases(model: str, stages: tuple[Stage, ...] = STAGES, family: str = "sd15") -> list[Case]:
+def _applies(stage: Stage, params: dict, inpainting: bool) -> bool:
+    """A case with a mask is an inpainting model's; an inpainting pipeline always takes a mask, so
+    the other pipeline cases are not its."""
+    if params.get("mask"):
+        return inpainting
+    return not (inpainting and stage.name == "pipeline")
+
+
+def cases(model: str, stages: tuple[Stage, ...] = STAGES, family: str = "sd15", inpainting: bool = False) -> list[Case]:
+    """The cases of a model of `family`; an inpainting model's pipeline cases are the ones with a
+    mask (its pipeline needs one), every other model's those without."""
     out = []
     for stage in stages:
         outputs = tuple(o for o in stage.outputs if not o.families or family in o.families)
         for variant, params in stage.variants.items():
+            if not _applies(stage, params, inpainting):
+                continue
             out.append(Case(model, stage, variant, {**params, "entry": stage.entry}, outputs))
     return out
 
 
-def all_cases(model: str = "sd15-tiny", family: str | None = None) -> list[Case]:
-    """Every case of a model; `family` for a name that is not a preset (a user's folder)."""
+def all_cases(model: str = "sd15-tiny", family: str | None = None, inpainting: bool = False) -> list[Case]:
+    """Every case of a model; `family` (and `inpainting`) for a name that is not a preset (a user's folder)."""
     from wsd import models
 
-    return cases(model, STAGES, family or models.get(model).family)
+    return cases(model, STAGES, family or models.get(model).family, inpainting)

@@ -29,6 +29,16 @@ def variants() -> dict:
     tiny = models.get("sd15-tiny")
     xl = models.get("sdxl-tiny")
     return {
+        # inpainting UNets (StableDiffusion(XL)InpaintPipeline): 9 input channels, the latents, the
+        # mask and the masked image's latents
+        "inpaint": _with(
+            dataclasses.replace(tiny, pipeline_class="StableDiffusionInpaintPipeline"),
+            unet={"in_channels": 9, "out_channels": 4},
+        ),
+        "sdxl-inpaint": _with(
+            dataclasses.replace(xl, pipeline_class="StableDiffusionXLInpaintPipeline"),
+            unet={"in_channels": 9, "out_channels": 4},
+        ),
         # SDXL-family: a wider second encoder (48) with its own projection width (40), so the
         # UNet's cross-attention (32 + 48) and added-conditioning input (6 x 16 + 40) differ too
         "sdxl-wide-second": _with(

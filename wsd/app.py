@@ -25,6 +25,7 @@ FLAGS = {
     "guidance": "--guidance",
     "strength": "--strength",
     "initImage": "--init-image",
+    "maskImage": "--mask",
 }
 
 
@@ -62,7 +63,11 @@ def fill_form(page, settings: dict) -> None:
     if settings.get("init_image"):  # the page's own file input, as a person picks the file
         page.set_input_files("#init-image", str(settings["init_image"]), timeout=FORM_WAIT_MS)
         page.wait_for_function("window.wsdApp.initImage !== null", timeout=FORM_WAIT_MS)
-        page.fill("#strength", str(settings.get("strength") or 0.8), timeout=FORM_WAIT_MS)
+        if settings.get("strength") is not None:  # else the page's default for the model
+            page.fill("#strength", str(settings["strength"]), timeout=FORM_WAIT_MS)
+    if settings.get("mask"):
+        page.set_input_files("#mask-image", str(settings["mask"]), timeout=FORM_WAIT_MS)
+        page.wait_for_function("window.wsdApp.maskImage !== null", timeout=FORM_WAIT_MS)
     page.fill("#prompt", settings["prompt"], timeout=FORM_WAIT_MS)
     page.fill("#negative", settings.get("negative", ""), timeout=FORM_WAIT_MS)
     if settings.get("scheduler"):
@@ -143,21 +148,23 @@ def page_options(settings: dict, pixels: bool = True) -> dict:
     option checks."""
     options = {"prompt": settings["prompt"], "negativePrompt": settings.get("negative") or ""}
     options.update({k: settings[k] for k in ("steps", "seed", "guidance", "scheduler") if settings.get(k) is not None})
-    if settings.get("init_image"):
-        rgb = init_image_pixels(Path(settings["init_image"]))
-        height, width = rgb.shape[:2]
+    for key, flag in (("init_image", "initImage"), ("mask", "maskImage")):
+        if not settings.get(key):
+            continue
+        rgb = init_image_pixels(Path(settings[key]), FLAGS[flag])
         if pixels:
             from wsd.host.modules import encode
 
-            options["initImage"] = encode(rgb.astype("float32"))
+            options[flag] = encode(rgb.astype("float32"))
         else:
-            options["initImage"] = {"width": width, "height": height}
-        options["strength"] = settings.get("strength") if settings.get("strength") is not None else 0.8
+            options[flag] = {"width": rgb.shape[1], "height": rgb.shape[0]}
+    if settings.get("strength") is not None:
+        options["strength"] = settings["strength"]
     return options
 
 
-def init_image_pixels(path: Path):
-    """--init-image's RGB pixels (H, W, 3) uint8, or a UsageError naming the file."""
+def init_image_pixels(path: Path, flag: str = "--init-image"):
+    """A picture's RGB pixels (H, W, 3) uint8 (--init-image, --mask), or a UsageError naming the file."""
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
@@ -167,7 +174,7 @@ def init_image_pixels(path: Path):
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))
     except (OSError, UnidentifiedImageError) as exc:
-        raise UsageError("--init-image", path, f"not a readable image ({exc})") from None
+        raise UsageError(flag, path, f"not a readable image ({exc})") from None
 
 
 def check_settings(dist: Path, model: str, settings: dict) -> None:
@@ -191,19 +198,21 @@ def check_settings(dist: Path, model: str, settings: dict) -> None:
         for k, v in page_options(settings, pixels=False).items()
     }
     size = manifest.get("image_size")
-    shape = options.get("initImage")
-    if shape and (shape["width"], shape["height"]) != (size, size):
-        why = f"is {shape['width']}x{shape['height']}; {model} makes {size}x{size} images: resize or crop it to that"
-        raise UsageError("--init-image", settings["init_image"], why)
+    for flag, key in (("initImage", "init_image"), ("maskImage", "mask")):
+        shape = options.get(flag)
+        if shape and (shape["width"], shape["height"]) != (size, size):
+            why = (
+                f"is {shape['width']}x{shape['height']}; {model} makes {size}x{size} images: resize or crop it to that"
+            )
+            raise UsageError(FLAGS[flag], settings[key], why)
     try:
         pagejs.call("pipeline.js", "checkOptions", options, manifest, timeout_s=30)
     except pagejs.PageError as exc:
         field = exc.detail.get("field") or ""
         flag = FLAGS.get(field, field)
         why = str(exc).split(": ", 2)[-1]  # "WSD_INPUT: guidance: must be ..." -> "must be ..."
-        raise UsageError(
-            flag, settings.get(flag.lstrip("-").replace("-", "_")), why
-        ) from None  # --negative: settings["negative"]
+        # --negative: settings["negative"], --init-image: settings["init_image"], --mask: settings["mask"]
+        raise UsageError(flag, settings.get(flag.lstrip("-").replace("-", "_")), why) from None
 
 
 def generate(dist: Path, model: str, settings: dict, out: Path, timeout_s: float = 900, progress: bool = True) -> dict:

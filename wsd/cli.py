@@ -185,9 +185,11 @@ def _cmd_generate(args) -> int:
         "scheduler": args.scheduler,
         "init_image": args.init_image,
         "strength": args.strength,
+        "mask": args.mask,
     }
-    if args.strength is not None and not args.init_image:
-        raise UsageError("--strength", args.strength, "needs --init-image (the picture img2img starts from)")
+    for flag, value in (("--strength", args.strength), ("--mask", args.mask)):
+        if value is not None and not args.init_image:
+            raise UsageError(flag, value, "needs --init-image (the picture to start from)")
     cliargs.writable_file("--out", Path(args.out))
     check_settings(Path(args.dist), args.model, settings)  # before a browser starts: the page's own rules
     run = generate_on_dawn if args.backend == "dawn" else generate
@@ -312,8 +314,12 @@ def main(argv: list[str] | None = None) -> int:
         "--init-image", default=None, help="img2img: start from this picture (PNG/JPEG of the model's image size)"
     )
     p.add_argument(
-        "--strength", type=cliargs.number, default=None, help="img2img: 0 < s <= 1, how far from the picture (0.8)"
+        "--strength",
+        type=cliargs.number,
+        default=None,
+        help="0 < s <= 1, how far from the picture (img2img 0.8, inpainting 1)",
     )
+    p.add_argument("--mask", default=None, help="inpainting models: white repaints (a picture of the image's size)")
     p.add_argument("--out", default="image.png")
     p.add_argument("--timeout", type=cliargs.positive_seconds, default=900)
     p.add_argument(

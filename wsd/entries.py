@@ -91,13 +91,15 @@ def sdxl_text_wrapper(model: LoadedModel):
     return module
 
 
-def guided(unet, latents, timestep, text_embeddings, guidance_scale, **conditioning):
+def guided(unet, latents, timestep, text_embeddings, guidance_scale, channels=(), **conditioning):
     """Classifier-free guidance in one UNet call: latents batched twice against the
     [uncond, cond] embeddings (and any added conditioning, batched the same way). At a scale of
     1 or less diffusers turns guidance off and takes the conditional prediction alone (what a
-    scale of 1 gives): 0 is SD-Turbo's setting, where the unconditional half is not what it wants."""
+    scale of 1 gives): 0 is SD-Turbo's setting, where the unconditional half is not what it wants.
+    `channels`: tensors concatenated to the (scaled) latents along the channels, as an inpainting
+    UNet takes its mask and masked image latents."""
     torch = _torch()
-    batch = torch.cat([latents, latents])
+    batch = torch.cat([torch.cat([latents, *channels], dim=1)] * 2)
     t = timestep.reshape(1).expand(2)
     eps = unet(batch, t, text_embeddings, return_dict=False, **conditioning)[0]
     uncond, cond = eps.chunk(2)
@@ -121,7 +123,27 @@ def sdxl_unet_wrapper(model: LoadedModel):
             added = {"text_embeds": pooled_embeddings, "time_ids": time_ids}
             return guided(self.unet, latents, timestep, text_embeddings, guidance_scale, added_cond_kwargs=added)
 
-    return GuidedUNetXL().eval()
+    class InpaintUNetXL(GuidedUNetXL):
+        repaint = True  # the mask is 1 where the model repaints (False: the `mask-inverted` fault)
+
+        def forward(  # the inputs in the entry's order (_inpaint_inputs before guidance_scale)
+            self,
+            latents,
+            timestep,
+            text_embeddings,
+            pooled_embeddings,
+            time_ids,
+            mask,
+            masked_image_latents,
+            guidance_scale,
+        ):
+            added = {"text_embeds": pooled_embeddings, "time_ids": time_ids}
+            channels = (mask if self.repaint else 1 - mask, masked_image_latents)
+            return guided(
+                self.unet, latents, timestep, text_embeddings, guidance_scale, channels, added_cond_kwargs=added
+            )
+
+    return (InpaintUNetXL if model.spec.inpainting else GuidedUNetXL)().eval()
 
 
 def unet_wrapper(model: LoadedModel):
@@ -137,7 +159,14 @@ def unet_wrapper(model: LoadedModel):
         def forward(self, latents, timestep, text_embeddings, guidance_scale):
             return guided(self.unet, latents, timestep, text_embeddings, guidance_scale)
 
-    return GuidedUNet().eval()
+    class InpaintUNet(GuidedUNet):
+        repaint = True  # the mask is 1 where the model repaints (False: the `mask-inverted` fault)
+
+        def forward(self, latents, timestep, text_embeddings, mask, masked_image_latents, guidance_scale):
+            channels = (mask if self.repaint else 1 - mask, masked_image_latents)
+            return guided(self.unet, latents, timestep, text_embeddings, guidance_scale, channels)
+
+    return (InpaintUNet if model.spec.inpainting else GuidedUNet)().eval()
 
 
 def vae_wrapper(model: LoadedModel):
@@ -193,6 +222,13 @@ def rgba_wrapper(model: LoadedModel):
             return r + g * 256 + b * 65536 - 16777216
 
     return ImageToRGBA().eval()
+
+
+def _inpaint_inputs(s: ModelSpec) -> tuple[TensorSpec, ...]:
+    """An inpainting UNet's extra inputs: the latent-size mask and the masked image's latents."""
+    if not s.inpainting:
+        return ()
+    return (TensorSpec("mask", (1, 1, s.latent_size, s.latent_size), "float32"), _latents(s, "masked_image_latents"))
 
 
 def _latents(spec: ModelSpec, name: str = "latents") -> TensorSpec:
@@ -252,6 +288,7 @@ SD15_ENTRIES = (
             _latents(s),
             TensorSpec("timestep", (), "float32"),
             TensorSpec("text_embeddings", (2, s.max_tokens, s.text_hidden), "float32"),
+            *_inpaint_inputs(s),
             TensorSpec("guidance_scale", (), "float32"),
         ),
         lambda s: (_latents(s, "noise_pred"),),
@@ -299,6 +336,7 @@ SDXL_ENTRIES = (
             TensorSpec("text_embeddings", (2, s.max_tokens, s.text_hidden), "float32"),
             TensorSpec("pooled_embeddings", (2, _pooled_width(s)), "float32"),
             TensorSpec("time_ids", (2, 6), "float32"),
+            *_inpaint_inputs(s),
             TensorSpec("guidance_scale", (), "float32"),
         ),
         lambda s: (_latents(s, "noise_pred"),),

@@ -23,6 +23,7 @@ CAPTURE_FAULTS = {
         "pooled_from",
         0,
     ),  # pooled embeddings from the first encoder, not the second's projection
+    "mask-inverted": ("repaint", False),  # an inpainting UNet given 1 - mask: it repaints what to keep
 }
 # Faults in the product's Python helpers, the code the gate's references shared until they
 # were made independent (conformance/reference): each patch swaps one helper for the buggy
@@ -120,7 +121,7 @@ def with_capture_faults(entries, specs: tuple[str, ...], record: dict) -> list:
         def faulty(model, make=out[at].wrapper, attr=attr, value=value, spec=spec, name=name):
             module = make(model)
             if not hasattr(module, attr):
-                raise BuildError(f"{spec}: the {name} wrapper has no {attr!r} to break (not an SDXL text entry?)")
+                raise BuildError(f"{spec}: the {name} wrapper has no {attr!r} to break (another model kind?)")
             setattr(module, attr, value)
             return module
 

@@ -45,8 +45,21 @@ def plan(spec, model, entries: dict) -> dict:
         "constants": constants,
         "default_guidance": spec.default_guidance,
     }
+    if spec.inpainting:  # the UNet's mask and masked image latents come from the image and the mask
+        out["inpaint"] = {"inputs": ["mask", "masked_image_latents"], "mask_threshold": 0.5}
     check(out, entries)
     return out
+
+
+def pixel_mask(rgb):
+    """An inpainting mask as diffusers' mask processor reads a picture: its luma (PIL's "L":
+    R 299, G 587, B 114 per mille, rounded) binarized at half, 1 where the model repaints
+    (web/lib/pipeline.js pixelMask)."""
+    import numpy as np
+
+    rgb = np.asarray(rgb, "int64")
+    luma = rgb if rgb.ndim == 2 else (rgb[..., 0] * 19595 + rgb[..., 1] * 38470 + rgb[..., 2] * 7471 + 0x8000) >> 16
+    return (luma >= 128).astype("float32")  # L / 255 >= 0.5
 
 
 def zero_empty_negative(spec, model) -> bool:
@@ -70,7 +83,8 @@ def check(generation: dict, entries: dict) -> None:
     takes, tokenizers = len(text["inputs"]), len(generation["text"]["tokenizers"])
     if takes != tokenizers:
         raise ValueError(f"the text entry takes {takes} id tensors for {tokenizers} tokenizers")
-    sources = {*LOOP_INPUTS, *(o["name"] for o in text["outputs"]), *generation["constants"]}
+    inpaint = generation.get("inpaint", {}).get("inputs", [])
+    sources = {*LOOP_INPUTS, *(o["name"] for o in text["outputs"]), *generation["constants"], *inpaint}
     missing = [i["name"] for i in unet["inputs"] if i["name"] not in sources]
     if missing:
         raise ValueError(f"UNet input(s) {missing} have no source in the generation plan")

@@ -32,7 +32,10 @@ HISTORY = 3
 
 # StableDiffusionPipeline.__init__ (not SDXL's) rewrites an outdated steps_offset to 1 in the config it
 # holds, before any user makes a sampler from it (a deprecation shim of diffusers): what its users get.
-PIPELINE_SHIMS = {"StableDiffusionPipeline": {"steps_offset": 1}}
+PIPELINE_SHIMS = {
+    "StableDiffusionPipeline": {"steps_offset": 1},
+    "StableDiffusionInpaintPipeline": {"steps_offset": 1, "skip_prk_steps": True},
+}
 
 
 def make_scheduler(spec: Scheduler, base_config: dict, pipeline: str = ""):

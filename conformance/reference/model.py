@@ -8,6 +8,7 @@ this one instead of being copied into it.
 
 from __future__ import annotations
 
+import inspect
 import json
 from functools import cached_property
 from pathlib import Path
@@ -145,10 +146,11 @@ class ReferenceModel:
 
         size = (self.image_size, self.image_size)
         pipe = self.pipe
-        return pipe._get_add_time_ids(
-            size,
-            (0, 0),
-            size,
-            dtype=torch.float32,
-            text_encoder_projection_dim=pipe.text_encoder_2.config.projection_dim,
-        )
+        width = pipe.text_encoder_2.config.projection_dim
+        if "aesthetic_score" in inspect.signature(pipe._get_add_time_ids).parameters:
+            # the img2img/inpainting form, with its __call__'s defaults; without
+            # requires_aesthetics_score the scores are not in the ids (the positive half is returned)
+            return pipe._get_add_time_ids(
+                size, (0, 0), size, 6.0, 2.5, size, (0, 0), size, dtype=torch.float32, text_encoder_projection_dim=width
+            )[0]
+        return pipe._get_add_time_ids(size, (0, 0), size, dtype=torch.float32, text_encoder_projection_dim=width)

@@ -58,6 +58,9 @@ def unet(ref, inputs: dict, params) -> dict:
         pooled_uncond, pooled_cond = _t(inputs["pooled_embeddings"]).chunk(2)
         added = [{"text_embeds": p, "time_ids": time_ids} for p in (pooled_uncond, pooled_cond)]
 
+    if "mask" in inputs:  # an inpainting UNet: latents, mask and masked image latents along the channels
+        latents = torch.cat([latents, _t(inputs["mask"]), _t(inputs["masked_image_latents"])], dim=1)
+
     def predict(embeddings, added_cond):
         extra = {"added_cond_kwargs": added_cond} if added_cond is not None else {}
         return ref.pipe.unet(latents, t, encoder_hidden_states=embeddings, return_dict=False, **extra)[0]
@@ -140,15 +143,44 @@ def img2img(ref, inputs, params) -> dict:
     from PIL import Image
 
     pipe = ref.img2img_with_sampler(params["scheduler"])
+    start = inputs["start"]
     with torch.no_grad():
         latents = pipe(
             prompt=inputs["prompt"],
             negative_prompt=inputs["negative"] or None,
-            image=Image.fromarray(np.asarray(inputs["init_image"], np.uint8)),
-            strength=inputs["strength"],
+            image=Image.fromarray(np.asarray(start["init_image"], np.uint8)),
+            strength=start["strength"],
             num_inference_steps=inputs["steps"],
             guidance_scale=inputs["guidance"],
             generator=torch.Generator().manual_seed(int(inputs["seed"])),
+            output_type="latent",
+        ).images
+        decoded = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0]
+    return {"latents": latents.numpy(), "image": _pixels(ref, decoded)[0].to(torch.uint8).numpy()}
+
+
+def inpaint(ref, inputs, params) -> dict:
+    """The folder's own inpainting pipeline (`from_pretrained` gives StableDiffusion(XL)InpaintPipeline)
+    with the named sampler, the PIL image, the mask as a PIL "L" picture and a generator of the
+    case's seed, which draws [the image's posterior,] the noise, the masked image's posterior and
+    any step noise, in that order."""
+    import torch
+    from PIL import Image
+
+    pipe = ref.with_sampler(params["scheduler"])
+    start = inputs["start"]
+    with torch.no_grad():
+        latents = pipe(
+            prompt=inputs["prompt"],
+            negative_prompt=inputs["negative"] or None,
+            image=Image.fromarray(np.asarray(start["init_image"], np.uint8)),
+            mask_image=Image.fromarray(np.asarray(start["mask_image"], np.uint8)[..., 0], "L"),
+            strength=start["strength"],
+            num_inference_steps=inputs["steps"],
+            guidance_scale=inputs["guidance"],
+            generator=torch.Generator().manual_seed(int(inputs["seed"])),
+            height=ref.image_size,
+            width=ref.image_size,
             output_type="latent",
         ).images
         decoded = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0]
@@ -159,7 +191,9 @@ def pipeline(ref, inputs, params) -> dict:
     """The folder's pipeline itself, with the named sampler and the page's seeded latents."""
     import torch
 
-    if "init_image" in inputs:
+    if "mask_image" in inputs.get("start", {}):
+        return inpaint(ref, inputs, params)
+    if "start" in inputs:
         return img2img(ref, inputs, params)
 
     pipe = ref.with_sampler(params["scheduler"])

@@ -16,6 +16,8 @@ const PRESETS = {
 let session = null;
 let busy = false;
 let initImage = null; // {width, height, rgba}: img2img's start image, as the file's own pixels
+let initBitmap = null; // the same picture, to draw under the mask
+let mask = null; // a canvas of the image's size: white where an inpainting model repaints
 
 // The chosen picture's pixels, unscaled and without colour conversion (the gate feeds the encoder
 // PIL's pixels of the same file); one of another size than the model's is refused at Generate.
@@ -33,10 +35,85 @@ async function loadInitImage(file) {
   $("init-row").hidden = false;
   $("init-hint").textContent = `${file.name}: ${bitmap.width}x${bitmap.height}`;
   window.wsdApp.initImage = { width: bitmap.width, height: bitmap.height };
+  initBitmap = bitmap;
+  resetMask(bitmap.width, bitmap.height);
+}
+
+// The mask lives at the image's own size; the visible canvas shows image + red wash, scaled.
+function resetMask(width, height) {
+  mask = document.createElement("canvas");
+  mask.width = width;
+  mask.height = height;
+  const ctx = mask.getContext("2d", { willReadFrequently: true });
+  ctx.fillStyle = "#000";
+  ctx.fillRect(0, 0, width, height);
+  drawMask();
+}
+
+function drawMask() {
+  const view = $("mask-canvas");
+  const ctx = view.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.clearRect(0, 0, view.width, view.height);
+  if (initBitmap) ctx.drawImage(initBitmap, 0, 0, view.width, view.height);
+  if (!mask) return;
+  const wash = document.createElement("canvas");
+  wash.width = mask.width;
+  wash.height = mask.height;
+  const w = wash.getContext("2d");
+  const data = mask.getContext("2d").getImageData(0, 0, mask.width, mask.height);
+  for (let p = 0; p < data.data.length; p += 4) {
+    const on = data.data[p] >= 128;
+    data.data.set(on ? [230, 40, 40, 150] : [0, 0, 0, 0], p);
+  }
+  w.putImageData(data, 0, 0);
+  ctx.drawImage(wash, 0, 0, view.width, view.height);
+}
+
+function maskPixels() {
+  return { width: mask.width, height: mask.height, rgba: mask.getContext("2d").getImageData(0, 0, mask.width, mask.height).data };
+}
+
+async function loadMaskImage(file) {
+  const bitmap = await createImageBitmap(file, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+  if (!mask) resetMask(bitmap.width, bitmap.height);
+  if (bitmap.width !== mask.width || bitmap.height !== mask.height) throw new WsdError("WSD_INPUT", `maskImage: ${bitmap.width}x${bitmap.height}, the start image is ${mask.width}x${mask.height}`, { field: "maskImage" });
+  mask.getContext("2d").drawImage(bitmap, 0, 0);
+  drawMask();
+  window.wsdApp.maskImage = { width: bitmap.width, height: bitmap.height };
+}
+
+function wireMaskBrush() {
+  const view = $("mask-canvas");
+  let painting = false;
+  const paint = (e) => {
+    if (!painting || !mask) return;
+    const box = view.getBoundingClientRect();
+    const x = ((e.clientX - box.left) / box.width) * mask.width;
+    const y = ((e.clientY - box.top) / box.height) * mask.height;
+    const ctx = mask.getContext("2d");
+    ctx.fillStyle = "#fff";
+    ctx.beginPath();
+    ctx.arc(x, y, (Number($("brush").value) / 256) * mask.width, 0, 2 * Math.PI);
+    ctx.fill();
+    drawMask();
+  };
+  view.addEventListener("pointerdown", (e) => {
+    painting = true;
+    view.setPointerCapture(e.pointerId);
+    paint(e);
+  });
+  view.addEventListener("pointermove", paint);
+  view.addEventListener("pointerup", () => (painting = false));
+  $("mask-clear").onclick = () => mask && resetMask(mask.width, mask.height);
+  $("mask-image").onchange = () => $("mask-image").files[0] && loadMaskImage($("mask-image").files[0]).catch(showError);
 }
 
 function clearInitImage() {
   initImage = null;
+  initBitmap = null;
+  mask = null;
+  drawMask();
   $("init-image").value = "";
   $("init-row").hidden = true;
   $("init-hint").textContent = "Drop or choose a picture of the model's size; without one the image starts from noise.";
@@ -123,6 +200,10 @@ async function openModel(name) {
     onProgress: (p) => status(p.text, p.fraction),
   });
   fillOptions();
+  // an inpainting model takes a mask beside its start image (and needs both)
+  $("mask-row").hidden = !session.manifest.generation?.inpaint;
+  $("strength").value = session.manifest.generation?.inpaint ? "1" : "0.8"; // the diffusers pipelines' defaults
+  $("strength-value").textContent = $("strength").value;
   // The open model's manifest joins the offline shell (lib/integrity.js caches its files).
   if (globalThis.caches) caches.open("wsd-shell-v1").then((c) => c.add(`/models/${name}/manifest.json`)).catch(() => {});
   status(`${name} ready (pipelines ${(session.timings.pipelines_ms / 1000).toFixed(1)} s)`, 1);
@@ -139,6 +220,7 @@ function optionsFromForm() {
     guidance: Number($("guidance").value),
     previewEvery: Number($("preview").value),
     ...(initImage ? { initImage, strength: Number($("strength").value) } : {}),
+    ...(initImage && session.manifest.generation?.inpaint ? { maskImage: maskPixels() } : {}),
   };
 }
 
@@ -184,9 +266,10 @@ async function onGenerate(event) {
 }
 
 async function start() {
-  window.wsdApp = { generations: 0, memory: () => (session ? session.memory() : null), lastError: null, initImage: null };
+  window.wsdApp = { generations: 0, memory: () => (session ? session.memory() : null), lastError: null, initImage: null, maskImage: null };
   $("form").addEventListener("submit", onGenerate);
   wireInitImage();
+  wireMaskBrush();
   if ("serviceWorker" in navigator) {
     try {
       await navigator.serviceWorker.register("/sw.js");

@@ -36,6 +36,24 @@ export function posteriorNoise(seed, count) {
   return gaussianNoise((seed ^ 0x85ebca6b) >>> 0, count);
 }
 
+// Inpainting's masked image posterior noise: a stream of its own.
+export function maskedNoise(seed, count) {
+  return gaussianNoise((seed ^ 0xc2b2ae35) >>> 0, count);
+}
+
+// An inpainting mask as diffusers' mask processor reads a picture: PIL's luma of each pixel,
+// binarized at half; 1 where the model repaints (wsd/generation.py pixel_mask).
+export function pixelMask(bytes, channels) {
+  const n = bytes.length / channels;
+  const out = new Float32Array(n);
+  for (let p = 0; p < n; ++p) {
+    const [r, g, b] = channels === 1 ? [bytes[p], bytes[p], bytes[p]] : [bytes[p * channels], bytes[p * channels + 1], bytes[p * channels + 2]];
+    const luma = channels === 1 ? r : (r * 19595 + g * 38470 + b * 7471 + 0x8000) >>> 16;
+    out[p] = luma >= 128 ? 1 : 0;
+  }
+  return out;
+}
+
 // The row an image-to-image loop starts at, as diffusers' img2img pipelines compute it
 // (get_timesteps); wsd/schedulers.py begin_for_strength.
 export function beginForStrength(steps, strength) {
@@ -61,8 +79,8 @@ export function fromStep(table, begin) {
 }
 
 // The init image as the encoder takes it: (1, H, W, 3) floats in 0..255 from RGBA or RGB bytes.
-function imagePixels(image, size) {
-  const bad = (why) => new WsdError("WSD_INPUT", `initImage: ${why}`, { field: "initImage" });
+function imagePixels(image, size, field = "initImage") {
+  const bad = (why) => new WsdError("WSD_INPUT", `${field}: ${why}`, { field });
   if (!image || !Number.isInteger(image.width) || !Number.isInteger(image.height)) throw bad("must be {width, height, rgba or rgb}");
   if (image.width !== size || image.height !== size) throw bad(`${image.width}x${image.height}, the model makes ${size}x${size} images; resize or crop it to ${size}x${size}`);
   const channels = image.rgba ? 4 : 3;
@@ -86,8 +104,11 @@ export function checkOptions(options, manifest) {
   if (!Number.isInteger(o.seed) || o.seed < 0 || o.seed > 0xffffffff) throw bad("seed", "must be a whole number from 0 to 4294967295");
   if (typeof o.guidance !== "number" || !Number.isFinite(o.guidance) || o.guidance < 0 || o.guidance > 50) throw bad("guidance", "must be a number from 0 to 50");
   if (!Number.isInteger(o.previewEvery) || o.previewEvery < 0) throw bad("previewEvery", "must be 0 (off) or a whole number of steps");
+  const inpaints = Boolean(manifest.generation?.inpaint);
+  if (inpaints && !(o.initImage && o.maskImage)) throw bad(o.initImage ? "maskImage" : "initImage", `${manifest.model} is an inpainting model: give it an image and a mask (white repaints)`);
+  if (o.maskImage && !inpaints) throw bad("maskImage", `${manifest.model} is not an inpainting model (its UNet takes no mask); build an inpainting folder`);
   if (o.initImage) {
-    if (o.strength === undefined) o.strength = 0.8; // StableDiffusionImg2ImgPipeline's default
+    if (o.strength === undefined) o.strength = inpaints ? 1.0 : 0.8; // the diffusers pipelines' defaults
     if (typeof o.strength !== "number" || !(o.strength > 0 && o.strength <= 1)) throw bad("strength", "must be a number in (0, 1]");
     if (!manifest.generation?.encode || !manifest.entry_points?.[manifest.generation.encode]) throw bad("initImage", `${manifest.model} was built without an image encoder; rebuild it with \`wsd build\` for img2img`);
     beginForStrength(o.steps, o.strength);
@@ -138,7 +159,8 @@ function bindInputs(session, entry, env) {
 }
 
 // options: {prompt, negativePrompt, steps, seed, guidance, scheduler, previewEvery, noise?, stepNoise?,
-//   initImage?: {width, height, rgba | rgb}, strength?, posteriorNoise?} (img2img with initImage)
+//   initImage?: {width, height, rgba | rgb}, strength?, posteriorNoise?, (img2img with initImage)
+//   maskImage?: {width, height, rgba | rgb}, maskedNoise?} (an inpainting model: white repaints)
 // (`stepNoise`: steps x latents values, step i's at i * latents; the harness passes the draws
 // diffusers' generator makes, as it passes `noise`)
 // hooks: {onProgress({stage, step, steps, itPerSec}), onPreview({rgba, width, height, step})}
@@ -193,7 +215,9 @@ export async function generate(session, options, hooks = {}) {
       let latents, cur, history;
       try {
         const zeros = () => keep(session.upload({ data: new Float32Array(count(shape)), shape, dtype: "float32" }));
-        latents = keep(o.initImage ? startLatents(session, plan, o, table, noise, zeros) : session.upload({ data: initial, shape, dtype: "float32" }));
+        const start = o.initImage ? startLatents(session, plan, o, table, noise, zeros) : null;
+        latents = keep(start ? start.latents : session.upload({ data: initial, shape, dtype: "float32" }));
+        for (const [name, t] of Object.entries(start ? start.conditioning : {})) conditioning[name] = keep(t);
         history = Array.from({ length: table.history }, zeros);
         cur = zeros();
       } finally {
@@ -253,18 +277,44 @@ export async function generate(session, options, hooks = {}) {
   });
 }
 
-// img2img's first latents: the image encoded (with its posterior noise), then the sampler's
-// add_noise at the starting row as one scheduler_step (a*clean + b*noise).
+// The first latents from a start image (wsd's native twin: conformance/backends.py start_latents):
+// img2img encodes it (with its posterior noise) and noises it to the starting row with that row's
+// add_noise as one scheduler_step (a*clean + b*noise); an inpainting model starts from noise at
+// strength 1, as diffusers' inpainting pipeline does, and also gets the latent-size mask and the
+// masked image's latents (masked pixels 127.5: 0 after the encoder's x/255*2-1).
 function startLatents(session, plan, o, table, noise, zeros) {
   const shape = session.manifest.latent_shape;
   const size = session.manifest.image_size;
-  const posterior = o.posteriorNoise ? Float32Array.from(o.posteriorNoise) : posteriorNoise(o.seed, count(shape));
-  if (posterior.length !== count(shape)) throw new WsdError("WSD_INPUT", `posteriorNoise: ${posterior.length} values, the model's latents are ${shape}`);
-  const image = session.upload({ data: imagePixels(o.initImage, size), shape: [1, size, size, 3], dtype: "float32" });
-  const clean = session.call(plan.encode, image, session.upload({ data: posterior, shape, dtype: "float32" }))[0];
-  const coeffs = session.upload({ data: Float32Array.from([...table.add_noise, 0, 0, 0, 0, 0, 0]), shape: [8], dtype: "float32" });
-  const z = zeros();
-  return session.call(plan.denoise.step_entry, clean, session.upload({ data: noise, shape, dtype: "float32" }), z, z, z, z, coeffs)[0];
+  const pixels = imagePixels(o.initImage, size);
+  const encode = (data, drawn, field) => {
+    if (drawn.length !== count(shape)) throw new WsdError("WSD_INPUT", `${field}: ${drawn.length} values, the model's latents are ${shape}`);
+    return session.call(plan.encode, session.upload({ data, shape: [1, size, size, 3], dtype: "float32" }), session.upload({ data: drawn, shape, dtype: "float32" }))[0];
+  };
+  let latents;
+  if (plan.inpaint && o.strength === 1) {
+    latents = session.upload({ data: noise.map((v) => v * table.init_noise_sigma), shape, dtype: "float32" });
+  } else {
+    const clean = encode(pixels, o.posteriorNoise ? Float32Array.from(o.posteriorNoise) : posteriorNoise(o.seed, count(shape)), "posteriorNoise");
+    const coeffs = session.upload({ data: Float32Array.from([...table.add_noise, 0, 0, 0, 0, 0, 0]), shape: [8], dtype: "float32" });
+    const z = zeros();
+    latents = session.call(plan.denoise.step_entry, clean, session.upload({ data: noise, shape, dtype: "float32" }), z, z, z, z, coeffs)[0];
+  }
+  if (!plan.inpaint) return { latents, conditioning: {} };
+  const maskPixels = imagePixels(o.maskImage, size, "maskImage");
+  const repaint = pixelMask(maskPixels, 3);
+  const masked = pixels.map((v, k) => (repaint[Math.floor(k / 3)] >= 0.5 ? 127.5 : v));
+  const side = shape[3];
+  const every = size / side;
+  const small = new Float32Array(side * side);
+  for (let y = 0; y < side; ++y) for (let x = 0; x < side; ++x) small[y * side + x] = repaint[y * every * size + x * every]; // nearest, as F.interpolate
+  const drawn = o.maskedNoise ? Float32Array.from(o.maskedNoise) : maskedNoise(o.seed, count(shape));
+  return {
+    latents,
+    conditioning: {
+      mask: session.upload({ data: small, shape: [1, 1, side, side], dtype: "float32" }),
+      masked_image_latents: encode(masked, drawn, "maskedNoise"),
+    },
+  };
 }
 
 // latents -> {rgba: Uint8ClampedArray (H*W*4), width, height}; the caller holds the session.

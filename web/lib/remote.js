@@ -103,10 +103,11 @@ export function createRemote({ onStatus = () => {}, sessionOptions = {} } = {}) 
     const opts = { ...options };
     if (opts.noise) opts.noise = fromWire(opts.noise).data;
     if (opts.stepNoise) opts.stepNoise = fromWire(opts.stepNoise).data;
-    if (opts.posteriorNoise) opts.posteriorNoise = fromWire(opts.posteriorNoise).data;
-    if (opts.initImage) {
-      const pixels = fromWire(opts.initImage); // (H, W, 3) in 0..255
-      opts.initImage = { height: pixels.shape[0], width: pixels.shape[1], rgb: pixels.data };
+    for (const key of ["posteriorNoise", "maskedNoise"]) if (opts[key]) opts[key] = fromWire(opts[key]).data;
+    for (const key of ["initImage", "maskImage"]) {
+      if (!opts[key]) continue;
+      const pixels = fromWire(opts[key]); // (H, W, 3) in 0..255
+      opts[key] = { height: pixels.shape[0], width: pixels.shape[1], rgb: pixels.data };
     }
     const t0 = performance.now();
     const out = await generateImage(requireSession(), opts, { onProgress: (p) => setStatus(`${p.stage} ${p.step}/${p.steps}`) });

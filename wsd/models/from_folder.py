@@ -20,7 +20,14 @@ from wsd.models.spec import Component, ModelSpec
 from wsd.schedulers import PREDICTION_TYPES  # what the samplers' tables are derived for
 
 # model_index.json `_class_name` -> our family.
-PIPELINE_FAMILIES = {"StableDiffusionPipeline": "sd15", "StableDiffusionXLPipeline": "sdxl"}
+PIPELINE_FAMILIES = {
+    "StableDiffusionPipeline": "sd15",
+    "StableDiffusionXLPipeline": "sdxl",
+    "StableDiffusionInpaintPipeline": "sd15",
+    "StableDiffusionXLInpaintPipeline": "sdxl",
+}
+# the pipelines whose UNet takes the mask and the masked image's latents beside the latents
+INPAINT_PIPELINES = {"sd15": "StableDiffusionInpaintPipeline", "sdxl": "StableDiffusionXLInpaintPipeline"}
 UNSUPPORTED_UNET_KEYS = {  # UNet options whose conditioning our entry points do not feed
     "addition_embed_type": None,  # the family's own (SDXL: text_time) is what its entry points feed
     "class_embed_type": None,
@@ -99,8 +106,10 @@ def spec_from_folder(
     folder = Path(folder)
     if not folder.is_dir():
         raise ModelFolderError(f"{folder}: model folder does not exist")
+    pipeline = preset.pipeline_class
     if (folder / "model_index.json").is_file():
         family = family_of(folder)
+        pipeline = read_json(folder / "model_index.json")["_class_name"]
         if family != preset.family:
             raise _fail(
                 folder / "model_index.json",
@@ -131,9 +140,17 @@ def spec_from_folder(
         paths = " + ".join(str(p) for _, p in encoders)
         raise _fail(unet_path, "cross_attention_dim", cross, f"{width}, the text width of {paths}")
     latent = _positive_int(vae_path, "latent_channels", vc.get("latent_channels"))
-    for key in ("in_channels", "out_channels"):
-        if uc.get(key) != latent:
-            raise _fail(unet_path, key, uc.get(key), f"{latent}, the VAE's latent_channels ({vae_path})")
+    if uc.get("out_channels") != latent:
+        raise _fail(
+            unet_path, "out_channels", uc.get("out_channels"), f"{latent}, the VAE's latent_channels ({vae_path})"
+        )
+    inpaint = INPAINT_PIPELINES[preset.family]
+    if pipeline == inpaint and uc.get("in_channels") != 2 * latent + 1:
+        why = f"{2 * latent + 1} for {inpaint} (latents, mask, masked image latents); 4-channel inpainting: no"
+        raise _fail(unet_path, "in_channels", uc.get("in_channels"), why)
+    if pipeline != inpaint and uc.get("in_channels") != latent:
+        why = f"{latent}, the VAE's latent_channels ({vae_path}); {2 * latent + 1} for model_index.json's {inpaint}"
+        raise _fail(unet_path, "in_channels", uc.get("in_channels"), why)
 
     vae_scale = 2 ** (len(vc["block_out_channels"]) - 1)
     unet_down = 2 ** (len(uc["block_out_channels"]) - 1)
@@ -166,4 +183,5 @@ def spec_from_folder(
         vae=vae,
         text_encoders=tuple(c for c, _ in encoders),
         scheduler_config=sched,
+        pipeline_class=pipeline,
     )

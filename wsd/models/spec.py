@@ -72,7 +72,13 @@ class ModelSpec:
 
     @property
     def latent_channels(self) -> int:
-        return self.unet.config["in_channels"]
+        return self.unet.config.get("out_channels", self.unet.config["in_channels"])
+
+    @property
+    def inpainting(self) -> bool:
+        """An inpainting UNet: the latents, the mask and the masked image's latents concatenated
+        (9 input channels for SD's 4 latent ones)."""
+        return self.unet.config["in_channels"] == 2 * self.latent_channels + 1
 
     @property
     def text_hidden(self) -> int:
