@@ -70,6 +70,15 @@ function drawMask() {
   ctx.drawImage(wash, 0, 0, view.width, view.height);
 }
 
+// The share of the image the model will repaint (the e2e tests read it; a person sees the wash).
+function maskCoverage() {
+  if (!mask) return 0;
+  const data = mask.getContext("2d").getImageData(0, 0, mask.width, mask.height).data;
+  let on = 0;
+  for (let p = 0; p < data.length; p += 4) on += data[p] >= 128 ? 1 : 0;
+  return on / (mask.width * mask.height);
+}
+
 function maskPixels() {
   return { width: mask.width, height: mask.height, rgba: mask.getContext("2d").getImageData(0, 0, mask.width, mask.height).data };
 }
@@ -266,7 +275,7 @@ async function onGenerate(event) {
 }
 
 async function start() {
-  window.wsdApp = { generations: 0, memory: () => (session ? session.memory() : null), lastError: null, initImage: null, maskImage: null };
+  window.wsdApp = { generations: 0, memory: () => (session ? session.memory() : null), lastError: null, initImage: null, maskImage: null, maskCoverage };
   $("form").addEventListener("submit", onGenerate);
   wireInitImage();
   wireMaskBrush();
