@@ -169,9 +169,11 @@ class NativeBackend(Backend):
             return self.run(entry, [np.asarray([ids[k][which]], "int32") for k in range(count)])[0]
 
         cond = encode(1)
+        names = [o["name"] for o in self.model.manifest["entry_points"][entry]["outputs"]]
+        if plan["text"].get("cfg") is False:  # a guidance-embedded UNet (LCM): the prompt alone
+            return dict(zip(names, cond, strict=True))
         zeros = negative == "" and plan["text"].get("zero_empty_negative")
         uncond = [np.zeros_like(c) for c in cond] if zeros else encode(0)
-        names = [o["name"] for o in self.model.manifest["entry_points"][entry]["outputs"]]
         return {n: np.concatenate([u, c], axis=0) for n, u, c in zip(names, uncond, cond, strict=True)}
 
 

@@ -39,7 +39,8 @@ class Fault:
     kernel: bool = False  # localization must name the injected kernel
     webgpu_only: bool = False  # written into the WGSL: a native build has nothing to break
     families: tuple[str, ...] = ()  # the model families it applies to; empty: every family
-    inpainting: bool = False  # breaks what only an inpainting model has (gated on such a folder)
+    # breaks what only one kind of model has ("inpainting", "lcm"), gated on such a folder; "": any
+    model_kind: str = ""
 
     @property
     def inject(self) -> str:
@@ -60,8 +61,8 @@ class Fault:
 
         return shared_code((self.inject,) if self.shared_code else ())
 
-    def applies_to(self, family: str, inpainting: bool = False) -> bool:
-        return (not self.families or family in self.families) and self.inpainting == inpainting
+    def applies_to(self, family: str, model_kind: str = "") -> bool:
+        return (not self.families or family in self.families) and self.model_kind == model_kind
 
     @property
     def rebuilds(self) -> bool:
@@ -430,7 +431,14 @@ FAULTS: tuple[Fault, ...] = (
         "pipeline/inpaint-dpm-solver++-4",
         "an inpainting UNet given the mask inverted (it repaints what it should keep)",
         Rebuilt("unet"),
-        inpainting=True,
+        model_kind="inpainting",
+    ),
+    Fault(
+        "lcm-guidance-unshifted",
+        "pipeline/lcm-4",
+        "an LCM-distilled UNet's guidance embedded as g instead of g - 1",
+        Rebuilt("unet"),
+        model_kind="lcm",
     ),
     Fault(
         "last-hidden-state",

@@ -81,6 +81,7 @@ class Gated(NamedTuple):
     name: str  # the name the cases carry
     family: str
     inpainting: bool = False  # an inpainting UNet: its pipeline cases start from an image and a mask
+    samplers: tuple[str, ...] | None = None  # the samplers it has, where not every one (an LCM folder)
 
 
 def model_names(config) -> list[Gated]:
@@ -98,4 +99,6 @@ def model_names(config) -> list[Gated]:
     from wsd.build import BuildOptions, check_options
 
     spec = check_options(BuildOptions(None, weights=weights, image_size=config.getoption("--image-size")))
-    return [Gated(spec.name, spec.family, spec.inpainting)]
+    every = models.get(spec.family).schedulers
+    samplers = None if len(spec.schedulers) == len(every) else tuple(s.name for s in spec.schedulers)
+    return [Gated(spec.name, spec.family, spec.inpainting, samplers)]

@@ -50,7 +50,7 @@ def pytest_generate_tests(metafunc):
         (case, backend)
         for gated in model_names(config)
         for backend in order
-        for case in all_cases(gated.name, gated.family, gated.inpainting)
+        for case in all_cases(gated.name, gated.family, gated.inpainting, gated.samplers)
     ]
     metafunc.parametrize("conformance_case", params, ids=[f"{c.id}[{b}]" for c, b in params])
 

@@ -375,7 +375,8 @@ STAGES: tuple[Stage, ...] = (
                 "seed": 5,
                 "step_noise": True,
             },
-            "lcm-4": {**PIPELINE, "scheduler": "lcm", "seed": 6, "step_noise": True},
+            # LCM without a negative prompt, as its pipeline (which takes none) runs on an LCM folder
+            "lcm-4": {**PIPELINE, "scheduler": "lcm", "negative": "", "seed": 6, "step_noise": True},
             # img2img from a seeded picture: DPM-Solver++ restarting first order at step 2 of 4, PNDM's
             # counters restarting at step 1, Euler Ancestral's step noise after the image's draws
             "img2img-dpm-solver++-4-s0.5": {**PIPELINE, "scheduler": "dpm-solver++", "seed": 7, "strength": 0.5},
@@ -391,29 +392,45 @@ STAGES: tuple[Stage, ...] = (
 )
 
 
-def _applies(stage: Stage, params: dict, inpainting: bool) -> bool:
+def _applies(stage: Stage, params: dict, inpainting: bool, samplers: tuple[str, ...] | None = None) -> bool:
     """A case with a mask is an inpainting model's; an inpainting pipeline always takes a mask, so
-    the other pipeline cases are not its."""
+    the other pipeline cases are not its. A model with fewer samplers (an LCM folder: LCM alone)
+    has only their cases."""
+    sampler = params.get("sampler") or params.get("scheduler")
+    if samplers is not None and sampler is not None and sampler not in samplers:
+        return False
     if params.get("mask"):
         return inpainting
     return not (inpainting and stage.name == "pipeline")
 
 
-def cases(model: str, stages: tuple[Stage, ...] = STAGES, family: str = "sd15", inpainting: bool = False) -> list[Case]:
+def cases(
+    model: str,
+    stages: tuple[Stage, ...] = STAGES,
+    family: str = "sd15",
+    inpainting: bool = False,
+    samplers: tuple[str, ...] | None = None,
+) -> list[Case]:
     """The cases of a model of `family`; an inpainting model's pipeline cases are the ones with a
     mask (its pipeline needs one), every other model's those without."""
     out = []
     for stage in stages:
         outputs = tuple(o for o in stage.outputs if not o.families or family in o.families)
         for variant, params in stage.variants.items():
-            if not _applies(stage, params, inpainting):
+            if not _applies(stage, params, inpainting, samplers):
                 continue
             out.append(Case(model, stage, variant, {**params, "entry": stage.entry}, outputs))
     return out
 
 
-def all_cases(model: str = "sd15-tiny", family: str | None = None, inpainting: bool = False) -> list[Case]:
-    """Every case of a model; `family` (and `inpainting`) for a name that is not a preset (a user's folder)."""
+def all_cases(
+    model: str = "sd15-tiny",
+    family: str | None = None,
+    inpainting: bool = False,
+    samplers: tuple[str, ...] | None = None,
+) -> list[Case]:
+    """Every case of a model; `family`, `inpainting`, `samplers` for a name that is not a preset (a
+    user's folder)."""
     from wsd import models
 
-    return cases(model, STAGES, family or models.get(model).family, inpainting)
+    return cases(model, STAGES, family or models.get(model).family, inpainting, samplers)

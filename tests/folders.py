@@ -39,6 +39,29 @@ def variants() -> dict:
             dataclasses.replace(xl, pipeline_class="StableDiffusionXLInpaintPipeline"),
             unet={"in_channels": 9, "out_channels": 4},
         ),
+        # an LCM-distilled UNet (LatentConsistencyModelPipeline): guidance as an embedding of
+        # time_cond_proj_dim, no CFG batch, LCMScheduler as LCM folders ship it
+        "lcm": _with(
+            dataclasses.replace(
+                tiny,
+                pipeline_class="LatentConsistencyModelPipeline",
+                scheduler_config={
+                    "_class_name": "LCMScheduler",
+                    "beta_start": 0.00085,
+                    "beta_end": 0.012,
+                    "beta_schedule": "scaled_linear",
+                    "num_train_timesteps": 1000,
+                    "original_inference_steps": 50,
+                    "prediction_type": "epsilon",
+                    "set_alpha_to_one": True,
+                    "steps_offset": 1,
+                    "timestep_spacing": "leading",
+                    "timestep_scaling": 10.0,
+                    "clip_sample": False,
+                },
+            ),
+            unet={"time_cond_proj_dim": 32},
+        ),
         # SDXL-family: a wider second encoder (48) with its own projection width (40), so the
         # UNet's cross-attention (32 + 48) and added-conditioning input (6 x 16 + 40) differ too
         "sdxl-wide-second": _with(

@@ -7,6 +7,7 @@ guidance batching inside the UNet, VAE scaling and clamping, RGBA packing.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -146,10 +147,43 @@ def sdxl_unet_wrapper(model: LoadedModel):
     return (InpaintUNetXL if model.spec.inpainting else GuidedUNetXL)().eval()
 
 
+def guidance_embedding(torch, guidance_scale, width: int, offset: float = 1.0):
+    """LCM's guidance embedding of (guidance - offset) * 1000, sinusoidal, `width` wide (sin half,
+    cos half, padded to an odd width), as its pipeline embeds guidance for a distilled UNet."""
+    w = (guidance_scale - offset).reshape(1) * 1000.0
+    half = width // 2
+    freq = torch.exp(torch.arange(half, dtype=torch.float32) * -(math.log(10000.0) / (half - 1)))
+    emb = w[:, None] * freq[None, :]
+    emb = torch.cat([torch.sin(emb), torch.cos(emb)], dim=1)
+    return torch.nn.functional.pad(emb, (0, 1)) if width % 2 else emb
+
+
+def lcm_unet_wrapper(model: LoadedModel):
+    """An LCM-distilled UNet: guidance goes in as an embedding, the prompt alone (no CFG batch)."""
+    torch = _torch()
+    unet, width = model.unet, model.spec.guidance_embedding
+
+    class GuidanceEmbeddedUNet(torch.nn.Module):
+        offset = 1.0  # LCM embeds guidance - 1 (0: the `lcm-guidance-unshifted` fault)
+
+        def __init__(self):
+            super().__init__()
+            self.unet = unet
+
+        def forward(self, latents, timestep, text_embeddings, guidance_scale):
+            cond = guidance_embedding(torch, guidance_scale, width, self.offset)
+            t = timestep.reshape(1)
+            return self.unet(latents, t, text_embeddings, timestep_cond=cond, return_dict=False)[0]
+
+    return GuidanceEmbeddedUNet().eval()
+
+
 def unet_wrapper(model: LoadedModel):
     """Classifier-free guidance inside: the latents are batched with [uncond, cond] embeddings."""
     torch = _torch()
     unet = model.unet
+    if model.spec.guidance_embedding:
+        return lcm_unet_wrapper(model)
 
     class GuidedUNet(torch.nn.Module):
         def __init__(self):
@@ -224,6 +258,11 @@ def rgba_wrapper(model: LoadedModel):
     return ImageToRGBA().eval()
 
 
+def _text_batch(s: ModelSpec) -> int:
+    """[negative, prompt] for classifier-free guidance; the prompt alone for a guidance-embedded UNet."""
+    return 1 if s.guidance_embedding else 2
+
+
 def _inpaint_inputs(s: ModelSpec) -> tuple[TensorSpec, ...]:
     """An inpainting UNet's extra inputs: the latent-size mask and the masked image's latents."""
     if not s.inpainting:
@@ -287,7 +326,7 @@ SD15_ENTRIES = (
         lambda s: (
             _latents(s),
             TensorSpec("timestep", (), "float32"),
-            TensorSpec("text_embeddings", (2, s.max_tokens, s.text_hidden), "float32"),
+            TensorSpec("text_embeddings", (_text_batch(s), s.max_tokens, s.text_hidden), "float32"),
             *_inpaint_inputs(s),
             TensorSpec("guidance_scale", (), "float32"),
         ),

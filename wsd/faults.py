@@ -24,6 +24,7 @@ CAPTURE_FAULTS = {
         0,
     ),  # pooled embeddings from the first encoder, not the second's projection
     "mask-inverted": ("repaint", False),  # an inpainting UNet given 1 - mask: it repaints what to keep
+    "lcm-guidance-unshifted": ("offset", 0.0),  # LCM's guidance embedded as g, not g - 1
 }
 # Faults in the product's Python helpers, the code the gate's references shared until they
 # were made independent (conformance/reference): each patch swaps one helper for the buggy

@@ -37,7 +37,13 @@ def plan(spec, model, entries: dict) -> dict:
     if spec.family == "sdxl":
         constants["time_ids"] = {"shape": [2, 6], "dtype": "float32", "data": time_ids(spec.image_size)}
     out = {
-        "text": {"entry": "clip", "tokenizers": tokenizers, "zero_empty_negative": zero_empty_negative(spec, model)},
+        "text": {
+            "entry": "clip",
+            "tokenizers": tokenizers,
+            "zero_empty_negative": zero_empty_negative(spec, model),
+            # [negative, prompt] batches for classifier-free guidance; false: the prompt alone (LCM)
+            "cfg": not spec.guidance_embedding,
+        },
         "denoise": {"entry": "unet", "scale_entry": "scale_model_input", "step_entry": "scheduler_step"},
         "decode": ["vae", "image_to_rgba"],
         # img2img: the image's latents (entry), then the sampler's add_noise as one scheduler_step

@@ -10,6 +10,8 @@ named inputs are read by the names the built manifest gives them (data, not code
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 
@@ -50,7 +52,6 @@ def unet(ref, inputs: dict, params) -> dict:
     import torch
 
     latents, t = _t(inputs["latents"]), _t(inputs["timestep"])
-    uncond, cond = _t(inputs["text_embeddings"]).chunk(2)
     guidance = float(inputs["guidance_scale"])
     added = [None, None]
     if ref.sdxl:
@@ -60,6 +61,17 @@ def unet(ref, inputs: dict, params) -> dict:
 
     if "mask" in inputs:  # an inpainting UNet: latents, mask and masked image latents along the channels
         latents = torch.cat([latents, _t(inputs["mask"]), _t(inputs["masked_image_latents"])], dim=1)
+    if ref.pipe.unet.config.time_cond_proj_dim is not None:  # LCM-distilled: the LCM pipeline's own call
+        width = ref.pipe.unet.config.time_cond_proj_dim
+        w_embedding = ref.pipe.get_guidance_scale_embedding(torch.tensor(guidance - 1).repeat(1), embedding_dim=width)
+        with torch.no_grad():
+            embeddings = _t(inputs["text_embeddings"])
+            noise_pred = ref.pipe.unet(
+                latents, t, timestep_cond=w_embedding, encoder_hidden_states=embeddings, return_dict=False
+            )[0]
+        return {"noise_pred": noise_pred.numpy()}
+
+    uncond, cond = _t(inputs["text_embeddings"]).chunk(2)
 
     def predict(embeddings, added_cond):
         extra = {"added_cond_kwargs": added_cond} if added_cond is not None else {}
@@ -199,12 +211,15 @@ def pipeline(ref, inputs, params) -> dict:
     pipe = ref.with_sampler(params["scheduler"])
     # the stochastic samplers draw their per-step noise from the pipeline's generator
     generator = torch.Generator().manual_seed(int(inputs["seed"])) if params.get("step_noise") else None
+    # the page's empty negative prompt is diffusers' None (SDXL: zeros where its config says); the
+    # LCM pipeline takes none at all
+    takes_negative = "negative_prompt" in inspect.signature(pipe.__call__).parameters
+    negative = {"negative_prompt": inputs["negative"] or None} if takes_negative else {}
     with torch.no_grad():
         latents = pipe(
             generator=generator,
             prompt=inputs["prompt"],
-            # the page's empty negative prompt is diffusers' None (SDXL: zeros where its config says)
-            negative_prompt=inputs["negative"] or None,
+            **negative,
             num_inference_steps=inputs["steps"],
             guidance_scale=inputs["guidance"],
             latents=_t(inputs["noise"]),

@@ -74,11 +74,11 @@ def sdxl_clean(tmp_path_factory):
 
 
 # Every fault a native build can have, on the first model of a family it applies to.
-# (An inpainting model's faults: tests/test_conformance/test_user_folders.py, on an inpainting folder.)
+# (The faults of an inpainting or LCM model: tests/test_conformance/test_user_folders.py, on such folders.)
 NATIVE_FAULTS = [
     ("sd15-tiny" if f.applies_to("sd15") else "sdxl-tiny", f)
     for f in faults.FAULTS
-    if not f.webgpu_only and not f.inpainting
+    if not f.webgpu_only and not f.model_kind
 ]
 
 

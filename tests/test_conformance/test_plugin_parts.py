@@ -51,8 +51,8 @@ def part(model: str, rows: list[dict], out_dir) -> dict:
 
 
 def test_the_models_a_run_gates():
-    assert options.model_names(Config()) == [("sd15-tiny", "sd15"), ("sdxl-tiny", "sdxl")]
-    assert options.model_names(Config(**{"--built": ["webgpu=d"]})) == [("sd15-tiny", "sd15")]
+    assert options.model_names(Config()) == [("sd15-tiny", "sd15", False), ("sdxl-tiny", "sdxl", False)]
+    assert options.model_names(Config(**{"--built": ["webgpu=d"]})) == [("sd15-tiny", "sd15", False)]
     with pytest.raises(pytest.UsageError, match="--built gates one model"):
         options.model_names(Config(**{"--built": ["webgpu=d"], "--model": ["sd15-tiny", "sdxl-tiny"]}))
 

@@ -53,6 +53,13 @@ REFUSED = [
     ("unet/config.json", {"cross_attention_dim": 48}, [], "cross_attention_dim is 48; supported: 32, the text width"),
     ("unet/config.json", {"in_channels": 9}, [], "in_channels is 9; supported: 4, the VAE's latent_channels"),
     ("unet/config.json", {"addition_embed_type": "text_time"}, [], "addition_embed_type is 'text_time'"),
+    (
+        "unet/config.json",
+        {"time_cond_proj_dim": 256},
+        [],
+        "time_cond_proj_dim is 256; supported: None for family sd15 (a guidance-embedded UNet needs "
+        "model_index.json's _class_name LatentConsistencyModelPipeline)",
+    ),
     ("unet/config.json", {"sample_size": 0}, [], "sample_size is 0; supported: a positive integer"),
     ("text_encoder/config.json", {"architectures": ["T5EncoderModel"]}, [], "architectures is ['T5EncoderModel']"),
     ("vae/config.json", {"latent_channels": ...}, [], "required key 'latent_channels' is missing"),
@@ -80,6 +87,24 @@ def test_unsupported_config_is_one_line_naming_file_key_value(
     assert len(err.splitlines()) == 1, err
     if changes:
         assert file.split("/")[-1] in err  # the file is named
+
+
+def test_an_inpainting_folder_is_its_pipeline_and_a_9_channel_unet(folder, tmp_path, capsys):
+    edit(folder / "model_index.json", _class_name="StableDiffusionInpaintPipeline")
+    assert main(["build", "--weights", str(folder), "--out", str(tmp_path / "d"), "--quiet"]) == 2
+    assert "in_channels is 4; supported: 9 for StableDiffusionInpaintPipeline" in capsys.readouterr().err
+    edit(folder / "unet" / "config.json", in_channels=9)
+    spec = check_options(BuildOptions(None, weights=str(folder)))
+    assert spec.inpainting and spec.latent_channels == 4 and spec.pipeline_class == "StableDiffusionInpaintPipeline"
+
+
+def test_an_lcm_folder_embeds_guidance_and_samples_with_lcm_alone(folder):
+    edit(folder / "model_index.json", _class_name="LatentConsistencyModelPipeline")
+    edit(folder / "unet" / "config.json", time_cond_proj_dim=32)
+    spec = check_options(BuildOptions(None, weights=str(folder)))
+    assert spec.guidance_embedding == 32 and not spec.inpainting
+    assert [s.name for s in spec.schedulers] == ["lcm"] and spec.default_scheduler == "lcm"
+    assert spec.default_guidance == 8.5  # LatentConsistencyModelPipeline's
 
 
 def test_without_model_index_the_family_must_be_given(folder, tmp_path, capsys):

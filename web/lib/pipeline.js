@@ -104,6 +104,7 @@ export function checkOptions(options, manifest) {
   if (!Number.isInteger(o.seed) || o.seed < 0 || o.seed > 0xffffffff) throw bad("seed", "must be a whole number from 0 to 4294967295");
   if (typeof o.guidance !== "number" || !Number.isFinite(o.guidance) || o.guidance < 0 || o.guidance > 50) throw bad("guidance", "must be a number from 0 to 50");
   if (!Number.isInteger(o.previewEvery) || o.previewEvery < 0) throw bad("previewEvery", "must be 0 (off) or a whole number of steps");
+  if (manifest.generation?.text?.cfg === false && o.negativePrompt !== "") throw bad("negativePrompt", `${manifest.model} embeds guidance in its UNet (LCM-distilled): it takes no negative prompt`);
   const inpaints = Boolean(manifest.generation?.inpaint);
   if (inpaints && !(o.initImage && o.maskImage)) throw bad(o.initImage ? "maskImage" : "initImage", `${manifest.model} is an inpainting model: give it an image and a mask (white repaints)`);
   if (o.maskImage && !inpaints) throw bad("maskImage", `${manifest.model} is not an inpainting model (its UNet takes no mask); build an inpainting folder`);
@@ -139,8 +140,13 @@ async function encodeText(session, plan, prompt, negative, upload) {
     return hosts;
   };
   const cond = await encode(prompt);
-  const uncond = negative === "" && plan.text.zero_empty_negative ? cond.map((h) => ({ ...h, data: new Float32Array(h.data.length) })) : await encode(negative);
   const named = {};
+  if (plan.text.cfg === false) {
+    // a guidance-embedded UNet (LCM) takes the prompt alone
+    session.manifest.entry_points[entry].outputs.forEach((spec, k) => (named[spec.name] = upload(cond[k])));
+    return named;
+  }
+  const uncond = negative === "" && plan.text.zero_empty_negative ? cond.map((h) => ({ ...h, data: new Float32Array(h.data.length) })) : await encode(negative);
   session.manifest.entry_points[entry].outputs.forEach((spec, k) => {
     const both = new Float32Array(cond[k].data.length * 2);
     both.set(uncond[k].data, 0);

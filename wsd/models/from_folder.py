@@ -25,14 +25,19 @@ PIPELINE_FAMILIES = {
     "StableDiffusionXLPipeline": "sdxl",
     "StableDiffusionInpaintPipeline": "sd15",
     "StableDiffusionXLInpaintPipeline": "sdxl",
+    "LatentConsistencyModelPipeline": "sd15",
 }
+# A guidance-distilled UNet (LCM): guidance is an embedding (time_cond_proj_dim), no CFG batch; its
+# pipeline runs LCMScheduler alone (its loop reads LCM's `denoised`), at LCM's default guidance.
+LCM_PIPELINE = "LatentConsistencyModelPipeline"
+LCM_DEFAULT_GUIDANCE = 8.5
 # the pipelines whose UNet takes the mask and the masked image's latents beside the latents
 INPAINT_PIPELINES = {"sd15": "StableDiffusionInpaintPipeline", "sdxl": "StableDiffusionXLInpaintPipeline"}
 UNSUPPORTED_UNET_KEYS = {  # UNet options whose conditioning our entry points do not feed
     "addition_embed_type": None,  # the family's own (SDXL: text_time) is what its entry points feed
     "class_embed_type": None,
     "encoder_hid_dim_type": None,
-    "time_cond_proj_dim": None,
+    "time_cond_proj_dim": None,  # but for an LCM folder (LCM_PIPELINE)
 }
 
 
@@ -124,8 +129,13 @@ def spec_from_folder(
 
     for key, allowed in UNSUPPORTED_UNET_KEYS.items():
         allowed = preset.unet.config.get(key, allowed)
-        if uc.get(key) != allowed:
-            raise _fail(unet_path, key, uc.get(key), f"{allowed} for family {preset.family}")
+        if key == "time_cond_proj_dim" and pipeline == LCM_PIPELINE:
+            _positive_int(unet_path, key, uc.get(key))  # LCM's guidance embedding width
+        elif uc.get(key) != allowed:
+            why = f"{allowed} for family {preset.family}"
+            if key == "time_cond_proj_dim":
+                why += f" (a guidance-embedded UNet needs model_index.json's _class_name {LCM_PIPELINE})"
+            raise _fail(unet_path, key, uc.get(key), why)
     if preset.unet.config.get("addition_embed_type") == "text_time":
         _check_text_time(uc, unet_path, encoders[-1])
     for key in ("block_out_channels",):
@@ -184,4 +194,11 @@ def spec_from_folder(
         text_encoders=tuple(c for c, _ in encoders),
         scheduler_config=sched,
         pipeline_class=pipeline,
+        **_lcm_settings(preset) if pipeline == LCM_PIPELINE else {},
     )
+
+
+def _lcm_settings(preset: ModelSpec) -> dict:
+    """An LCM folder's sampler is LCM alone (its pipeline's loop is LCM's), at LCM's guidance."""
+    lcm = preset.scheduler("lcm")
+    return {"schedulers": (lcm,), "default_scheduler": lcm.name, "default_guidance": LCM_DEFAULT_GUIDANCE}

@@ -75,6 +75,12 @@ class ModelSpec:
         return self.unet.config.get("out_channels", self.unet.config["in_channels"])
 
     @property
+    def guidance_embedding(self) -> int | None:
+        """An LCM-distilled UNet's guidance embedding width (time_cond_proj_dim): guidance is an
+        input of the UNet itself, with no classifier-free batch."""
+        return self.unet.config.get("time_cond_proj_dim")
+
+    @property
     def inpainting(self) -> bool:
         """An inpainting UNet: the latents, the mask and the masked image's latents concatenated
         (9 input channels for SD's 4 latent ones)."""

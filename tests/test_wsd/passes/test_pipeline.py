@@ -13,7 +13,7 @@ from wsd import build
 from wsd.passes.options import PassOptions
 from wsd.passes.pipeline import Step, steps
 
-LOWERING = ["legalize", "annotate", "fuse", "fuse-tir", "dead-code"]
+LOWERING = ["legalize", "annotate", "pad-apart", "fuse", "fuse-tir", "dead-code"]
 
 
 def names(options: PassOptions, injected=()) -> list[str]:
