@@ -25,6 +25,10 @@ def _with(spec, **changes):
     )
 
 
+# the folders of other model kinds (tests/test_conformance/test_model_kinds.py)
+KINDS = ("inpaint", "sdxl-inpaint", "lcm")
+
+
 def variants() -> dict:
     tiny = models.get("sd15-tiny")
     xl = models.get("sdxl-tiny")
