@@ -175,10 +175,23 @@ def test_an_lcm_folder_passes_against_its_lcm_pipeline_and_catches_an_unshifted_
     assert {r["stage"] for r in summary["stages"] if r["status"] == "fail"} == {"unet/t981-g7.5", "pipeline/lcm-4"}
 
 
-def test_generate_refuses_a_negative_prompt_for_an_lcm_model(made, tmp_path):
-    """LCM's pipeline takes no negative prompt: the page's option check says so before any browser."""
+def test_generate_refuses_what_an_lcm_model_has_no_reference_for(made, tmp_path):
+    """LCM's pipeline takes no negative prompt, and its img2img is not gated: the page's option check
+    refuses both before any browser starts."""
     dist = tmp_path / "dist"
     assert main(["build", "--weights", str(made["lcm"]), "--entry", "clip", "--out", str(dist), "--quiet"]) == 0
     args = [sys.executable, "-m", "wsd", "generate", "--model", "lcm", "--dist", str(dist), "--prompt", "a cat"]
     proc = subprocess.run([*args, "--negative", "blurry", "--steps", "4"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "--negative" in proc.stderr and "no negative prompt" in proc.stderr, proc.stderr
+    from PIL import Image
+
+    from conformance.stages import init_image
+
+    Image.fromarray(init_image(64, 0)).save(tmp_path / "start.png")
+    proc = subprocess.run(
+        [*args, "--init-image", str(tmp_path / "start.png"), "--steps", "4"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and "--init-image" in proc.stderr and "not supported" in proc.stderr, proc.stderr

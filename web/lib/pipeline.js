@@ -105,6 +105,8 @@ export function checkOptions(options, manifest) {
   if (typeof o.guidance !== "number" || !Number.isFinite(o.guidance) || o.guidance < 0 || o.guidance > 50) throw bad("guidance", "must be a number from 0 to 50");
   if (!Number.isInteger(o.previewEvery) || o.previewEvery < 0) throw bad("previewEvery", "must be 0 (off) or a whole number of steps");
   if (manifest.generation?.text?.cfg === false && o.negativePrompt !== "") throw bad("negativePrompt", `${manifest.model} embeds guidance in its UNet (LCM-distilled): it takes no negative prompt`);
+  // LCM's image-to-image pipeline is not gated (no case checks it against diffusers): refused, not guessed
+  if (manifest.generation?.text?.cfg === false && o.initImage) throw bad("initImage", `${manifest.model} is LCM-distilled: image to image is not supported for it yet`);
   const inpaints = Boolean(manifest.generation?.inpaint);
   if (inpaints && !(o.initImage && o.maskImage)) throw bad(o.initImage ? "maskImage" : "initImage", `${manifest.model} is an inpainting model: give it an image and a mask (white repaints)`);
   if (o.maskImage && !inpaints) throw bad("maskImage", `${manifest.model} is not an inpainting model (its UNet takes no mask); build an inpainting folder`);
