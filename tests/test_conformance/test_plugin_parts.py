@@ -51,8 +51,8 @@ def part(model: str, rows: list[dict], out_dir) -> dict:
 
 
 def test_the_models_a_run_gates():
-    assert options.model_names(Config()) == [("sd15-tiny", "sd15", False), ("sdxl-tiny", "sdxl", False)]
-    assert options.model_names(Config(**{"--built": ["webgpu=d"]})) == [("sd15-tiny", "sd15", False)]
+    assert options.model_names(Config()) == [("sd15-tiny", "sd15", False, None), ("sdxl-tiny", "sdxl", False, None)]
+    assert options.model_names(Config(**{"--built": ["webgpu=d"]})) == [("sd15-tiny", "sd15", False, None)]
     with pytest.raises(pytest.UsageError, match="--built gates one model"):
         options.model_names(Config(**{"--built": ["webgpu=d"], "--model": ["sd15-tiny", "sdxl-tiny"]}))
 
