@@ -168,11 +168,17 @@ def test_img2img_starts_from_a_chosen_file_as_the_native_loop_does(app_page, tmp
     picture = tmp_path / "start.png"
     Image.fromarray(init_image(64, 3)).save(picture)
     settings = {**SETTINGS, "init_image": picture, "strength": 0.5}
-    last = run_generation(app_page, settings, 600)
+    try:
+        last = run_generation(app_page, settings, 600)
+        got = pixels(canvas_png(app_page))
+        E2E.mkdir(parents=True, exist_ok=True)
+        app_page.screenshot(path=str(E2E / "app-img2img.png"), full_page=True)
+        Image.fromarray(init_image(32, 3)).save(tmp_path / "small.png")
+        with pytest.raises(WsdError, match=r"32x32, the model makes 64x64 images"):
+            run_generation(app_page, {**settings, "init_image": tmp_path / "small.png"}, 600)
+    finally:
+        app_page.click("#init-clear")  # the next tests generate from noise
     assert len(last["timings"]["steps_ms"]) == 2  # strength 0.5 of 4 steps
-    got = pixels(canvas_png(app_page))
-    E2E.mkdir(parents=True, exist_ok=True)
-    app_page.screenshot(path=str(E2E / "app-img2img.png"), full_page=True)
 
     native = build(BuildOptions("sd15-tiny", random_init=True, target="llvm"), tmp_path / "n", progress=False).out
     want = NativeBackend(native).generate(
@@ -182,15 +188,9 @@ def test_img2img_starts_from_a_chosen_file_as_the_native_loop_does(app_page, tmp
         7.5,
         "dpm-solver++",
         seed=1,
-        init_image=init_image(64, 3),
-        strength=0.5,
+        start={"init_image": init_image(64, 3), "strength": 0.5},
     )["image"]
     assert compare(want.astype(np.float64), got.astype(np.float64))["psnr"] >= 40.0
-
-    Image.fromarray(init_image(32, 3)).save(tmp_path / "small.png")
-    with pytest.raises(WsdError, match=r"32x32, the model makes 64x64 images"):
-        run_generation(app_page, {**settings, "init_image": tmp_path / "small.png"}, 600)
-    app_page.click("#init-clear")  # the next tests generate from noise
 
 
 def test_reload_offline_still_generates(app_page):
