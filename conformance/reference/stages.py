@@ -131,8 +131,6 @@ def scheduler(ref, inputs, params) -> dict:
     """The sampler alone: diffusers' loop over a stand-in model that reads its scaled input (so a
     wrong scale_model_input changes the result). A sampler whose step takes a generator gets one,
     as the pipeline's prepare_extra_step_kwargs hands it (the stochastic ones draw from it)."""
-    import inspect
-
     import torch
 
     noise, eps = inputs[:2]
@@ -148,13 +146,12 @@ def scheduler(ref, inputs, params) -> dict:
     return {"sample": sample.numpy().astype("float32"), "timesteps": sched.timesteps.numpy().astype("float64")}
 
 
-def img2img(ref, inputs, params) -> dict:
-    """The folder's img2img pipeline with the named sampler, the PIL image and a generator of the
-    case's seed (it draws the posterior sample, the added noise and any step noise, in that order)."""
+def _from_picture(ref, pipe, inputs, **extra) -> dict:
+    """A pipeline that starts from the case's picture (img2img, inpainting): the PIL image, the
+    strength and a generator of the case's seed; latents, and the decoded image as pixels."""
     import torch
     from PIL import Image
 
-    pipe = ref.img2img_with_sampler(params["scheduler"])
     start = inputs["start"]
     with torch.no_grad():
         latents = pipe(
@@ -166,37 +163,27 @@ def img2img(ref, inputs, params) -> dict:
             guidance_scale=inputs["guidance"],
             generator=torch.Generator().manual_seed(int(inputs["seed"])),
             output_type="latent",
+            **extra,
         ).images
         decoded = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0]
     return {"latents": latents.numpy(), "image": _pixels(ref, decoded)[0].to(torch.uint8).numpy()}
+
+
+def img2img(ref, inputs, params) -> dict:
+    """The folder's img2img pipeline with the named sampler; its generator draws the posterior
+    sample, the added noise and any step noise, in that order."""
+    return _from_picture(ref, ref.img2img_with_sampler(params["scheduler"]), inputs)
 
 
 def inpaint(ref, inputs, params) -> dict:
     """The folder's own inpainting pipeline (`from_pretrained` gives StableDiffusion(XL)InpaintPipeline)
-    with the named sampler, the PIL image, the mask as a PIL "L" picture and a generator of the
-    case's seed, which draws [the image's posterior,] the noise, the masked image's posterior and
-    any step noise, in that order."""
-    import torch
+    with the named sampler and the mask as a PIL "L" picture; its generator draws [the image's
+    posterior,] the noise, the masked image's posterior and any step noise, in that order."""
     from PIL import Image
 
+    mask = Image.fromarray(np.asarray(inputs["start"]["mask_image"], np.uint8)[..., 0], "L")
     pipe = ref.with_sampler(params["scheduler"])
-    start = inputs["start"]
-    with torch.no_grad():
-        latents = pipe(
-            prompt=inputs["prompt"],
-            negative_prompt=inputs["negative"] or None,
-            image=Image.fromarray(np.asarray(start["init_image"], np.uint8)),
-            mask_image=Image.fromarray(np.asarray(start["mask_image"], np.uint8)[..., 0], "L"),
-            strength=start["strength"],
-            num_inference_steps=inputs["steps"],
-            guidance_scale=inputs["guidance"],
-            generator=torch.Generator().manual_seed(int(inputs["seed"])),
-            height=ref.image_size,
-            width=ref.image_size,
-            output_type="latent",
-        ).images
-        decoded = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0]
-    return {"latents": latents.numpy(), "image": _pixels(ref, decoded)[0].to(torch.uint8).numpy()}
+    return _from_picture(ref, pipe, inputs, mask_image=mask, height=ref.image_size, width=ref.image_size)
 
 
 def pipeline(ref, inputs, params) -> dict:
