@@ -17,6 +17,14 @@ from wsd import schedulers, toolchain
 from wsd.host.modules import decode, encode, image_of, rgb_of
 from wsd.paths import web_dir
 
+# a start image's settings (NativeBackend.start_latents) as the page's generate() options name them
+START_OPTIONS = {
+    "init_image": "initImage",
+    "mask_image": "maskImage",
+    "posterior_noise": "posteriorNoise",
+    "masked_noise": "maskedNoise",
+}
+
 
 class Backend:
     name = "?"
@@ -73,16 +81,7 @@ class NativeBackend(Backend):
         return json.loads(proc.stdout)
 
     def generate(
-        self,
-        prompt,
-        negative,
-        steps,
-        guidance,
-        scheduler,
-        noise=None,
-        seed=None,
-        step_noise=None,
-        start=None,
+        self, prompt, negative, steps, guidance, scheduler, noise=None, seed=None, step_noise=None, start=None
     ):
         """pipeline.js's loop, step for step, on the native module, from the same generation plan
         (without `noise` or `step_noise`, the page's own seeded noise for `seed`, drawn by node).
@@ -210,16 +209,7 @@ class WebGPUBackend(Backend):
         return self.runner.call("tokenize", {"prompts": prompts, "index": index})
 
     def generate(
-        self,
-        prompt,
-        negative,
-        steps,
-        guidance,
-        scheduler,
-        noise=None,
-        seed=None,
-        step_noise=None,
-        start=None,
+        self, prompt, negative, steps, guidance, scheduler, noise=None, seed=None, step_noise=None, start=None
     ):
         opts = {
             "prompt": prompt,
@@ -232,13 +222,11 @@ class WebGPUBackend(Backend):
         opts.update({"seed": int(seed)} if noise is None else {"noise": encode(np.asarray(noise, "float32"))})
         if step_noise is not None:
             opts["stepNoise"] = encode(np.asarray(step_noise, "float32"))
-        wire = {"init_image": "initImage", "mask_image": "maskImage", "posterior_noise": "posteriorNoise"}
-        wire["masked_noise"] = "maskedNoise"
         for key, value in (start or {}).items():
             if key == "strength":
                 opts["strength"] = float(value)
             else:
-                opts[wire[key]] = encode(np.asarray(value, "float32"))
+                opts[START_OPTIONS[key]] = encode(np.asarray(value, "float32"))
         out = self.runner.call("generate", opts, timeout_s=self.timeout_s)
         return {"latents": decode(out["latents"]), "image": image_of(out), "ms": out["timings"]["wall_ms"]}
 

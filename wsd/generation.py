@@ -52,7 +52,7 @@ def plan(spec, model, entries: dict) -> dict:
         "default_guidance": spec.default_guidance,
     }
     if spec.inpainting:  # the UNet's mask and masked image latents come from the image and the mask
-        out["inpaint"] = {"inputs": ["mask", "masked_image_latents"], "mask_threshold": 0.5}
+        out["inpaint"] = {"inputs": ["mask", "masked_image_latents"]}
     check(out, entries)
     return out
 
