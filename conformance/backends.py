@@ -44,6 +44,11 @@ class Backend:
             raise WsdError(f"{path}: unreadable sampler table ({exc})") from None
         return check_table(table, str(path))
 
+    def set_lora(self, path: Path | None, scale: float = 1.0) -> int:
+        """A LoRA file merged into the open model's weights at `scale` (None: the build's own);
+        the number of weights it changed."""
+        raise NotImplementedError
+
     def step_fn(self):
         """The compiled sampler step as LoopState wants it."""
 
@@ -67,6 +72,9 @@ class NativeBackend(Backend):
         t0 = time.perf_counter()
         outs = self.model.run(entry, *inputs)
         return outs, (time.perf_counter() - t0) * 1000
+
+    def set_lora(self, path, scale=1.0):
+        return self.model.set_lora(path, scale)
 
     def tokenize(self, prompts: list[str], index: int = 0) -> list[list[int]]:
         """The page's JS tokenizer (the build's index-th), run by node on the same files."""
@@ -207,6 +215,13 @@ class WebGPUBackend(Backend):
 
     def tokenize(self, prompts, index: int = 0):
         return self.runner.call("tokenize", {"prompts": prompts, "index": index})
+
+    def set_lora(self, path, scale=1.0):
+        import base64
+
+        data = None if path is None else base64.b64encode(Path(path).read_bytes()).decode()
+        spec = {"data": data, "scale": float(scale), "name": str(path)}
+        return self.runner.call("setLora", spec, timeout_s=self.timeout_s)["weights"]
 
     def generate(
         self, prompt, negative, steps, guidance, scheduler, noise=None, seed=None, step_noise=None, start=None

@@ -441,6 +441,12 @@ FAULTS: tuple[Fault, ...] = (
         model_kind="lcm",
     ),
     Fault(
+        "lora-misrouted",
+        "pipeline/lora-dpm-solver++-4",
+        "a LoRA's query matrices merged into the key weights and back (the manifest's LoRA table misrouted)",
+        Rebuilt("unet"),
+    ),
+    Fault(
         "last-hidden-state",
         "clip",
         "SDXL's text embeddings from the encoders' last hidden state, not the penultimate",

@@ -103,6 +103,17 @@ class Golden:
         (self.folder / MANIFEST).write_text(json.dumps(self.manifest, indent=1, sort_keys=True) + "\n")
 
 
+def _contents(path: Path):
+    """A file as the digest sees it: a safetensors file's tensors and metadata (its byte layout
+    varies between writes of the same tensors), any other file's sha256."""
+    if path.suffix != ".safetensors":
+        return _sha256(path)
+    from safetensors import safe_open
+
+    with safe_open(str(path), "np") as f:
+        return {"metadata": f.metadata() or {}, "tensors": {k: f.get_tensor(k) for k in f.keys()}}  # noqa: SIM118
+
+
 def inputs_digest(inputs) -> str:
     """A digest of a case's inputs, so a golden made from other inputs is not compared."""
     digest = hashlib.sha256()
@@ -117,6 +128,8 @@ def inputs_digest(inputs) -> str:
                 feed(item)
         elif isinstance(x, np.ndarray):
             digest.update(str(x.dtype).encode() + str(x.shape).encode() + np.ascontiguousarray(x).tobytes())
+        elif isinstance(x, Path):  # a file input (a LoRA) is its content, wherever it was written
+            feed(_contents(x))
         else:
             digest.update(repr(x).encode())
 

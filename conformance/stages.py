@@ -9,10 +9,12 @@ Adding a stage is adding one `Stage(...)` to STAGES.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -212,6 +214,7 @@ def _scheduler_candidate(backend, ctx, inputs, params):
 # --- the whole pipeline: prompt -> image against diffusers' StableDiffusionPipeline ------
 
 PIPELINE = {"prompt": PROMPTS[1], "negative": "blurry", "steps": 4, "guidance": 7.5, "seed": 1}
+LORA = {"scale": 0.7, "seed": 0}  # the LoRA case's: made from this seed (conformance/reference/lora.py)
 
 
 def page_noise(
@@ -260,9 +263,20 @@ def _pipeline_inputs(ctx, params):
         start = {"init_image": image, "strength": params["strength"], "posterior_noise": draws[0]}
         return {**params, "start": start, "noise": draws[1], "step_noise": draws[2:]}
     inputs = {**params, "noise": page_noise(params["seed"], int(np.prod(shape))).reshape(shape)}
+    if params.get("lora"):  # a seeded LoRA for this folder, made with PEFT as diffusers' scripts make one
+        inputs["lora"] = {**params["lora"], "path": _lora_file(ctx.folder, params["lora"]["seed"])}
     if params.get("step_noise"):
         inputs["step_noise"] = generator_draws(params["seed"], params["steps"], shape)
     return inputs
+
+
+@functools.lru_cache(maxsize=8)
+def _lora_file(folder: Path, seed: int) -> Path:
+    import tempfile
+
+    from conformance.reference.lora import make_lora
+
+    return make_lora(folder, Path(tempfile.mkdtemp(prefix="wsd-lora-")), seed)
 
 
 def _pipeline_candidate(backend, ctx, inputs, params):
@@ -272,9 +286,15 @@ def _pipeline_candidate(backend, ctx, inputs, params):
     for key in ("step_noise", "start"):
         if key in inputs:
             noise[key] = inputs[key]
-    out = backend.generate(
-        inputs["prompt"], inputs["negative"], inputs["steps"], inputs["guidance"], params["scheduler"], **noise
-    )
+    if "lora" in inputs:
+        backend.set_lora(inputs["lora"]["path"], inputs["lora"]["scale"])
+    try:
+        out = backend.generate(
+            inputs["prompt"], inputs["negative"], inputs["steps"], inputs["guidance"], params["scheduler"], **noise
+        )
+    finally:
+        if "lora" in inputs:
+            backend.set_lora(None)
     return {"latents": out["latents"], "image": out["image"]}
 
 
@@ -386,6 +406,9 @@ STAGES: tuple[Stage, ...] = (
             # from the noised image at 0.75 with Euler Ancestral's step noise after the image's draws
             "inpaint-dpm-solver++-4": {**PIPELINE, "scheduler": "dpm-solver++", "seed": 10, "mask": True},
             "inpaint-euler-a-4-s0.75": {**PIPELINE, "scheduler": "euler-a", "seed": 11, "mask": True, "strength": 0.75},
+            # a LoRA (UNet attention and convs, the text encoders' attention) merged at run time at
+            # 0.7, against diffusers' load_lora_weights + fuse_lora(lora_scale=0.7)
+            "lora-dpm-solver++-4": {**PIPELINE, "scheduler": "dpm-solver++", "seed": 12, "lora": LORA},
         },
         needs=("clip", "unet", "scheduler_step", "scale_model_input", "vae", "vae_encode", "image_to_rgba"),
     ),

@@ -60,6 +60,13 @@ def _select(page, field: str, value: str) -> None:
 
 
 def fill_form(page, settings: dict) -> None:
+    if settings.get("lora"):  # the page's LoRA picker: the scale first, then the file (merged on pick)
+        path, scale = settings["lora"]
+        page.fill("#lora-scale", str(scale), timeout=FORM_WAIT_MS)
+        page.set_input_files("#lora-file", str(path), timeout=FORM_WAIT_MS)
+        page.wait_for_function(
+            "window.wsdApp.lora !== null || !document.getElementById('error').hidden", timeout=FORM_WAIT_MS * 6
+        )
     if settings.get("init_image"):  # the page's own file input, as a person picks the file
         page.set_input_files("#init-image", str(settings["init_image"]), timeout=FORM_WAIT_MS)
         page.wait_for_function("window.wsdApp.initImage !== null", timeout=FORM_WAIT_MS)
@@ -177,6 +184,39 @@ def init_image_pixels(path: Path, flag: str = "--init-image"):
         raise UsageError(flag, path, f"not a readable image ({exc})") from None
 
 
+def lora_setting(value: str) -> tuple[Path, float]:
+    """`--lora FILE[:SCALE]` as (file, scale): the scale 0..2 as the page's slider offers (default 1)."""
+    from wsd.cliargs import UsageError
+
+    path, _, tail = value.rpartition(":")
+    try:
+        scale = float(tail) if path else 1.0
+    except ValueError:
+        path, scale = value, 1.0  # a colon in the file's name, no scale
+    path = Path(path or value)
+    if not (math.isfinite(scale) and 0 <= scale <= 2):
+        raise UsageError("--lora", value, "the scale after ':' must be between 0 and 2")
+    if not path.is_file():
+        raise UsageError("--lora", value, f"{path}: no such file")
+    return path, scale
+
+
+def check_lora(dist: Path, model: str, path: Path) -> None:
+    """The LoRA file against the build's LoRA table and weight shapes (wsd/lora.py, the rules the
+    page's lib/lora.js applies), before a browser starts."""
+    from wsd import lora
+    from wsd.cliargs import UsageError
+
+    folder = Path(dist) / model
+    manifest = json.loads((folder / "manifest.json").read_text())
+    cache = json.loads((folder / "tensor-cache.json").read_text())
+    shapes = {r["name"]: tuple(r["shape"]) for shard in cache["records"] for r in shard["records"]}
+    try:
+        lora.check(manifest.get("lora"), path, shapes)
+    except lora.LoraError as exc:
+        raise UsageError("--lora", path, str(exc).removeprefix(f"{path}: ")) from None
+
+
 def check_settings(dist: Path, model: str, settings: dict) -> None:
     """The page's own option checks (checkOptions in web/lib/pipeline.js: one copy of the rules)
     against the dist's manifest, run by node before any browser starts; a bad value is a
@@ -205,6 +245,8 @@ def check_settings(dist: Path, model: str, settings: dict) -> None:
                 f"is {shape['width']}x{shape['height']}; {model} makes {size}x{size} images: resize or crop it to that"
             )
             raise UsageError(FLAGS[flag], settings[key], why)
+    if settings.get("lora"):
+        check_lora(dist, model, settings["lora"][0])
     try:
         pagejs.call("pipeline.js", "checkOptions", options, manifest, timeout_s=30)
     except pagejs.PageError as exc:
@@ -271,6 +313,9 @@ def generate_on_dawn(dist: Path, model: str, settings: dict, out: Path, timeout_
             host = stack.enter_context(DawnHost(runtime_bundle(), timeout_s=timeout_s))
         runner = host.shared_runner()
         opened = runner.call("open", {"url": host.mount(folder)}, timeout_s=timeout_s)
+        path, scale = settings.get("lora") or (None, 1.0)  # a reused model may carry the last LoRA: set always
+        data = base64.b64encode(Path(path).read_bytes()).decode() if path else None
+        runner.call("setLora", {"data": data, "scale": scale, "name": Path(path).name if path else None})
         result = runner.call("generate", options, timeout_s=timeout_s)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,7 @@ COMPILER_SOURCES = (
     "faults.py",
     "kernels.py",
     "generation.py",
+    "lora.py",
     "weights.py",
     "passes/*.py",
     "models/*.py",
@@ -246,7 +247,7 @@ def _compile_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Pha
     import tvm
     from tvm import relax
 
-    from wsd import faults, generation, requirements, schedulers, wgsl
+    from wsd import faults, generation, lora, requirements, schedulers, wgsl
     from wsd import kernels as kernel_table
     from wsd import params as param_shards
     from wsd.capture import capture
@@ -353,6 +354,8 @@ def _compile_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Pha
             "sbom": bill,
             "entry_points": entry_records,
             "generation": generation.plan(spec, model, entry_records),
+            # which weights a LoRA file may change at run time, by the keys it may name them with
+            "lora": lora.layer_table(model, captured.torch_names),
             "wgsl": None
             if validation is None
             else {

@@ -18,6 +18,9 @@ from wsd.errors import BuildError
 class Captured:
     mod: object  # tvm.IRModule with one Relax function per entry point
     params: dict[str, list[tuple[str, np.ndarray]]] = field(default_factory=dict)  # entry -> named params
+    # entry -> each param's torch name in its folder component (`unet.conv_in.weight`), None for a
+    # buffer or constant: what a LoRA's keys name (wsd/lora.py)
+    torch_names: dict[str, list[str | None]] = field(default_factory=dict)
 
 
 # Non-strict export traces the wrappers as plain Python (torch >= 2.9's default): torch 2.7's
@@ -36,13 +39,14 @@ def export_entry(entry: EntryPoint, model):
     return export_with_sources(entry, model)[0]
 
 
-def export_with_sources(entry: EntryPoint, model):
-    """(ExportedProgram, state_dict key -> LazyWeight for parameters of shell components)."""
+def export_with_sources(entry: EntryPoint, model, module=None):
+    """(ExportedProgram, state_dict key -> LazyWeight for parameters of shell components);
+    `module`: the entry's wrapper when the caller made it already."""
     import torch
 
     from wsd.weights import sources_of
 
-    module = entry.wrapper(model)
+    module = entry.wrapper(model) if module is None else module
     sources = sources_of(module)  # empty when the components hold their weights
     with torch.no_grad():
         return torch.export.export(module, example_args(entry, model.spec), strict=STRICT), sources
@@ -164,16 +168,32 @@ def weight_of(exported, placeholder: str, sources: dict | None = None):
     raise BuildError(f"placeholder {placeholder!r} is not a parameter, buffer or constant of the exported program")
 
 
+def component_names(exported, module, model, placeholders: list[str]) -> list[str | None]:
+    """Each placeholder's parameter as its folder component names it: the wrapper's attribute
+    (`self.unet`, SDXL's `self.second`) replaced by the component's subfolder (`unet`, `text_encoder_2`)."""
+    parts = [(model.spec.unet.subfolder, model.unet), (model.spec.vae.subfolder, model.vae)]
+    parts += [(c.subfolder, enc) for c, enc in zip(model.spec.text_encoders, model.text_encoders, strict=True)]
+    owner = {attr: next((sub for sub, m in parts if m is child), None) for attr, child in module.named_children()}
+    targets = exported.graph_signature.inputs_to_parameters
+    out = []
+    for placeholder in placeholders:
+        attr, _, path = targets.get(placeholder, "").partition(".")
+        out.append(f"{owner[attr]}.{path}" if owner.get(attr) and path else None)
+    return out
+
+
 def capture(model, entries, echo=None) -> Captured:
     import tvm
 
     functions = {}
     out = Captured(mod=None)
     for entry in entries:
-        exported, sources = export_with_sources(entry, model)
+        module = entry.wrapper(model)
+        exported, sources = export_with_sources(entry, model, module)
         func, params = import_exported(entry.name, exported, sources=sources)
         functions[entry.name] = func
         out.params[entry.name] = params
+        out.torch_names[entry.name] = component_names(exported, module, model, [n for n, _ in params])
         if echo:
             echo(entry.name)
     out.mod = tvm.IRModule({tvm.ir.GlobalVar(n): f for n, f in functions.items()})

@@ -174,7 +174,7 @@ def _cmd_serve(args) -> int:
 
 
 def _cmd_generate(args) -> int:
-    from wsd.app import check_settings, generate, generate_on_dawn
+    from wsd.app import check_settings, generate, generate_on_dawn, lora_setting
 
     settings = {
         "prompt": args.prompt,
@@ -186,6 +186,7 @@ def _cmd_generate(args) -> int:
         "init_image": args.init_image,
         "strength": args.strength,
         "mask": args.mask,
+        "lora": lora_setting(args.lora) if args.lora else None,
     }
     for flag, value in (("--strength", args.strength), ("--mask", args.mask)):
         if value is not None and not args.init_image:
@@ -320,6 +321,12 @@ def main(argv: list[str] | None = None) -> int:
         help="0 < s <= 1, how far from the picture (img2img 0.8, inpainting 1)",
     )
     p.add_argument("--mask", default=None, help="inpainting models: white repaints (a picture of the image's size)")
+    p.add_argument(
+        "--lora",
+        default=None,
+        metavar="FILE[:SCALE]",
+        help="a LoRA .safetensors (diffusers/PEFT or kohya keys) merged at run time, at SCALE 0..2 (default 1)",
+    )
     p.add_argument("--out", default="image.png")
     p.add_argument("--timeout", type=cliargs.positive_seconds, default=900)
     p.add_argument(

@@ -49,3 +49,25 @@ class NativeModel:
         out = self.vm[entry](*args)
         outs = list(out) if not hasattr(out, "numpy") else [out]
         return [o.numpy() for o in outs]
+
+    def set_lora(self, path: Path | None, scale: float = 1.0) -> int:
+        """Merge the LoRA file at `path` into the weights at `scale` (wsd/lora.py), or with None
+        put the build's own weights back; returns how many weights it changed. Every merged weight
+        is made before any is swapped in: a LoRA that does not fit changes nothing."""
+        from wsd import lora
+        from wsd.params import load_shards
+
+        table = self.manifest.get("lora")
+        if table is None:
+            raise lora.LoraError(f"{self.dist}: built before LoRA support (no `lora` in its manifest): rebuild it")
+        if not hasattr(self, "_stored"):
+            self._stored, self._lora_params = load_shards(self.dist), set()
+        merged = lora.merged(table, self._stored, Path(path), scale) if path is not None else {}
+        prefixes = {e["params"]["prefix"]: name for name, e in self.manifest["entry_points"].items()}
+        for param in self._lora_params | set(merged):
+            prefix, _, index = param.rpartition("_")
+            stored = self._stored[param]
+            value = merged[param].astype(stored.dtype) if param in merged else stored
+            self.params[prefixes[prefix]][int(index)] = compat.tensor(np.ascontiguousarray(value), self.device)
+        self._lora_params = set(merged)
+        return len(merged)

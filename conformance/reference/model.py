@@ -53,6 +53,10 @@ class ReferenceModel:
 
     @cached_property
     def pipe(self):
+        return self.load()
+
+    def load(self):
+        """The folder's text-to-image pipeline, loaded anew."""
         import diffusers
         import torch
 
@@ -133,6 +137,16 @@ class ReferenceModel:
                 str(self.folder), torch_dtype=torch.float32, local_files_only=True, **extra
             )
         pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def with_lora(self, path: Path, scale: float, sampler: str):
+        """A fresh text-to-image pipeline of the folder with the LoRA file fused at `scale`, as
+        diffusers' docs show (`load_lora_weights`, then `fuse_lora(lora_scale=...)`); fresh, so the
+        other cases' pipeline never sees the LoRA."""
+        pipe = self.load()
+        pipe.load_lora_weights(str(Path(path).parent), weight_name=Path(path).name)
+        pipe.fuse_lora(lora_scale=scale)
+        pipe.scheduler = self.sampler(sampler)
         return pipe
 
     def img2img_with_sampler(self, name: str):

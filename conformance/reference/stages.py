@@ -195,7 +195,10 @@ def pipeline(ref, inputs, params) -> dict:
     if "start" in inputs:
         return img2img(ref, inputs, params)
 
-    pipe = ref.with_sampler(params["scheduler"])
+    if "lora" in inputs:
+        pipe = ref.with_lora(inputs["lora"]["path"], inputs["lora"]["scale"], params["scheduler"])
+    else:
+        pipe = ref.with_sampler(params["scheduler"])
     # the stochastic samplers draw their per-step noise from the pipeline's generator
     generator = torch.Generator().manual_seed(int(inputs["seed"])) if params.get("step_noise") else None
     # the page's empty negative prompt is diffusers' None (SDXL: zeros where its config says); the

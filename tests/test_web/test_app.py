@@ -193,6 +193,56 @@ def test_img2img_starts_from_a_chosen_file_as_the_native_loop_does(app_page, tmp
     assert compare(want.astype(np.float64), got.astype(np.float64))["psnr"] >= 40.0
 
 
+def test_a_lora_is_merged_switched_and_removed_as_the_native_loop_does(app_page, tmp_path, tiny_folder, sdxl_lora):
+    """The LoRA picker (what `wsd generate --lora FILE:SCALE` fills): the page merges the file into
+    the open model's weights, equal to the native module with the same LoRA (the numeric check
+    against diffusers' fuse_lora is the gate's lora case); removing it gives back the build's own
+    image exactly; a LoRA of another model is named and changes nothing."""
+    from PIL import Image
+
+    from conformance.backends import NativeBackend
+    from conformance.metrics import compare
+    from conformance.reference.lora import make_lora
+    from wsd.build import BuildOptions, build
+    from wsd.errors import WsdError
+
+    path = make_lora(tiny_folder, tmp_path / "lora", seed=0)
+    run_generation(app_page, SETTINGS, 600)
+    own = pixels(canvas_png(app_page))
+    try:
+        run_generation(app_page, {**SETTINGS, "lora": (path, 0.7)}, 600)
+        got = pixels(canvas_png(app_page))
+        assert app_page.evaluate("window.wsdApp.lora")["layers"] > 20
+        E2E.mkdir(parents=True, exist_ok=True)
+        app_page.screenshot(path=str(E2E / "app-lora.png"), full_page=True)
+        with pytest.raises(WsdError, match=r"WSD_LORA: .*names no layer this model lets a LoRA change"):
+            run_generation(app_page, {**SETTINGS, "lora": (sdxl_lora, 1.0)}, 600)
+    finally:
+        app_page.click("#lora-clear")
+    run_generation(app_page, SETTINGS, 600)
+    np.testing.assert_array_equal(pixels(canvas_png(app_page)), own)  # the build's own weights, bit for bit
+
+    native = NativeBackend(
+        build(BuildOptions("sd15-tiny", random_init=True, target="llvm"), tmp_path / "n", progress=False).out
+    )
+    native.set_lora(path, 0.7)
+    want = native.generate(SETTINGS["prompt"], SETTINGS["negative"], 4, 7.5, "dpm-solver++", seed=1)["image"]
+    assert compare(want.astype(np.float64), got.astype(np.float64))["psnr"] >= 40.0
+    assert compare(own.astype(np.float64), got.astype(np.float64))["psnr"] < 30.0  # the LoRA shows
+    Image.fromarray(got).save(tmp_path / "with-lora.png")
+
+
+@pytest.fixture(scope="module")
+def sdxl_lora(tmp_path_factory):
+    """A LoRA made for sdxl-tiny: its layers are not sd15-tiny's."""
+    from conformance.reference.lora import make_lora
+    from wsd import models
+    from wsd.build import random_folder
+
+    folder = random_folder(models.get("sdxl-tiny"), 0, echo=lambda *_: None)
+    return make_lora(folder, tmp_path_factory.mktemp("sdxl-lora"), seed=0)
+
+
 def test_reload_offline_still_generates(app_page):
     run_generation(app_page, SHORT, 600)
     before = pixels(canvas_png(app_page))

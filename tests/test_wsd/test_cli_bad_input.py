@@ -213,3 +213,31 @@ def test_generate_refuses_a_strength_that_leaves_no_step(dist, pictures):
 
 def test_generate_refuses_strength_without_an_image(dist):
     refused(wsd_cli.main, generate(dist, "--strength", "0.5"), "--strength")
+
+
+@pytest.fixture(scope="module")
+def loras(tmp_path_factory):
+    """A LoRA of sdxl-tiny (its layers are not sd15-tiny's) and a file that is not one."""
+    from conformance.reference.lora import make_lora
+    from wsd import models
+    from wsd.build import random_folder
+
+    folder = tmp_path_factory.mktemp("loras")
+    sdxl = random_folder(models.get("sdxl-tiny"), 0, echo=lambda *_: None)
+    (folder / "text.safetensors").write_text("not a LoRA")
+    return {"sdxl": make_lora(sdxl, folder / "sdxl", seed=0), "text": folder / "text.safetensors"}
+
+
+@pytest.mark.parametrize(
+    ("which", "scale", "says"),
+    [
+        ("sdxl", "", "names no layer this model lets a LoRA change"),
+        ("text", ":0.5", "not a safetensors LoRA file"),
+        ("missing", "", "no such file"),
+        ("sdxl", ":3", "between 0 and 2"),
+        ("sdxl", ":nan", "between 0 and 2"),
+    ],
+)
+def test_generate_refuses_a_lora_that_does_not_fit_before_any_browser(dist, loras, which, scale, says):
+    path = loras.get(which, loras["text"].parent / "missing.safetensors")
+    assert says in refused(wsd_cli.main, generate(dist, "--lora", f"{path}{scale}"), "--lora")

@@ -18,6 +18,8 @@ let busy = false;
 let initImage = null; // {width, height, rgba}: img2img's start image, as the file's own pixels
 let initBitmap = null; // the same picture, to draw under the mask
 let mask = null; // a canvas of the image's size: white where an inpainting model repaints
+let lora = null; // {name, bytes}: the chosen LoRA file
+let loraApplied = null; // {name, scale} of the LoRA merged into the open model's weights, or null
 
 // The chosen picture's pixels, unscaled and without colour conversion (the gate feeds the encoder
 // PIL's pixels of the same file); one of another size than the model's is refused at Generate.
@@ -147,6 +149,48 @@ function wireInitImage() {
   });
 }
 
+// The open model's weights follow the chosen LoRA and scale: merged (or restored) only when they
+// changed since the last generation (lib/session.js setLora keeps the build's weights to return to).
+async function syncLora() {
+  const want = lora ? { name: lora.name, scale: Number($("lora-scale").value) } : null;
+  if (JSON.stringify(want) === JSON.stringify(loraApplied)) return;
+  status(want ? `merging LoRA ${want.name} at ${want.scale}` : "removing LoRA");
+  const changed = await session.setLora(lora ? lora.bytes : null, want ? want.scale : 1, want?.name);
+  loraApplied = want;
+  window.wsdApp.lora = want && { ...want, weights: changed.weights, layers: changed.layers };
+  if (want) $("lora-hint").textContent = `${want.name}: ${changed.layers} layers of this model`;
+}
+
+function clearLora() {
+  lora = null;
+  $("lora-file").value = "";
+  $("lora-row").hidden = true;
+  $("lora-hint").textContent = "A .safetensors LoRA for this model (diffusers/PEFT or kohya keys), merged into the loaded weights: no rebuild.";
+}
+
+function wireLora() {
+  $("lora-file").onchange = async () => {
+    const file = $("lora-file").files[0];
+    if (!file) return;
+    clearError();
+    lora = { name: file.name, bytes: new Uint8Array(await file.arrayBuffer()) };
+    $("lora-row").hidden = false;
+    try {
+      await syncLora(); // at once: a LoRA that does not fit is named now, not at Generate
+      status(`LoRA ${file.name} merged at ${$("lora-scale").value}`);
+    } catch (err) {
+      clearLora();
+      window.wsdApp.lora = null;
+      showError(err);
+    }
+  };
+  $("lora-scale").oninput = () => ($("lora-scale-value").textContent = $("lora-scale").value);
+  $("lora-clear").onclick = () => {
+    clearLora();
+    syncLora().then(() => status("LoRA removed"), showError);
+  };
+}
+
 function status(text, fraction) {
   $("status").textContent = text;
   if (fraction !== undefined) $("progress").value = fraction;
@@ -208,6 +252,7 @@ async function openModel(name) {
     reuse: session,
     onProgress: (p) => status(p.text, p.fraction),
   });
+  loraApplied = null; // the weights are the build's own after an open; the chosen LoRA is merged at Generate
   fillOptions();
   // an inpainting model takes a mask beside its start image (and needs both)
   $("mask-row").hidden = !session.manifest.generation?.inpaint;
@@ -248,6 +293,7 @@ async function onGenerate(event) {
   clearError();
   try {
     const options = checkOptions(optionsFromForm(), session.manifest);
+    await syncLora();
     const image = await generate(session, options, {
       onProgress: (p) => {
         const rate = p.itPerSec ? `, ${p.itPerSec.toFixed(2)} it/s` : "";
@@ -275,10 +321,11 @@ async function onGenerate(event) {
 }
 
 async function start() {
-  window.wsdApp = { generations: 0, memory: () => (session ? session.memory() : null), lastError: null, initImage: null, maskImage: null, maskCoverage };
+  window.wsdApp = { generations: 0, memory: () => (session ? session.memory() : null), lastError: null, initImage: null, maskImage: null, lora: null, maskCoverage };
   $("form").addEventListener("submit", onGenerate);
   wireInitImage();
   wireMaskBrush();
+  wireLora();
   if ("serviceWorker" in navigator) {
     try {
       await navigator.serviceWorker.register("/sw.js");

@@ -50,6 +50,10 @@ const ADVICE = {
     title: "The settings are not valid",
     advice: "Change the highlighted setting and try again.",
   },
+  WSD_LORA: {
+    title: "This LoRA does not fit the model",
+    advice: "Pick a LoRA made for this model's family (SD 1.5 or SDXL) in the diffusers/PEFT or kohya safetensors layout; the message names the key or layer that does not fit.",
+  },
   WSD_SHADER: {
     title: "The GPU refused a shader",
     advice: "Report this with the error text: the compiler produced WGSL this browser rejects.",

@@ -10,6 +10,7 @@
 //   bench({entry, inputs, repeat, flushEvery}) -> wall ms per call, and per-kernel GPU ms when opened with {profile: true}
 //   tokenize({prompts, index}) -> the page's CLIP tokenizer (the build's index-th) on its vocabulary
 //   generate(options)        -> prompt to image (lib/pipeline.js), image and latents as base64
+//   setLora({data, scale, name}) -> a LoRA file (base64 safetensors) merged into the open model; data null: none
 //   memory()                 -> GPU buffers and bytes the runtime holds
 // Errors are Error objects whose message starts with a stable code ("WSD_NO_WEBGPU: ...").
 import { WsdError } from "./errors.js";
@@ -123,6 +124,11 @@ export function createRemote({ onStatus = () => {}, sessionOptions = {} } = {}) 
     };
   }
 
+  function setLora(spec) {
+    const file = spec.data ? decodeBase64(spec.data) : null;
+    return requireSession().setLora(file, spec.scale ?? 1, spec.name || "LoRA file");
+  }
+
   function memory() {
     return requireSession().memory();
   }
@@ -183,5 +189,5 @@ export function createRemote({ onStatus = () => {}, sessionOptions = {} } = {}) 
     }
   }
 
-  return { adapterInfo, runModule, open, run, runKernels, runChain, bench, tokenize, generate, memory };
+  return { adapterInfo, runModule, open, run, runKernels, runChain, bench, tokenize, generate, setLora, memory };
 }

@@ -6,6 +6,7 @@ import { fetchManifest, folderUrl, loadSamplerTable, loadTokenizers, stepChoices
 import { WsdError } from "./errors.js";
 import { createDevice, describeAdapter, diagnoseShaders, requestAdapter } from "./gpu.js";
 import { VerifiedStore } from "./integrity.js";
+import { floatToHalf, halfToFloat, mergeLayer, parseSafetensors, planLora } from "./lora.js";
 import { KernelProfiler } from "./profile.js";
 import { DEFAULT_FLUSH_EVERY, SubmissionPacer } from "./pacing.js";
 import { hostArray, rawBytes } from "./tensors.js";
@@ -142,6 +143,8 @@ export class ModelSession {
       for (const params of this.params.values()) params.dispose();
       this.params.clear();
       this.tvm.tensorCacheClear();
+      this.lora = null;
+      this.loraParams = [];
       this.base = base;
       this.manifest = manifest;
       this.store = new VerifiedStore(base, manifest, this.options.store || {});
@@ -151,6 +154,57 @@ export class ModelSession {
       await this.loadWeights(progress);
       this.timings = { ...this.timings, params_ms: performance.now() - t0, reused: true };
     });
+  }
+
+  // A LoRA file (bytes) merged into the open model's weights at `scale` (lib/lora.js), or, with
+  // null, the build's own weights again; switchable between generations, nothing else reloads.
+  // Every merged weight is computed before any is written: a LoRA that does not fit changes nothing.
+  setLora(file, scale = 1, source = "LoRA file") {
+    return this.exclusive(async () => {
+      const changes = file ? planLora(this.manifest.lora, parseSafetensors(file, source), source) : [];
+      const records = await this.paramRecords();
+      const merged = new Map();
+      for (const change of changes) {
+        for (const param of change.params) {
+          const rec = records.get(param);
+          const raw = await this.storedParam(rec);
+          const base = rec.dtype === "float16" ? halfToFloat(new Uint16Array(raw.buffer)) : new Float32Array(raw.buffer);
+          const values = mergeLayer(base, rec.shape, change, scale, source);
+          merged.set(param, rec.dtype === "float16" ? floatToHalf(values) : values);
+        }
+      }
+      for (const param of new Set([...(this.loraParams || []), ...merged.keys()])) {
+        const update = merged.get(param);
+        this.writeParam(param, update ? new Uint8Array(update.buffer) : await this.storedParam(records.get(param)));
+      }
+      this.loraParams = [...merged.keys()];
+      this.lora = file ? { source, scale, layers: changes.length } : null;
+      return { layers: changes.length, weights: merged.size };
+    });
+  }
+
+  async paramRecords() {
+    const cache = await this.store.json("tensor-cache.json");
+    const out = new Map();
+    for (const shard of cache.records) for (const rec of shard.records) out.set(rec.name, { ...rec, dataPath: shard.dataPath });
+    return out;
+  }
+
+  // A weight's bytes as the build stored them (a copy, aligned for a typed array over it)
+  async storedParam(rec) {
+    const shard = await this.store.bytes(rec.dataPath);
+    return shard.slice(rec.byteOffset, rec.byteOffset + rec.nbytes);
+  }
+
+  writeParam(name, bytes) {
+    const cut = name.lastIndexOf("_");
+    const entry = Object.keys(this.manifest.entry_points).find((e) => this.manifest.entry_points[e].params.prefix === name.slice(0, cut));
+    this.tvm.beginScope();
+    try {
+      this.params.get(entry).get(Number(name.slice(cut + 1))).copyFromRawBytes(bytes);
+    } finally {
+      this.tvm.endScope();
+    }
   }
 
   // Calls run one at a time: tvmjs scopes are a stack, so runs must not interleave.

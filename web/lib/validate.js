@@ -51,7 +51,20 @@ export function checkManifest(m, file = "manifest.json") {
     for (const s of m.schedulers) need(isShape(m.scheduler_steps[s], 1) && m.scheduler_steps[s].length > 0, file, `scheduler_steps.${s} must be a list of step counts`);
   }
   if ("generation" in m) checkGeneration(m, file);
+  if ("lora" in m) checkLoraTable(m, file);
   return m;
+}
+
+// Which weights a LoRA may change (wsd/lora.py): layers by name, the keys naming them, their params.
+function checkLoraTable(m, file) {
+  const t = m.lora;
+  need(isObj(t) && typeof t.targets === "string" && Array.isArray(t.layers), file, '"lora" must be {targets, layers}');
+  const isNames = (v) => Array.isArray(v) && v.every((s) => typeof s === "string");
+  const prefixes = new Set(Object.values(m.entry_points).map((e) => e.params.prefix));
+  for (const [i, layer] of t.layers.entries()) {
+    need(isObj(layer) && typeof layer.name === "string" && isNames(layer.keys) && layer.keys.length > 0 && isNames(layer.params), file, `lora.layers[${i}] must be {name, keys, params}`);
+    for (const p of layer.params) need(prefixes.has(p.slice(0, p.lastIndexOf("_"))), file, `lora.layers[${i}].params: ${p} is no entry point's weight`);
+  }
 }
 
 // The generation loop's plan (wsd/generation.py): tokenizers, entry points, constants.
