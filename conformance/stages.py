@@ -141,7 +141,9 @@ def _unet_inputs(ctx, params):
     out = {}
     for t in entry.inputs(ctx.spec):
         value = known.get(t.name)
-        data = rng.standard_normal(t.shape) if value is None else np.asarray(value).reshape(t.shape)
+        # the time ids' [uncond, cond] rows, or the first alone for a UNet without a CFG batch (LCM)
+        data = rng.standard_normal(t.shape) if value is None else np.ravel(value)[: int(np.prod(t.shape))]
+        data = np.reshape(data, t.shape)
         out[t.name] = np.asarray(data, t.dtype)
     return out
 

@@ -26,7 +26,23 @@ def _with(spec, **changes):
 
 
 # the folders of other model kinds (tests/test_conformance/test_model_kinds.py)
-KINDS = ("inpaint", "sdxl-inpaint", "lcm")
+KINDS = ("inpaint", "sdxl-inpaint", "lcm", "sdxl-lcm")
+
+# LCMScheduler's config as LCM-distilled folders (LCM's own, LCM-SDXL) ship it
+LCM_SCHEDULER = {
+    "_class_name": "LCMScheduler",
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "original_inference_steps": 50,
+    "prediction_type": "epsilon",
+    "set_alpha_to_one": True,
+    "steps_offset": 1,
+    "timestep_spacing": "leading",
+    "timestep_scaling": 10.0,
+    "clip_sample": False,
+}
 
 
 def variants() -> dict:
@@ -46,26 +62,12 @@ def variants() -> dict:
         # an LCM-distilled UNet (LatentConsistencyModelPipeline): guidance as an embedding of
         # time_cond_proj_dim, no CFG batch, LCMScheduler as LCM folders ship it
         "lcm": _with(
-            dataclasses.replace(
-                tiny,
-                pipeline_class="LatentConsistencyModelPipeline",
-                scheduler_config={
-                    "_class_name": "LCMScheduler",
-                    "beta_start": 0.00085,
-                    "beta_end": 0.012,
-                    "beta_schedule": "scaled_linear",
-                    "num_train_timesteps": 1000,
-                    "original_inference_steps": 50,
-                    "prediction_type": "epsilon",
-                    "set_alpha_to_one": True,
-                    "steps_offset": 1,
-                    "timestep_spacing": "leading",
-                    "timestep_scaling": 10.0,
-                    "clip_sample": False,
-                },
-            ),
+            dataclasses.replace(tiny, pipeline_class="LatentConsistencyModelPipeline", scheduler_config=LCM_SCHEDULER),
             unet={"time_cond_proj_dim": 32},
         ),
+        # LCM-SDXL as it ships: StableDiffusionXLPipeline, LCMScheduler, a UNet with time_cond_proj_dim
+        # (the pipeline embeds guidance and runs the prompt alone, pooled embeddings and time ids too)
+        "sdxl-lcm": _with(dataclasses.replace(xl, scheduler_config=LCM_SCHEDULER), unet={"time_cond_proj_dim": 32}),
         # SDXL-family: a wider second encoder (48) with its own projection width (40), so the
         # UNet's cross-attention (32 + 48) and added-conditioning input (6 x 16 + 40) differ too
         "sdxl-wide-second": _with(

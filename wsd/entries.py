@@ -114,6 +114,8 @@ def sdxl_unet_wrapper(model: LoadedModel):
     """SDXL's UNet with guidance inside: pooled embeddings and time ids come batched [uncond, cond]."""
     torch = _torch()
     unet = model.unet
+    if model.spec.guidance_embedding:
+        return lcm_unet_wrapper(model)
 
     class GuidedUNetXL(torch.nn.Module):
         def __init__(self):
@@ -159,7 +161,8 @@ def guidance_embedding(torch, guidance_scale, width: int, offset: float = 1.0):
 
 
 def lcm_unet_wrapper(model: LoadedModel):
-    """An LCM-distilled UNet: guidance goes in as an embedding, the prompt alone (no CFG batch)."""
+    """An LCM-distilled UNet: guidance goes in as an embedding, the prompt alone (no CFG batch);
+    SDXL's pooled embeddings and time ids for the prompt alone too."""
     torch = _torch()
     unet, width = model.unet, model.spec.guidance_embedding
 
@@ -170,12 +173,20 @@ def lcm_unet_wrapper(model: LoadedModel):
             super().__init__()
             self.unet = unet
 
-        def forward(self, latents, timestep, text_embeddings, guidance_scale):
+        def predict(self, latents, timestep, text_embeddings, guidance_scale, **conditioning):
             cond = guidance_embedding(torch, guidance_scale, width, self.offset)
             t = timestep.reshape(1)
-            return self.unet(latents, t, text_embeddings, timestep_cond=cond, return_dict=False)[0]
+            return self.unet(latents, t, text_embeddings, timestep_cond=cond, return_dict=False, **conditioning)[0]
 
-    return GuidanceEmbeddedUNet().eval()
+        def forward(self, latents, timestep, text_embeddings, guidance_scale):
+            return self.predict(latents, timestep, text_embeddings, guidance_scale)
+
+    class GuidanceEmbeddedUNetXL(GuidanceEmbeddedUNet):
+        def forward(self, latents, timestep, text_embeddings, pooled_embeddings, time_ids, guidance_scale):
+            added = {"text_embeds": pooled_embeddings, "time_ids": time_ids}
+            return self.predict(latents, timestep, text_embeddings, guidance_scale, added_cond_kwargs=added)
+
+    return (GuidanceEmbeddedUNetXL if model.spec.family == "sdxl" else GuidanceEmbeddedUNet)().eval()
 
 
 def unet_wrapper(model: LoadedModel):
@@ -372,9 +383,9 @@ SDXL_ENTRIES = (
         lambda s: (
             _latents(s),
             TensorSpec("timestep", (), "float32"),
-            TensorSpec("text_embeddings", (2, s.max_tokens, s.text_hidden), "float32"),
-            TensorSpec("pooled_embeddings", (2, _pooled_width(s)), "float32"),
-            TensorSpec("time_ids", (2, 6), "float32"),
+            TensorSpec("text_embeddings", (_text_batch(s), s.max_tokens, s.text_hidden), "float32"),
+            TensorSpec("pooled_embeddings", (_text_batch(s), _pooled_width(s)), "float32"),
+            TensorSpec("time_ids", (_text_batch(s), 6), "float32"),
             *_inpaint_inputs(s),
             TensorSpec("guidance_scale", (), "float32"),
         ),

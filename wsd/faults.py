@@ -201,6 +201,8 @@ def _lora_table_q_as_k(model, named):
     table = _ORIGINALS[("wsd.lora", "layer_table")](model, named)
     rows = {row["name"]: row for row in table["layers"]}
     for name, row in rows.items():
+        if ".attn1." not in name and ".self_attn." not in name:
+            continue  # self-attention only, whose query and key weights have one shape: wrong numbers, no error
         for q, k in ((".to_q", ".to_k"), (".q_proj", ".k_proj")):
             other = rows.get(name.removesuffix(q) + k) if name.endswith(q) else None
             if other:

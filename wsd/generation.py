@@ -35,7 +35,8 @@ def plan(spec, model, entries: dict) -> dict:
         tokenizers.append({"path": sub, "pad": pad, "max_length": spec.max_tokens})
     constants = {}
     if spec.family == "sdxl":
-        constants["time_ids"] = {"shape": [2, 6], "dtype": "float32", "data": time_ids(spec.image_size)}
+        rows = 1 if spec.guidance_embedding else 2  # [uncond, cond], or the prompt's alone (LCM)
+        constants["time_ids"] = {"shape": [rows, 6], "dtype": "float32", "data": time_ids(spec.image_size)[: 6 * rows]}
     out = {
         "text": {
             "entry": "clip",

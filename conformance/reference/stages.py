@@ -53,24 +53,26 @@ def unet(ref, inputs: dict, params) -> dict:
 
     latents, t = _t(inputs["latents"]), _t(inputs["timestep"])
     guidance = float(inputs["guidance_scale"])
-    added = [None, None]
-    if ref.sdxl:
-        time_ids = ref.add_time_ids()
-        pooled_uncond, pooled_cond = _t(inputs["pooled_embeddings"]).chunk(2)
-        added = [{"text_embeds": p, "time_ids": time_ids} for p in (pooled_uncond, pooled_cond)]
-
+    time_ids = ref.add_time_ids() if ref.sdxl else None
     if "mask" in inputs:  # an inpainting UNet: latents, mask and masked image latents along the channels
         latents = torch.cat([latents, _t(inputs["mask"]), _t(inputs["masked_image_latents"])], dim=1)
-    if ref.pipe.unet.config.time_cond_proj_dim is not None:  # LCM-distilled: the LCM pipeline's own call
+    if ref.pipe.unet.config.time_cond_proj_dim is not None:  # LCM-distilled: the pipeline embeds guidance
         width = ref.pipe.unet.config.time_cond_proj_dim
         w_embedding = ref.pipe.get_guidance_scale_embedding(torch.tensor(guidance - 1).repeat(1), embedding_dim=width)
+        extra = {}
+        if ref.sdxl:  # the prompt's pooled embeddings and time ids alone: no CFG batch
+            extra["added_cond_kwargs"] = {"text_embeds": _t(inputs["pooled_embeddings"]), "time_ids": time_ids}
         with torch.no_grad():
             embeddings = _t(inputs["text_embeddings"])
             noise_pred = ref.pipe.unet(
-                latents, t, timestep_cond=w_embedding, encoder_hidden_states=embeddings, return_dict=False
+                latents, t, timestep_cond=w_embedding, encoder_hidden_states=embeddings, return_dict=False, **extra
             )[0]
         return {"noise_pred": noise_pred.numpy()}
 
+    added = [None, None]
+    if ref.sdxl:
+        pooled_uncond, pooled_cond = _t(inputs["pooled_embeddings"]).chunk(2)
+        added = [{"text_embeds": p, "time_ids": time_ids} for p in (pooled_uncond, pooled_cond)]
     uncond, cond = _t(inputs["text_embeddings"]).chunk(2)
 
     def predict(embeddings, added_cond):

@@ -194,3 +194,14 @@ def test_generate_refuses_what_an_lcm_model_has_no_reference_for(made, tmp_path)
         timeout=300,
     )
     assert proc.returncode == 2 and "--init-image" in proc.stderr and "not supported" in proc.stderr, proc.stderr
+
+
+def test_an_lcm_sdxl_folder_passes_against_its_sdxl_pipeline(made, tmp_path):
+    """LCM-SDXL as it ships (StableDiffusionXLPipeline, LCMScheduler, a UNet with time_cond_proj_dim):
+    guidance embedded, the prompt's embeddings, pooled embeddings and time ids alone. Natively against
+    from_pretrained(folder) (the WebGPU figures: benchmarks/results/gate-sdxl-lcm-webgpu-2026-12-06.json)."""
+    proc, summary = gate_run(made["sdxl-lcm"], tmp_path / "r", "--backend", "native", "-k", "unet or pipeline")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    stages = {r["stage"] for r in summary["stages"]}
+    assert {"unet/t981-g7.5", "unet/t500-g0", "pipeline/lcm-4"} <= stages
+    assert not any(s.startswith(("pipeline/dpm", "pipeline/img2img", "pipeline/lora")) for s in stages)

@@ -127,3 +127,27 @@ def test_generate_over_dawn_equals_diffusers(host, tiny_dist, tmp_path, tiny_fol
     want = diffusers_ref.image(tiny_folder, manifest, {**settings, "scheduler": manifest["default_scheduler"]})
     assert got.shape == (64, 64, 3) and got.std() > 5
     assert compare(want, got)["psnr"] >= 40.0
+
+
+@pytest.mark.e2e
+def test_generate_over_dawn_takes_a_lora_and_lets_it_go(host, tiny_dist, tmp_path, tiny_folder):
+    """`wsd generate --backend dawn --lora FILE:SCALE`: the LoRA changes the image, and the next
+    generation without it (the runner keeps the model open) is the build's own again, exactly. The
+    merge's numbers are the gate's lora case (against diffusers' fuse_lora)."""
+    import numpy as np
+    from PIL import Image
+
+    from conformance.metrics import compare
+    from conformance.reference.lora import make_lora
+    from wsd.app import generate_on_dawn
+
+    settings = {"prompt": "a red cube on a table", "negative": "", "steps": 2, "seed": 5, "guidance": 7.5}
+    lora = make_lora(tiny_folder, tmp_path / "lora", seed=1)
+    images = []
+    for name, extra in (("own", {}), ("lora", {"lora": (lora, 0.8)}), ("again", {})):
+        out = tmp_path / f"{name}.png"
+        generate_on_dawn(tiny_dist, "sd15-tiny", {**settings, **extra}, out, timeout_s=600, host=host)
+        images.append(np.asarray(Image.open(out).convert("RGB")).astype(np.float64))
+    own, with_lora, again = images
+    np.testing.assert_array_equal(again, own)
+    assert compare(own, with_lora)["psnr"] < 30.0

@@ -53,13 +53,6 @@ REFUSED = [
     ("unet/config.json", {"cross_attention_dim": 48}, [], "cross_attention_dim is 48; supported: 32, the text width"),
     ("unet/config.json", {"in_channels": 9}, [], "in_channels is 9; supported: 4, the VAE's latent_channels"),
     ("unet/config.json", {"addition_embed_type": "text_time"}, [], "addition_embed_type is 'text_time'"),
-    (
-        "unet/config.json",
-        {"time_cond_proj_dim": 256},
-        [],
-        "time_cond_proj_dim is 256; supported: None for family sd15 (a guidance-embedded UNet needs "
-        "model_index.json's _class_name LatentConsistencyModelPipeline)",
-    ),
     ("unet/config.json", {"sample_size": 0}, [], "sample_size is 0; supported: a positive integer"),
     ("text_encoder/config.json", {"architectures": ["T5EncoderModel"]}, [], "architectures is ['T5EncoderModel']"),
     ("vae/config.json", {"latent_channels": ...}, [], "required key 'latent_channels' is missing"),

@@ -31,6 +31,9 @@ PIPELINE_FAMILIES = {
 # pipeline runs LCMScheduler alone (its loop reads LCM's `denoised`), at LCM's default guidance.
 LCM_PIPELINE = "LatentConsistencyModelPipeline"
 LCM_DEFAULT_GUIDANCE = 8.5
+# the pipelines that embed guidance for such a UNet (`time_cond_proj_dim`) instead of a CFG batch:
+# LCM's own, and the text-to-image ones (LCM-SDXL ships as StableDiffusionXLPipeline + LCMScheduler)
+GUIDANCE_EMBEDDING_PIPELINES = (LCM_PIPELINE, "StableDiffusionPipeline", "StableDiffusionXLPipeline")
 # the pipelines whose UNet takes the mask and the masked image's latents beside the latents
 INPAINT_PIPELINES = {"sd15": "StableDiffusionInpaintPipeline", "sdxl": "StableDiffusionXLInpaintPipeline"}
 UNSUPPORTED_UNET_KEYS = {  # UNet options whose conditioning our entry points do not feed
@@ -129,12 +132,13 @@ def spec_from_folder(
 
     for key, allowed in UNSUPPORTED_UNET_KEYS.items():
         allowed = preset.unet.config.get(key, allowed)
-        if key == "time_cond_proj_dim" and pipeline == LCM_PIPELINE:
+        if key == "time_cond_proj_dim" and uc.get(key) is not None and pipeline in GUIDANCE_EMBEDDING_PIPELINES:
             _positive_int(unet_path, key, uc.get(key))  # LCM's guidance embedding width
         elif uc.get(key) != allowed:
             why = f"{allowed} for family {preset.family}"
             if key == "time_cond_proj_dim":
-                why += f" (a guidance-embedded UNet needs model_index.json's _class_name {LCM_PIPELINE})"
+                pipelines = ", ".join(GUIDANCE_EMBEDDING_PIPELINES)
+                why += f" (a guidance-embedded UNet needs model_index.json's _class_name one of {pipelines})"
             raise _fail(unet_path, key, uc.get(key), why)
     if preset.unet.config.get("addition_embed_type") == "text_time":
         _check_text_time(uc, unet_path, encoders[-1])
@@ -194,7 +198,7 @@ def spec_from_folder(
         text_encoders=tuple(c for c, _ in encoders),
         scheduler_config=sched,
         pipeline_class=pipeline,
-        **_lcm_settings(preset) if pipeline == LCM_PIPELINE else {},
+        **_lcm_settings(preset) if uc.get("time_cond_proj_dim") is not None else {},
     )
 
 
