@@ -2,11 +2,11 @@
 // reload with the network off still starts. Network first (a rebuilt model is never served
 // stale); the cached copy only when the network fails. Model files themselves are cached by
 // lib/integrity.js under versioned keys, checked against the manifest on every read.
-const SHELL = "wsd-shell-v5"; // bump when FILES changes, so an installed worker refreshes
+const SHELL = "wsd-shell-v6"; // bump when FILES changes, so an installed worker refreshes
 const FILES = ["/", "/app.js", "/app.css", "/sw.js", "/tvmjs.bundle.js", "/models/index.json",
   "/lib/errors.js", "/lib/gpu.js", "/lib/integrity.js", "/lib/pipeline.js", "/lib/session.js", "/lib/tokenizer.js",
   "/lib/validate.js", "/lib/profile.js", "/lib/pacing.js", "/lib/remote.js", "/lib/assets.js", "/lib/tensors.js",
-  "/lib/probes.js"];
+  "/lib/probes.js", "/lib/lora.js"];
 
 self.addEventListener("install", (event) =>
   event.waitUntil(caches.open(SHELL).then((cache) => cache.addAll(FILES)).then(() => self.skipWaiting()))
