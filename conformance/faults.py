@@ -251,6 +251,21 @@ def swapped_time_ids(dist: Path, work: Path) -> Path:
     return out
 
 
+def lora_misrouted(dist: Path, work: Path) -> Path:
+    """The manifest's LoRA table with each self-attention's query and key weights swapped (one shape,
+    so the merge goes through with wrong numbers): a LoRA's query matrices land on the key weights."""
+    out = copy_dist(dist, work / "lora-misrouted")
+    table = manifests.load(out)["lora"]
+    rows = {row["name"]: row for row in table["layers"]}
+    for name, row in rows.items():
+        for q, k in ((".attn1.to_q", ".attn1.to_k"), (".self_attn.q_proj", ".self_attn.k_proj")):
+            other = rows.get(name.removesuffix(q) + k) if name.endswith(q) else None
+            if other:
+                row["params"], other["params"] = other["params"], row["params"]
+    manifests.resign(out, lora=table)
+    return out
+
+
 def wrong_tokenizer_merge(dist: Path, work: Path) -> Path:
     out = copy_dist(dist, work / "wrong-tokenizer-merge")
     path = out / "tokenizer" / "merges.txt"
@@ -444,7 +459,7 @@ FAULTS: tuple[Fault, ...] = (
         "lora-misrouted",
         "pipeline/lora-dpm-solver++-4",
         "a LoRA's query matrices merged into the key weights and back (the manifest's LoRA table misrouted)",
-        Rebuilt("unet"),
+        lora_misrouted,
     ),
     Fault(
         "last-hidden-state",

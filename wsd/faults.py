@@ -41,8 +41,6 @@ SHARED_CODE_FAULTS = {
     "loader-drops-steps-offset": ("wsd.models.folder", "load", "_load_without_steps_offset"),
     # the folder loader reads prediction_type the other way round (epsilon <-> v_prediction)
     "prediction-swapped": ("wsd.models.folder", "load", "_load_with_prediction_swapped"),
-    # the manifest's LoRA table routes each attention's query LoRA onto its key weights and back
-    "lora-misrouted": ("wsd.lora", "layer_table", "_lora_table_q_as_k"),
 }
 KINDS = ("dropped-bias", "wrong-guidance-scale", *CAPTURE_FAULTS, *SHARED_CODE_FAULTS)
 
@@ -195,19 +193,6 @@ def _load_with_prediction_swapped(spec, folder, weights: bool = True):
         "prediction_type": {"epsilon": "v_prediction"}.get(was, "epsilon"),
     }
     return model
-
-
-def _lora_table_q_as_k(model, named):
-    table = _ORIGINALS[("wsd.lora", "layer_table")](model, named)
-    rows = {row["name"]: row for row in table["layers"]}
-    for name, row in rows.items():
-        if ".attn1." not in name and ".self_attn." not in name:
-            continue  # self-attention only, whose query and key weights have one shape: wrong numbers, no error
-        for q, k in ((".to_q", ".to_k"), (".q_proj", ".k_proj")):
-            other = rows.get(name.removesuffix(q) + k) if name.endswith(q) else None
-            if other:
-                row["params"], other["params"] = other["params"], row["params"]
-    return table
 
 
 _ORIGINALS: dict = {}
