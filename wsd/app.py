@@ -63,10 +63,14 @@ def fill_form(page, settings: dict) -> None:
     if settings.get("lora"):  # the page's LoRA picker: the scale first, then the file (merged on pick)
         path, scale = settings["lora"]
         page.fill("#lora-scale", str(scale), timeout=FORM_WAIT_MS)
+        page.evaluate("() => { window.wsdApp.lora = null; document.getElementById('error').hidden = true; }")
         page.set_input_files("#lora-file", str(path), timeout=FORM_WAIT_MS)
         page.wait_for_function(
             "window.wsdApp.lora !== null || !document.getElementById('error').hidden", timeout=FORM_WAIT_MS * 6
         )
+        err = page.evaluate("document.getElementById('error').hidden ? null : window.wsdApp.lastError")
+        if err:  # refused on pick: never generate without the LoRA that was asked for
+            raise WsdError(f"{err.get('code')}: {err.get('title')}: {err.get('message')} ({err.get('advice')})")
     if settings.get("init_image"):  # the page's own file input, as a person picks the file
         page.set_input_files("#init-image", str(settings["init_image"]), timeout=FORM_WAIT_MS)
         page.wait_for_function("window.wsdApp.initImage !== null", timeout=FORM_WAIT_MS)
