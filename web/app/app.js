@@ -164,7 +164,7 @@ async function syncLora() {
 function clearLora() {
   lora = null;
   $("lora-file").value = "";
-  $("lora-row").hidden = true;
+  $("lora-clear").hidden = true;
   $("lora-hint").textContent = "A .safetensors LoRA for this model (diffusers/PEFT or kohya keys), merged into the loaded weights: no rebuild.";
 }
 
@@ -174,7 +174,7 @@ function wireLora() {
     if (!file) return;
     clearError();
     lora = { name: file.name, bytes: new Uint8Array(await file.arrayBuffer()) };
-    $("lora-row").hidden = false;
+    $("lora-clear").hidden = false;
     try {
       await syncLora(); // at once: a LoRA that does not fit is named now, not at Generate
       status(`LoRA ${file.name} merged at ${$("lora-scale").value}`);
