@@ -25,7 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 LIMIT = 64 << 20
 DEBS = ("libvulkan1", "libegl1", "libglvnd0", "libopengl0", "libgl1", "libglx0", "libgles2")
-WHEELS = ("diffusers", "importlib-metadata", "zipp")  # the rest is in the GPU image; versions from the lock
+# the rest is in the GPU image; versions from the lock (peft and its two: the LoRA case's reference)
+WHEELS = ("diffusers", "importlib-metadata", "zipp", "peft", "accelerate", "psutil")
 LOCK = ROOT / "constraints" / "locks" / "py313-torch27.txt"
 PLATFORM = ["--python-version", "3.12", "--implementation", "cp", "--only-binary=:all:", "--no-deps"]
 
