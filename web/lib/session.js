@@ -143,7 +143,6 @@ export class ModelSession {
       for (const params of this.params.values()) params.dispose();
       this.params.clear();
       this.tvm.tensorCacheClear();
-      this.lora = null;
       this.loraParams = [];
       this.base = base;
       this.manifest = manifest;
@@ -178,7 +177,6 @@ export class ModelSession {
         this.writeParam(param, update ? new Uint8Array(update.buffer) : await this.storedParam(records.get(param)));
       }
       this.loraParams = [...merged.keys()];
-      this.lora = file ? { source, scale, layers: changes.length } : null;
       return { layers: changes.length, weights: merged.size };
     });
   }
