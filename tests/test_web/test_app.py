@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from conformance.faults import copy_dist, rewrite
 from wsd.app import canvas_png, open_app, run_generation
 from wsd.host import browser as wsd_browser
 from wsd.host.server import app_mounts, serve
-from wsd.paths import repo_root
+from wsd.paths import repo_root, web_dir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 E2E = repo_root() / "reports" / "e2e"
@@ -343,3 +344,23 @@ def test_missing_shard_is_a_fetch_error(browser, kit, app_dist, tmp_path):
 def test_missing_tokenizer_file(browser, kit, app_dist, tmp_path):
     err = error_of(browser, kit, broken_copy(app_dist, tmp_path, lambda f: (f / "tokenizer" / "vocab.json").unlink()))
     assert err["code"] == "WSD_TOKENIZER" and "vocab.json" in err["message"]
+
+
+def test_a_new_offline_shell_deletes_the_old_ones(browser, kit, app_dist):
+    """sw.js keeps one shell cache: each SHELL bump left the previous one behind for good."""
+    shell = re.search(r'const SHELL = "([^"]+)"', (web_dir() / "app" / "sw.js").read_text()).group(1)
+    with serve(app_mounts(kit.bundle, app_dist)) as url:
+        context = browser.new_context()
+        try:
+            context.add_init_script("delete Navigator.prototype.gpu;")  # the page stops before any compile
+            page = context.new_page()
+            page.goto(f"{url}/")
+            page.evaluate("navigator.serviceWorker.ready.then(() => caches.open('wsd-shell-v0'))")
+            assert "wsd-shell-v0" in page.evaluate("caches.keys()")
+            page.evaluate("navigator.serviceWorker.getRegistration().then((r) => r.unregister())")
+            page.reload()  # registers the worker again: a fresh install and activate
+            page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=60_000)
+            keys = page.evaluate("caches.keys()")
+        finally:
+            context.close()
+    assert shell in keys and [k for k in keys if k.startswith("wsd-shell-")] == [shell], keys

@@ -258,8 +258,6 @@ async function openModel(name) {
   $("mask-row").hidden = !session.manifest.generation?.inpaint;
   $("strength").value = session.manifest.generation?.inpaint ? "1" : "0.8"; // the diffusers pipelines' defaults
   $("strength-value").textContent = $("strength").value;
-  // The open model's manifest joins the offline shell (lib/integrity.js caches its files).
-  if (globalThis.caches) caches.open("wsd-shell-v1").then((c) => c.add(`/models/${name}/manifest.json`)).catch(() => {});
   status(`${name} ready (pipelines ${(session.timings.pipelines_ms / 1000).toFixed(1)} s)`, 1);
   $("generate").disabled = false;
 }

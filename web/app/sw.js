@@ -11,7 +11,12 @@ const FILES = ["/", "/app.js", "/app.css", "/sw.js", "/tvmjs.bundle.js", "/model
 self.addEventListener("install", (event) =>
   event.waitUntil(caches.open(SHELL).then((cache) => cache.addAll(FILES)).then(() => self.skipWaiting()))
 );
-self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
+// An older shell (a previous SHELL name) is deleted once this worker takes over: they would pile up.
+async function dropOldShells() {
+  const names = await caches.keys();
+  await Promise.all(names.filter((n) => n.startsWith("wsd-shell-") && n !== SHELL).map((n) => caches.delete(n)));
+}
+self.addEventListener("activate", (event) => event.waitUntil(dropOldShells().then(() => self.clients.claim())));
 
 function isShell(url) {
   return url.origin === self.location.origin && !/\.(bin|wasm)$/.test(url.pathname) && !url.pathname.includes("/schedulers/") && !url.pathname.includes("/tokenizer/");
