@@ -189,9 +189,10 @@ class WebGPUBackend(Backend):
 
     name = "webgpu"
 
-    def __init__(self, runner, url: str, dist: Path, timeout_s: float = 600):
+    def __init__(self, runner, url: str, dist: Path, timeout_s: float = 600, profile: bool = False):
         self.runner, self.url, self.dist, self.timeout_s = runner, url, Path(dist), timeout_s
-        opened = runner.call("open", {"url": url}, timeout_s=timeout_s)
+        # profile: a device with timestamp queries, so `bench` times every kernel (the perf gate)
+        opened = runner.call("open", {"url": url, "profile": profile}, timeout_s=timeout_s)
         self.adapter, self.open_timings = opened["adapter"], opened["timings"]
         if opened.get("subgroup_matrix_kernels"):  # a --subgroup-matrix build's GEMMs ran on tensor cores
             self.adapter = {**self.adapter, "subgroup_matrix_kernels": opened["subgroup_matrix_kernels"]}
@@ -199,6 +200,13 @@ class WebGPUBackend(Backend):
     def run(self, entry, inputs):
         result = self.runner.call("run", {"entry": entry, "inputs": [encode(np.asarray(x)) for x in inputs]})
         return [decode(o) for o in result["outputs"]], result["ms"]
+
+    def bench(self, entry: str, inputs, runs: int) -> dict:
+        """`runs` timed calls after a warm-up: {"ms": wall ms per call, "kernel_runs": per profiled
+        call, [{kernel, ms}] in dispatch order (None when the page was opened without profile)}."""
+        spec = {"entry": entry, "inputs": [encode(np.asarray(x)) for x in inputs], "repeat": runs, "profileRuns": runs}
+        out = self.runner.call("bench", spec, timeout_s=self.timeout_s)
+        return {"ms": out["ms"], "kernel_runs": out.get("kernel_runs")}
 
     def run_kernels(self, kernels: list[dict]) -> list:
         """Per kernel: its outputs, or {"error": text} when it cannot be called alone."""

@@ -31,6 +31,7 @@ class Candidates:
         self.echo = host.get("echo", print)
         self.playwright = host.get("playwright")
         self.browser = host.get("browser")  # a running wsd.host.browser.Browser (shared), or None
+        self.profile: bool = host.get("profile", False)  # GPU pages opened with per-kernel timing (--perf)
         self._own_browser = self.browser is None
         self._dawn = None  # a wsd.host.dawn.DawnHost, started for the dawn backend
         self._checked: set[str] = set()
@@ -102,7 +103,8 @@ class Candidates:
         host = self._host(name)
         where = "Dawn for Node" if name == "dawn" else "headless Chromium"
         self.echo(f"[conformance] opening {self.model} in {where} (compiles every GPU pipeline once)")
-        backend = WebGPUBackend(host.shared_runner(), host.mount(dist), dist, timeout_s=self.timeout_s)
+        runner = host.shared_runner()
+        backend = WebGPUBackend(runner, host.mount(dist), dist, timeout_s=self.timeout_s, profile=self.profile)
         backend.name = name
         self.adapter = self.adapters[name] = backend.adapter
         self.timings["browser_open_s"] += time.perf_counter() - t0

@@ -135,6 +135,22 @@ def _diff(args) -> int:
     return 1 if any(d.changed for d in diffs) else 0
 
 
+def _perf_baseline(args) -> int:
+    """A perf baseline (conformance/perf.py) from a --perf run's summary.json."""
+    from conformance import diff, perf
+
+    summary = diff.load(cliargs.existing_file("perf-baseline", Path(args.summary)))
+    try:
+        baseline = perf.baseline_from(summary)
+    except perf.PerfError as exc:
+        raise WsdError(str(exc)) from None
+    out = Path(args.out) if args.out else perf.PERF_DIR / f"{baseline['device']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(baseline, indent=1) + "\n")
+    print(f"{out}: {len(baseline['stages'])} stage(s) on {baseline['device']}, {baseline['runs']} runs each")
+    return 0
+
+
 # `git bisect run wsd-conformance check ...`: 0 good, 1 bad, 125 "cannot test this commit".
 BISECT_GOOD, BISECT_BAD, BISECT_SKIP = 0, 1, 125
 
@@ -215,6 +231,10 @@ def main(argv=None) -> int:
     p.add_argument("b")
     p.add_argument("--html", help="also write an HTML page here")
     p.set_defaults(func=_diff)
+    p = sub.add_parser("perf-baseline", help="record the perf gate's baseline from a --perf run's summary.json")
+    p.add_argument("summary")
+    p.add_argument("--out", help="where to write it (default conformance/perf/<adapter>.json)")
+    p.set_defaults(func=_perf_baseline)
     p = sub.add_parser("selftest", help="inject faults and report the catch rate")
     p.add_argument("--faults", help="comma-separated fault names (default: all of conformance/faults.py)")
     p.add_argument("--expected-only", action="store_true", help="run only the cases of the stage each fault must fail")

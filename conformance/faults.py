@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import shutil
 import struct
@@ -41,6 +42,7 @@ class Fault:
     families: tuple[str, ...] = ()  # the model families it applies to; empty: every family
     # breaks what only one kind of model has ("inpainting", "lcm"), gated on such a folder; "": any
     model_kind: str = ""
+    perf: bool = False  # the results stay right, only the time changes: the perf gate (--perf) catches it
 
     @property
     def inject(self) -> str:
@@ -414,6 +416,34 @@ def clobbered_input(dist: Path, work: Path) -> Path:
     return out
 
 
+def _conv_cost(info: dict) -> int:
+    """Multiply-adds of a conv kernel: output elements x its weight's reduction (channels x window)."""
+    out = info["args"][info["outputs"][0]]["shape"]
+    weights = [a["shape"] for a in info["args"] if len(a["shape"]) == 4 and a["shape"][0] == out[1] != 1]
+    return math.prod(out) * max((math.prod(w[1:]) for w in weights), default=1)
+
+
+def _twice(code: str, entry: str) -> str:
+    """The entry point's body run twice over: the same writes of the same values, twice the work."""
+    head = re.search(rf"fn {entry}\([^{{]*\) \{{\n", code)
+    end = code.rstrip().rfind("}")
+    if head is None or end < head.end():
+        raise LookupError(f"{entry}: no entry point body found in its WGSL")
+    loop = "for (var wsd_twice = 0u; wsd_twice < 2u; wsd_twice++) {\n"
+    return f"{code[: head.end()]}{loop}{code[head.end() : end]}}}\n}}\n"
+
+
+def slow_kernel(dist: Path, work: Path) -> Path:
+    """A schedule regression: the UNet's costliest conv does its work twice (right results, 2x its
+    time). Nothing but time changes, so only the perf gate sees it."""
+    out = copy_dist(dist, work / "slow-kernel")
+    convs = [(k, s, info) for k, s, info in _kernels_of(out, "unet", "fn ") if k.startswith("fused_conv2d")]
+    kernel, shader, _ = max(convs, key=lambda k: _conv_cost(k[2]))
+    patch_shader(out, shader, lambda code: _twice(code, shader))
+    resign(out, {"slow-kernel": kernel})
+    return out
+
+
 FAULTS: tuple[Fault, ...] = (
     Fault("perturbed-shard", "unet", "a UNet weight 2 % off in its shard", perturbed_shard),
     Fault("wrong-scheduler-constant", "scheduler/ddim", "one DDIM coefficient 1 % off", wrong_scheduler_constant),
@@ -532,6 +562,15 @@ FAULTS: tuple[Fault, ...] = (
         workgroup_over_limit,
         kernel=True,
         webgpu_only=True,
+    ),
+    Fault(
+        "slow-kernel",
+        "unet/t981-g7.5",
+        "the UNet's costliest conv doing its work twice (a schedule 2x slower, the same results)",
+        slow_kernel,
+        kernel=True,
+        webgpu_only=True,
+        perf=True,
     ),
     Fault(
         "clobbered-input",

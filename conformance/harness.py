@@ -16,6 +16,7 @@ import numpy as np
 
 from conformance import golden as golden_mod
 from conformance import judging, report
+from conformance import perf as perf_mod
 from conformance import tolerances as tol_mod
 from conformance.candidates import DEFAULT_BACKENDS, GPU_BACKENDS, Candidates
 from conformance.stages import Case
@@ -64,6 +65,9 @@ class Harness:
     golden_root: Path | None = None  # where golden/<model>/ folders live (default: the checkout's golden/)
     inject: tuple[str, ...] = ()  # shared-code faults every build carries (conformance/faults.py)
     entries: tuple[str, ...] = ()  # entry points to build (empty: all); a `-k` run builds what it runs
+    perf: bool = False  # --perf: timed stages on GPU backends against a perf baseline (conformance/perf.py)
+    perf_runs: int = perf_mod.RUNS
+    perf_baseline: Path | None = None  # default: conformance/perf/<adapter>.json
 
     def __post_init__(self):
         from wsd import models
@@ -94,7 +98,9 @@ class Harness:
             echo=self.echo,
             playwright=self.playwright,
             browser=self.browser,
+            profile=self.perf,
         )
+        self._perf_baselines: dict[Path, dict] = {}
 
     # --- the candidates (conformance/candidates.py) ----------------------------------------
 
@@ -229,6 +235,8 @@ class Harness:
             judging.judge(case, row, ref.outputs, got, dtype, self.tolerances)
             if row["status"] == "fail" and backend_name in GPU_BACKENDS and case.stage.entry:
                 self._localize(case, row, ref, backend_name)
+            elif self.perf and row["status"] == "pass" and backend_name in GPU_BACKENDS and case.stage.timed:
+                self._perf(case, row, ref, backend, backend_name)  # right, and now: as fast as before?
             report.attach_images(row, case, ref.outputs, got, self.out_dir)
         except BrowserError as exc:
             row["message"] = str(exc)
@@ -237,6 +245,31 @@ class Harness:
         except Exception as exc:  # noqa: BLE001 (a stage that raises is an error row, never a pass)
             row["message"] = f"{type(exc).__name__}: {exc}"
         return self._done(row)
+
+    def _perf(self, case: Case, row: dict, ref: Reference, backend, backend_name: str) -> None:
+        """Time the stage again (perf_runs calls) and judge it against the adapter's baseline. With
+        no baseline for this adapter or stage the times are recorded, not judged."""
+        from conformance.stages import entry_args
+
+        adapter = self.adapters.get(backend_name, {})
+        measured = perf_mod.measure(backend, case.params["entry"], entry_args(ref.inputs), self.perf_runs)
+        row["perf"] = {"device": perf_mod.device_key(adapter), "measured": measured, "baseline_ms": None}
+        path = self.perf_baseline or perf_mod.default_path(adapter)
+        if path not in self._perf_baselines:
+            if self.perf_baseline is None and not path.is_file():
+                self._perf_baselines[path] = {"stages": {}, "missing": f"no perf baseline for {row['perf']['device']}"}
+            else:
+                self._perf_baselines[path] = perf_mod.load(path)  # a named baseline must exist: PerfError
+        base = self._perf_baselines[path]
+        entry = base["stages"].get(perf_mod.stage_key(row))
+        if entry is None:
+            row["perf"]["verdict"] = base.get("missing") or f"{path.name} has no baseline for this stage"
+            return
+        slower, text, grew = perf_mod.judge(measured, entry)
+        row["perf"].update(baseline_ms=entry["min_ms"], verdict=text, grew=grew)
+        if slower:
+            row["status"], row["message"] = "fail", f"perf: {text}"
+            row["localized_kernel"] = grew[0]["kernel"] if grew else None
 
     def _done(self, row: dict) -> dict:
         self.results.append(row)

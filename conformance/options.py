@@ -50,6 +50,18 @@ def pytest_addoption(parser):
         "--accept-drift", action="store_true", help="reference drift from golden/ is a warning (a deliberate bump)"
     )
     group.addoption(
+        "--perf",
+        action="store_true",
+        help="time each timed stage on a GPU backend and fail one slower than its perf baseline (conformance/perf.py)",
+    )
+    group.addoption("--perf-runs", type=int, default=None, help="timed calls per stage with --perf (default 5)")
+    group.addoption(
+        "--perf-baseline",
+        default=None,
+        metavar="FILE",
+        help="the perf baseline to judge against (default conformance/perf/<adapter>.json)",
+    )
+    group.addoption(
         "--allow-skip",
         action="append",
         default=[],

@@ -20,6 +20,7 @@ from conformance import gate_report, workers
 from conformance.candidates import BACKENDS, DEFAULT_BACKENDS, GPU_BACKENDS
 from conformance.harness import Harness, reports_dir
 from conformance.options import injected, model_names
+from conformance.perf import RUNS
 from conformance.stages import all_cases
 
 pytest_plugins = ["conformance.options", "conformance.workers", "conformance.gate_report"]
@@ -37,6 +38,10 @@ def pytest_configure(config):
     elif fault is not None and not set(backends) & set(GPU_BACKENDS):
         # faults go into the webgpu build; a native-only run would pass without ever seeing one
         raise pytest.UsageError(f"--inject {fault.name} breaks the webgpu build: add --backend webgpu (or dawn)")
+    if config.getoption("--perf") and not set(backends) & set(GPU_BACKENDS):
+        raise pytest.UsageError("--perf times GPU backends: add --backend webgpu (or dawn)")
+    if (config.getoption("--perf-runs") or RUNS) < 2:
+        raise pytest.UsageError("--perf-runs must be at least 2 (the noise is measured between runs)")
 
 
 def pytest_generate_tests(metafunc):
@@ -106,6 +111,9 @@ class Harnesses:
             timeout_s=config.getoption("--stage-timeout"),
             golden_root=Path(golden_root) if golden_root else None,
             backends=backends,
+            perf=config.getoption("--perf"),
+            perf_runs=config.getoption("--perf-runs") or RUNS,
+            perf_baseline=Path(config.getoption("--perf-baseline")) if config.getoption("--perf-baseline") else None,
             out_dir=Path(config.getoption("--report-dir") or reports_dir()),
             # Chromium only for the webgpu backend: the dawn backend runs where Playwright is not installed.
             playwright=self.request.getfixturevalue("playwright") if "webgpu" in backends else None,

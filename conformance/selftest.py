@@ -8,10 +8,12 @@ subset CI runs); otherwise every case runs, so the report shows what else a faul
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from pathlib import Path
 
+from conformance import perf
 from conformance.faults import FAULTS, Fault, get, injected_kernel
 from conformance.harness import Harness
 from conformance.stages import all_cases
@@ -75,7 +77,8 @@ def run(
     if wrong:
         raise ValueError(f"fault(s) {wrong} do not apply to {model} (family {family})")
     opts = {"out_dir": out_dir} if out_dir else {}
-    clean = Harness(model=model, backends=("webgpu", "native"), echo=echo, **opts)
+    timed = any(f.perf for f in faults)  # a perf fault is judged against the clean build's own times
+    clean = Harness(model=model, backends=("webgpu", "native"), echo=echo, perf=timed, **opts)
     cases = all_cases(clean.model)
     wanted = {c.id: c for f in faults for c in _cases_for(f, cases, expected_only)}
     results = []
@@ -86,6 +89,9 @@ def run(
         if bad:
             return {"baseline": "fail", "baseline_failures": bad, "caught": 0, "total": len(faults), "faults": []}
         work = Path(tempfile.mkdtemp(prefix="wsd-selftest-"))
+        times = work / "perf-baseline.json"
+        if timed:
+            times.write_text(json.dumps(perf.baseline_from({"stages": baseline})))
         for fault in faults:
             echo(f"[selftest] {fault.name}: {fault.what}")
             with fault.patched():  # a fault in shared Python is in this process's code too
@@ -101,6 +107,8 @@ def run(
                     out_dir=work / fault.name / "report",
                     echo=echo,
                     accept_drift=fault.shared_code,  # judged by the comparison, not by changed inputs
+                    perf=fault.perf,
+                    perf_baseline=times if fault.perf else None,
                 )
                 if not fault.shared_code:
                     h.share_references(clean)  # same inputs and references as the baseline

@@ -39,6 +39,7 @@ class Stage:
     entry: str | None = None  # the compiled entry point under test (localization needs it)
     variants: dict[str, dict] = field(default_factory=lambda: {"": {}})
     needs: tuple[str, ...] | None = None  # entry points the candidate calls (default: entry)
+    timed: bool = False  # one entry point called alone: the perf gate times it (conformance/perf.py)
 
     def required(self) -> tuple[str, ...]:
         return self.needs if self.needs is not None else ((self.entry,) if self.entry else ())
@@ -316,6 +317,7 @@ STAGES: tuple[Stage, ...] = (
         reference.clip,
         _entry_candidate("embeddings", "pooled"),
         entry="clip",
+        timed=True,
         variants={"": {"prompt": PROMPTS[1]}},
     ),
     Stage(
@@ -325,6 +327,7 @@ STAGES: tuple[Stage, ...] = (
         reference.unet,
         _entry_candidate("noise_pred"),
         entry="unet",
+        timed=True,
         # Several timesteps; guidance on (7.5) and off (1.0, and 0 as SD-Turbo runs: diffusers then
         # takes the conditional prediction alone).
         variants={
@@ -341,6 +344,7 @@ STAGES: tuple[Stage, ...] = (
         reference.vae,
         _entry_candidate("image"),
         entry="vae",
+        timed=True,
     ),
     Stage(
         "vae_encode",
@@ -349,6 +353,7 @@ STAGES: tuple[Stage, ...] = (
         reference.vae_encode,
         _entry_candidate("init_latents"),
         entry="vae_encode",
+        timed=True,
         variants={"": {"image_seed": 0, "generator_seed": 7}},
     ),
     Stage(
@@ -358,6 +363,7 @@ STAGES: tuple[Stage, ...] = (
         reference.image_to_rgba,
         _entry_candidate("rgba"),
         entry="image_to_rgba",
+        timed=True,
     ),
     Stage(
         "scheduler",

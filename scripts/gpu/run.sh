@@ -7,6 +7,8 @@
 #          gate:NAME on the build packed as NAME (an sd15-tiny variant)
 #   probe  scripts/gpu/probe_subgroup_matrix.mjs: Dawn's subgroup matrices (tensor cores) on fp16
 #          GEMMs at the UNet's shapes, beside a plain fp16 tiled kernel
+#   tiles  scripts/gpu/probe_gemm_tiles.mjs: subgroup-matrix GEMM layouts (several subgroups, staged
+#          tiles, split K, f32 accumulation) at the UNet's GEMMs as the build emits them
 #   pipeline:NAME  benchmarks/bench_pipeline_gpu.py on the build packed as NAME (any family, SDXL too):
 #          a whole generation over WebGPU beside diffusers' pipeline in PyTorch, and the images' PSNR
 # WSD_BENCH_ARGS adds bench_gpu.py options (e.g. --flush-sweep= to time only the default pacing).
@@ -58,9 +60,11 @@ for what in "$@"; do
       cp $T/gate-$name/summary.json "$OUT/gate-$name-summary.json" || true ;;
     probe)
       node scripts/gpu/probe_subgroup_matrix.mjs "$OUT/probe-subgroup-matrix.json" > "$OUT/probe.log" 2>&1 || tail -20 "$OUT/probe.log" ;;
+    tiles)
+      node scripts/gpu/probe_gemm_tiles.mjs "$OUT/probe-gemm-tiles.json" 2>&1 | grep -v -i "warning\|^ *at \|^$" | tail -30 ;;
     pipeline:*)
       refill "$G/dists/${what#pipeline:}"
       python3 benchmarks/bench_pipeline_gpu.py --dist "$G/dists/${what#pipeline:}" --out "$OUT" 2>&1 | grep -v "it/s]" | tee -a "$OUT/pipeline.log" ;;
-    *) echo "unknown step $what (bench, bench:NAME, gate, gate:NAME, probe, pipeline:NAME)"; exit 2 ;;
+    *) echo "unknown step $what (bench, bench:NAME, gate, gate:NAME, probe, tiles, pipeline:NAME)"; exit 2 ;;
   esac
 done

@@ -30,10 +30,11 @@ export function runKernels(session, kernels) {
   });
 }
 
-// Timing for benchmarks: the inputs uploaded once, one warm-up call, then `repeat` calls each
-// waited for (wall ms); with a profiler, one more call with every dispatch's GPU time.
+// Timing for benchmarks and the perf gate: the inputs uploaded once, one warm-up call, then
+// `repeat` calls each waited for (wall ms); with a profiler, `profileRuns` more calls with every
+// dispatch's GPU time (`kernels`: the first, `kernel_runs`: all of them).
 // `flushEvery` (a number) sets submission pacing for this and later calls (0: off).
-export function bench(session, entry, inputs, repeat = 10, flushEvery = undefined) {
+export function bench(session, entry, inputs, repeat = 10, flushEvery = undefined, profileRuns = 1) {
   const { tvm } = session;
   return session.exclusive(async () => {
     if (flushEvery !== undefined) session.pacer.every = flushEvery;
@@ -54,14 +55,15 @@ export function bench(session, entry, inputs, repeat = 10, flushEvery = undefine
       await once();
       const ms = [];
       for (let i = 0; i < repeat; ++i) ms.push(await once());
-      let kernels = null;
-      if (session.profiler) {
+      const runs = [];
+      for (let i = 0; session.profiler && i < profileRuns; ++i) {
         session.profiler.start();
         await once();
-        kernels = await session.profiler.stop();
+        runs.push(await session.profiler.stop());
       }
       session.checkGpu();
-      return { ms, kernels, flush_every: session.pacer.supported ? session.pacer.every : null };
+      const kernels = runs.length ? runs[0] : null;
+      return { ms, kernels, kernel_runs: runs.length ? runs : null, flush_every: session.pacer.supported ? session.pacer.every : null };
     } finally {
       tvm.endScope();
     }

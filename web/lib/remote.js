@@ -3,11 +3,12 @@
 // run entry points and kernels, tokenize, generate. Arrays cross the wire as base64.
 //   adapterInfo()            -> the WebGPU adapter (vendor, architecture, features, limits)
 //   runModule(spec)          -> load a compiled .wasm, run one entry point, return outputs (smoke module)
-//   open({url})              -> load a `wsd build` model once (reused while its wasm is the same)
+//   open({url, profile})     -> load a `wsd build` model once (reused while its wasm is the same)
 //   run({entry, inputs})     -> one entry point of the open model on base64 arrays
 //   runKernels({kernels})    -> compiled kernels one by one (localization)
 //   runChain({buffers, calls, upto, fetch}) -> kernels chained on GPU buffers (localization)
-//   bench({entry, inputs, repeat, flushEvery}) -> wall ms per call, and per-kernel GPU ms when opened with {profile: true}
+//   bench({entry, inputs, repeat, flushEvery, profileRuns}) -> wall ms per call, and per-kernel GPU ms
+//                            (profileRuns calls) when opened with {profile: true}
 //   tokenize({prompts, index}) -> the page's CLIP tokenizer (the build's index-th) on its vocabulary
 //   generate(options)        -> prompt to image (lib/pipeline.js), image and latents as base64
 //   setLora({data, scale, name}) -> a LoRA file (base64 safetensors) merged into the open model; data null: none
@@ -92,7 +93,8 @@ export function createRemote({ onStatus = () => {}, sessionOptions = {} } = {}) 
   }
 
   async function bench(spec) {
-    return probes.bench(requireSession(), spec.entry, spec.inputs.map(fromWire), spec.repeat || 10, spec.flushEvery);
+    const { entry, inputs, repeat, flushEvery, profileRuns } = spec;
+    return probes.bench(requireSession(), entry, inputs.map(fromWire), repeat || 10, flushEvery, profileRuns || 1);
   }
 
   async function tokenize(spec) {
