@@ -37,11 +37,12 @@ class PerfError(Exception):
 
 def device_key(adapter: dict) -> str:
     """The adapter as a file name: 'nvidia-h100-80gb-hbm3', 'google-swiftshader', ..."""
-    words = [adapter.get("vendor") or "", adapter.get("device") or adapter.get("architecture") or ""]
-    if not words[1]:
-        words[1] = (adapter.get("description") or "").split(":")[0]
-    slug = re.sub(r"[^a-z0-9]+", "-", " ".join(w for w in words if w).lower()).strip("-")
-    return slug or "unknown-adapter"
+    vendor = adapter.get("vendor") or ""
+    device = adapter.get("device") or adapter.get("architecture") or (adapter.get("description") or "").split(":")[0]
+    slug = lambda text: re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")  # noqa: E731
+    named = slug(device)
+    key = named if vendor and named.startswith(slug(vendor)) else "-".join(filter(None, (slug(vendor), named)))
+    return key or "unknown-adapter"
 
 
 def default_path(adapter: dict) -> Path:
@@ -55,17 +56,23 @@ def times(values: list[float]) -> dict:
 
 
 def measure(backend, entry: str, inputs, runs: int = RUNS) -> dict:
-    """The stage's wall time per call and each kernel's GPU time (summed over its dispatches)."""
-    out = backend.bench(entry, inputs, runs)
+    """The stage's wall time per call and each kernel's GPU time, over `runs` calls."""
+    return summarize(backend.bench(entry, inputs, runs))
+
+
+def summarize(bench: dict) -> dict:
+    """`bench`'s answer ({"ms": per call, "kernel_runs": per profiled call, [{kernel, ms}] per
+    dispatch}) as times: the stage's, and each kernel's summed over its dispatches in a call."""
     per_kernel: dict[str, list[float]] = {}
-    for run in out.get("kernel_runs") or []:
+    runs = bench.get("kernel_runs") or []
+    for run in runs:
         totals: dict[str, float] = {}
         for dispatch in run:
             totals[dispatch["kernel"]] = totals.get(dispatch["kernel"], 0.0) + dispatch["ms"]
         for name, ms in totals.items():
             per_kernel.setdefault(name, []).append(ms)
-    kernels = {name: times(v) for name, v in per_kernel.items() if len(v) == len(out["kernel_runs"])}
-    return {"runs": len(out["ms"]), **times(out["ms"]), "kernels": kernels}
+    kernels = {name: times(v) for name, v in sorted(per_kernel.items()) if len(v) == len(runs)}
+    return {"runs": len(bench["ms"]), **times(bench["ms"]), "kernels": kernels}
 
 
 def _allowed(margin: float, *noises: float) -> float:

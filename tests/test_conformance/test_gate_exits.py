@@ -115,6 +115,13 @@ def test_inject_without_a_gpu_backend_is_a_usage_error(tmp_path):
     assert "--inject dropped-bias breaks the webgpu build: add --backend webgpu" in proc.stderr + proc.stdout
 
 
+def test_perf_without_a_gpu_backend_is_a_usage_error(tmp_path):
+    """The perf gate times GPU backends: a native-only --perf run would judge nothing."""
+    proc = gate("--perf", "--report-dir", str(tmp_path / "r"))
+    assert proc.returncode == 4, proc.stdout[-2000:]
+    assert "--perf times GPU backends: add --backend webgpu" in proc.stderr + proc.stdout
+
+
 def test_a_fault_in_code_the_references_once_shared_fails_the_gate(tmp_path):
     """Issue 33's incident through `--inject`: samplers merged with the folder class's defaults
     (PNDM's leading spacing reaching DPM-Solver++) passed the gate while its references called

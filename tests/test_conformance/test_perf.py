@@ -1,0 +1,138 @@
+"""The perf gate's arithmetic (conformance/perf.py): times from the page's bench answer, the
+verdict against a baseline, baselines from a summary, and `diff`/`perf-baseline` on them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conformance import diff, perf
+from conformance.cli import main as conformance_main
+from conformance.faults import _twice
+
+
+def bench_answer(stage_ms, kernel_ms: dict[str, list[float]]) -> dict:
+    """What web/lib/probes.js bench returns: wall ms per call, and per profiled call every dispatch."""
+    runs = len(next(iter(kernel_ms.values())))
+    return {
+        "ms": stage_ms,
+        "kernel_runs": [[{"kernel": k, "ms": v[i]} for k, v in kernel_ms.items()] for i in range(runs)],
+    }
+
+
+def measured(stage_ms, **kernels) -> dict:
+    return perf.summarize(bench_answer(stage_ms, kernels))
+
+
+def test_times_are_the_minimum_and_the_spread_above_it():
+    t = perf.times([10.0, 12.0, 11.0, 30.0, 10.5])
+    assert t == {"min_ms": 10.0, "median_ms": 11.0, "noise": 0.1}
+
+
+def test_a_kernel_dispatched_twice_in_a_call_is_summed():
+    bench = {"ms": [5.0, 5.0], "kernel_runs": [[{"kernel": "a", "ms": 1.0}, {"kernel": "a", "ms": 2.0}]] * 2}
+    assert perf.summarize(bench)["kernels"]["a"]["min_ms"] == 3.0
+
+
+def test_the_same_times_pass_and_a_slower_stage_fails():
+    base = measured([100, 101, 102], conv=[10, 10, 10], softmax=[50, 50, 51])
+    slower, text, grew = perf.judge(base, base)
+    assert not slower and grew == [] and text.startswith("1.00x")
+    slower, text, _ = perf.judge(measured([130, 131, 131], conv=[10, 10, 10], softmax=[50, 50, 51]), base)
+    assert slower and "1.30x its baseline" in text and "allowed +15%" in text
+
+
+def test_noise_measured_for_a_stage_widens_what_it_may_move():
+    noisy = measured([100, 125, 130], conv=[10, 10, 10])  # median 25 % above the minimum
+    slower, text, _ = perf.judge(measured([130, 131, 132], conv=[10, 10, 10]), noisy)
+    assert not slower and "allowed +75%" in text
+
+
+def test_a_kernel_twice_as_slow_is_named_even_where_the_stage_hides_it():
+    base = measured([1000, 1001, 1002], conv=[10, 10.2, 10.1], softmax=[500, 500, 501])
+    now = measured([1005, 1006, 1010], conv=[20, 20.1, 20.2], softmax=[495, 496, 497])
+    slower, text, grew = perf.judge(now, base)
+    assert slower and [g["kernel"] for g in grew] == ["conv"]
+    assert "kernels slower: conv 2.00x (10.000 -> 20.000 ms)" in text
+
+
+def test_a_kernel_too_small_to_matter_or_too_noisy_is_not_named():
+    base = measured([1000, 1001, 1002], tiny=[1, 1, 1], noisy=[10, 14, 15])
+    now = measured([1000, 1001, 1002], tiny=[2, 2, 2], noisy=[20, 21, 21])  # tiny: +1 ms < 0.5 % of 1 s
+    slower, _, grew = perf.judge(now, base)  # noisy: 2x, but its baseline spread allows 3 x 40 %
+    assert not slower and grew == []
+
+
+def row(stage="unet/t981-g7.5", device="nvidia-h100-80gb-hbm3", ms=100.0):
+    return {
+        "model": "sd15",
+        "stage": stage,
+        "backend": "dawn",
+        "status": "pass",
+        "adapter": "nvidia  NVIDIA: 580",
+        "ms": {"candidate": ms},
+        "perf": {"device": device, "measured": measured([ms, ms + 1, ms + 2], conv=[ms / 10] * 3)},
+    }
+
+
+def test_a_baseline_holds_each_timed_stage_of_one_adapter():
+    base = perf.baseline_from({"versions": {"tvm": "0.27"}, "stages": [row(), row("vae"), {"stage": "tokenizer"}]})
+    assert base["device"] == "nvidia-h100-80gb-hbm3" and base["runs"] == 3 and base["versions"] == {"tvm": "0.27"}
+    assert list(base["stages"]) == ["dawn:sd15/unet/t981-g7.5", "dawn:sd15/vae"]
+    with pytest.raises(perf.PerfError, match="no perf measurements"):
+        perf.baseline_from({"stages": [{"stage": "tokenizer"}]})
+    with pytest.raises(perf.PerfError, match="several adapters"):
+        perf.baseline_from({"stages": [row(), row("vae", device="google-swiftshader")]})
+
+
+def test_an_adapter_names_its_baseline_file():
+    h100 = {"vendor": "nvidia", "architecture": "", "device": "nvidia-h100-80gb-hbm3", "description": "NVIDIA: 580"}
+    assert perf.device_key(h100) == "nvidia-h100-80gb-hbm3"
+    assert perf.device_key({"vendor": "intel", "architecture": "gen-12lp"}) == "intel-gen-12lp"
+    assert perf.device_key({"vendor": "google", "architecture": "swiftshader"}) == "google-swiftshader"
+    assert perf.device_key({}) == "unknown-adapter"
+    assert perf.default_path({"vendor": "google", "architecture": "swiftshader"}).name == "google-swiftshader.json"
+
+
+def test_a_missing_or_broken_baseline_says_how_to_make_one(tmp_path):
+    with pytest.raises(perf.PerfError, match="wsd-conformance perf-baseline"):
+        perf.load(tmp_path / "none.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(perf.PerfError, match="not JSON"):
+        perf.load(tmp_path / "bad.json")
+    (tmp_path / "empty.json").write_text("{}")
+    with pytest.raises(perf.PerfError, match="no 'stages'"):
+        perf.load(tmp_path / "empty.json")
+
+
+def test_perf_baseline_writes_what_the_gate_reads(tmp_path, capsys):
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({"versions": {}, "stages": [row()]}))
+    out = tmp_path / "b.json"
+    assert conformance_main(["perf-baseline", str(summary), "--out", str(out)]) == 0
+    assert perf.load(out)["stages"]["dawn:sd15/unet/t981-g7.5"]["min_ms"] == 100.0
+    summary.write_text(json.dumps({"versions": {}, "stages": [{"stage": "clip", "status": "pass"}]}))
+    assert conformance_main(["perf-baseline", str(summary), "--out", str(out)]) == 2
+    assert "run the gate with --perf" in capsys.readouterr().err
+
+
+def test_diff_shows_the_stage_and_the_kernels_that_moved():
+    a = {"versions": {}, "stages": [row(ms=100.0)]}
+    b = {"versions": {}, "stages": [row(ms=200.0)]}
+    out = diff.text(a, b, diff.compare(a, b))
+    assert "stage: 100 -> 200 ms (2.00x)" in out and "kernel conv: 10 -> 20 ms (2.00x)" in out
+    page = diff.html_page(a, b, diff.compare(a, b), ("a", "b"))
+    assert "kernel conv: 10 &rarr; 20 ms (2.00x)" in page
+
+
+def test_a_slow_kernel_runs_its_body_twice_over():
+    code = (
+        "@group(0) @binding(0) var<storage, read_write> out_ptr : array<f32>;\n"
+        "@compute @workgroup_size(64, 1, 1)\n"
+        "fn k_kernel(\n  @builtin(local_invocation_id) t : vec3<u32>\n) {\n"
+        "  if (t.x > 9u) { return; }\n  out_ptr[t.x] = 1.0f;\n}\n"
+    )
+    twice = _twice(code, "k_kernel")
+    assert "for (var wsd_twice = 0u; wsd_twice < 2u; wsd_twice++) {\n  if (t.x > 9u) { return; }" in twice
+    assert twice.endswith("  out_ptr[t.x] = 1.0f;\n}\n}\n") and twice.count("{") == twice.count("}")
