@@ -33,7 +33,8 @@ class StageResult:
     last_good: str | None = None
     first_bad: str | None = None
     message: str = ""
-    kind: str = ""  # "candidate broke" | "reference moved" | "expected" (expectations.toml) | "" (no change)
+    # "candidate broke" | "reference moved" | "got slower" (--perf) | "expected" (expectations.toml) | ""
+    kind: str = ""
     because: str = ""  # for an expected failure: its reason
 
     def as_json(self) -> dict:
@@ -94,7 +95,31 @@ def constraints_for(package: str, version: str) -> str:
 
 
 def kind_of(message: str) -> str:
+    if message.startswith("perf: "):  # the perf gate's failure (conformance/perf.py): right, but slower
+        return "got slower"
     return "reference moved" if "reference drift" in message else "candidate broke"
+
+
+def perf_evaluate(versions: list[str], evaluate_with: Callable[[str, list[str]], envs.Verdicts], baseline: Path):
+    """`bisect --perf`: the good end runs the gate with --perf and its times become the baseline
+    every other release is judged against (search evaluates the good end first)."""
+    from conformance import perf
+
+    def evaluate(version: str) -> envs.Verdicts:
+        if version == versions[0]:
+            verdicts, summary = evaluate_with(version, ["--perf"])
+            try:
+                times = perf.baseline_from(json.loads(summary.read_text()))
+            except (OSError, ValueError, perf.PerfError) as exc:
+                raise WsdError(f"bisect --perf: the good end {version} gave no times to judge by ({exc})") from None
+            baseline.parent.mkdir(parents=True, exist_ok=True)
+            baseline.write_text(json.dumps(times, indent=1) + "\n")
+            return verdicts
+        if not baseline.is_file():
+            raise WsdError(f"bisect --perf: the good end {versions[0]} made no perf baseline ({baseline})")
+        return evaluate_with(version, ["--perf", "--perf-baseline", str(baseline)])[0]
+
+    return evaluate
 
 
 def search(
@@ -165,9 +190,12 @@ def table(package: str, results: list[StageResult]) -> str:
     return f"bisect of {package}\n" + "\n".join(lines)
 
 
-def run(spec: dict[str, str], gate_args: list[str], out: Path, echo=print, resume: bool = False) -> dict:
+def run(
+    spec: dict[str, str], gate_args: list[str], out: Path, echo=print, resume: bool = False, perf: bool = False
+) -> dict:
     """spec: {"tvm": "A..B"} (one package). Writes out/bisect.json and returns it. With `resume`, a
-    release whose gate finished in `out` before (its summary.json) is not run again."""
+    release whose gate finished in `out` before (its summary.json) is not run again. With `perf`, a
+    stage fails where it got slower than on the good end (`perf_evaluate`)."""
     if len(spec) != 1:
         raise WsdError("bisect one package at a time: --tvm, --torch, --diffusers or --transformers")
     ((short, text),) = spec.items()
@@ -179,15 +207,21 @@ def run(spec: dict[str, str], gate_args: list[str], out: Path, echo=print, resum
     versions = between(index_versions(package), good, bad)
     echo(f"[bisect] {package}: {', '.join(versions)}")
 
-    def evaluate(version: str) -> envs.Verdicts:
-        if resume and (out / version / "summary.json").is_file():
-            echo(f"[bisect] {version}: reusing {out / version / 'summary.json'}")
-            return envs.verdicts(out / version / "summary.json")
+    def evaluate_with(version: str, extra: list[str]) -> tuple[envs.Verdicts, Path]:
+        summary = out / version / "summary.json"
+        if resume and summary.is_file():
+            echo(f"[bisect] {version}: reusing {summary}")
+            return envs.verdicts(summary), summary
         env = envs.make({package: version}, echo=echo)
-        return envs.gate_in(env, out / version, gate_args)
+        return envs.gate_in(env, out / version, [*gate_args, *extra]), summary
 
+    if perf:
+        evaluate = perf_evaluate(versions, evaluate_with, out / "perf-baseline.json")
+    else:
+        evaluate = lambda version: evaluate_with(version, [])[0]  # noqa: E731
     results = search(versions, evaluate, echo, package)
-    body = {"package": package, "range": [good, bad], "versions": versions, "stages": [r.as_json() for r in results]}
+    body = {"package": package, "range": [good, bad], "versions": versions, "perf": perf}
+    body["stages"] = [r.as_json() for r in results]
     out.mkdir(parents=True, exist_ok=True)
     (out / "bisect.json").write_text(json.dumps(body, indent=1) + "\n")
     echo(table(package, results))

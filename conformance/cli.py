@@ -107,7 +107,8 @@ def _bisect(args) -> int:
 
     spec = {k: getattr(args, k) for k in bisect.PACKAGES if getattr(args, k)}
     out = Path(args.out) if args.out else reports_dir().parent / "bisect"
-    body = bisect.run(spec, [a for a in args.pytest_args if a != "--"], out, resume=args.resume)
+    gate_args = [a for a in args.pytest_args if a != "--"]
+    body = bisect.run(spec, gate_args, out, resume=args.resume, perf=args.perf)
     print(f"bisect: {out / 'bisect.json'}")
     return 1 if any(s["first_bad"] and s["kind"] != "expected" for s in body["stages"]) else 0  # expected: known
 
@@ -217,6 +218,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="where per-release reports and bisect.json go (default reports/bisect)")
     p.add_argument(
         "--resume", action="store_true", help="reuse a release's finished gate in --out instead of running it again"
+    )
+    p.add_argument(
+        "--perf",
+        action="store_true",
+        help="the first release that made a stage slower: the good end's --perf times are the baseline (GPU backend)",
     )
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="gate options, e.g. --backend webgpu -k unet")
     p.set_defaults(func=_bisect)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conformance import bisect
@@ -111,3 +113,30 @@ def test_the_expectations_file_is_well_formed():
 
     entries = expectations.load()
     assert entries and all(e.because and e.seen for e in entries)
+
+
+def test_bisect_perf_judges_every_release_by_the_good_ends_times(tmp_path):
+    """`bisect --perf`: the good end runs with --perf and writes the baseline; the others run judged
+    against it, and a stage that got slower is reported as such, not as a broken candidate."""
+    seen = {}
+    times = {"runs": 3, "min_ms": 10.0, "median_ms": 10.1, "noise": 0.01, "kernels": {}}
+
+    def evaluate_with(version, extra):
+        seen[version] = extra
+        summary = tmp_path / version / "summary.json"
+        summary.parent.mkdir()
+        row = {"model": "sd15", "stage": "unet/t981-g7.5", "backend": "dawn", "status": "pass", "adapter": "nvidia"}
+        summary.write_text(json.dumps({"stages": [{**row, "perf": {"device": "nvidia-h100", "measured": times}}]}))
+        slower = version in ("0.27.0", "0.27.0.post1")
+        slowed = ("fail", "perf: 1.40x its baseline (min 14.00 ms vs 10.00 ms, allowed +15%)")
+        verdict = slowed if slower else ("pass", "")
+        return {"sd15/unet/t981-g7.5 [dawn]": verdict}, summary
+
+    baseline = tmp_path / "out" / "perf-baseline.json"
+    evaluate = bisect.perf_evaluate(RELEASES, evaluate_with, baseline)
+    got = by_stage(bisect.search(RELEASES, evaluate, echo=lambda *_: None))["sd15/unet/t981-g7.5 [dawn]"]
+    assert seen[RELEASES[0]] == ["--perf"]
+    assert all(seen[v] == ["--perf", "--perf-baseline", str(baseline)] for v in RELEASES[1:])
+    assert json.loads(baseline.read_text())["stages"]["dawn:sd15/unet/t981-g7.5"]["min_ms"] == 10.0
+    assert (got.last_good, got.first_bad, got.kind) == ("0.26.0", "0.27.0", "got slower")
+    assert "got slower: perf: 1.40x" in bisect.table("apache-tvm", [got])
