@@ -258,6 +258,8 @@ async function openModel(name) {
   $("mask-row").hidden = !session.manifest.generation?.inpaint;
   $("strength").value = session.manifest.generation?.inpaint ? "1" : "0.8"; // the diffusers pipelines' defaults
   $("strength-value").textContent = $("strength").value;
+  // The open model's manifest joins the offline shell (sw.js; lib/integrity.js caches its files).
+  navigator.serviceWorker?.ready.then((reg) => reg.active?.postMessage({ keep: `/models/${name}/manifest.json` })).catch(() => {});
   status(`${name} ready (pipelines ${(session.timings.pipelines_ms / 1000).toFixed(1)} s)`, 1);
   $("generate").disabled = false;
 }

@@ -18,6 +18,14 @@ async function dropOldShells() {
 }
 self.addEventListener("activate", (event) => event.waitUntil(dropOldShells().then(() => self.clients.claim())));
 
+// The page names the model it opened: that model's manifest.json joins the shell, even when the
+// page fetched it before this worker took over (a first visit), so an offline reload finds it.
+self.addEventListener("message", (event) => {
+  const keep = event.data && event.data.keep;
+  if (typeof keep !== "string" || !/^\/models\/[^/]+\/manifest\.json$/.test(keep)) return;
+  event.waitUntil(caches.open(SHELL).then((cache) => cache.add(keep)));
+});
+
 function isShell(url) {
   return url.origin === self.location.origin && !/\.(bin|wasm)$/.test(url.pathname) && !url.pathname.includes("/schedulers/") && !url.pathname.includes("/tokenizer/");
 }
