@@ -13,6 +13,7 @@
 import fs from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
+import { compile as compileCode, dispatchMs, halfBits, readBack } from "./probe_common.mjs";
 
 const require = createRequire(import.meta.url);
 const dawn = require(path.join(process.env.WSD_DAWN_MODULES, "webgpu", "dist", "linux-x64", "dawn.node"));
@@ -20,17 +21,6 @@ Object.assign(globalThis, dawn.globals);
 const gpu = dawn.create(["enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia"]);
 const SG = "chromium-experimental-subgroup-matrix";
 const F = 16;
-
-function halfBits(x) {
-  const f = new Float32Array(1);
-  const u = new Uint32Array(f.buffer);
-  f[0] = x;
-  const b = u[0];
-  const sign = (b >>> 16) & 0x8000;
-  const exp = ((b >>> 23) & 0xff) - 127 + 15;
-  if (x === 0) return sign;
-  return sign | (exp << 10) | ((b & 0x7fffff) >>> 13);
-}
 
 // v: { mode, sgRows, sgCols, fm, fn, kt, pad, acc, out16, split, prefetch }
 // shape: { M, N, K, batch, nk }  (nk: B stored [N, K], column-major K x N, shared by every batch)
@@ -208,22 +198,7 @@ async function main() {
     },
   });
   const buffer = (bytes, usage) => device.createBuffer({ size: Math.max(16, Math.ceil(bytes / 16) * 16), usage });
-  async function compile(k) {
-    device.pushErrorScope("validation");
-    const module = device.createShaderModule({ code: k.code });
-    const msgs = (await module.getCompilationInfo()).messages.filter((m) => m.type === "error").map((m) => `${m.lineNum}:${m.linePos} ${m.message}`);
-    let pipeline = null;
-    if (!msgs.length) {
-      try {
-        pipeline = await device.createComputePipelineAsync({ layout: "auto", compute: { module, entryPoint: "main" } });
-      } catch (e) {
-        msgs.push(String(e.message || e));
-      }
-    }
-    const scoped = await device.popErrorScope();
-    if (scoped) msgs.push(scoped.message);
-    return { pipeline, msgs };
-  }
+  const compile = (k) => compileCode(device, k.code);
   const bind = (p, bufs) => device.createBindGroup({ layout: p.getBindGroupLayout(0), entries: bufs.map((buffer, i) => ({ binding: i, resource: { buffer } })) });
   const upload = (arr) => {
     const buf = buffer(arr.length * 2, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
@@ -232,23 +207,7 @@ async function main() {
     device.queue.writeBuffer(buf, 0, h);
     return buf;
   };
-  async function read(buf, n, t) {
-    const bytes = n * (t === "f32" ? 4 : 2);
-    const rb = buffer(bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
-    const enc = device.createCommandEncoder();
-    enc.copyBufferToBuffer(buf, 0, rb, 0, Math.ceil(bytes / 16) * 16);
-    device.queue.submit([enc.finish()]);
-    await rb.mapAsync(GPUMapMode.READ);
-    const raw = rb.getMappedRange().slice(0);
-    rb.unmap();
-    if (t === "f32") return new Float32Array(raw, 0, n);
-    return Float32Array.from(new Uint16Array(raw, 0, n), (v) => {
-      const sgn = v & 0x8000 ? -1 : 1;
-      const e = (v >> 10) & 0x1f;
-      const m = v & 0x3ff;
-      return e === 0 ? sgn * m * 2 ** -24 : sgn * (1 + m / 1024) * 2 ** (e - 15);
-    });
-  }
+  const read = (buf, n, t) => readBack(device, buf, n, t);
   // correctness on small integers (exact in f16), both B layouts, batch 2, the split parts summed here
   const ok = {};
   for (const nk of [false, true]) {
@@ -313,26 +272,9 @@ async function main() {
       const { pipeline } = await compile(k);
       if (!pipeline) continue;
       const group = bind(pipeline, [GA, GB, GC]);
-      const run = async (reps) => {
-        const enc = device.createCommandEncoder();
-        for (let r = 0; r < reps; r++) {
-          const pass = enc.beginComputePass();
-          pass.setPipeline(pipeline);
-          pass.setBindGroup(0, group);
-          pass.dispatchWorkgroups(...k.grid);
-          pass.end();
-        }
-        const t0 = performance.now();
-        device.queue.submit([enc.finish()]);
-        await device.queue.onSubmittedWorkDone();
-        return performance.now() - t0;
-      };
-      await run(3);
-      const samples = [];
-      for (let r = 0; r < 5; r++) samples.push((await run(20)) / 20);
-      samples.sort((x, y) => x - y);
-      row.ms[v.name] = +samples[2].toFixed(4);
-      row.tflops[v.name] = +((2 * s.batch * s.M * s.N * s.K) / (samples[2] * 1e9)).toFixed(1);
+      const ms = await dispatchMs(device, pipeline, group, k.grid);
+      row.ms[v.name] = +ms.toFixed(4);
+      row.tflops[v.name] = +((2 * s.batch * s.M * s.N * s.K) / (ms * 1e9)).toFixed(1);
     }
     out.timings.push(row);
     console.log(s.what, JSON.stringify(row.tflops));

@@ -11,25 +11,13 @@
 import fs from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
+import { compile as compileCode, dispatchMs, halfBits, readBack } from "./probe_common.mjs";
 
 const require = createRequire(import.meta.url);
 const dawn = require(path.join(process.env.WSD_DAWN_MODULES, "webgpu", "dist", "linux-x64", "dawn.node"));
 Object.assign(globalThis, dawn.globals);
 const gpu = dawn.create(["enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia"]);
 const SG = "chromium-experimental-subgroup-matrix";
-
-function halfBits(x) {
-  const f = new Float32Array(1);
-  const u = new Uint32Array(f.buffer);
-  f[0] = x;
-  const b = u[0];
-  const sign = (b >>> 16) & 0x8000;
-  const exp = ((b >>> 23) & 0xff) - 127 + 15;
-  const mant = b & 0x7fffff;
-  if (x === 0) return sign;
-  if (exp <= 0 || exp >= 31) throw new Error(`value out of simple f16 range: ${x}`);
-  return sign | (exp << 10) | (mant >>> 13);
-}
 
 // result<T, cols, rows>, left<T, K, M>, right<T, N, K>: M x K times K x N
 function sgKernel({ M, N, K, acc, staged, fm, fn, sgRows, sgCols, kt, diag, sgid }) {
@@ -152,46 +140,14 @@ async function main() {
   function buffer(bytes, usage) {
     return device.createBuffer({ size: Math.max(16, Math.ceil(bytes / 16) * 16), usage });
   }
-  async function compile(k) {
-    device.pushErrorScope("validation");
-    const module = device.createShaderModule({ code: k.code });
-    const msgs = (await module.getCompilationInfo()).messages.filter((m) => m.type === "error").map((m) => `${m.lineNum}:${m.linePos} ${m.message}`);
-    let pipeline = null;
-    if (!msgs.length) {
-      try {
-        pipeline = await device.createComputePipelineAsync({ layout: "auto", compute: { module, entryPoint: "main" } });
-      } catch (e) {
-        msgs.push(String(e.message || e));
-      }
-    }
-    const scoped = await device.popErrorScope();
-    if (scoped) msgs.push(scoped.message);
-    return { pipeline, msgs };
-  }
+  const compile = (k) => compileCode(device, k.code);
   function bind(pipeline, a, b, c) {
     return device.createBindGroup({
       layout: pipeline.getBindGroupLayout(0),
       entries: [a, b, c].map((buf, i) => ({ binding: i, resource: { buffer: buf } })),
     });
   }
-  async function readC(buf, n, acc) {
-    const bytes = n * (acc === "f32" ? 4 : 2);
-    const rb = buffer(bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
-    const enc = device.createCommandEncoder();
-    enc.copyBufferToBuffer(buf, 0, rb, 0, Math.ceil(bytes / 16) * 16);
-    device.queue.submit([enc.finish()]);
-    await rb.mapAsync(GPUMapMode.READ);
-    const raw = rb.getMappedRange().slice(0);
-    rb.unmap();
-    if (acc === "f32") return new Float32Array(raw, 0, n);
-    const h = new Uint16Array(raw, 0, n);
-    return Float32Array.from(h, (v) => {
-      const s = v & 0x8000 ? -1 : 1;
-      const e = (v >> 10) & 0x1f;
-      const m = v & 0x3ff;
-      return e === 0 ? s * m * 2 ** -24 : s * (1 + m / 1024) * 2 ** (e - 15);
-    });
-  }
+  const readC = (buf, n, acc) => readBack(device, buf, n, acc);
 
   const variants = [
     { name: "global-1sg-32x32-f32", acc: "f32", staged: false, fm: 2, fn: 2, sgRows: 1, sgCols: 1 },
@@ -268,25 +224,7 @@ async function main() {
       const { pipeline } = await compile(k);
       if (!pipeline) continue;
       const group = bind(pipeline, GA, GB, GC);
-      const run = async (reps) => {
-        const enc = device.createCommandEncoder();
-        for (let r = 0; r < reps; r++) {
-          const pass = enc.beginComputePass();
-          pass.setPipeline(pipeline);
-          pass.setBindGroup(0, group);
-          pass.dispatchWorkgroups(...k.grid);
-          pass.end();
-        }
-        const t0 = performance.now();
-        device.queue.submit([enc.finish()]);
-        await device.queue.onSubmittedWorkDone();
-        return performance.now() - t0;
-      };
-      await run(3);
-      const samples = [];
-      for (let s = 0; s < 5; s++) samples.push((await run(20)) / 20);
-      samples.sort((x, y) => x - y);
-      const ms = samples[2];
+      const ms = await dispatchMs(device, pipeline, group, k.grid);
       row.ms[v.name] = +ms.toFixed(4);
       row.tflops[v.name] = +((2 * shape.M * shape.N * shape.K) / (ms * 1e9)).toFixed(1);
     }
