@@ -201,10 +201,12 @@ class WebGPUBackend(Backend):
         result = self.runner.call("run", {"entry": entry, "inputs": [encode(np.asarray(x)) for x in inputs]})
         return [decode(o) for o in result["outputs"]], result["ms"]
 
-    def bench(self, entry: str, inputs, runs: int) -> dict:
-        """`runs` timed calls after a warm-up: {"ms": wall ms per call, "kernel_runs": per profiled
-        call, [{kernel, ms}] in dispatch order (None when the page was opened without profile)}."""
-        spec = {"entry": entry, "inputs": [encode(np.asarray(x)) for x in inputs], "repeat": runs, "profileRuns": runs}
+    def bench(self, entry: str, inputs, runs: int, warmup_ms: float = 0) -> dict:
+        """`runs` timed calls after warm-up calls (at least `warmup_ms` of them): {"ms": wall ms per
+        call, "kernel_runs": per profiled call, [{kernel, ms}] in dispatch order (None when the page
+        was opened without profile)}."""
+        spec = {"entry": entry, "inputs": [encode(np.asarray(x)) for x in inputs], "repeat": runs}
+        spec |= {"profileRuns": runs, "warmupMs": warmup_ms}
         out = self.runner.call("bench", spec, timeout_s=self.timeout_s)
         return {"ms": out["ms"], "kernel_runs": out.get("kernel_runs")}
 

@@ -10,7 +10,8 @@
 #   tiles  scripts/gpu/probe_gemm_tiles.mjs: subgroup-matrix GEMM layouts (several subgroups, staged
 #          tiles, split K, f32 accumulation) at the UNet's GEMMs as the build emits them
 #   perf   the perf gate over Dawn on sd15-tiny (perf:NAME another build): a baseline from a clean
-#          run, a second clean run judged against it, then the slow-kernel fault (must fail, named)
+#          run, a second clean run judged against it, then the slow-kernel fault (must fail, named);
+#          WSD_PERF_K sets the gate's -k (default "clip or unet or vae")
 #   pipeline:NAME  benchmarks/bench_pipeline_gpu.py on the build packed as NAME (any family, SDXL too):
 #          a whole generation over WebGPU beside diffusers' pipeline in PyTorch, and the images' PSNR
 # WSD_BENCH_ARGS adds bench_gpu.py options (e.g. --flush-sweep= to time only the default pacing).
@@ -66,7 +67,7 @@ for what in "$@"; do
       name=sd15-tiny; [ "$what" = perf ] || name=${what#perf:}
       refill $G/dists/$name
       gate=(python3 -m pytest -p conformance.plugin -m conformance conformance/gate -p no:cacheprovider -p no:xdist
-        --backend dawn --built "dawn=$G/dists/$name" --accept-drift --perf -k "clip or unet or vae")
+        --backend dawn --built "dawn=$G/dists/$name" --accept-drift --perf -k "${WSD_PERF_K:-clip or unet or vae}")
       "${gate[@]}" --report-dir $T/perf-clean1 2>&1 | tail -3 | tee "$OUT/perf-$name.log" || true
       python3 -m conformance.cli perf-baseline $T/perf-clean1/summary.json --out "$OUT/perf-baseline-$name.json" | tee -a "$OUT/perf-$name.log"
       "${gate[@]}" --perf-baseline "$OUT/perf-baseline-$name.json" --report-dir $T/perf-clean2 2>&1 | tail -3 | tee -a "$OUT/perf-$name.log" || true

@@ -7,7 +7,7 @@
 //   run({entry, inputs})     -> one entry point of the open model on base64 arrays
 //   runKernels({kernels})    -> compiled kernels one by one (localization)
 //   runChain({buffers, calls, upto, fetch}) -> kernels chained on GPU buffers (localization)
-//   bench({entry, inputs, repeat, flushEvery, profileRuns}) -> wall ms per call, and per-kernel GPU ms
+//   bench({entry, inputs, repeat, flushEvery, profileRuns, warmupMs}) -> wall ms per call, per-kernel GPU ms
 //                            (profileRuns calls) when opened with {profile: true}
 //   tokenize({prompts, index}) -> the page's CLIP tokenizer (the build's index-th) on its vocabulary
 //   generate(options)        -> prompt to image (lib/pipeline.js), image and latents as base64
@@ -93,8 +93,8 @@ export function createRemote({ onStatus = () => {}, sessionOptions = {} } = {}) 
   }
 
   async function bench(spec) {
-    const { entry, inputs, repeat, flushEvery, profileRuns } = spec;
-    return probes.bench(requireSession(), entry, inputs.map(fromWire), repeat || 10, flushEvery, profileRuns || 1);
+    const { entry, inputs, repeat, flushEvery, profileRuns, warmupMs } = spec;
+    return probes.bench(requireSession(), entry, inputs.map(fromWire), repeat || 10, flushEvery, profileRuns || 1, warmupMs || 0);
   }
 
   async function tokenize(spec) {
