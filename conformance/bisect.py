@@ -109,11 +109,9 @@ def perf_evaluate(versions: list[str], evaluate_with: Callable[[str, list[str]],
         if version == versions[0]:
             verdicts, summary = evaluate_with(version, ["--perf"])
             try:
-                times = perf.baseline_from(json.loads(summary.read_text()))
+                perf.record(json.loads(summary.read_text()), baseline)
             except (OSError, ValueError, perf.PerfError) as exc:
                 raise WsdError(f"bisect --perf: the good end {version} gave no times to judge by ({exc})") from None
-            baseline.parent.mkdir(parents=True, exist_ok=True)
-            baseline.write_text(json.dumps(times, indent=1) + "\n")
             return verdicts
         if not baseline.is_file():
             raise WsdError(f"bisect --perf: the good end {versions[0]} made no perf baseline ({baseline})")

@@ -142,12 +142,9 @@ def _perf_baseline(args) -> int:
 
     summary = diff.load(cliargs.existing_file("perf-baseline", Path(args.summary)))
     try:
-        baseline = perf.baseline_from(summary)
+        baseline, out = perf.record(summary, Path(args.out) if args.out else None)
     except perf.PerfError as exc:
         raise WsdError(str(exc)) from None
-    out = Path(args.out) if args.out else perf.PERF_DIR / f"{baseline['device']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(baseline, indent=1) + "\n")
     print(f"{out}: {len(baseline['stages'])} stage(s) on {baseline['device']}, {baseline['runs']} runs each")
     return 0
 

@@ -8,6 +8,7 @@ from typing import NamedTuple
 import pytest
 
 from conformance.candidates import BACKENDS
+from conformance.perf import RUNS
 
 DEFAULT_MODELS = ("sd15-tiny", "sdxl-tiny")  # the seeded tiny twin of each family
 
@@ -54,7 +55,7 @@ def pytest_addoption(parser):
         action="store_true",
         help="time each timed stage on a GPU backend and fail one slower than its perf baseline (conformance/perf.py)",
     )
-    group.addoption("--perf-runs", type=int, default=None, help="timed calls per stage with --perf (default 5)")
+    group.addoption("--perf-runs", type=int, default=RUNS, help=f"timed calls per stage with --perf (default {RUNS})")
     group.addoption(
         "--perf-baseline",
         default=None,

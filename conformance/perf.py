@@ -141,3 +141,13 @@ def baseline_from(summary: dict) -> dict:
         "runs": max(s["runs"] for s in stages.values()),
         "stages": dict(sorted(stages.items())),
     }
+
+
+def record(summary: dict, out: Path | None = None) -> tuple[dict, Path]:
+    """Write the baseline of a --perf run's summary (default: conformance/perf/<adapter>.json, its
+    folder made); returns it and where it went."""
+    baseline = baseline_from(summary)
+    out = out or PERF_DIR / f"{baseline['device']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(baseline, indent=1) + "\n")
+    return baseline, out

@@ -20,7 +20,6 @@ from conformance import gate_report, workers
 from conformance.candidates import BACKENDS, DEFAULT_BACKENDS, GPU_BACKENDS
 from conformance.harness import Harness, reports_dir
 from conformance.options import injected, model_names
-from conformance.perf import RUNS
 from conformance.stages import all_cases
 
 pytest_plugins = ["conformance.options", "conformance.workers", "conformance.gate_report"]
@@ -40,7 +39,7 @@ def pytest_configure(config):
         raise pytest.UsageError(f"--inject {fault.name} breaks the webgpu build: add --backend webgpu (or dawn)")
     if config.getoption("--perf") and not set(backends) & set(GPU_BACKENDS):
         raise pytest.UsageError("--perf times GPU backends: add --backend webgpu (or dawn)")
-    if (config.getoption("--perf-runs") or RUNS) < 2:
+    if config.getoption("--perf-runs") < 2:
         raise pytest.UsageError("--perf-runs must be at least 2 (the noise is measured between runs)")
 
 
@@ -112,7 +111,7 @@ class Harnesses:
             golden_root=Path(golden_root) if golden_root else None,
             backends=backends,
             perf=config.getoption("--perf"),
-            perf_runs=config.getoption("--perf-runs") or RUNS,
+            perf_runs=config.getoption("--perf-runs"),
             perf_baseline=Path(config.getoption("--perf-baseline")) if config.getoption("--perf-baseline") else None,
             out_dir=Path(config.getoption("--report-dir") or reports_dir()),
             # Chromium only for the webgpu backend: the dawn backend runs where Playwright is not installed.

@@ -8,7 +8,6 @@ subset CI runs); otherwise every case runs, so the report shows what else a faul
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -91,7 +90,7 @@ def run(
         work = Path(tempfile.mkdtemp(prefix="wsd-selftest-"))
         times = work / "perf-baseline.json"
         if timed:
-            times.write_text(json.dumps(perf.baseline_from({"stages": baseline})))
+            perf.record({"stages": baseline}, times)
         for fault in faults:
             echo(f"[selftest] {fault.name}: {fault.what}")
             with fault.patched():  # a fault in shared Python is in this process's code too
