@@ -140,12 +140,13 @@ def _perf_baseline(args) -> int:
     """A perf baseline (conformance/perf.py) from a --perf run's summary.json."""
     from conformance import diff, perf
 
-    summary = diff.load(cliargs.existing_file("perf-baseline", Path(args.summary)))
+    summaries = [diff.load(cliargs.existing_file("perf-baseline", Path(path))) for path in args.summary]
     try:
-        baseline, out = perf.record(summary, Path(args.out) if args.out else None)
+        baseline, out = perf.record(summaries, Path(args.out) if args.out else None)
     except perf.PerfError as exc:
         raise WsdError(str(exc)) from None
-    print(f"{out}: {len(baseline['stages'])} stage(s) on {baseline['device']}, {baseline['runs']} runs each")
+    runs = f"{baseline['runs']} runs each over {baseline['processes']} process(es)"
+    print(f"{out}: {len(baseline['stages'])} stage(s) on {baseline['device']}, {runs}")
     return 0
 
 
@@ -234,8 +235,8 @@ def main(argv=None) -> int:
     p.add_argument("b")
     p.add_argument("--html", help="also write an HTML page here")
     p.set_defaults(func=_diff)
-    p = sub.add_parser("perf-baseline", help="record the perf gate's baseline from a --perf run's summary.json")
-    p.add_argument("summary")
+    p = sub.add_parser("perf-baseline", help="record the perf gate's baseline from --perf runs' summary.json")
+    p.add_argument("summary", nargs="+", help="one or more summaries (separate runs: their spread counts as noise)")
     p.add_argument("--out", help="where to write it (default conformance/perf/<adapter>.json)")
     p.set_defaults(func=_perf_baseline)
     p = sub.add_parser("selftest", help="inject faults and report the catch rate")

@@ -63,17 +63,18 @@ def _times(row: dict | None) -> dict[str, float]:
     if not measured:
         ms = (row.get("ms") or {}).get("candidate")
         return {"stage": ms} if ms is not None else {}
-    return {"stage": measured["min_ms"], **{f"kernel {k}": v["min_ms"] for k, v in measured["kernels"].items()}}
+    gpu = {"stage gpu": measured["gpu"]["min_ms"]} if measured.get("gpu") else {}  # the kernels' sum per call
+    return {"stage": measured["min_ms"], **gpu, **{f"kernel {k}": v["min_ms"] for k, v in measured["kernels"].items()}}
 
 
 def moved_times(d: CaseDiff, limit: int = 5, within: float = 0.1) -> list[str]:
     """The stage's time and the kernels that moved most (beyond `within`), as 'name: a -> b ms (x)'."""
     out = []
     for name, (x, y) in sorted(d.times.items(), key=lambda kv: -abs((kv[1][1] or 0) - (kv[1][0] or 0))):
-        if x and y and (name == "stage" or abs(y / x - 1) > within):
+        if x and y and (name.startswith("stage") or abs(y / x - 1) > within):
             out.append(f"{name}: {x:.3g} -> {y:.3g} ms ({y / x:.2f}x)")
-    stage = [t for t in out if t.startswith("stage:")]
-    return stage + [t for t in out if not t.startswith("stage:")][:limit]
+    stage = sorted(t for t in out if t.startswith("stage"))
+    return stage + [t for t in out if not t.startswith("stage")][:limit]
 
 
 def compare(a: dict, b: dict) -> list[CaseDiff]:

@@ -266,7 +266,8 @@ class Harness:
             row["perf"]["verdict"] = base.get("missing") or f"{path.name} has no baseline for this stage"
             return
         slower, text, grew = perf_mod.judge(measured, entry)
-        row["perf"].update(baseline_ms=entry["min_ms"], verdict=text, grew=grew)
+        gpu = {"baseline_gpu_ms": entry["gpu"]["min_ms"]} if entry.get("gpu") else {}
+        row["perf"].update(baseline_ms=entry["min_ms"], **gpu, verdict=text, grew=grew)
         if slower:
             row["status"], row["message"] = "fail", f"perf: {text}"
             row["localized_kernel"] = grew[0]["kernel"] if grew else None

@@ -297,8 +297,8 @@ def _compile_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Pha
             swaps = subgroup_gemm.overrides(mod, shaders)
             (out / SUBGROUP_SHADERS).write_text(json.dumps(swaps, sort_keys=True))
             # optional: without it the page runs TVM's GEMM kernels (correct, slow)
-            needs["optional_features"] = [subgroup_gemm.FEATURE] if swaps else []
-            needs["subgroup_matrix"] = {"shaders": SUBGROUP_SHADERS, "kernels": len(swaps)}
+            needs["optional_features"] = subgroup_gemm.FEATURES if swaps else []
+            needs["subgroup_matrix"] = subgroup_gemm.requirements(swaps, SUBGROUP_SHADERS)
     with phases.phase("link"):
         lib_name = _link(executable, out, spec, opts, echo)
         bill = _bill_of_materials(out, opts, lib_name, echo)

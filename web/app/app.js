@@ -260,7 +260,8 @@ async function openModel(name) {
   $("strength-value").textContent = $("strength").value;
   // The open model's manifest joins the offline shell (sw.js; lib/integrity.js caches its files).
   navigator.serviceWorker?.ready.then((reg) => reg.active?.postMessage({ keep: `/models/${name}/manifest.json` })).catch(() => {});
-  status(`${name} ready (pipelines ${(session.timings.pipelines_ms / 1000).toFixed(1)} s)`, 1);
+  const path = session.kernelPath(); // a --subgroup-matrix build: tensor cores or why not
+  status(`${name} ready (pipelines ${(session.timings.pipelines_ms / 1000).toFixed(1)} s${path ? `; ${path}` : ""})`, 1);
   $("generate").disabled = false;
 }
 

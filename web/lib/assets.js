@@ -65,17 +65,42 @@ export async function loadSamplerTable(store, manifest, scheduler, steps) {
   return checkSamplerTable(await store.json(name), name);
 }
 
+// Why this device cannot run a --subgroup-matrix build's tensor-core WGSL (null when it can): the
+// WGSL assumes the feature, f16 fragments of the manifest's shape with f32 results, subgroups of
+// exactly `subgroup_size` invocations (its 4 subgroups per workgroup are found by subgroup_id) and
+// the workgroup memory it declares. A browser that does not report a property is not refused for it.
+export function tensorCoreRefusal(info, device, sg) {
+  for (const feature of [SUBGROUP_MATRIX, "subgroups"]) {
+    if (!device.features.has(feature)) return `the device lacks ${feature}`;
+  }
+  const [m, n, k] = sg.fragment || [16, 16, 16];
+  const configs = info?.subgroupMatrixConfigs;
+  const fits = (c) => c.M === m && c.N === n && c.K === k && c.componentType === "f16" && c.resultComponentType === "f32";
+  if (configs && ![...configs].some(fits)) return `no f16 -> f32 ${m}x${n}x${k} subgroup matrix among the adapter's configurations`;
+  const size = sg.subgroup_size;
+  const [least, most] = [info?.subgroupMinSize, info?.subgroupMaxSize];
+  if (size && typeof least === "number" && typeof most === "number" && (least !== size || most !== size)) {
+    return `subgroups of ${least}-${most} invocations; the tensor-core kernels assume exactly ${size}`;
+  }
+  if ((sg.workgroup_storage || 0) > device.limits.maxComputeWorkgroupStorageSize) {
+    return `the kernels use ${sg.workgroup_storage} bytes of workgroup memory; the device allows ${device.limits.maxComputeWorkgroupStorageSize}`;
+  }
+  return null;
+}
+
 // A --subgroup-matrix build ships, per GEMM kernel, WGSL that computes it on tensor cores
-// (subgroup matrices) with the same bindings and grid as TVM's kernel; where the device has the
-// feature it replaces TVM's shader as the pipelines are created. Elsewhere TVM's kernels run.
-// Returns how many kernels were swapped.
-export async function swapTensorCoreShaders(webGPUContext, device, store, manifest) {
+// (subgroup matrices) with the same bindings and grid as TVM's kernel; where the device can run
+// it, it replaces TVM's shader as the pipelines are created. Elsewhere TVM's kernels run.
+// Returns how many kernels were swapped and, where none were, why.
+export async function swapTensorCoreShaders(webGPUContext, adapter, device, store, manifest) {
   const sg = manifest.requirements?.subgroup_matrix;
-  if (!sg?.kernels || !device.features.has(SUBGROUP_MATRIX)) return 0;
+  if (!sg?.kernels) return { kernels: 0, refused: null };
+  const refused = tensorCoreRefusal(adapter.info, device, sg);
+  if (refused) return { kernels: 0, refused };
   const swaps = new Map(Object.entries(await store.json(sg.shaders)));
   const makeSync = webGPUContext.createShader.bind(webGPUContext);
   const makeAsync = webGPUContext.createShaderAsync.bind(webGPUContext);
   webGPUContext.createShader = (finfo, code) => makeSync(finfo, swaps.get(finfo.name) ?? code);
   webGPUContext.createShaderAsync = (finfo, code) => makeAsync(finfo, swaps.get(finfo.name) ?? code);
-  return swaps.size;
+  return { kernels: swaps.size, refused: null };
 }

@@ -71,6 +71,7 @@ export function createRemote({ onStatus = () => {}, sessionOptions = {} } = {}) 
       model: session.manifest.model,
       adapter: session.adapterInfo(),
       subgroup_matrix_kernels: session.subgroupKernels, // GEMM kernels on tensor cores (--subgroup-matrix builds)
+      subgroup_matrix_refused: session.tensorCoreRefusal || null, // why not, where a build has them
       timings: { ...session.timings, open_ms: performance.now() - t0 },
     };
   }

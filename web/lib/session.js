@@ -57,6 +57,12 @@ export class ModelSession {
     return this.manifest.files[this.manifest.library].sha256;
   }
 
+  // Which GEMM kernels this open runs, in words (empty for a build without tensor-core shaders).
+  kernelPath() {
+    if (!this.manifest.requirements?.subgroup_matrix?.kernels) return "";
+    return this.subgroupKernels ? `${this.subgroupKernels} GEMMs on tensor cores` : `GEMMs without tensor cores: ${this.tensorCoreRefusal}`;
+  }
+
   adapterInfo() {
     return describeAdapter(this.adapter);
   }
@@ -72,7 +78,9 @@ export class ModelSession {
     this.tvm.initWebGPU(this.device);
     this.pacer = new SubmissionPacer(this.device, this.tvm.lib.webGPUContext, this.options.flushEvery ?? DEFAULT_FLUSH_EVERY);
     // tensor-core WGSL in place of TVM's GEMM kernels where the device has subgroup matrices
-    this.subgroupKernels = await swapTensorCoreShaders(this.tvm.lib.webGPUContext, this.device, this.store, this.manifest);
+    const tensorCores = await swapTensorCoreShaders(this.tvm.lib.webGPUContext, this.adapter, this.device, this.store, this.manifest);
+    this.subgroupKernels = tensorCores.kernels;
+    this.tensorCoreRefusal = tensorCores.refused; // why a --subgroup-matrix build runs TVM's GEMMs here
     this.tvm.beginScope(); // tvmjs hands out objects only inside a scope; kept ones are detached
     try {
       await this.loadInScope(progress, t0);

@@ -40,6 +40,24 @@ def split_factor(m: int, n: int, k: int, channels: int, area: int) -> int:
     return split
 
 
+def sum_parts(p, out_dtype, axis=0, name="conv2d_split_k_sum"):
+    """The partial sums along `axis` added up in fp32, as an elementwise kernel (the parts unrolled):
+    it fuses with the epilogue that follows, where a reduction kernel would stand alone."""
+    from tvm import te
+
+    split = int(p.shape[axis])
+    shape = [d for i, d in enumerate(p.shape) if i != axis]
+
+    def add(*i):
+        at = lambda s: (*i[:axis], s, *i[axis:])  # noqa: E731
+        total = p[at(0)].astype("float32")
+        for s in range(1, split):
+            total = total + p[at(s)].astype("float32")
+        return total.astype(out_dtype)
+
+    return te.compute(shape, add, name=name)
+
+
 def split_k_conv2d():
     from tvm import te, topi
 
@@ -64,17 +82,6 @@ def split_k_conv2d():
             ),
             name="conv2d_split_k",
         )
-
-    def sum_parts(p, out_dtype):
-        split = int(p.shape[0])
-
-        def add(*i):
-            total = p[(0, *i)].astype("float32")
-            for s in range(1, split):
-                total = total + p[(s, *i)].astype("float32")
-            return total.astype(out_dtype)
-
-        return te.compute(p.shape[1:], add, name="conv2d_split_k_sum")
 
     def split(builder, call, bound):
         a = call.attrs

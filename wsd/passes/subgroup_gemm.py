@@ -1,21 +1,26 @@
 """GEMMs on tensor cores through WebGPU's subgroup matrices (`--subgroup-matrix`).
 
 Dawn exposes NVIDIA's tensor cores to WGSL as `chromium-experimental-subgroup-matrix`
-(16x16x16 f16 tiles, VK_KHR_cooperative_matrix underneath). On an H100 an fp16 GEMM that loads
-its 16x16 fragments straight from the storage buffers ran at 58-69 TFLOP/s at the UNet's
-shapes, against 18-23 TFLOP/s for fp16 FMAs (benchmarks/results/gpu-2026-12-05-subgroup-matrix-
-probe.json); fragments staged through workgroup memory the way TVM schedules GEMMs ran slower
-than FMAs. TVM's WebGPU codegen knows no such types, so:
+(16x16x16 f16 tiles, VK_KHR_cooperative_matrix underneath). TVM's WebGPU codegen knows no such
+types, so:
 
-- a graph pass turns each conv2d and matmul whose shapes fit the 16x16 fragments into a plain
-  GEMM over materialized operands: a conv becomes an im2col gather (B, K, Ho*Wo) and the GEMM
+- a graph pass turns each conv2d and matmul whose shapes fit the tiles into a plain GEMM over
+  materialized operands: a conv becomes an im2col gather (B, K, Ho*Wo) and the GEMM
   W[O, K] x cols[b] = out[b, O, Ho*Wo], which is NCHW as it stands; a 1x1 stride-1 conv reads
   its input as the right matrix directly, and a linear layer reads its weight column-major;
-- each GEMM is an opaque kernel with a plain TIR schedule (one workgroup of 32 threads per output
-  tile, a serial K loop per output): what runs on an adapter without subgroup matrices, slowly;
-- the build writes, per GEMM kernel, WGSL with the same bindings and launch grid that computes the
-  tile with subgroup matrices (shaders/subgroup-matrix.json); the page swaps it in for TVM's
-  when the device has the feature (web/lib/session.js).
+- where a GEMM has too few output tiles to fill the GPU (the UNet's 16x16 and 8x8 levels, K up
+  to 11520), K is split into parts whose f32 partial sums a reduction adds up in the graph;
+- each GEMM is an opaque kernel with a plain TIR schedule (one workgroup per output tile, a
+  serial K loop per output): what runs on an adapter without subgroup matrices, slowly;
+- the build writes, per fp16 GEMM kernel, WGSL with the same bindings and launch grid that
+  computes the tile on tensor cores (shaders/subgroup-matrix.json); the page swaps it in for
+  TVM's when the device can run it (web/lib/assets.js).
+
+The tensor-core kernel is the layout the H100 measured fastest at the UNet's shapes
+(scripts/gpu/probe_gemm_tiles.mjs, docs/gpu.md): 4 subgroups share a 32-128 square tile; A and B
+tiles are copied into workgroup memory with 16-byte loads (rows padded by 8 halves) while the
+next K tile is prefetched into registers; accumulation is f32, written as f16 through a small
+per-subgroup scratch tile (or as f32 partials when K is split).
 
 The epilogue (bias, residual) is not fused into the GEMM: it runs as the elementwise kernel FuseOps
 makes of what follows, one extra pass over the output. Shapes that do not fit (the UNet's first and
@@ -30,22 +35,33 @@ import re
 from dataclasses import asdict, dataclass
 
 from wsd.passes.ir import CONFIG_ATTR, RULE_ATTR, call_rewriter, dtype_of, is_prim_func, op_name, shape_of
+from wsd.passes.split_k import sum_parts
 
 FRAG = 16  # the fragment edge: f16 16x16x16 is offered by every adapter seen (NVIDIA; Apple's is 8x8)
-SUBGROUP = 32  # one subgroup per workgroup: every fragment offset derives from the workgroup id,
-# which Tint's uniformity analysis requires of subgroupMatrixLoad/Store
+SUBGROUP = 32  # the subgroup size the tensor-core WGSL assumes (the page checks the adapter's)
+GRID = (2, 2)  # subgroups per workgroup, rows x columns of the output tile
+THREADS = SUBGROUP * GRID[0] * GRID[1]
+TILES = (128, 64, 32)  # output tile edges: each subgroup holds (edge / 2 / 16)^2 fragments
+PREFERRED_TILES = ((128, 128), (64, 64), (64, 32), (32, 64), (32, 32))
+PAD = 8  # halves added to each workgroup-memory row: rows then start on different banks
 RULE = "SubgroupMatrixGemm"
 ATTR = "wsd.subgroup_gemm"  # the GEMM's spec (JSON) on its PrimFunc
 FEATURE = "chromium-experimental-subgroup-matrix"
-# Workgroups that keep an H100's 132 SMs busy: below it a 64x64 tile gives way to 32x32 (probe:
-# the 1280-channel 16x16-level conv, 160 tiles of 64x64, ran at 18 TFLOP/s, at 24 on 32x32).
+FEATURES = [FEATURE, "subgroups"]  # `subgroups` for the subgroup_id builtin
+# A 128x128 tile needs this many workgroups (probe, H100: 64x64 tiles beat 128x128 on the 32x32
+# level's conv, 60 vs 51 TFLOP/s; 128x128 won on the geglu linear's 1280 tiles, 42 vs 34).
 MIN_TILES = 512
+# Under this many workgroups K is split in 4 (probe: the 1280-channel 16x16-level conv, 160
+# tiles, 57 -> 82 TFLOP/s; the 8x8 level 14 -> 48; the 32x32 level, 320 tiles, lost: 60 -> 51).
+SPLIT_BELOW = 256
+MIN_SPLIT_K = 256  # a part shorter than this is not worth its partial output
 
 
 @dataclass(frozen=True)
 class Gemm:
     """out[b, m, n] = sum_k left[b?, m, k] * right[b?, k, n]; row-major unless `right_nk`
-    (right stored as [N, K]: column-major). A side without `_batched` is shared by every b."""
+    (right stored as [N, K]: column-major). A side without `_batched` is shared by every b.
+    With `split` > 1 the kernel writes f32 partial sums out[b, s, m, n] over K / split each."""
 
     batch: int
     m: int
@@ -57,39 +73,53 @@ class Gemm:
     right_nk: bool
     tile_m: int = 0
     tile_n: int = 0
+    split: int = 1
 
     def with_tile(self) -> Gemm:
-        """The largest tile (64, 32 or 16 per side; squarer first: fewer fragment loads per
-        multiply) that divides the output and gives MIN_TILES workgroups; where none does, the
-        one that gives the most."""
-        fits = [(tm, tn) for tm in (64, 32, 16) for tn in (64, 32, 16) if self.m % tm == 0 and self.n % tn == 0]
-        full = [t for t in fits if self.batch * (self.m // t[0]) * (self.n // t[1]) >= MIN_TILES]
-        if full:
-            tm, tn = max(full, key=lambda t: (t[0] * t[1], min(t)))
-        else:
-            tm, tn = min(fits, key=lambda t: (t[0] * t[1], -min(t)))
-        return Gemm(**{**asdict(self), "tile_m": tm, "tile_n": tn})
+        """64x64 tiles (the probe's fastest at the UNet's convs), 128x128 where they still give
+        MIN_TILES workgroups, smaller where the output is not a multiple of 64; fp16 GEMMs with
+        too few workgroups split K."""
+        for tm, tn in PREFERRED_TILES:
+            tiles = self.batch * (self.m // tm) * (self.n // tn)
+            if self.m % tm == 0 and self.n % tn == 0 and (tm < max(TILES) or tiles >= MIN_TILES):
+                break
+        split = 1
+        if self.dtype == "float16" and tiles < SPLIT_BELOW:
+            split = next((s for s in (4, 2) if self.k % (s * FRAG) == 0 and self.k // s >= MIN_SPLIT_K), 1)
+        return Gemm(**{**asdict(self), "tile_m": tm, "tile_n": tn, "split": split})
 
     @property
     def name(self) -> str:
         layout = "nk" if self.right_nk else "kn"
-        return f"sgemm_{self.batch}x{self.m}x{self.n}x{self.k}_{layout}"
+        parts = f"_k{self.split}" if self.split > 1 else ""
+        return f"sgemm_{self.batch}x{self.m}x{self.n}x{self.k}_{layout}{parts}"
+
+    @property
+    def out_dtype(self) -> str:
+        return "float32" if self.split > 1 else self.dtype
+
+    @property
+    def k_tile(self) -> int:
+        """K per workgroup-memory tile: 32 (probe: the fastest), 16 where a part is not a multiple."""
+        return 32 if (self.k // self.split) % 32 == 0 else 16
 
     def grid(self) -> tuple[int, int]:
-        """(x, y) workgroups: x over N tiles, y over batch x M tiles."""
-        return self.n // self.tile_n, self.batch * (self.m // self.tile_m)
+        """(x, y) workgroups: x over N tiles, y over batch x split x M tiles."""
+        return self.n // self.tile_n, self.batch * self.split * (self.m // self.tile_m)
 
 
 def fits(m: int, n: int, k: int) -> bool:
-    return min(m, n, k) >= FRAG and m % FRAG == 0 and n % FRAG == 0 and k % FRAG == 0
+    edge = min(TILES)
+    return min(m, n) >= edge and m % edge == 0 and n % edge == 0 and k >= FRAG and k % FRAG == 0
 
 
 # --- the kernel TVM compiles (what runs without the feature) ------------------------------------
 
 
 def gemm_func(spec: Gemm, gpu: bool):
-    """The GEMM as a PrimFunc: for the GPU, scheduled with the launch grid of the subgroup-matrix
-    WGSL (x: N tiles, y: batch x M tiles, 32 threads); unscheduled for the CPU."""
+    """The GEMM as a PrimFunc out[b, s, m, n] (s: the K parts, 1 unless split): for the GPU,
+    scheduled with the launch grid of the subgroup-matrix WGSL (x: N tiles, y: batch x parts x M
+    tiles); unscheduled for the CPU."""
     from tvm import te
 
     from wsd.compat import get_block, schedule_class, scheduled_attr
@@ -97,31 +127,36 @@ def gemm_func(spec: Gemm, gpu: bool):
     left = te.placeholder((spec.batch if spec.left_batched else 1, spec.m, spec.k), spec.dtype, name="left")
     rshape = (spec.n, spec.k) if spec.right_nk else (spec.k, spec.n)
     right = te.placeholder((spec.batch if spec.right_batched else 1, *rshape), spec.dtype, name="right")
-    r = te.reduce_axis((0, spec.k), name="k")
+    part = spec.k // spec.split
+    r = te.reduce_axis((0, part), name="k")
 
-    def at(b, i, j):
+    def at(b, s, i, j):
         lb = b if spec.left_batched else 0
         rb = b if spec.right_batched else 0
-        rv = right[rb, j, r] if spec.right_nk else right[rb, r, j]
-        return te.sum(left[lb, i, r] * rv, axis=r)
+        kk = s * part + r
+        lv, rv = left[lb, i, kk], (right[rb, j, kk] if spec.right_nk else right[rb, kk, j])
+        if spec.out_dtype != spec.dtype:  # f32 partial sums
+            lv, rv = lv.astype(spec.out_dtype), rv.astype(spec.out_dtype)
+        return te.sum(lv * rv, axis=r)
 
-    out = te.compute((spec.batch, spec.m, spec.n), at, name="gemm")
+    out = te.compute((spec.batch, spec.split, spec.m, spec.n), at, name="gemm")
     func = te.create_prim_func([left, right, out]).without_attr("global_symbol")  # private, like emit_te's
     func = func.with_attr(ATTR, json.dumps(asdict(spec), sort_keys=True)).with_attr("op_pattern", 8)  # opaque
     if not gpu:
         return func
     sch = schedule_class()(func)
     block = get_block(sch, "gemm")
-    b, i, j, k = sch.get_loops(block)
+    b, s, i, j, k = sch.get_loops(block)
     io, ii = sch.split(i, [None, spec.tile_m])
     jo, ji = sch.split(j, [None, spec.tile_n])
-    sch.reorder(b, io, jo, ii, ji, k)
-    sch.bind(sch.fuse(b, io), "blockIdx.y")
+    sch.reorder(b, s, io, jo, ii, ji, k)
+    sch.bind(sch.fuse(b, s, io), "blockIdx.y")
     sch.bind(jo, "blockIdx.x")
-    outer, lane = sch.split(sch.fuse(ii, ji), [None, SUBGROUP])
+    outer, lane = sch.split(sch.fuse(ii, ji), [None, THREADS])
     sch.reorder(lane, outer)
     sch.bind(lane, "threadIdx.x")
-    config = f"{spec.tile_m}x{spec.tile_n} tile, one subgroup"
+    parts = f", K in {spec.split} parts" if spec.split > 1 else ""
+    config = f"{spec.tile_m}x{spec.tile_n} tile{parts}"
     return sch.mod["main"].with_attr(scheduled_attr(), True).with_attr(RULE_ATTR, RULE).with_attr(CONFIG_ATTR, config)
 
 
@@ -129,14 +164,18 @@ def gemm_func(spec: Gemm, gpu: bool):
 
 
 def _call_gemm(builder, spec: Gemm, left, right, gpu: bool):
+    """The GEMM's output (batch, m, n): split parts are summed in f32, then cast."""
     from tvm import relax
 
     from wsd.compat import tensor_info
 
     spec = spec.with_tile()
     gvar = builder.add_func(gemm_func(spec, gpu), spec.name)
-    out = tensor_info((spec.batch, spec.m, spec.n), spec.dtype)
-    return builder.emit(relax.call_tir(gvar, [left, right], out))
+    out = tensor_info((spec.batch, spec.split, spec.m, spec.n), spec.out_dtype)
+    parts = builder.emit(relax.call_tir(gvar, [left, right], out))
+    if spec.split == 1:
+        return parts
+    return builder.emit_te(sum_parts, parts, spec.dtype, 1, "gemm_parts_sum", primfunc_name_hint="gemm_parts_sum")
 
 
 def _im2col(x, kh, kw, strides, padding, dilation):
@@ -241,65 +280,172 @@ _GUARD = re.compile(
 )
 
 
+def _wgsl_type(dtype: str) -> str:
+    return {"float16": "f16", "float32": "f32"}[dtype]
+
+
+def _tile_copies(spec: Gemm) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """The K tile's copy into workgroup memory, as (register, source index, destination index)
+    per 16-byte load of one thread (`e` its vec4 within the tile), and the workgroup arrays.
+    Source indexes count vec4s (8 halves); every row start is a multiple of 8 halves."""
+    kt, k8 = spec.k_tile, spec.k // 8
+    a_stride = kt + PAD
+    copies = []
+    # A: tile_m rows of kt halves, from row m0 + row, column k0
+    a_row = f"(e / {kt // 8}u)"
+    a_col = f"(e % {kt // 8}u)"
+    copies.append(("a", f"abase + (m0 + {a_row}) * {k8}u + k0 / 8u + {a_col}", f"{a_row} * {a_stride}u + {a_col} * 8u"))
+    arrays = [f"var<workgroup> As : array<f16, {spec.tile_m * a_stride}>;"]
+    if spec.right_nk:  # B stored [N, K]: tile_n rows of kt halves
+        b_stride = kt + PAD
+        src = f"bbase + (n0 + {a_row}) * {k8}u + k0 / 8u + {a_col}"
+        copies.append(("b", src, f"{a_row} * {b_stride}u + {a_col} * 8u"))
+        arrays.append(f"var<workgroup> Bs : array<f16, {spec.tile_n * b_stride}>;")
+    else:  # B stored [K, N]: kt rows of tile_n halves
+        b_stride = spec.tile_n + PAD
+        row, col = f"(e / {spec.tile_n // 8}u)", f"(e % {spec.tile_n // 8}u)"
+        src = f"bbase + (k0 + {row}) * {spec.n // 8}u + n0 / 8u + {col}"
+        copies.append(("b", src, f"{row} * {b_stride}u + {col} * 8u"))
+        arrays.append(f"var<workgroup> Bs : array<f16, {kt * b_stride}>;")
+    return copies, arrays
+
+
 def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
     """WGSL computing the GEMM with subgroup matrices, for the kernel TVM compiled as `compiled`:
-    its bindings (the same buffers in the same slots, the grid-packing uniform) and grid are kept."""
+    its bindings (the same buffers in the same slots; the operands retyped as vec4<u32> for
+    16-byte loads), its grid-packing uniform and its grid are kept."""
     storage = (m for m in _BINDING.finditer(compiled) if m.group(2).startswith("storage"))
     buffers = sorted(storage, key=lambda m: int(m.group(1)))
     # TVM names each binding after its parameter (the output's comes first): find them by name
-    named = {m.group(3).split("_")[0]: m.group(3) for m in buffers}
+    named = {m.group(3).split("_")[0]: m for m in buffers}
     if len(buffers) != 3 or set(named) != {"left", "right", "gemm"}:
         raise ValueError(f"{entry}: expected storage bindings left, right, gemm; found {[m.group(3) for m in buffers]}")
-    left, right, out = named["left"], named["right"], named["gemm"]
+    left, right, out = (named[n].group(3) for n in ("left", "right", "gemm"))
     pod = _POD.search(compiled)
     guard = _GUARD.search(compiled)
-    t = FRAG
-    fm, fn = spec.tile_m // t, spec.tile_n // t
+    t, kt = FRAG, spec.k_tile
+    fm, fn = spec.tile_m // GRID[0] // t, spec.tile_n // GRID[1] // t
+    part = spec.k // spec.split
     tiles_m = spec.m // spec.tile_m
-    lmat = f"subgroup_matrix_left<f16, {t}, {t}>"
-    rmat = f"subgroup_matrix_right<f16, {t}, {t}>"
-    cmat = f"subgroup_matrix_result<f16, {t}, {t}>"
-    lines = ["enable f16;", "enable chromium_experimental_subgroup_matrix;", ""]
-    lines += [m.group(0) for m in buffers]
+    acc = "f32"  # f16 products summed in f32: fp16 accumulators over K = 11520 cost accuracy
+    lmat, rmat = f"subgroup_matrix_left<f16, {t}, {t}>", f"subgroup_matrix_right<f16, {t}, {t}>"
+    cmat = f"subgroup_matrix_result<{acc}, {t}, {t}>"
+    a_stride = kt + PAD
+    b_stride = kt + PAD if spec.right_nk else spec.tile_n + PAD
+    copies, arrays = _tile_copies(spec)
+    half_out = spec.out_dtype == "float16"
+    lines = [
+        "enable f16;",
+        "enable subgroups;",
+        "enable chromium_experimental_subgroup_matrix;",
+        # fragment offsets derive from subgroup_id, uniform per subgroup; Tint cannot prove it
+        "diagnostic(off, subgroup_uniformity);",
+        "diagnostic(off, chromium.subgroup_matrix_uniformity);",
+        "",
+    ]
+    for m in buffers:
+        retype = m.group(3) in (left, right)
+        lines.append(m.group(0).replace(f": {m.group(4)};", ": array<vec4<u32>>;") if retype else m.group(0))
     if pod:
         lines += ["", pod.group(0)]
+    lines += ["", *arrays]
+    if half_out:
+        lines.append(f"var<workgroup> Cs : array<f32, {GRID[0] * GRID[1] * t * t}>;")
     lines += [
         "",
-        f"@compute @workgroup_size({SUBGROUP}, 1, 1)",
-        f"fn {entry}(@builtin(workgroup_id) blockIdx : vec3<u32>, @builtin(num_workgroups) gridDim : vec3<u32>) {{",
+        f"@compute @workgroup_size({THREADS}, 1, 1)",
+        f"fn {entry}(@builtin(workgroup_id) blockIdx : vec3<u32>, @builtin(num_workgroups) gridDim : vec3<u32>, "
+        "@builtin(local_invocation_index) li : u32, @builtin(subgroup_id) sg : u32, "
+        "@builtin(subgroup_invocation_id) lane : u32) {",
     ]
     if guard:
         lines.append(f"  {guard.group(1)}")
     lines += [
         "  let tile_n = blockIdx.z * gridDim.x + blockIdx.x;",
-        f"  let b = blockIdx.y / {tiles_m}u;",
-        f"  let r0 = (blockIdx.y % {tiles_m}u) * {spec.tile_m}u;",
-        f"  let c0 = tile_n * {spec.tile_n}u;",
-        f"  let lbase = {f'b * {spec.m * spec.k}u' if spec.left_batched else '0u'};",
-        f"  let rbase = {f'b * {spec.n * spec.k}u' if spec.right_batched else '0u'};",
-        f"  let obase = b * {spec.m * spec.n}u;",
+        f"  let bs = blockIdx.y / {tiles_m}u;",  # batch x split + part
+        f"  let b = bs / {spec.split}u;",
+        f"  let kbeg = (bs % {spec.split}u) * {part}u;",
+        f"  let m0 = (blockIdx.y % {tiles_m}u) * {spec.tile_m}u;",
+        f"  let n0 = tile_n * {spec.tile_n}u;",
+        f"  let abase = {f'b * {spec.m * spec.k // 8}u' if spec.left_batched else '0u'};",
+        f"  let bbase = {f'b * {spec.n * spec.k // 8}u' if spec.right_batched else '0u'};",
+        f"  let sr = (sg / {GRID[1]}u) * {fm * t}u;",
+        f"  let sc = (sg % {GRID[1]}u) * {fn * t}u;",
     ]
     lines += [f"  var acc{i}_{j} = {cmat}();" for i in range(fm) for j in range(fn)]
-    lines.append(f"  for (var k = 0u; k < {spec.k}u; k += {t}u) {{")
+    # each thread copies `count` vec4s of each tile (the last round partly where it does not divide)
+    sizes = {"a": spec.tile_m * kt // 8, "b": spec.tile_n * kt // 8}
+    rounds = {w: -(-n // THREADS) for w, n in sizes.items()}
+    for w, _, _ in copies:
+        lines += [f"  var r{w}{q} = vec4<u32>();" for q in range(rounds[w])]
+
+    source = {"a": left, "b": right}
+
+    def each_copy(body):
+        out = []
+        for w, src, dst in copies:
+            for q in range(rounds[w]):
+                e = f"li + {q * THREADS}u"
+                fill = {"src": src, "dst": dst, "reg": f"r{w}{q}", "arr": f"{w.upper()}s", "buf": source[w]}
+                inner = [f"  {line.format(**fill)}" for line in body]
+                if sizes[w] % THREADS and q == rounds[w] - 1:
+                    out += [f"if ({e} < {sizes[w]}u) {{", f"  let e = {e};", *inner, "}"]
+                else:
+                    out += ["{", f"  let e = {e};", *inner, "}"]
+        return out
+
+    fetch = each_copy(["{reg} = {buf}[{src}];"])
+    halves = [f"let h{q} = bitcast<vec2<f16>>({{reg}}[{q}]);" for q in range(4)]
+    writes = [f"{{arr}}[d + {2 * q + h}u] = h{q}.{'xy'[h]};" for q in range(4) for h in (0, 1)]
+    stash = each_copy(["let d = {dst};", *halves, *writes])
+    lines += ["  {", "    let k0 = kbeg;", *[f"    {x}" for x in fetch], "  }"]
+    lines.append(f"  for (var k0 = kbeg; k0 < kbeg + {part}u; k0 += {kt}u) {{")
+    lines += [f"    {x}" for x in stash]
+    lines.append("    workgroupBarrier();")
+    # the next K tile's loads are in flight while the tensor cores work on this one
+    lines.append(f"    if (k0 + {kt}u < kbeg + {part}u) {{")
+    lines.append(f"      let k1 = k0 + {kt}u;")
+    lines += [f"      {x.replace('k0', 'k1')}" for x in fetch]
+    lines.append("    }")
+    lines.append(f"    for (var kk = 0u; kk < {kt}u; kk += {t}u) {{")
     for i in range(fm):
-        at = f"lbase + (r0 + {i * t}u) * {spec.k}u + k, false, {spec.k}u"
-        lines.append(f"    let a{i} = subgroupMatrixLoad<{lmat}>(&{left}, {at});")
+        lines.append(
+            f"      let a{i} = subgroupMatrixLoad<{lmat}>(&As, (sr + {i * t}u) * {a_stride}u + kk, false, {a_stride}u);"
+        )
     for j in range(fn):
-        if spec.right_nk:  # right stored [N, K]: column-major K x N
-            at = f"rbase + (c0 + {j * t}u) * {spec.k}u + k, true, {spec.k}u"
+        if spec.right_nk:
+            at = f"(sc + {j * t}u) * {b_stride}u + kk, true"
         else:
-            at = f"rbase + k * {spec.n}u + c0 + {j * t}u, false, {spec.n}u"
-        lines.append(f"    let b{j} = subgroupMatrixLoad<{rmat}>(&{right}, {at});")
+            at = f"kk * {b_stride}u + sc + {j * t}u, false"
+        lines.append(f"      let b{j} = subgroupMatrixLoad<{rmat}>(&Bs, {at}, {b_stride}u);")
     for i in range(fm):
         for j in range(fn):
-            lines.append(f"    acc{i}_{j} = subgroupMatrixMultiplyAccumulate(a{i}, b{j}, acc{i}_{j});")
-    lines.append("  }")
+            lines.append(f"      acc{i}_{j} = subgroupMatrixMultiplyAccumulate(a{i}, b{j}, acc{i}_{j});")
+    lines += ["    }", "    workgroupBarrier();", "  }"]
+    lines.append(f"  let obase = bs * {spec.m * spec.n}u;")
     for i in range(fm):
         for j in range(fn):
-            at = f"obase + (r0 + {i * t}u) * {spec.n}u + c0 + {j * t}u"
-            lines.append(f"  subgroupMatrixStore(&{out}, {at}, acc{i}_{j}, false, {spec.n}u);")
+            at = f"obase + (m0 + sr + {i * t}u) * {spec.n}u + n0 + sc + {j * t}u"
+            if not half_out:
+                lines.append(f"  subgroupMatrixStore(&{out}, {at}, acc{i}_{j}, false, {spec.n}u);")
+                continue
+            # f32 accumulators to f16: through this subgroup's scratch tile
+            lines += [
+                f"  subgroupMatrixStore(&Cs, sg * {t * t}u, acc{i}_{j}, false, {t}u);",
+                "  workgroupBarrier();",
+                f"  for (var e = lane; e < {t * t}u; e += {SUBGROUP}u) {{",
+                f"    {out}[{at} + (e / {t}u) * {spec.n}u + e % {t}u] = f16(Cs[sg * {t * t}u + e]);",
+                "  }",
+                "  workgroupBarrier();",
+            ]
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def workgroup_bytes(code: str) -> int:
+    """Workgroup memory a swapped-in shader declares (the page checks the device allows it)."""
+    sizes = {"f16": 2, "f32": 4}
+    return sum(sizes[t] * int(n) for t, n in re.findall(r"var<workgroup> \w+ : array<(f16|f32), (\d+)>;", code))
 
 
 def overrides(mod, shaders: dict[str, str]) -> dict[str, str]:
@@ -316,6 +462,18 @@ def overrides(mod, shaders: dict[str, str]) -> dict[str, str]:
             raise ValueError(f"GEMM kernel {gvar.name_hint!r} has no compiled shader {entry!r}")
         out[entry] = subgroup_wgsl(spec, entry, shaders[entry])
     return out
+
+
+def requirements(swaps: dict[str, str], path: str) -> dict:
+    """The manifest's `subgroup_matrix` section: what the page checks before it swaps the shaders
+    in (web/lib/assets.js): the fragment shape, the subgroup size and the workgroup memory."""
+    return {
+        "shaders": path,
+        "kernels": len(swaps),
+        "fragment": [FRAG, FRAG, FRAG],
+        "subgroup_size": SUBGROUP,
+        "workgroup_storage": max((workgroup_bytes(code) for code in swaps.values()), default=0),
+    }
 
 
 def make(target, options):

@@ -9,9 +9,10 @@ import re
 
 import numpy as np
 import pytest
+import wgsl_sim
 
 from wsd import compat
-from wsd.passes.subgroup_gemm import Gemm, overrides, subgroup_gemm_pass, subgroup_wgsl
+from wsd.passes.subgroup_gemm import Gemm, overrides, subgroup_gemm_pass, subgroup_wgsl, workgroup_bytes
 
 DT = "float32"
 
@@ -27,11 +28,11 @@ def small_graph(dtype=DT):
     x = relax.Var("x", t((2, 32, 16, 16), dtype))
     w = relax.Var("w", t((64, 32, 3, 3), dtype))
     w1 = relax.Var("w1", t((64, 64, 1, 1), dtype))
-    lw = relax.Var("lw", t((48, 64), dtype))
+    lw = relax.Var("lw", t((96, 64), dtype))
     bias = relax.Var("bias", t((1, 64, 1, 1), dtype))
     narrow = relax.Var("narrow", t((4, 32, 3, 3), dtype))
-    q = relax.Var("q", t((2, 3, 32, 16), dtype))
-    kt = relax.Var("kt", t((2, 3, 48, 16), dtype))
+    q = relax.Var("q", t((2, 3, 32, 32), dtype))
+    kt = relax.Var("kt", t((2, 3, 64, 32), dtype))
     params = [x, w, w1, lw, bias, narrow, q, kt]
     with bb.function("main", params):
         with bb.dataflow():
@@ -69,12 +70,12 @@ def test_the_rewrite_computes_what_the_graph_did():
     # the 3x3, the 1x1 (no im2col), the linear (its weight read column-major), the strided conv,
     # the two attention matmuls over 2 x 3 (batch, head) pairs (the key read column-major)
     assert gemm_names(rewritten) == [
-        "sgemm_1x512x48x64_nk",
+        "sgemm_1x512x96x64_nk",
         "sgemm_2x64x256x288_kn",
         "sgemm_2x64x256x64_kn",
         "sgemm_2x64x64x288_kn",
-        "sgemm_6x32x16x48_kn",
-        "sgemm_6x32x48x16_nk",
+        "sgemm_6x32x32x64_kn",
+        "sgemm_6x32x64x32_nk",
     ]
     script = rewritten.script()
     assert script.count("R.nn.conv2d(") == 1  # the 4-channel conv keeps its op: 4 rows are no 16x16 fragment
@@ -83,64 +84,88 @@ def test_the_rewrite_computes_what_the_graph_did():
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
+def test_split_k_partials_add_up_to_the_product():
+    """An fp16 GEMM with one output tile and K = 1024 is split in 4: f32 partial sums, added and
+    cast back in the graph, on the CPU."""
+    from tvm import relax
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", compat.tensor_info((1, 64, 1024), "float16"))
+    w = relax.Var("w", compat.tensor_info((1024, 64), "float16"))
+    with bb.function("main", [x, w]):
+        with bb.dataflow():
+            out = bb.emit_output(relax.Tuple([bb.emit(relax.op.matmul(x, w, out_dtype="float16"))]))
+        bb.emit_func_output(out)
+    rewritten = subgroup_gemm_pass(gpu=False)(bb.get())
+    assert gemm_names(rewritten) == ["sgemm_1x64x64x1024_kn_k4"]
+    assert "gemm_parts_sum" in rewritten.script()
+    rng = np.random.default_rng(3)
+    values = [rng.integers(-1, 2, (1, 64, 1024)).astype("float16"), rng.integers(-1, 2, (1024, 64)).astype("float16")]
+    got = run_on_cpu(rewritten, values)[0]
+    np.testing.assert_array_equal(got, values[0].astype(np.float32) @ values[1].astype(np.float32))
+
+
 def test_the_gpu_kernel_launches_the_grid_its_wgsl_assumes():
-    from wsd.passes.subgroup_gemm import gemm_func
+    from wsd.passes.subgroup_gemm import THREADS, gemm_func
 
-    spec = Gemm(2, 64, 256, 288, "float16", left_batched=False, right_batched=True, right_nk=False).with_tile()
-    func = gemm_func(spec, gpu=True)
-    bound = re.finditer(r"T\.thread_binding\((\d+), thread=\"(\w+\.\w)\"\)", func.script())
-    extents = {m.group(2): int(m.group(1)) for m in bound}
-    assert extents == {"blockIdx.y": spec.grid()[1], "blockIdx.x": spec.grid()[0], "threadIdx.x": 32}
-
-
-def test_tiles_fill_the_gpu_where_the_shape_allows():
-    big = Gemm(2, 320, 4096, 2880, "float16", False, True, False).with_tile()
-    assert (big.tile_m, big.tile_n) == (64, 64)  # 2 x 5 x 64 = 640 workgroups
-    small = Gemm(2, 1280, 256, 11520, "float16", False, True, False).with_tile()
-    assert (small.tile_m, small.tile_n) == (32, 32)  # 64x64 would give 160
-    odd = Gemm(1, 512, 48, 64, "float16", True, False, True).with_tile()
-    assert (odd.tile_m, odd.tile_n) == (16, 16)  # 48 columns and 24 tiles at most: the most workgroups
+    for spec in (
+        Gemm(2, 64, 256, 288, "float16", left_batched=False, right_batched=True, right_nk=False).with_tile(),
+        Gemm(2, 1280, 64, 11520, "float16", False, True, False).with_tile(),  # K split in 4
+    ):
+        func = gemm_func(spec, gpu=True)
+        bound = re.finditer(r"T\.thread_binding\((\d+), thread=\"(\w+\.\w)\"\)", func.script())
+        extents = {m.group(2): int(m.group(1)) for m in bound}
+        assert extents == {"blockIdx.y": spec.grid()[1], "blockIdx.x": spec.grid()[0], "threadIdx.x": THREADS}
 
 
-# --- the WGSL, executed: its offsets and strides against numpy --------------------------------
+def test_tiles_and_split_k_follow_the_probe():
+    """The choices the H100 probe measured fastest at the SD 1.5 UNet's own GEMMs (docs/gpu.md)."""
+
+    def plan(*shape, nk=False):
+        g = Gemm(*shape, "float16", left_batched=nk, right_batched=not nk, right_nk=nk).with_tile()
+        return g.tile_m, g.tile_n, g.split, g.k_tile
+
+    assert plan(2, 320, 4096, 2880) == (64, 64, 1, 32)  # the 64x64 level's conv: 640 workgroups
+    assert plan(2, 640, 1024, 5760) == (64, 64, 1, 32)  # 32x32 level: 320 workgroups, no split
+    assert plan(2, 1280, 256, 11520) == (64, 64, 4, 32)  # 16x16 level: 160 workgroups, K in 4
+    assert plan(2, 1280, 64, 11520) == (64, 64, 4, 32)  # 8x8 level: 40 workgroups
+    assert plan(1, 8192, 2560, 320, nk=True) == (128, 128, 1, 32)  # the geglu linear: 1280 big tiles
+    assert plan(1, 512, 1280, 1280, nk=True) == (64, 64, 4, 32)  # 160 workgroups: parts of 320
+    assert plan(1, 96, 64, 48, nk=True) == (32, 64, 1, 16)  # 96 rows are no 64 multiple; K tiles of 16
+    fp32 = Gemm(2, 1280, 64, 11520, "float32", False, True, False).with_tile()
+    assert fp32.split == 1  # f32 builds run TVM's kernels only: no partial sums to add
 
 
-def execute_wgsl(code: str, grid: tuple[int, int], buffers: dict[str, np.ndarray], out_name: str) -> np.ndarray:
-    """Runs a subgroup-matrix GEMM shader's arithmetic: each workgroup's `let`s, its K loop of
-    loads and multiply-accumulates and its stores, with 16x16 fragments as numpy blocks."""
-    body = code[code.index("{", code.index("fn ")) + 1 :]
+# --- the WGSL, executed: its offsets, strides, barriers and subgroups against numpy -----------
 
-    def value(expr, env):
-        return int(eval(re.sub(r"(\d+)u\b", r"\1", expr), {}, dict(env)))  # noqa: S307 (our own WGSL)
+TVM_HEADER = (
+    "@group(0) @binding(0) var<storage, read_write> gemm_ptr : array<{out}>;\n"
+    "@group(0) @binding(1) var<storage, read> left_ptr : array<f16>;\n"
+    "@group(0) @binding(2) var<storage, read> right_ptr : array<f16>;\n\n"
+    "struct PODArgs {{\n  packGridDimX: u32\n}}\n@group(0) @binding(3) var<uniform> podArgs : PODArgs;\n"
+    "fn x() {{\n  if (blockIdx.z * gridDim.x + blockIdx.x > podArgs.packGridDimX) {{ return; }}\n"
+)
 
-    def load(name, offset, col_major, stride):
-        flat = buffers[name].reshape(-1)
-        rows = np.arange(16)[:, None]
-        cols = np.arange(16)[None, :]
-        return flat[offset + (cols * stride + rows if col_major else rows * stride + cols)]
 
-    lets = re.findall(r"^\s*let (\w+) = (.*);$", body.split("for (var k")[0], re.M)
-    loop = re.search(r"for \(var k = 0u; k < (\d+)u; k \+= 16u\) \{(.*?)\n  \}", body, re.S)
-    load_call = r"let (\w+) = subgroupMatrixLoad<\w+<f16, 16, 16>>\(&(\w+), (.*), (true|false), (\d+)u\);"
-    loads = re.findall(load_call, loop.group(2))
-    mmas = re.findall(r"(\w+) = subgroupMatrixMultiplyAccumulate\((\w+), (\w+), \w+\);", loop.group(2))
-    stores = re.findall(r"subgroupMatrixStore\(&(\w+), (.*), (\w+), false, (\d+)u\);", body)
-    out = buffers[out_name].reshape(-1).copy()
-    for y in range(grid[1]):
-        for x in range(grid[0]):
-            env = {"blockIdx": type("V", (), {"x": x, "y": y, "z": 0}), "gridDim": type("V", (), {"x": grid[0]})}
-            for name, expr in lets:
-                env[name] = value(expr, env)
-            acc = {name: np.zeros((16, 16)) for name, _, _ in mmas}
-            for k in range(0, int(loop.group(1)), 16):
-                env["k"] = k
-                frags = {n: load(b, value(o, env), c == "true", int(s)) for n, b, o, c, s in loads}
-                for target, a, b in mmas:
-                    acc[target] += frags[a].astype(np.float64) @ frags[b]
-            for _, offset, frag, stride in stores:
-                at = value(offset, env)
-                for r in range(16):
-                    out[at + r * int(stride) : at + r * int(stride) + 16] = acc[frag][r]
+def operands(spec, seed=1):
+    rng = np.random.default_rng(seed)
+    left = rng.integers(-3, 4, (spec.batch if spec.left_batched else 1, spec.m, spec.k)).astype(np.float64)
+    rshape = (spec.n, spec.k) if spec.right_nk else (spec.k, spec.n)
+    right = rng.integers(-3, 4, (spec.batch if spec.right_batched else 1, *rshape)).astype(np.float64)
+    return left, right
+
+
+def expected(spec, left, right):
+    """out[b, s] = the product over the s-th part of K."""
+    r = np.swapaxes(right, 1, 2) if spec.right_nk else right
+    part = spec.k // spec.split
+    parts = [left[..., s * part : (s + 1) * part] @ r[:, s * part : (s + 1) * part] for s in range(spec.split)]
+    return np.broadcast_to(np.stack(parts, axis=1), (spec.batch, spec.split, spec.m, spec.n))
+
+
+def run_swap(spec, code, left, right):
+    out = np.full((spec.batch, spec.split, spec.m, spec.n), np.nan)
+    wgsl_sim.run(code, spec.grid(), {"left_ptr": left, "right_ptr": right, "gemm_ptr": out})
     return out
 
 
@@ -148,45 +173,52 @@ def execute_wgsl(code: str, grid: tuple[int, int], buffers: dict[str, np.ndarray
     "spec",
     [
         Gemm(2, 64, 128, 96, "float16", left_batched=False, right_batched=True, right_nk=False, tile_m=64, tile_n=32),
-        Gemm(1, 96, 48, 64, "float16", left_batched=True, right_batched=False, right_nk=True, tile_m=32, tile_n=16),
-        Gemm(3, 32, 64, 32, "float16", left_batched=True, right_batched=True, right_nk=True, tile_m=16, tile_n=64),
+        Gemm(1, 96, 64, 48, "float16", left_batched=True, right_batched=False, right_nk=True, tile_m=32, tile_n=64),
+        Gemm(3, 32, 64, 32, "float16", left_batched=True, right_batched=True, right_nk=True, tile_m=32, tile_n=32),
+        Gemm(
+            1, 128, 128, 64, "float16", left_batched=False, right_batched=True, right_nk=False, tile_m=128, tile_n=128
+        ),
+        Gemm(2, 64, 32, 512, "float16", False, True, False, tile_m=32, tile_n=32, split=4),
+        Gemm(1, 64, 64, 256, "float16", True, False, True, tile_m=64, tile_n=64, split=2),
     ],
-    ids=["conv", "linear", "batched-nk"],  # tiles set apart from with_tile's choice: rows and columns differ
+    # tiles set apart from with_tile's choice: rows and columns differ, a K tile of 16 where 48
+    # is no multiple of 32 (its copy leaves half the invocations idle), f32 partials of split K
+    ids=["conv", "linear-kt16", "batched-nk", "tile-128", "split-k4", "split-k2-nk"],
 )
 def test_the_subgroup_wgsl_computes_the_gemm(spec):
-    header = (
-        "@group(0) @binding(0) var<storage, read_write> gemm_ptr : array<f16>;\n"
-        "@group(0) @binding(1) var<storage, read> left_ptr : array<f16>;\n"
-        "@group(0) @binding(2) var<storage, read> right_ptr : array<f16>;\n\n"
-        "struct PODArgs {\n  packGridDimX: u32\n}\n@group(0) @binding(3) var<uniform> podArgs : PODArgs;\n"
-        "fn x() {\n  if (blockIdx.z * gridDim.x + blockIdx.x > podArgs.packGridDimX) { return; }\n"
-    )
-    code = subgroup_wgsl(spec, "gemm_kernel", header)
-    assert "@compute @workgroup_size(32, 1, 1)" in code and "fn gemm_kernel(" in code
+    code = subgroup_wgsl(spec, "gemm_kernel", TVM_HEADER.format(out="f32" if spec.split > 1 else "f16"))
+    assert "@compute @workgroup_size(128, 1, 1)" in code and "fn gemm_kernel(" in code
     assert "podArgs.packGridDimX) { return; }" in code and "@binding(3) var<uniform> podArgs" in code
-    rng = np.random.default_rng(1)
-    left = rng.integers(-3, 4, (spec.batch if spec.left_batched else 1, spec.m, spec.k)).astype(np.float64)
-    rshape = (spec.n, spec.k) if spec.right_nk else (spec.k, spec.n)
-    right = rng.integers(-3, 4, (spec.batch if spec.right_batched else 1, *rshape)).astype(np.float64)
-    out = np.zeros((spec.batch, spec.m, spec.n))
-    got = execute_wgsl(code, spec.grid(), {"left_ptr": left, "right_ptr": right, "gemm_ptr": out}, "gemm_ptr")
-    r = np.swapaxes(right, 1, 2) if spec.right_nk else right
-    want = np.broadcast_to(left @ r, out.shape)
-    np.testing.assert_array_equal(got.reshape(out.shape), want)
+    assert "left_ptr : array<vec4<u32>>" in code and "right_ptr : array<vec4<u32>>" in code
+    assert workgroup_bytes(code) <= 32768  # what NVIDIA's Vulkan driver offers through Dawn
+    left, right = operands(spec)
+    np.testing.assert_array_equal(run_swap(spec, code, left, right), expected(spec, left, right))
 
 
-def test_a_wrong_stride_in_the_wgsl_is_caught():
-    """The executor is not a mirror of the generator: a WGSL that reads the right matrix with the
-    wrong stride computes something else, and the comparison sees it."""
-    spec = Gemm(1, 32, 32, 32, "float16", True, False, False).with_tile()
-    names = ("gemm", "left", "right")
-    header = "\n".join(f"@group(0) @binding({i}) var<storage, read> {n}_ptr : array<f16>;" for i, n in enumerate(names))
-    code = subgroup_wgsl(spec, "gemm_kernel", header).replace("false, 32u);\n    acc", "false, 16u);\n    acc")
-    rng = np.random.default_rng(2)
-    left, right = rng.integers(-3, 4, (1, 32, 32)).astype(float), rng.integers(-3, 4, (1, 32, 32)).astype(float)
-    buffers = {"left_ptr": left, "right_ptr": right, "gemm_ptr": np.zeros((1, 32, 32))}
-    got = execute_wgsl(code, spec.grid(), buffers, "gemm_ptr")
-    assert not np.array_equal(got.reshape(1, 32, 32), left @ right)
+def test_the_simulator_catches_a_wrong_stride_and_a_missing_barrier():
+    """The simulator is not a mirror of the generator: a WGSL that reads B's tile with the wrong
+    stride computes something else, and one without the barrier after the copy reads workgroup
+    memory before it is written (NaN)."""
+    spec = Gemm(1, 64, 64, 64, "float16", False, True, False, tile_m=64, tile_n=64)
+    code = subgroup_wgsl(spec, "gemm_kernel", TVM_HEADER.format(out="f16"))
+    left, right = operands(spec, seed=2)
+    want = expected(spec, left, right)
+    strided = code.replace("false, 72u);\n", "false, 64u);\n")
+    assert strided != code
+    assert not np.array_equal(run_swap(spec, strided, left, right), want)
+    racy = code.replace("    workgroupBarrier();\n    if (k0", "    if (k0", 1)
+    assert racy != code
+    assert not np.array_equal(run_swap(spec, racy, left, right), want)
+
+
+def test_the_simulator_refuses_a_fragment_offset_that_differs_within_a_subgroup():
+    spec = Gemm(1, 32, 32, 32, "float16", True, False, False, tile_m=32, tile_n=32)
+    code = subgroup_wgsl(spec, "gemm_kernel", TVM_HEADER.format(out="f16")).replace(
+        "(sr + 0u) * 40u + kk", "(sr + lane % 2u) * 40u + kk"
+    )
+    left, right = operands(spec)
+    with pytest.raises(AssertionError, match="differs between invocations"):
+        run_swap(spec, code, left, right)
 
 
 def test_a_shader_without_the_gemm_bindings_is_refused():
@@ -216,8 +248,9 @@ def test_a_webgpu_build_ships_one_swap_per_fp16_gemm():
         assert len(swaps) == want
         for entry, code in swaps.items():
             assert entry in shaders and f"fn {entry}(" in code
-            tvm_bindings = re.findall(r"^@group\(0\) @binding\(\d\) var<[^>]*> \w+ : [^;]+;$", shaders[entry], re.M)
-            assert tvm_bindings and all(b in code for b in tvm_bindings)
+            # the same buffers in the same slots with the same access; the operands read as vec4<u32>
+            binding = re.compile(r"^@group\(0\) @binding\((\d)\) var<([^>]*)> (\w+) : ", re.M)
+            assert binding.findall(shaders[entry]) and binding.findall(code) == binding.findall(shaders[entry])
 
 
 @pytest.mark.browser

@@ -1,0 +1,169 @@
+"""Runs a tensor-core GEMM shader's WGSL on the CPU, for tests: no machine here has subgroup
+matrices (SwiftShader lacks them and f16), and the WGSL the build swaps in must still be proven.
+
+The function body is translated statement by statement into a Python generator per invocation
+(`workgroupBarrier()` yields, so every invocation of a workgroup reaches a barrier before any goes
+on); subgroup-matrix builtins act on 16x16 numpy blocks, each invocation computing the whole
+fragment, and every call is checked to get the same arguments from all invocations of its
+subgroup, as the hardware requires. It covers the WGSL subset the build's generator writes
+(let/var, for, if, blocks, array indexing, bitcast to vec2<f16>), not WGSL at large.
+"""
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+
+import numpy as np
+
+FRAG = 16
+_BINDING = re.compile(r"^@group\(0\) @binding\(\d+\) var<storage[^>]*> (\w+) : array<([^;]+)>;$", re.M)
+_SHARED = re.compile(r"^var<workgroup> (\w+) : array<(\w+), (\d+)>;$", re.M)
+
+
+class Vec4Words:
+    """A storage buffer of halves read as array<vec4<u32>>: each element is 4 words of 2 halves."""
+
+    def __init__(self, halves: np.ndarray):
+        self.halves = halves.reshape(-1)
+
+    def __getitem__(self, i):
+        h = self.halves[8 * i : 8 * i + 8]
+        if len(h) != 8:
+            raise IndexError(f"vec4 {i} reads past the buffer's {len(self.halves)} halves")
+        return [(h[2 * q], h[2 * q + 1]) for q in range(4)]
+
+
+class Invocation:
+    """One invocation's view of the subgroup-matrix builtins; `seen` is shared by its subgroup."""
+
+    def __init__(self, sg: int, seen: dict):
+        self.sg, self.seen, self.calls = sg, seen, 0
+
+    def _uniform(self, what, *args):
+        key = (self.sg, self.calls)
+        self.calls += 1
+        first = self.seen.setdefault(key, (what, args))
+        if first != (what, args):
+            raise AssertionError(
+                f"subgroup {self.sg}: {what} call {key[1]} differs between invocations: {first} vs {args}"
+            )
+
+    @staticmethod
+    def _at(offset, col_major, stride):
+        rows, cols = np.arange(FRAG)[:, None], np.arange(FRAG)[None, :]
+        return offset + (cols * stride + rows if col_major else rows * stride + cols)
+
+    def load(self, buf, offset, col_major, stride):
+        self._uniform("load", id(buf), offset, col_major, stride)
+        return np.asarray(buf, dtype=np.float64)[self._at(offset, col_major, stride)]
+
+    def mma(self, a, b, c):
+        self._uniform("mma")
+        return c + a @ b
+
+    def store(self, buf, offset, frag, col_major, stride):
+        self._uniform("store", id(buf), offset, col_major, stride)
+        buf[self._at(offset, col_major, stride)] = frag
+
+
+def _expr(text: str) -> str:
+    text = re.sub(r"(\d+)u\b", r"\1", text)
+    text = re.sub(r"subgroupMatrixLoad<[^(]*>\(", "_t.load(", text)
+    text = re.sub(r"subgroup_matrix_result<[^(]*>\(\)", "np.zeros((16, 16))", text)
+    text = text.replace("subgroupMatrixMultiplyAccumulate(", "_t.mma(").replace("vec4<u32>()", "None")
+    text = text.replace("bitcast<vec2<f16>>(", "_halves(").replace("f16(", "_f16(")
+    text = re.sub(r"&(\w+)", r"\1", text).replace("/", "//")
+    return text.replace("true", "True").replace("false", "False")
+
+
+def translate(body: str) -> str:
+    """The body of a WGSL compute function as the body of a Python generator function."""
+    out, depth = [], 1
+    for raw in body.splitlines():
+        line = raw.strip()
+        pad = "    " * depth
+        if not line:
+            continue
+        if m := re.fullmatch(r"if \((.*)\) \{ return; \}", line):
+            out.append(f"{pad}if {_expr(m.group(1))}: return")
+        elif m := re.fullmatch(r"for \(var (\w+) = (.*); \1 < (.*); \1 \+= (.*)\) \{", line):
+            v, start, stop, step = m.groups()
+            out.append(f"{pad}for {v} in range({_expr(start)}, {_expr(stop)}, {_expr(step)}):")
+            depth += 1
+        elif m := re.fullmatch(r"if \((.*)\) \{", line):
+            out.append(f"{pad}if {_expr(m.group(1))}:")
+            depth += 1
+        elif line == "{":
+            out.append(f"{pad}if True:")
+            depth += 1
+        elif line == "}":
+            depth -= 1
+        elif line == "workgroupBarrier();":
+            out.append(f"{pad}yield")
+        elif m := re.fullmatch(r"var (\w+) : [^=]+;", line):
+            out.append(f"{pad}{m.group(1)} = None")
+        elif m := re.fullmatch(r"(?:let |var )?([^=]+?) = (.*);", line):
+            out.append(f"{pad}{_expr(m.group(1))} = {_expr(m.group(2))}")
+        elif m := re.fullmatch(r"subgroupMatrixStore\((.*)\);", line):
+            out.append(f"{pad}_t.store({_expr(m.group(1))})")
+        else:
+            raise ValueError(f"statement outside the simulated subset: {line!r}")
+    return "\n".join(out)
+
+
+def run(code: str, grid: tuple[int, int], buffers: dict[str, np.ndarray], subgroup: int = 32) -> dict:
+    """Runs every workgroup of `grid` (x, y) over `buffers` (binding name -> float array of the
+    values; written in place). Returns the buffers."""
+    size = int(re.search(r"@workgroup_size\((\d+)", code).group(1))
+    views = {}
+    for name, kind in _BINDING.findall(code):
+        views[name] = Vec4Words(buffers[name]) if kind == "vec4<u32>" else buffers[name].reshape(-1)
+    head = code.index("{", code.index("fn "))
+    names = [
+        "blockIdx",
+        "gridDim",
+        "podArgs",
+        "li",
+        "sg",
+        "lane",
+        "_t",
+        *views,
+        *(n for n, _, _ in _SHARED.findall(code)),
+    ]
+    source = f"def _invocation({', '.join(names)}):\n    if False:\n        yield\n{translate(code[head + 1 :])}\n"
+    scope = {"np": np, "_halves": lambda w: SimpleNamespace(x=w[0], y=w[1]), "_f16": lambda v: float(np.float16(v))}
+    exec(compile(source, "<wgsl>", "exec"), scope)  # noqa: S102 (the build's own WGSL, translated above)
+    for y in range(grid[1]):
+        for x in range(grid[0]):
+            shared = {n: np.full(int(count), np.nan) for n, _, count in _SHARED.findall(code)}
+            seen: dict = {}
+            block = SimpleNamespace(x=x, y=y, z=0)
+            dims = SimpleNamespace(x=grid[0], y=grid[1], z=1)
+            pod = SimpleNamespace(packGridDimX=grid[0])  # tvmjs: the grid's x before packing into z
+            running = [
+                scope["_invocation"](
+                    block,
+                    dims,
+                    pod,
+                    li,
+                    li // subgroup,
+                    li % subgroup,
+                    Invocation(li // subgroup, seen),
+                    *views.values(),
+                    *shared.values(),
+                )
+                for li in range(size)
+            ]
+            while running:
+                alive = []
+                for inv in running:
+                    try:
+                        next(inv)
+                        alive.append(inv)
+                    except StopIteration:
+                        pass
+                if alive and len(alive) != len(running):
+                    raise AssertionError(f"workgroup ({x}, {y}): invocations reach different numbers of barriers")
+                running = alive
+    return buffers

@@ -1,0 +1,33 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { SUBGROUP_MATRIX, tensorCoreRefusal } from "../lib/assets.js";
+
+// What an H100 reports through Dawn (benchmarks/results/gpu-2026-12-05-subgroup-matrix-probe.json).
+const h100 = {
+  subgroupMinSize: 32,
+  subgroupMaxSize: 32,
+  subgroupMatrixConfigs: [
+    { M: 16, N: 16, K: 16, componentType: "f16", resultComponentType: "f16" },
+    { M: 16, N: 16, K: 16, componentType: "f16", resultComponentType: "f32" },
+  ],
+};
+const sg = { kernels: 40, fragment: [16, 16, 16], subgroup_size: 32, workgroup_storage: 23040 };
+const device = (features, storage = 32768) => ({ features: new Set(features), limits: { maxComputeWorkgroupStorageSize: storage } });
+
+test("an adapter like the H100 takes the tensor-core kernels", () => {
+  assert.equal(tensorCoreRefusal(h100, device([SUBGROUP_MATRIX, "subgroups"]), sg), null);
+});
+
+test("each thing the WGSL assumes is checked, and the refusal says which", () => {
+  assert.match(tensorCoreRefusal(h100, device(["subgroups"]), sg), /lacks chromium-experimental-subgroup-matrix/);
+  assert.match(tensorCoreRefusal(h100, device([SUBGROUP_MATRIX]), sg), /lacks subgroups/);
+  const apple = { ...h100, subgroupMatrixConfigs: [{ M: 8, N: 8, K: 8, componentType: "f16", resultComponentType: "f32" }] };
+  assert.match(tensorCoreRefusal(apple, device([SUBGROUP_MATRIX, "subgroups"]), sg), /no f16 -> f32 16x16x16/);
+  const wide = { ...h100, subgroupMinSize: 64, subgroupMaxSize: 64 };
+  assert.match(tensorCoreRefusal(wide, device([SUBGROUP_MATRIX, "subgroups"]), sg), /64-64 invocations; .* exactly 32/);
+  assert.match(tensorCoreRefusal(h100, device([SUBGROUP_MATRIX, "subgroups"], 16384), sg), /23040 bytes .* allows 16384/);
+});
+
+test("a browser that does not report a property is not refused for it", () => {
+  assert.equal(tensorCoreRefusal({}, device([SUBGROUP_MATRIX, "subgroups"]), sg), null);
+});
