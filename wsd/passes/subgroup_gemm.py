@@ -55,6 +55,9 @@ MIN_TILES = 512
 # tiles, 57 -> 82 TFLOP/s; the 8x8 level 14 -> 48; the 32x32 level, 320 tiles, lost: 60 -> 51).
 SPLIT_BELOW = 256
 MIN_SPLIT_K = 256  # a part shorter than this is not worth its partial output
+# Attention's GEMMs are padded to fit the tiles where that adds at most this factor of work: SD's
+# 40-wide heads (K 40 -> 48, N 40 -> 64) and 77 text tokens (N 77 -> 96, K 77 -> 80) all fit.
+PAD_WORK = 1.75
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,7 @@ def _call_gemm(builder, spec: Gemm, left, right, gpu: bool):
     out = tensor_info((spec.batch, spec.split, spec.m, spec.n), spec.out_dtype)
     parts = builder.emit(relax.call_tir(gvar, [left, right], out))
     if spec.split == 1:
-        return parts
+        return builder.emit(relax.op.reshape(parts, (spec.batch, spec.m, spec.n)))
     return builder.emit_te(sum_parts, parts, spec.dtype, 1, "gemm_parts_sum", primfunc_name_hint="gemm_parts_sum")
 
 
@@ -198,6 +201,17 @@ def _im2col(x, kh, kw, strides, padding, dilation):
         return tirx.if_then_else(inside, x[b, ci, y, xx], tirx.const(0, x.dtype))
 
     return te.compute((n, c * kh * kw, ho * wo), at, name="im2col")
+
+
+def _pad_to(builder, x, sizes: dict[int, int]):
+    """x with zeros appended along each axis in `sizes` up to that size."""
+    from tvm import relax
+
+    shape = shape_of(x)
+    width = [0] * (2 * len(shape))
+    for axis, size in sizes.items():
+        width[2 * axis + 1] = size - shape[axis]
+    return builder.emit(relax.op.nn.pad(x, width)) if any(width) else x
 
 
 def subgroup_gemm_pass(gpu: bool = True):
@@ -245,23 +259,35 @@ def subgroup_gemm_pass(gpu: bool = True):
             axes = [int(v) for v in given] if given is not None else list(range(rank))[::-1]  # None: reversed
             if axes == [*range(rank - 2), rank - 1, rank - 2]:
                 source, nk = transposed.args[0], True  # y = W^T: read W column-major, no transpose kernel
-        n = ys[-1]
-        if len(ys) == 2:  # a shared right matrix (a linear layer's weight): every row of x is one M row
-            m, batch = math.prod(xs[:-1]), 1
-            left = builder.emit(relax.op.reshape(x, (1, m, k)))
-            right_batched = False
-        elif len(xs) == len(ys) and xs[:-2] == ys[:-2]:  # batched on both sides (attention)
-            m, batch = xs[-2], math.prod(xs[:-2])
-            left = builder.emit(relax.op.reshape(x, (batch, m, k)))
-            right_batched = True
-        else:
+        if len(xs) == len(ys) and xs[:-2] == ys[:-2]:  # batched on both sides (attention)
+            return attention(builder, x, source, nk, out, dtype)
+        m, n = math.prod(xs[:-1]), ys[-1]  # a shared right matrix (a linear layer's weight): x's rows are M
+        if len(ys) != 2 or not fits(m, n, k):
             return None
-        if not fits(m, n, k):
-            return None
-        rshape = (n, k) if nk else (k, n)
-        right = builder.emit(relax.op.reshape(source, (batch if right_batched else 1, *rshape)))
-        spec = Gemm(batch, m, n, k, dtype, left_batched=True, right_batched=right_batched, right_nk=nk)
+        left = builder.emit(relax.op.reshape(x, (1, m, k)))
+        right = builder.emit(relax.op.reshape(source, (1, *((n, k) if nk else (k, n)))))
+        spec = Gemm(1, m, n, k, dtype, left_batched=True, right_batched=False, right_nk=nk)
         return relax.op.reshape(_call_gemm(builder, spec, left, right, gpu), out)
+
+    def attention(builder, x, source, nk, out, dtype):
+        """A matmul batched on both sides: attention's scores (q x k^T) and their product with v.
+        SD's 40-wide heads and 77 text tokens fit no tile: K is padded with zeros to a multiple of
+        16 and N to one of 32 (the extra output columns sliced off) where that adds at most
+        PAD_WORK of the work."""
+        xs = shape_of(x)
+        m, k, batch = xs[-2], xs[-1], math.prod(xs[:-2])
+        n = shape_of(source)[-2] if nk else shape_of(source)[-1]
+        kp, np_ = -(-k // FRAG) * FRAG, -(-n // min(TILES)) * min(TILES)
+        if kp * np_ > PAD_WORK * k * n or not fits(m, np_, kp):
+            return None
+        left = _pad_to(builder, builder.emit(relax.op.reshape(x, (batch, m, k))), {2: kp})
+        rshape, grow = ((batch, n, k), {1: np_, 2: kp}) if nk else ((batch, k, n), {1: kp, 2: np_})
+        right = _pad_to(builder, builder.emit(relax.op.reshape(source, rshape)), grow)
+        spec = Gemm(batch, m, np_, kp, dtype, left_batched=True, right_batched=True, right_nk=nk)
+        product = _call_gemm(builder, spec, left, right, gpu)
+        if np_ != n:
+            product = builder.emit(relax.op.strided_slice(product, axes=[2], begin=[0], end=[n]))
+        return relax.op.reshape(product, out)
 
     convs = call_rewriter("relax.nn.conv2d", conv, "wsd.SubgroupGemmConv2d")
     matmuls = call_rewriter("relax.matmul", matmul, "wsd.SubgroupGemmMatmul")

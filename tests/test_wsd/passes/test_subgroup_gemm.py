@@ -84,6 +84,31 @@ def test_the_rewrite_computes_what_the_graph_did():
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
+def test_attention_with_heads_no_tile_fits_is_padded():
+    """SD's 40-wide heads and 77 text tokens: K padded with zeros to 48 and 80, N to 96 and 64,
+    and the padded columns sliced off; the result is the graph's."""
+    from tvm import relax
+
+    bb = relax.BlockBuilder()
+    t = compat.tensor_info
+    q, k, v = (
+        relax.Var(name, t(shape, DT))
+        for name, shape in (("q", (2, 2, 64, 40)), ("k", (2, 2, 77, 40)), ("v", (2, 2, 77, 40)))
+    )
+    with bb.function("main", [q, k, v]):
+        with bb.dataflow():
+            scores = bb.emit(relax.op.matmul(q, relax.op.permute_dims(k, [0, 1, 3, 2]), out_dtype=DT))
+            out = bb.emit_output(relax.Tuple([bb.emit(relax.op.matmul(scores, v, out_dtype=DT))]))
+        bb.emit_func_output(out)
+    mod = bb.get()
+    rewritten = subgroup_gemm_pass(gpu=False)(mod)
+    assert gemm_names(rewritten) == ["sgemm_4x64x64x80_kn", "sgemm_4x64x96x48_nk"]
+    assert rewritten.script().count("R.nn.pad(") == 4 and rewritten.script().count("R.strided_slice(") == 2
+    rng = np.random.default_rng(4)
+    values = [rng.standard_normal(s).astype(DT) for s in ((2, 2, 64, 40), (2, 2, 77, 40), (2, 2, 77, 40))]
+    np.testing.assert_allclose(run_on_cpu(rewritten, values)[0], run_on_cpu(mod, values)[0], rtol=1e-5, atol=1e-4)
+
+
 def test_split_k_partials_add_up_to_the_product():
     """An fp16 GEMM with one output tile and K = 1024 is split in 4: f32 partial sums, added and
     cast back in the graph, on the CPU."""
