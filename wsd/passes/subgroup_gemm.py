@@ -9,7 +9,7 @@ types, so:
   W[O, K] x cols[b] = out[b, O, Ho*Wo], which is NCHW as it stands; a 1x1 stride-1 conv reads
   its input as the right matrix directly, and a linear layer reads its weight column-major;
 - where a GEMM has too few output tiles to fill the GPU (the UNet's 16x16 and 8x8 levels, K up
-  to 11520), K is split into parts whose f32 partial sums a reduction adds up in the graph;
+  to 23040), K is split into parts whose f32 partial sums an elementwise kernel adds up;
 - each GEMM is an opaque kernel with a plain TIR schedule (one workgroup per output tile, a
   serial K loop per output): what runs on an adapter without subgroup matrices, slowly;
 - the build writes, per fp16 GEMM kernel, WGSL with the same bindings and launch grid that
@@ -431,7 +431,7 @@ def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
     # the next K tile's loads are in flight while the tensor cores work on this one
     lines.append(f"    if (k0 + {kt}u < kbeg + {part}u) {{")
     lines.append(f"      let k1 = k0 + {kt}u;")
-    lines += [f"      {x.replace('k0', 'k1')}" for x in fetch]
+    lines += [f"      {x.replace('k0', 'k1')}" for x in fetch]  # the copy's only K term is k0
     lines.append("    }")
     lines.append(f"    for (var kk = 0u; kk < {kt}u; kk += {t}u) {{")
     for i in range(fm):
