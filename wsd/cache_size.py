@@ -71,7 +71,8 @@ def entries(root: Path | None = None) -> list[Entry]:
 
 
 def _evict(entry: Entry) -> bool:
-    """Remove an entry nobody holds; False when a process holds it (in use: kept)."""
+    """Remove an entry nobody holds; False when a process holds it (in use: kept) or another
+    process's prune removed it since it was listed."""
     lock = cache.lock_file(entry.path)
     with open(lock, "a") as fh:
         try:
@@ -80,7 +81,10 @@ def _evict(entry: Entry) -> bool:
             return False
         try:
             doomed = entry.path.parent / f".{entry.key}.evicting.{os.getpid()}"
-            entry.path.rename(doomed)  # gone for everyone at once; then deleted at leisure
+            try:
+                entry.path.rename(doomed)  # gone for everyone at once; then deleted at leisure
+            except FileNotFoundError:  # another process pruning at the same time evicted it first
+                return False
             cache._unseal(doomed)
             shutil.rmtree(doomed, ignore_errors=True)
             cache.used_stamp(entry.path).unlink(missing_ok=True)

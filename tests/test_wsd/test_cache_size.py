@@ -56,6 +56,17 @@ def test_an_entry_in_use_is_never_evicted(root):
     assert [e.path for e in evicted] == [free] and held.exists() and cache.verify(held) == []
 
 
+def test_two_prunes_at_once_do_not_trip_over_each_other(root):
+    """Two processes list the same entries and both try to evict the oldest (CI's two test workers
+    beside a build did): the second finds it gone and goes on, no FileNotFoundError."""
+    first, second = made("dist-llvm", 0), made("dist-llvm", 1)
+    used_at(first, time.time() - 100)
+    listed = cache_size.entries()  # what the second process saw before the first evicted
+    assert [e.path for e in cache_size.prune(limit=int(1.5 * (1 << 20)), echo=lambda *_: None)] == [first]
+    assert not cache_size._evict(listed[0])  # already gone: not counted as this prune's
+    assert second.exists() and cache.verify(second) == []
+
+
 def test_the_cap_holds_under_a_loop_of_distinct_builds(root, monkeypatch):
     """Twelve builds of 1 MiB under a 4.5 MiB cap: the cache never holds more than the cap after a
     build's prune, and the newest entries are the ones kept."""
