@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from wsd.errors import BuildError
 from wsd.passes import (
+    accumulate,
     group_norm,
     half_softmax,
     ir,
@@ -80,6 +81,7 @@ def steps(options: PassOptions, injected: tuple[Step, ...] = ()) -> tuple[Step, 
         Step("split-group-norm", group_norm.make, "GroupNorm's statistics as row reductions over (n, group)"),
         # before split-k: the convs it takes are GEMMs then
         Step("subgroup-gemm", subgroup_gemm.make, "16x16-tiled convs and matmuls as GEMMs", when=_subgroup_matrix),
+        Step("f32-accumulate", accumulate.make, "fp16 convs and matmuls sum in fp32, write fp16", when=_float16),
         Step("split-k", split_k.make, "convs with too few output tiles sum K in parts", when=_split_k),
         Step("legalize", _relax("LegalizeOps"), "high-level ops to TensorIR"),
         Step("annotate", _relax("AnnotateTIROpPattern"), "op patterns for fusion"),

@@ -24,7 +24,7 @@ per-subgroup scratch tile (or as f32 partials when K is split).
 
 The epilogue (bias, residual) is not fused into the GEMM: it runs as the elementwise kernel FuseOps
 makes of what follows, one extra pass over the output. Shapes that do not fit (the UNet's first and
-last convs, attention with 40-wide heads) keep TVM's path.
+last convs, whose 4 channels are no multiple of 32) keep TVM's path.
 """
 
 from __future__ import annotations
@@ -326,9 +326,10 @@ def _wgsl_type(dtype: str) -> str:
     return {"float16": "f16", "float32": "f32"}[dtype]
 
 
-def _tile_copies(spec: Gemm) -> tuple[list[tuple[str, str, str]], list[str]]:
-    """The K tile's copy into workgroup memory, as (register, source index, destination index)
-    per 16-byte load of one thread (`e` its vec4 within the tile), and the workgroup arrays.
+def _tile_copies(spec: Gemm) -> tuple[list[tuple[str, str, str, int]], list[str]]:
+    """The K tile's copy into workgroup memory, as (register, source index, destination index,
+    vec4s in the tile) per 16-byte load of one thread (`e` its vec4 within the tile), and the
+    workgroup arrays.
     Source indexes count vec4s (8 halves); every row start is a multiple of 8 halves."""
     kt, k8 = spec.k_tile, spec.k // 8
     a_stride = kt + PAD
@@ -336,18 +337,19 @@ def _tile_copies(spec: Gemm) -> tuple[list[tuple[str, str, str]], list[str]]:
     # A: tile_m rows of kt halves, from row m0 + row, column k0
     a_row = f"(e / {kt // 8}u)"
     a_col = f"(e % {kt // 8}u)"
-    copies.append(("a", f"abase + (m0 + {a_row}) * {k8}u + k0 / 8u + {a_col}", f"{a_row} * {a_stride}u + {a_col} * 8u"))
+    a_src = f"abase + (m0 + {a_row}) * {k8}u + k0 / 8u + {a_col}"
+    copies.append(("a", a_src, f"{a_row} * {a_stride}u + {a_col} * 8u", spec.tile_m * kt // 8))
     arrays = [f"var<workgroup> As : array<f16, {spec.tile_m * a_stride}>;"]
     if spec.right_nk:  # B stored [N, K]: tile_n rows of kt halves
         b_stride = kt + PAD
         src = f"bbase + (n0 + {a_row}) * {k8}u + k0 / 8u + {a_col}"
-        copies.append(("b", src, f"{a_row} * {b_stride}u + {a_col} * 8u"))
+        copies.append(("b", src, f"{a_row} * {b_stride}u + {a_col} * 8u", spec.tile_n * kt // 8))
         arrays.append(f"var<workgroup> Bs : array<f16, {spec.tile_n * b_stride}>;")
     else:  # B stored [K, N]: kt rows of tile_n halves
         b_stride = spec.tile_n + PAD
         row, col = f"(e / {spec.tile_n // 8}u)", f"(e % {spec.tile_n // 8}u)"
         src = f"bbase + (k0 + {row}) * {spec.n // 8}u + n0 / 8u + {col}"
-        copies.append(("b", src, f"{row} * {b_stride}u + {col} * 8u"))
+        copies.append(("b", src, f"{row} * {b_stride}u + {col} * 8u", spec.tile_n * kt // 8))
         arrays.append(f"var<workgroup> Bs : array<f16, {kt * b_stride}>;")
     return copies, arrays
 
@@ -416,16 +418,16 @@ def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
     ]
     lines += [f"  var acc{i}_{j} = {cmat}();" for i in range(fm) for j in range(fn)]
     # each thread copies `count` vec4s of each tile (the last round partly where it does not divide)
-    sizes = {"a": spec.tile_m * kt // 8, "b": spec.tile_n * kt // 8}
+    sizes = {w: n for w, _, _, n in copies}
     rounds = {w: -(-n // THREADS) for w, n in sizes.items()}
-    for w, _, _ in copies:
+    for w in sizes:
         lines += [f"  var r{w}{q} = vec4<u32>();" for q in range(rounds[w])]
 
     source = {"a": left, "b": right}
 
     def each_copy(body):
         out = []
-        for w, src, dst in copies:
+        for w, src, dst, _ in copies:
             for q in range(rounds[w]):
                 e = f"li + {q * THREADS}u"
                 fill = {"src": src, "dst": dst, "reg": f"r{w}{q}", "arr": f"{w.upper()}s", "buf": source[w]}
@@ -484,12 +486,6 @@ def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def workgroup_bytes(code: str) -> int:
-    """Workgroup memory a swapped-in shader declares (the page checks the device allows it)."""
-    sizes = {"f16": 2, "f32": 4}
-    return sum(sizes[t] * int(n) for t, n in re.findall(r"var<workgroup> \w+ : array<(f16|f32), (\d+)>;", code))
-
-
 def overrides(mod, shaders: dict[str, str]) -> dict[str, str]:
     """Entry point -> subgroup-matrix WGSL, for each f16 GEMM kernel of a scheduled module."""
     out = {}
@@ -509,12 +505,14 @@ def overrides(mod, shaders: dict[str, str]) -> dict[str, str]:
 def requirements(swaps: dict[str, str], path: str) -> dict:
     """The manifest's `subgroup_matrix` section: what the page checks before it swaps the shaders
     in (web/lib/assets.js): the fragment shape, the subgroup size and the workgroup memory."""
+    from wsd.requirements import of_shaders
+
     return {
         "shaders": path,
         "kernels": len(swaps),
         "fragment": [FRAG, FRAG, FRAG],
         "subgroup_size": SUBGROUP,
-        "workgroup_storage": max((workgroup_bytes(code) for code in swaps.values()), default=0),
+        "workgroup_storage": of_shaders(swaps)["maxComputeWorkgroupStorageSize"],
     }
 
 

@@ -45,6 +45,7 @@ def test_every_optional_step_in_its_place():
         "wgsl-types",
         "split-group-norm",
         "subgroup-gemm",  # before split-k: the convs it takes are GEMMs then
+        "f32-accumulate",  # after the GEMMs (f32 inside already), before split-k's partial sums
         "split-k",
         *LOWERING,
         "fault:dropped-bias@clip",
