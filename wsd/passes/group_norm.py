@@ -78,25 +78,45 @@ def _group_stat(partial, size: int, eps: float | None = None):
 
 
 def _rows_per_workgroup(prim, name: str):
-    """The partial sums' schedule: one workgroup per (n, g, part), THREADS threads summing every
-    THREADS-th element (adjacent threads read adjacent elements), then across the workgroup.
+    """The partial sums' schedule: one workgroup per (n, g, part), up to THREADS threads summing
+    every THREADS-th element (adjacent threads read adjacent elements), then across the workgroup.
     dlight's rules leave these reductions to Fallback (one thread per output: a serial loop of 2048)."""
     from wsd.compat import get_block, schedule_class, scheduled_attr
 
     sch = schedule_class()(prim)
     block = get_block(sch, name)
     b, g, p, r = sch.get_loops(block)
-    outer, lane = sch.split(r, [None, THREADS])
+    # as many threads as divide the part evenly: a predicated tail broke the cross-thread sum on
+    # SwiftShader (a 128-element part over 256 threads summed wrong)
+    lanes = math.gcd(int(sch.get(r).extent), THREADS)
+    outer, lane = sch.split(r, [None, lanes])
     sch.reorder(lane, outer)
     sch.bind(sch.fuse(b, g, p), "blockIdx.x")
     sch.bind(lane, "threadIdx.x")
     return sch.mod["main"].with_attr(scheduled_attr(), True).with_attr(RULE_ATTR, RULE)
 
 
-def _call_opaque(builder, func, args, name: str, schedule: bool = False):
-    """`func`'s TE as its own kernel: opaque, so FuseOps joins no consumer to it (a statistic
-    fused with the full-size normalization would write it from one workgroup per group);
-    `schedule`: with the partial sums' own schedule."""
+def _thread_per_group(prim, name: str):
+    """The finishing kernels' schedule: one thread per (n, g) adds its parts, then scales (and takes
+    rsqrt). dlight's Reduction inlined that epilogue into the sum's init where a group had one part
+    (rsqrt of eps, then rsqrt again: wrong), so these are scheduled here too."""
+    from wsd.compat import get_block, schedule_class, scheduled_attr
+
+    sch = schedule_class()(prim)
+    total, out = get_block(sch, "total"), get_block(sch, name)
+    b, g, one, _ = sch.get_loops(total)
+    block_x, thread_x = sch.split(sch.fuse(b, g, one), [None, 64])
+    sch.bind(block_x, "blockIdx.x")
+    sch.bind(thread_x, "threadIdx.x")
+    sch.reverse_compute_at(out, thread_x)
+    sch.set_scope(total, 0, "local")
+    return sch.mod["main"].with_attr(scheduled_attr(), True).with_attr(RULE_ATTR, RULE)
+
+
+def _call_opaque(builder, func, args, name: str, gpu: bool):
+    """`func`'s TE as its own kernel, with its schedule for the GPU: opaque, so FuseOps joins no
+    consumer to it (a statistic fused with the full-size normalization would write it from one
+    workgroup per group)."""
     from tvm import relax, te
 
     from wsd.compat import tensor_info
@@ -105,8 +125,9 @@ def _call_opaque(builder, func, args, name: str, schedule: bool = False):
     tensors = [te.placeholder(shape_of(a), dtype_of(a)) for a in args]
     out = func(*tensors)
     prim = te.create_prim_func([*tensors, out]).without_attr("global_symbol")
-    if schedule:
-        prim = _rows_per_workgroup(prim, out.op.name)
+    if gpu:
+        schedule = _thread_per_group if out.op.name in ("mean", "rstd") else _rows_per_workgroup
+        prim = schedule(prim, out.op.name)
     gvar = builder.add_func(prim.with_attr("op_pattern", 8), name)
     return builder.emit(relax.call_tir(gvar, list(args), tensor_info([int(d) for d in out.shape], str(out.dtype))))
 
@@ -134,12 +155,12 @@ def split_group_norm(gpu: bool = True):
 
         size = c // g * math.prod(rest)
         sums = _call_opaque(builder, lambda v: _partial_sums(v, g, parts, stats), [x], "group_sums", gpu)
-        mean = _call_opaque(builder, lambda p: _group_stat(p, size), [sums], "group_mean")
+        mean = _call_opaque(builder, lambda p: _group_stat(p, size), [sums], "group_mean", gpu)
         squares = _call_opaque(
             builder, lambda v, m: _partial_sums(v, g, parts, stats, m), [x, mean], "group_sq_sums", gpu
         )
         eps = float(attrs.epsilon)
-        rstd = _call_opaque(builder, lambda p: _group_stat(p, size, eps), [squares], "group_rstd")
+        rstd = _call_opaque(builder, lambda p: _group_stat(p, size, eps), [squares], "group_rstd", gpu)
         # the normalization is elementwise: it fuses with the affine, the SiLU, whatever follows
         grouped = emit(relax.op.reshape(x, [n, g, -1]))
         if stats != dtype:
