@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from wsd import cache, manifest, models, versions
-from wsd.errors import WsdError
+from wsd.errors import BuildError, WsdError
 from wsd.passes.options import DTYPES, PassOptions
 from wsd.progress import Phases
 
@@ -245,7 +245,6 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
 
 def _compile_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phases, echo, injected: dict) -> None:
     import tvm
-    from tvm import relax
 
     from wsd import faults, generation, lora, requirements, schedulers, wgsl
     from wsd import kernels as kernel_table
@@ -254,7 +253,8 @@ def _compile_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Pha
     from wsd.entries import entries_for
     from wsd.models.folder import load
     from wsd.passes import subgroup_gemm
-    from wsd.passes.pipeline import apply, build_config, steps
+    from wsd.passes.pipeline import apply, steps
+    from wsd.passes.pipeline import build as build_module
 
     entries = [e for e in entries_for(spec) if not opts.entries or e.name in opts.entries]
     unknown = set(opts.entries) - {e.name for e in entries}
@@ -281,11 +281,14 @@ def _compile_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Pha
     # Kernel signatures for the harness's kernel-by-kernel localization, with each one's rule.
     kernels = kernel_table.signatures(mod)
     (out / "kernels.json").write_text(json.dumps(kernels, sort_keys=True))
-    with phases.phase("build"), tvm.transform.PassContext(opt_level=3, config=build_config(target)):
-        executable = relax.build(mod, target)
+    with phases.phase("build"):
+        executable = build_module(mod, target)
     validation, needs = None, None
     if opts.target == "webgpu":
         shaders = wgsl.shaders_of(executable.mod)
+        extra = kernel_table.unplanned(shaders, kernels)
+        if extra:  # a kernel no wsd step made or scheduled: kernels.json and localization would miss it
+            raise BuildError(f"relax.build made kernels the pass pipeline did not: {', '.join(extra[:5])}")
         with phases.phase("validate", total=len(shaders), unit="shader") as bar:
             validation = wgsl.require_valid(shaders, pipelines=opts.validate_pipelines, echo=echo, on_batch=bar.update)
         # The WGSL travels with the build: the harness localizes faults per kernel with it,

@@ -51,6 +51,12 @@ def signatures(mod) -> dict[str, dict]:
     return out
 
 
+def unplanned(shaders: dict[str, str], table: dict[str, dict]) -> list[str]:
+    """Kernels in the built shaders that the pass pipeline did not make (`table`: its signatures).
+    relax.build's default GPU pipeline once fused finished kernels again (wsd.passes.pipeline.vm_lowering)."""
+    return sorted({re.sub(r"_kernel(_\d+)?$", "", name) for name in shaders} - set(table))
+
+
 def rule_counts(table: dict[str, dict]) -> dict[str, int]:
     """How many kernels each dlight rule scheduled (None: not scheduled, a CPU build)."""
     counts: dict[str, int] = {}

@@ -58,11 +58,10 @@ def build_wasm(module, example: np.ndarray, out: Path, kit) -> tuple[Path, float
     link the .wasm. Returns (path, build_s, link_s)."""
     import torch
     import tvm
-    from tvm import relax
     from tvm.relax.frontend.torch import from_exported_program
 
     from wsd import compat
-    from wsd.passes.pipeline import apply, build_config
+    from wsd.passes.pipeline import apply, build
     from wsd.webrt import wasm_fcompile
 
     t0 = time.perf_counter()
@@ -71,8 +70,7 @@ def build_wasm(module, example: np.ndarray, out: Path, kit) -> tuple[Path, float
     target = compat.webgpu_target()
     with target, tvm.transform.PassContext(opt_level=3):
         mod = apply(mod, target)
-    with tvm.transform.PassContext(opt_level=3, config=build_config(target)):
-        executable = relax.build(mod, target)
+    executable = build(mod, target)
     build_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     wasm = out / "smoke.wasm"
