@@ -77,8 +77,42 @@ def test_a_kernel_twice_as_slow_is_named_even_where_the_stage_hides_it():
 def test_a_kernel_too_small_to_matter_or_too_noisy_is_not_named():
     base = measured([1000, 1001, 1002], big=[900, 900, 900], tiny=[1, 1, 1], noisy=[10, 14, 15])
     now = measured([1000, 1001, 1002], big=[900, 900, 900], tiny=[2, 2, 2], noisy=[20, 21, 21])
-    slower, _, grew = perf.judge(now, base)  # tiny: +1 ms < 0.5 % of 911 ms of GPU time
+    slower, _, grew = perf.judge(now, base)  # tiny: +1 ms < 0.3 % of 911 ms of GPU time
     assert not slower and grew == []  # noisy: 2x, but its baseline spread allows 3 x 40 %
+
+
+def kernels(n=10, ms=1.0, factor=1.0, **changed) -> dict:
+    """n kernels of `ms` each (three runs), all `factor` times slower, some changed on top."""
+    times = {f"k{i}": [ms * factor, ms * factor * 1.01, ms * factor * 1.02] for i in range(n)}
+    times.update({k: [v * factor, v * factor * 1.01, v * factor * 1.02] for k, v in changed.items()})
+    return times
+
+
+def test_every_kernel_slower_alike_is_the_process_pace_not_a_regression():
+    """Measured on an H100: every kernel of a stage 1.45x slower in one clean process (clock state)."""
+    base = measured([20, 21, 22], **kernels())
+    slower, text, grew = perf.judge(measured([21, 22, 23], **kernels(factor=1.45)), base)
+    assert not slower and grew == [], text
+    assert "GPU time 1.00x" in text and "median ratio 1.45x" in text
+
+
+def test_one_kernel_slower_at_a_slow_pace_is_still_named():
+    base = measured([20, 21, 22], **kernels())
+    now = measured([21, 22, 23], **kernels(factor=1.3, k3=2.0))  # k3: 2x its own, in a 1.3x process
+    slower, text, grew = perf.judge(now, base)
+    assert slower and [g["kernel"] for g in grew] == ["k3"], text
+    assert "kernels slower (at pace): k3 2.00x" in text
+
+
+def test_a_pace_beyond_any_clock_state_fails():
+    base = measured([20, 21, 22], **kernels())
+    slower, text, _ = perf.judge(measured([21, 22, 23], **kernels(factor=2.5)), base)
+    assert slower and "every kernel ran 2.50x slower" in text
+
+
+def test_few_kernels_set_no_pace():
+    base = measured([100, 101, 102], conv=[10, 10, 10], softmax=[50, 50, 51])
+    assert perf.pace(measured([100, 101, 102], conv=[20, 20, 20], softmax=[100, 100, 100]), base) == 1.0
 
 
 def row(stage="unet/t981-g7.5", device="nvidia-h100-80gb-hbm3", ms=100.0):
