@@ -78,7 +78,7 @@ def steps(options: PassOptions, injected: tuple[Step, ...] = ()) -> tuple[Step, 
         Step("bundle-params", _relax("BundleModelParams"), "params travel as one tuple per entry point"),
         # every target: the native (llvm) build runs the same graph the browser does
         Step("wgsl-types", wgsl_types.make, "WGSL has no 64-bit ints; booleans must not be stored"),
-        Step("split-group-norm", group_norm.make, "GroupNorm's statistics as row reductions over (n, group)"),
+        Step("split-group-norm", group_norm.make, "GroupNorm: partial sums over the GPU, then elementwise"),
         # before split-k: the convs it takes are GEMMs then
         Step("subgroup-gemm", subgroup_gemm.make, "16x16-tiled convs and matmuls as GEMMs", when=_subgroup_matrix),
         Step("f32-accumulate", accumulate.make, "fp16 convs and matmuls sum in fp32, write fp16", when=_float16),
