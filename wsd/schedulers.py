@@ -339,8 +339,11 @@ def from_step(tbl: dict, begin: int) -> dict:
     """The table of a loop that starts at row `begin` (img2img): the rows from there, with the
     restart's own rows first where starting there changes them. `add_noise` becomes that row's
     (a, b), which make the starting latents from the clean ones (web/lib/pipeline.js fromStep)."""
-    if begin == 0 and "add_noise" not in tbl:
-        return tbl
+    if "add_noise" not in tbl:  # a table written before img2img: fine for text-to-image only
+        if begin == 0:
+            return tbl
+        name = tbl.get("name")
+        raise ValueError(f"sampler {name} has no add_noise rows (an older build); rebuild the model for img2img")
     out = {**tbl, "timesteps": tbl["timesteps"][begin:], "add_noise": tbl["add_noise"][begin], "restarts": {}}
     restart = tbl.get("restarts", {}).get(str(begin), {})
     for key in ROW_FIELDS:

@@ -250,3 +250,12 @@ def test_the_gate_s_scheduler_stage_on_a_folder_with_this_config(shape, sd15_fol
     rows = [h.run(c, "native") for c in all_cases(h.model, "sd15") if c.stage.name == "scheduler"]
     assert len(rows) == len(SAMPLERS)
     assert all(r["status"] == "pass" for r in rows), [(r["stage"], r["message"]) for r in rows]
+
+
+def test_a_table_without_img2img_rows_says_to_rebuild():
+    """A dist built before img2img has no add_noise rows: text-to-image still runs, img2img is refused
+    as the page refuses it (pipeline.js fromStep), not with a KeyError."""
+    old = {"name": "pndm", "timesteps": [999.0, 500.0], "coeffs": [[1.0], [1.0]]}
+    assert S.from_step(old, 0) is old
+    with pytest.raises(ValueError, match="no add_noise rows .*rebuild the model for img2img"):
+        S.from_step(old, 1)
