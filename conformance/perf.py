@@ -171,7 +171,7 @@ def judge(measured: dict, base: dict) -> tuple[bool, str, list[dict]]:
                     "kernel": name,
                     "ratio": round(k_ratio, 2),
                     "baseline_ms": then["min_ms"],
-                    "ms": round(now["min_ms"], 4),
+                    "ms": now["min_ms"],
                 }
             )
     grew.sort(key=lambda g: -(g["ms"] - g["baseline_ms"]))

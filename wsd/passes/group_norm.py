@@ -112,10 +112,10 @@ def _thread_per_group(prim, name: str):
     return sch.mod["main"].with_attr(scheduled_attr(), True).with_attr(RULE_ATTR, RULE)
 
 
-def _call_opaque(builder, func, args, name: str, gpu: bool):
-    """`func`'s TE as its own kernel, with its schedule for the GPU: opaque, so FuseOps joins no
-    consumer to it (a statistic fused with the full-size normalization would write it from one
-    workgroup per group)."""
+def _call_opaque(builder, func, args, name: str, schedule=None):
+    """`func`'s TE as its own kernel, scheduled by `schedule` (None: unscheduled, the CPU build):
+    opaque, so FuseOps joins no consumer to it (a statistic fused with the full-size normalization
+    would write it from one workgroup per group)."""
     from tvm import relax, te
 
     from wsd.compat import tensor_info
@@ -124,15 +124,14 @@ def _call_opaque(builder, func, args, name: str, gpu: bool):
     tensors = [te.placeholder(shape_of(a), dtype_of(a)) for a in args]
     out = func(*tensors)
     prim = te.create_prim_func([*tensors, out]).without_attr("global_symbol")
-    if gpu:
-        schedule = _thread_per_group if out.op.name in ("mean", "rstd") else _rows_per_workgroup
+    if schedule is not None:
         prim = schedule(prim, out.op.name)
     gvar = builder.add_func(prim.with_attr("op_pattern", 8), name)
     return builder.emit(relax.call_tir(gvar, list(args), tensor_info([int(d) for d in out.shape], str(out.dtype))))
 
 
 def split_group_norm(gpu: bool = True):
-    """`gpu`: the partial sums get their GPU schedule (the CPU build runs them unscheduled)."""
+    """`gpu`: the statistics' kernels get their GPU schedules (the CPU build runs them unscheduled)."""
     from tvm import relax
 
     from wsd.passes.ir import call_rewriter, type_info
@@ -152,13 +151,14 @@ def split_group_norm(gpu: bool = True):
         size = c // g * math.prod(rest)
         parts = chunks(size)
         emit = builder.emit
-        sums = _call_opaque(builder, lambda v: _partial_sums(v, g, parts, stats), [x], "group_sums", gpu)
-        mean = _call_opaque(builder, lambda p: _group_stat(p, size), [sums], "group_mean", gpu)
+        rows, per_group = (_rows_per_workgroup, _thread_per_group) if gpu else (None, None)
+        sums = _call_opaque(builder, lambda v: _partial_sums(v, g, parts, stats), [x], "group_sums", rows)
+        mean = _call_opaque(builder, lambda p: _group_stat(p, size), [sums], "group_mean", per_group)
         squares = _call_opaque(
-            builder, lambda v, m: _partial_sums(v, g, parts, stats, m), [x, mean], "group_sq_sums", gpu
+            builder, lambda v, m: _partial_sums(v, g, parts, stats, m), [x, mean], "group_sq_sums", rows
         )
         eps = float(attrs.epsilon)
-        rstd = _call_opaque(builder, lambda p: _group_stat(p, size, eps), [squares], "group_rstd", gpu)
+        rstd = _call_opaque(builder, lambda p: _group_stat(p, size, eps), [squares], "group_rstd", per_group)
         # the normalization is elementwise: it fuses with the affine, the SiLU, whatever follows
         grouped = emit(relax.op.reshape(x, [n, g, -1]))
         if stats != dtype:
