@@ -40,6 +40,8 @@ refill() {
   for d in "$@"; do [ -n "$(ls "$d"/*.bin 2>/dev/null)" ] || todo+=("$d"); done
   [ ${#todo[@]} -eq 0 ] || python3 -m wsd.refill "${todo[@]}"
 }
+# the preset a packed build was made from (the gate's --model; the references are made from its seed)
+model_of() { python3 -c "import json,sys; print(json.load(open(sys.argv[1] + '/manifest.json'))['model'])" "$1"; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
 for what in "$@"; do
   case "$what" in
@@ -58,7 +60,7 @@ for what in "$@"; do
       name=sd15-tiny; [ "$what" = gate ] || name=${what#gate:}
       refill $G/dists/$name
       python3 -m pytest -p conformance.plugin -m conformance conformance/gate -p no:cacheprovider -p no:xdist --backend dawn \
-        --built "dawn=$G/dists/$name" --accept-drift --report-dir $T/gate-$name 2>&1 | tail -40 | tee "$OUT/gate-$name.log" || true
+        --model "$(model_of $G/dists/$name)" --built "dawn=$G/dists/$name" --accept-drift --report-dir $T/gate-$name 2>&1 | tail -40 | tee "$OUT/gate-$name.log" || true
       # the device tool brings back few files: the summary, not the image report
       cp $T/gate-$name/summary.json "$OUT/gate-$name-summary.json" || true ;;
     perf|perf:*)
@@ -67,7 +69,7 @@ for what in "$@"; do
       name=sd15-tiny; [ "$what" = perf ] || name=${what#perf:}
       refill $G/dists/$name
       gate=(python3 -m pytest -p conformance.plugin -m conformance conformance/gate -p no:cacheprovider -p no:xdist
-        --backend dawn --built "dawn=$G/dists/$name" --accept-drift --perf -k "${WSD_PERF_K:-clip or unet or vae}")
+        --backend dawn --model "$(model_of $G/dists/$name)" --built "dawn=$G/dists/$name" --accept-drift --perf -k "${WSD_PERF_K:-clip or unet or vae}")
       # the baseline from two processes (their spread is noise one process cannot see)
       "${gate[@]}" --report-dir $T/perf-clean1 2>&1 | tail -3 | tee "$OUT/perf-$name.log" || true
       "${gate[@]}" --report-dir $T/perf-clean2 2>&1 | tail -3 | tee -a "$OUT/perf-$name.log" || true

@@ -221,3 +221,21 @@ def test_a_slow_kernel_runs_its_body_twice_over():
     twice = _twice(code, "k_kernel")
     assert "for (var wsd_twice = 0u; wsd_twice < 2u; wsd_twice++) {\n  if (t.x > 9u) { return; }" in twice
     assert twice.endswith("  out_ptr[t.x] = 1.0f;\n}\n}\n") and twice.count("{") == twice.count("}")
+
+
+@pytest.mark.parametrize("path", sorted(perf.PERF_DIR.glob("*.json")), ids=lambda p: p.stem)
+def test_a_checked_in_baseline_passes_itself_and_names_a_doubled_kernel(path):
+    """Each GPU model's checked-in baseline (measured on it) loads, judges its own times a pass,
+    and fails the same stage with its costliest conv twice as slow, naming it: the H100's full
+    UNet hides 0.5 ms in 125 ms of GPU time, so only the kernel check can say it."""
+    base = perf.load(path)
+    assert base["device"] == path.stem and base["stages"]
+    for key, stage in base["stages"].items():
+        assert stage["gpu"] and stage["kernels"], key
+        assert perf.judge(stage, stage)[0] is False, key
+    unets = {k: s for k, s in base["stages"].items() if "/unet/" in k}
+    for key, stage in unets.items():
+        conv = max((k for k in stage["kernels"] if "conv2d" in k), key=lambda k: stage["kernels"][k]["min_ms"])
+        kernels = {**stage["kernels"], conv: perf._at_pace(stage["kernels"][conv], 0.5)}
+        slower, text, grew = perf.judge({**stage, "kernels": kernels}, stage)
+        assert slower and grew[0]["kernel"] == conv, (key, text)
