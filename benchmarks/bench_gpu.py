@@ -221,6 +221,12 @@ def main(argv=None) -> int:
         )
         results["image_s"] = round(image["timings"]["wall_ms"] / 1000, 2)
         results["image_steps"] = args.steps
+        phases = image["timings"]  # the page's own: text encoder, each step, VAE decode
+        results["image_phases_ms"] = {
+            "text": round(phases.get("text_ms", 0.0), 1),
+            "steps": round(sum(phases.get("steps_ms", [])), 1),
+            "decode": round(phases.get("decode_ms", 0.0), 1),
+        }
         results["image_wall_s_host"] = round(time.perf_counter() - t0, 2)
     return finish(results, built, args)
 
@@ -239,6 +245,8 @@ def finish(results: dict, built: dict, args) -> int:
         f"TF32 {t['tf32']:.1f} ms, fp16 {t['fp16']:.1f} ms -> {results['ratio_vs_fp32_no_tf32']}x of PyTorch fp32"
     )
     print(f"{args.steps}-step {built['image_size']}² image: {results['image_s']} s (None: the build has no vae)")
+    if phases := results.get("image_phases_ms"):
+        print("  of which (ms): " + ", ".join(f"{k} {v}" for k, v in phases.items()))
     args.out.mkdir(parents=True, exist_ok=True)
     name = (
         f"gpu-{results['date'][:10]}-{built['model']}-{built['dtype']}{('-' + args.label) if args.label else ''}.json"

@@ -6,7 +6,7 @@ The function body is translated statement by statement into a Python generator p
 on); subgroup-matrix builtins act on 16x16 numpy blocks, each invocation computing the whole
 fragment, and every call is checked to get the same arguments from all invocations of its
 subgroup, as the hardware requires. It covers the WGSL subset the build's generator writes
-(let/var, for, if, blocks, array indexing, bitcast to vec2<f16>), not WGSL at large.
+(let/var, for, if, &&, select, blocks, array indexing, halves packed to, from and across words), not WGSL at large.
 """
 
 from __future__ import annotations
@@ -21,6 +21,36 @@ _BINDING = re.compile(r"^@group\(0\) @binding\(\d+\) var<storage[^>]*> (\w+) : a
 _SHARED = re.compile(r"^var<workgroup> (\w+) : array<(\w+), (\d+)>;$", re.M)
 
 
+class Word:
+    """A u32 holding two halves (x: the low 16 bits, y: the high): the bit operations the WGSL
+    uses to move halves between words; the literal 0u is a word of two zero halves."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    @staticmethod
+    def of(w):
+        if isinstance(w, Word):
+            return w
+        assert w == 0, f"a word that is no pair of halves: {w!r}"
+        return Word(0.0, 0.0)
+
+    def __rshift__(self, n):
+        assert n == 16
+        return Word(self.y, 0.0)
+
+    def __lshift__(self, n):
+        assert n == 16
+        return Word(0.0, self.x)
+
+    def __or__(self, other):
+        o = Word.of(other)
+        assert (self.x == 0 or o.x == 0) and (self.y == 0 or o.y == 0), "or of overlapping halves"
+        return Word(self.x + o.x, self.y + o.y)
+
+    __ror__ = __or__
+
+
 class Vec4Words:
     """A storage buffer of halves read as array<vec4<u32>>: each element is 4 words of 2 halves."""
 
@@ -29,9 +59,28 @@ class Vec4Words:
 
     def __getitem__(self, i):
         h = self.halves[8 * i : 8 * i + 8]
-        if len(h) != 8:
-            raise IndexError(f"vec4 {i} reads past the buffer's {len(self.halves)} halves")
-        return [(h[2 * q], h[2 * q + 1]) for q in range(4)]
+        if i < 0 or len(h) != 8:
+            raise IndexError(f"vec4 {i} outside the buffer's {len(self.halves)} halves")
+        return [Word(h[2 * q], h[2 * q + 1]) for q in range(4)]
+
+
+class Strict:
+    """A storage buffer as a flat array whose scalar reads must be in bounds: numpy would wrap a
+    negative index (an unsigned underflow on the GPU) around to the end."""
+
+    def __init__(self, values: np.ndarray):
+        self.values = values.reshape(-1)
+
+    def __getitem__(self, i):
+        if isinstance(i, int) and not 0 <= i < len(self.values):
+            raise IndexError(f"index {i} outside the buffer's {len(self.values)} elements")
+        return self.values[i]
+
+    def __setitem__(self, i, v):
+        self.values[i] = v
+
+    def __array__(self, dtype=None, copy=None):
+        return self.values if dtype is None else self.values.astype(dtype)
 
 
 class Invocation:
@@ -72,7 +121,8 @@ def _expr(text: str) -> str:
     text = re.sub(r"subgroupMatrixLoad<[^(]*>\(", "_t.load(", text)
     text = re.sub(r"subgroup_matrix_result<[^(]*>\(\)", "np.zeros((16, 16))", text)
     text = text.replace("subgroupMatrixMultiplyAccumulate(", "_t.mma(").replace("vec4<u32>()", "None")
-    text = text.replace("bitcast<vec2<f16>>(", "_halves(").replace("f16(", "_f16(")
+    text = text.replace("bitcast<vec2<f16>>(", "_halves(").replace("bitcast<u32>(vec2<f16>(", "_pair((")
+    text = text.replace("vec4<u32>(", "_words(").replace("f16(", "_f16(").replace("&&", " and ")
     text = re.sub(r"&(\w+)", r"\1", text).replace("/", "//")
     return text.replace("true", "True").replace("false", "False")
 
@@ -118,7 +168,7 @@ def run(code: str, grid: tuple[int, int], buffers: dict[str, np.ndarray], subgro
     size = int(re.search(r"@workgroup_size\((\d+)", code).group(1))
     views = {}
     for name, kind in _BINDING.findall(code):
-        views[name] = Vec4Words(buffers[name]) if kind == "vec4<u32>" else buffers[name].reshape(-1)
+        views[name] = Vec4Words(buffers[name]) if kind == "vec4<u32>" else Strict(buffers[name])
     head = code.index("{", code.index("fn "))
     names = [
         "blockIdx",
@@ -132,7 +182,14 @@ def run(code: str, grid: tuple[int, int], buffers: dict[str, np.ndarray], subgro
         *(n for n, _, _ in _SHARED.findall(code)),
     ]
     source = f"def _invocation({', '.join(names)}):\n    if False:\n        yield\n{translate(code[head + 1 :])}\n"
-    scope = {"np": np, "_halves": lambda w: SimpleNamespace(x=w[0], y=w[1]), "_f16": lambda v: float(np.float16(v))}
+    scope = {
+        "np": np,
+        "_halves": Word.of,
+        "_pair": lambda h: Word(*h),  # two halves packed in a word
+        "select": lambda f, t, cond: t if cond else f,
+        "_words": lambda *w: list(w),
+        "_f16": lambda v: float(np.float16(v)),
+    }
     exec(compile(source, "<wgsl>", "exec"), scope)  # noqa: S102 (the build's own WGSL, translated above)
     for y in range(grid[1]):
         for x in range(grid[0]):

@@ -4,10 +4,12 @@ Dawn exposes NVIDIA's tensor cores to WGSL as `chromium-experimental-subgroup-ma
 (16x16x16 f16 tiles, VK_KHR_cooperative_matrix underneath). TVM's WebGPU codegen knows no such
 types, so:
 
-- a graph pass turns each conv2d and matmul whose shapes fit the tiles into a plain GEMM over
-  materialized operands: a conv becomes an im2col gather (B, K, Ho*Wo) and the GEMM
-  W[O, K] x cols[b] = out[b, O, Ho*Wo], which is NCHW as it stands; a 1x1 stride-1 conv reads
-  its input as the right matrix directly, and a linear layer reads its weight column-major;
+- a graph pass turns each conv2d and matmul whose shapes fit the tiles into a GEMM: a conv is
+  W[O, K] x cols[b] = out[b, O, Ho*Wo], which is NCHW as it stands, where cols (K = C*kh*kw rows,
+  one column per output position) is an im2col buffer, or, where that buffer would be large
+  (the VAE at 512², SDXL), read from the input image in place (implicit GEMM); a 1x1 stride-1
+  conv reads its input as the right matrix directly, and a linear layer reads its weight
+  column-major;
 - where a GEMM has too few output tiles to fill the GPU (the UNet's 16x16 and 8x8 levels, K up
   to 23040), K is split into parts whose f32 partial sums an elementwise kernel adds up;
 - each GEMM is an opaque kernel with a plain TIR schedule (one workgroup per output tile, a
@@ -19,7 +21,8 @@ types, so:
 The tensor-core kernel is the layout the H100 measured fastest at the UNet's shapes
 (scripts/gpu/probe_gemm_tiles.mjs, docs/gpu.md): 4 subgroups share a 32-128 square tile; A and B
 tiles are copied into workgroup memory with 16-byte loads (rows padded by 8 halves) while the
-next K tile is prefetched into registers; accumulation is f32, written as f16 through a small
+next K tile is prefetched into registers (a conv's image tile 8 halves at a time, with the
+padding's zeros, as the implicit GEMM must); accumulation is f32, written as f16 through a small
 per-subgroup scratch tile (or as f32 partials when K is split).
 
 The epilogue (bias, residual) is not fused into the GEMM: it runs as the elementwise kernel FuseOps
@@ -32,7 +35,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from wsd.passes.ir import CONFIG_ATTR, RULE_ATTR, call_rewriter, dtype_of, is_prim_func, op_name, shape_of
 from wsd.passes.split_k import sum_parts
@@ -58,6 +61,32 @@ MIN_SPLIT_K = 256  # a part shorter than this is not worth its partial output
 # Attention's GEMMs are padded to fit the tiles where that adds at most this factor of work: SD's
 # 40-wide heads (K 40 -> 48, N 40 -> 64) and 77 text tokens (N 77 -> 96, K 77 -> 80) all fit.
 PAD_WORK = 1.75
+# A conv whose im2col buffer would be larger than this reads its input in place (implicit GEMM).
+# H100, 2026-12-07, the same call: the SD 1.5 VAE decode (512², im2col buffers up to 1.2 GB) took
+# 44-46 ms implicit vs 61 ms with im2col; SDXL's buffers reach 4.5 GiB, over any binding limit.
+# The UNet's (at most 142 MB) keep im2col: implicit, its conv GEMMs took 1.5-2x as long (the
+# gather's index math redone for every tile of output channels), 35.8 vs 28.3 + 5.0 ms im2col.
+IMPLICIT_ABOVE = 256 << 20
+
+
+@dataclass(frozen=True)
+class Conv:
+    """A conv's geometry where its GEMM reads the input image itself (implicit GEMM): the right
+    matrix's element (k, p) is x[b, k // (kh*kw), y, x] at output position p, zero in the padding."""
+
+    channels: int
+    height: int
+    width: int
+    kh: int
+    kw: int
+    stride: tuple[int, int]
+    padding: tuple[int, int]  # top, left
+    dilation: tuple[int, int]
+    out_width: int
+
+    def __post_init__(self):  # lists after a JSON round trip
+        for name in ("stride", "padding", "dilation"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
 
 
 @dataclass(frozen=True)
@@ -77,6 +106,11 @@ class Gemm:
     tile_m: int = 0
     tile_n: int = 0
     split: int = 1
+    conv: Conv | None = None  # the right matrix is a conv's input read in place (not right_nk)
+
+    def __post_init__(self):
+        if isinstance(self.conv, dict):  # from the JSON on a kernel's PrimFunc
+            object.__setattr__(self, "conv", Conv(**self.conv))
 
     def with_tile(self) -> Gemm:
         """64x64 tiles (the probe's fastest at the UNet's convs), 128x128 where they still give
@@ -89,12 +123,14 @@ class Gemm:
         split = 1
         if self.dtype == "float16" and tiles < SPLIT_BELOW:
             split = next((s for s in (4, 2) if self.k % (s * FRAG) == 0 and self.k // s >= MIN_SPLIT_K), 1)
-        return Gemm(**{**asdict(self), "tile_m": tm, "tile_n": tn, "split": split})
+        return replace(self, tile_m=tm, tile_n=tn, split=split)
 
     @property
     def name(self) -> str:
         layout = "nk" if self.right_nk else "kn"
         parts = f"_k{self.split}" if self.split > 1 else ""
+        if c := self.conv:
+            layout = f"conv{c.kh}x{c.kw}s{c.stride[0]}p{c.padding[0]}_{c.height}x{c.width}"
         return f"sgemm_{self.batch}x{self.m}x{self.n}x{self.k}_{layout}{parts}"
 
     @property
@@ -129,6 +165,8 @@ def gemm_func(spec: Gemm, gpu: bool):
 
     left = te.placeholder((spec.batch if spec.left_batched else 1, spec.m, spec.k), spec.dtype, name="left")
     rshape = (spec.n, spec.k) if spec.right_nk else (spec.k, spec.n)
+    if spec.conv:
+        rshape = (spec.conv.channels, spec.conv.height, spec.conv.width)
     right = te.placeholder((spec.batch if spec.right_batched else 1, *rshape), spec.dtype, name="right")
     part = spec.k // spec.split
     r = te.reduce_axis((0, part), name="k")
@@ -138,6 +176,8 @@ def gemm_func(spec: Gemm, gpu: bool):
         rb = b if spec.right_batched else 0
         kk = s * part + r
         lv, rv = left[lb, i, kk], (right[rb, j, kk] if spec.right_nk else right[rb, kk, j])
+        if spec.conv:
+            rv = _image_at(spec.conv, right, rb, kk, j)
         if spec.out_dtype != spec.dtype:  # f32 partial sums
             lv, rv = lv.astype(spec.out_dtype), rv.astype(spec.out_dtype)
         return te.sum(lv * rv, axis=r)
@@ -182,26 +222,26 @@ def _call_gemm(builder, spec: Gemm, left, right, gpu: bool):
     return builder.emit_te(sum_parts, parts, spec.dtype, 1, "gemm_parts_sum", primfunc_name_hint="gemm_parts_sum")
 
 
-def _im2col(x, kh, kw, strides, padding, dilation):
-    """cols[b, (c, i, j), (ho, wo)]: the conv's right matrix, row-major K x N per batch."""
-    from tvm import te
-
+def _image_at(conv: Conv, x, b, kk, p):
+    """The conv's right matrix at (kk, p), read from the image x[b]: zero in the padding."""
     from wsd.compat import tir
 
     tirx = tir()
-    n, c, h, w = (int(d) for d in x.shape)
-    top, left, bottom, right = padding
-    ho = (h + top + bottom - (kh - 1) * dilation[0] - 1) // strides[0] + 1
-    wo = (w + left + right - (kw - 1) * dilation[1] - 1) // strides[1] + 1
+    ci, rest = kk // (conv.kh * conv.kw), kk % (conv.kh * conv.kw)
+    y = (p // conv.out_width) * conv.stride[0] + (rest // conv.kw) * conv.dilation[0] - conv.padding[0]
+    xx = (p % conv.out_width) * conv.stride[1] + (rest % conv.kw) * conv.dilation[1] - conv.padding[1]
+    inside = tirx.all(y >= 0, y < conv.height, xx >= 0, xx < conv.width)
+    return tirx.if_then_else(inside, x[b, ci, y, xx], tirx.const(0, x.dtype))
 
-    def at(b, kk, p):
-        ci, rest = kk // (kh * kw), kk % (kh * kw)
-        y = (p // wo) * strides[0] + (rest // kw) * dilation[0] - top
-        xx = (p % wo) * strides[1] + (rest % kw) * dilation[1] - left
-        inside = tirx.all(y >= 0, y < h, xx >= 0, xx < w)
-        return tirx.if_then_else(inside, x[b, ci, y, xx], tirx.const(0, x.dtype))
 
-    return te.compute((n, c * kh * kw, ho * wo), at, name="im2col")
+def _im2col(x, conv: Conv):
+    """cols[b, (c, i, j), (ho, wo)]: the conv's right matrix, row-major K x N per batch."""
+    from tvm import te
+
+    n, c = (int(d) for d in x.shape[:2])
+    ho = (conv.height + 2 * conv.padding[0] - (conv.kh - 1) * conv.dilation[0] - 1) // conv.stride[0] + 1
+    k = c * conv.kh * conv.kw
+    return te.compute((n, k, ho * conv.out_width), lambda b, kk, p: _image_at(conv, x, b, kk, p), name="im2col")
 
 
 def _pad_to(builder, x, sizes: dict[int, int]):
@@ -238,11 +278,17 @@ def subgroup_gemm_pass(gpu: bool = True):
         strides, dilation = [int(v) for v in a.strides], [int(v) for v in a.dilation]
         padding = [int(v) for v in a.padding]
         weight = builder.emit(relax.op.reshape(w, (1, o, k)))
+        spec = Gemm(batch, o, ho * wo, k, dtype, left_batched=False, right_batched=True, right_nk=False)
         if (kh, kw) == (1, 1) and strides == [1, 1] and not any(padding):
             cols = builder.emit(relax.op.reshape(x, (batch, c, h * wd)))  # already K x N per batch
-        else:
-            cols = builder.emit_te(_im2col, x, kh, kw, strides, padding, dilation, primfunc_name_hint="im2col")
-        spec = Gemm(batch, o, ho * wo, k, dtype, left_batched=False, right_batched=True, right_nk=False)
+            return relax.op.reshape(_call_gemm(builder, spec, weight, cols, gpu), out)
+        if padding[:2] != padding[2:]:
+            return None  # asymmetric padding: SD has none
+        geometry = Conv(c, h, wd, kh, kw, tuple(strides), tuple(padding[:2]), tuple(dilation), wo)
+        cols_bytes = batch * k * ho * wo * (2 if dtype == "float16" else 4)
+        if cols_bytes > IMPLICIT_ABOVE and wo % 8 == 0:  # the WGSL copies runs of 8 positions of a row
+            return relax.op.reshape(_call_gemm(builder, replace(spec, conv=geometry), weight, x, gpu), out)
+        cols = builder.emit_te(lambda image: _im2col(image, geometry), x, primfunc_name_hint="im2col")
         return relax.op.reshape(_call_gemm(builder, spec, weight, cols, gpu), out)
 
     def matmul(builder, call, bound):
@@ -354,6 +400,98 @@ def _tile_copies(spec: Gemm) -> tuple[list[tuple[str, str, str, int]], list[str]
     return copies, arrays
 
 
+def _rows_in_vec4(conv: Conv) -> bool:
+    """Whether a conv's image tile can be read 16 bytes at a time: stride 1 (8 output positions
+    are 8 neighbouring inputs), rows whole vec4s, at most 8 halves of padding on the left."""
+    return conv.stride[1] == conv.dilation[1] == 1 and conv.width % 8 == 0 and conv.padding[1] <= 8
+
+
+def _image_run(spec: Gemm) -> list[str]:
+    """Where the `e`-th run of 8 output positions of the K tile row kk starts in the image: all
+    8 are in one output row. Unsigned throughout: a position is compared with the padding before
+    it is offset by it (yy, and u for `_rows_in_vec4` convs, are shifted by the padding)."""
+    c = spec.conv
+    runs, khw = spec.tile_n // 8, c.kh * c.kw
+    (sh, sw), (dh, dw) = c.stride, c.dilation
+    lines = [
+        f"let kk = k0 + e / {runs}u;",
+        f"let p = n0 + (e % {runs}u) * 8u;",
+        f"let yy = (p / {c.out_width}u) * {sh}u + ((kk % {khw}u) / {c.kw}u) * {dh}u;",
+    ]
+    if _rows_in_vec4(c):  # the first input column plus 8 (never negative): its vec4 plus one, and where in it
+        return [*lines, f"let u = p % {c.out_width}u + kk % {c.kw}u + {8 - c.padding[1]}u;"]
+    return [*lines, f"let xb = (p % {c.out_width}u) * {sw}u + (kk % {c.kw}u) * {dw}u;"]
+
+
+def _image_registers(spec: Gemm, reg: str) -> list[str]:
+    """What one thread holds of a conv's image tile between its load and its copy into workgroup
+    memory: two aligned vec4s of a row (`_rows_in_vec4`), else 8 halves."""
+    if _rows_in_vec4(spec.conv):
+        return [f"var {reg}{side} = vec4<u32>(0u, 0u, 0u, 0u);" for side in "lr"]
+    return [f"var {reg}_{j} = f16(0.0);" for j in range(8)]
+
+
+def _image_fetch(spec: Gemm, reg: str, image: str) -> list[str]:
+    """The implicit GEMM's loads of one run of the right matrix's K tile from the conv's input
+    image, zeros in the padding: loads only, so that the tensor cores' work on the current tile
+    hides them (using the values here would wait for them; `_image_stash` does the rest)."""
+    c = spec.conv
+    khw, top = c.kh * c.kw, c.padding[0]
+    lines = [*_image_run(spec)]
+    if _rows_in_vec4(c):
+        row_vec4s = c.width // 8
+        zero = "vec4<u32>(0u, 0u, 0u, 0u)"
+        return [
+            *lines,
+            "let q = u / 8u;",
+            f"{reg}l = {zero};",
+            f"{reg}r = {zero};",
+            f"if (yy >= {top}u && yy < {top + c.height}u) {{",
+            f"  let row = ((b * {c.channels}u + kk / {khw}u) * {c.height}u + yy - {top}u) * {row_vec4s}u;",
+            f"  if (q >= 1u && q < {row_vec4s + 1}u) {{",
+            f"    {reg}l = {image}[row + q - 1u];",
+            "  }",
+            f"  if (q < {row_vec4s}u && u % 8u != 0u) {{",  # at offset 0 the run is one vec4
+            f"    {reg}r = {image}[row + q];",
+            "  }",
+            "}",
+        ]
+    left, sw = c.padding[1], c.stride[1]
+    lines += [f"{reg}_{j} = f16(0.0);" for j in range(8)]
+    lines += [
+        f"if (yy >= {top}u && yy < {top + c.height}u) {{",
+        f"  let row = ((b * {c.channels}u + kk / {khw}u) * {c.height}u + yy - {top}u) * {c.width}u;",
+    ]
+    for j in range(8):
+        x = f"xb + {j * sw}u"
+        inside = f"{x} >= {left}u && {x} < {left + c.width}u"
+        lines += [f"  if ({inside}) {{", f"    {reg}_{j} = {image}[row + {x} - {left}u];", "  }"]
+    return [*lines, "}"]
+
+
+def _image_stash(spec: Gemm, reg: str, arr: str) -> list[str]:
+    """The 8 halves `_image_fetch` loaded, into workgroup memory at `d`: for `_rows_in_vec4`
+    convs shifted out of the two vec4s (`t` halves into the first). Branch-free (selects):
+    neighbouring invocations hold different taps, so different shifts."""
+    if not _rows_in_vec4(spec.conv):
+        return [f"{arr}[d + {j}u] = {reg}_{j};" for j in range(8)]
+    lines = [
+        *_image_run(spec),
+        "let t = u % 8u;",
+        "let odd = t % 2u == 1u;",
+        "let w = t / 2u;",
+        *[f"let c{i} = {reg}{'lr'[i // 4]}[{i % 4}];" for i in range(8)],
+    ]
+    # word i of the run: c[w + i], or across a word boundary where t is odd
+    lines += [f"let s{k} = select(c{k}, (c{k} >> 16u) | (c{k + 1} << 16u), odd);" for k in range(7)]
+    for i in range(4):
+        a, b, cc, d = (f"s{i + j}" for j in range(4))
+        lines.append(
+            f"let h{i} = bitcast<vec2<f16>>(select(select({a}, {b}, w == 1u), select({cc}, {d}, w == 3u), w >= 2u));"
+        )
+    return [*lines, *[f"{arr}[d + {2 * q + h}u] = h{q}.{'xy'[h]};" for q in range(4) for h in (0, 1)]]
+
+
 def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
     """WGSL computing the GEMM with subgroup matrices, for the kernel TVM compiled as `compiled`:
     its bindings (the same buffers in the same slots; the operands retyped as vec4<u32> for
@@ -388,7 +526,8 @@ def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
         "",
     ]
     for m in buffers:
-        retype = m.group(3) in (left, right)
+        scalar_image = m.group(3) == right and spec.conv and not _rows_in_vec4(spec.conv)
+        retype = m.group(3) in (left, right) and not scalar_image  # a strided conv's image: halves
         lines.append(m.group(0).replace(f": {m.group(4)};", ": array<vec4<u32>>;") if retype else m.group(0))
     if pod:
         lines += ["", pod.group(0)]
@@ -421,27 +560,43 @@ def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
     sizes = {w: n for w, _, _, n in copies}
     rounds = {w: -(-n // THREADS) for w, n in sizes.items()}
     for w in sizes:
-        lines += [f"  var r{w}{q} = vec4<u32>();" for q in range(rounds[w])]
+        for q in range(rounds[w]):
+            image = w == "b" and spec.conv
+            lines += [
+                f"  {x}" for x in (_image_registers(spec, f"r{w}{q}") if image else [f"var r{w}{q} = vec4<u32>();"])
+            ]
 
     source = {"a": left, "b": right}
 
     def each_copy(body):
+        """`body(copy, fill)`: one round's statements ("a" or "b"); `fill`: its names."""
         out = []
         for w, src, dst, _ in copies:
             for q in range(rounds[w]):
                 e = f"li + {q * THREADS}u"
                 fill = {"src": src, "dst": dst, "reg": f"r{w}{q}", "arr": f"{w.upper()}s", "buf": source[w]}
-                inner = [f"  {line.format(**fill)}" for line in body]
+                inner = [f"  {line}" for line in body(w, fill)]
                 if sizes[w] % THREADS and q == rounds[w] - 1:
                     out += [f"if ({e} < {sizes[w]}u) {{", f"  let e = {e};", *inner, "}"]
                 else:
                     out += ["{", f"  let e = {e};", *inner, "}"]
         return out
 
-    fetch = each_copy(["{reg} = {buf}[{src}];"])
+    def load(w, fill):
+        if w == "b" and spec.conv:
+            return _image_fetch(spec, fill["reg"], right)
+        return ["{reg} = {buf}[{src}];".format(**fill)]
+
     halves = [f"let h{q} = bitcast<vec2<f16>>({{reg}}[{q}]);" for q in range(4)]
     writes = [f"{{arr}}[d + {2 * q + h}u] = h{q}.{'xy'[h]};" for q in range(4) for h in (0, 1)]
-    stash = each_copy(["let d = {dst};", *halves, *writes])
+
+    def store(w, fill):
+        if w == "b" and spec.conv:
+            return [f"let d = {fill['dst']};", *_image_stash(spec, fill["reg"], fill["arr"])]
+        return [line.format(**fill) for line in ("let d = {dst};", *halves, *writes)]
+
+    fetch = each_copy(load)
+    stash = each_copy(store)
     lines += ["  {", "    let k0 = kbeg;", *[f"    {x}" for x in fetch], "  }"]
     lines.append(f"  for (var k0 = kbeg; k0 < kbeg + {part}u; k0 += {kt}u) {{")
     lines += [f"    {x}" for x in stash]

@@ -12,7 +12,7 @@ import pytest
 import wgsl_sim
 
 from wsd import compat
-from wsd.passes.subgroup_gemm import Gemm, overrides, subgroup_gemm_pass, subgroup_wgsl
+from wsd.passes.subgroup_gemm import Conv, Gemm, overrides, subgroup_gemm_pass, subgroup_wgsl
 from wsd.requirements import of_shaders
 
 DT = "float32"
@@ -73,19 +73,26 @@ def chained_reshapes(mod) -> list[str]:
     return [v for v in re.findall(r"= R\.reshape\((\w+),", script) if v in reshaped]
 
 
-def test_the_rewrite_computes_what_the_graph_did():
+@pytest.mark.parametrize("implicit", [True, False], ids=["implicit", "im2col"])
+def test_the_rewrite_computes_what_the_graph_did(implicit, monkeypatch):
+    from wsd.passes import subgroup_gemm
+
+    monkeypatch.setattr(subgroup_gemm, "IMPLICIT_ABOVE", 0 if implicit else 2**40)
     mod, values = small_graph()
     rewritten = subgroup_gemm_pass(gpu=False)(mod)
     # the 3x3, the 1x1 (no im2col), the linear (its weight read column-major), the strided conv,
     # the two attention matmuls over 2 x 3 (batch, head) pairs (the key read column-major)
-    assert gemm_names(rewritten) == [
-        "sgemm_1x512x96x64_nk",
-        "sgemm_2x64x256x288_kn",
-        "sgemm_2x64x256x64_kn",
-        "sgemm_2x64x64x288_kn",
-        "sgemm_6x32x32x64_kn",
-        "sgemm_6x32x64x32_nk",
-    ]
+    convs = ["sgemm_2x64x256x288_conv3x3s1p1_16x16", "sgemm_2x64x64x288_conv3x3s2p1_16x16"]
+    assert gemm_names(rewritten) == sorted(
+        [
+            "sgemm_1x512x96x64_nk",
+            *(convs if implicit else ["sgemm_2x64x256x288_kn", "sgemm_2x64x64x288_kn"]),
+            "sgemm_2x64x256x64_kn",
+            "sgemm_6x32x32x64_kn",
+            "sgemm_6x32x64x32_nk",
+        ]
+    )
+    assert ("im2col" in rewritten.script()) is not implicit
     assert chained_reshapes(rewritten) == []
     script = rewritten.script()
     assert script.count("R.nn.conv2d(") == 1  # the 4-channel conv keeps its op: 4 rows are no 16x16 fragment
@@ -234,6 +241,49 @@ def test_the_subgroup_wgsl_computes_the_gemm(spec):
     np.testing.assert_array_equal(run_swap(spec, code, left, right), expected(spec, left, right))
 
 
+def image_cols(conv, image):
+    """numpy im2col of image[b, c, h, w]: (b, c*kh*kw, ho*wo), zero in the padding."""
+    (sh, sw), (top, left), (dh, dw) = conv.stride, conv.padding, conv.dilation
+    padded = np.pad(image, ((0, 0), (0, 0), (top, top), (left, left)))
+    ho = (conv.height + 2 * top - (conv.kh - 1) * dh - 1) // sh + 1
+    taps = [
+        padded[:, :, i * dh : i * dh + (ho - 1) * sh + 1 : sh, j * dw : j * dw + (conv.out_width - 1) * sw + 1 : sw]
+        for i in range(conv.kh)
+        for j in range(conv.kw)
+    ]  # each (b, c, ho, wo)
+    cols = np.stack(taps, axis=2)  # (b, c, kh*kw, ho, wo)
+    return cols.reshape(image.shape[0], -1, ho * conv.out_width)
+
+
+@pytest.mark.parametrize(
+    "conv, m, split",
+    [
+        (Conv(16, 8, 8, 3, 3, (1, 1), (1, 1), (1, 1), 8), 32, 1),
+        (Conv(16, 8, 24, 3, 3, (1, 1), (1, 1), (1, 1), 24), 32, 1),  # runs inside a row and at both ends
+        (Conv(16, 16, 16, 3, 3, (2, 2), (1, 1), (1, 1), 8), 64, 1),
+        (Conv(32, 8, 8, 3, 3, (1, 1), (1, 1), (1, 1), 8), 32, 2),
+        (Conv(16, 8, 16, 3, 3, (1, 1), (2, 2), (2, 2), 16), 32, 1),  # dilated
+    ],
+    ids=["3x3", "3x3-wide", "stride-2", "split-k2", "dilation-2"],
+)
+def test_the_implicit_gemm_wgsl_computes_the_conv(conv, m, split):
+    """The right matrix read from the image in place: the padding, the stride, the dilation and
+    the K parts against numpy's im2col. Stride-1 convs read the image 16 bytes at a time and
+    shift the halves into place; the others read it as halves."""
+    (sh, _), (top, _), (dh, _) = conv.stride, conv.padding, conv.dilation
+    ho = (conv.height + 2 * top - (conv.kh - 1) * dh - 1) // sh + 1
+    spec = Gemm(2, m, ho * conv.out_width, conv.channels * 9, "float16", False, True, False, 32, 32, split, conv=conv)
+    code = subgroup_wgsl(spec, "gemm_kernel", TVM_HEADER.format(out="f32" if split > 1 else "f16"))
+    vec4 = conv.stride[1] == conv.dilation[1] == 1
+    assert "left_ptr : array<vec4<u32>>" in code
+    assert f"right_ptr : array<{'vec4<u32>' if vec4 else 'f16'}>" in code
+    rng = np.random.default_rng(5)
+    left = rng.integers(-3, 4, (1, spec.m, spec.k)).astype(np.float64)
+    image = rng.integers(-3, 4, (2, conv.channels, conv.height, conv.width)).astype(np.float64)
+    got = run_swap(spec, code, left, image)
+    np.testing.assert_array_equal(got, expected(spec, left, image_cols(conv, image)))
+
+
 def test_the_simulator_catches_a_wrong_stride_and_a_missing_barrier():
     """The simulator is not a mirror of the generator: a WGSL that reads B's tile with the wrong
     stride computes something else, and one without the barrier after the copy reads workgroup
@@ -294,26 +344,31 @@ def test_a_webgpu_build_ships_one_swap_per_fp16_gemm():
 
 
 @pytest.mark.browser
-def test_the_rewritten_graph_runs_on_webgpu(runner, runner_url, kit):
-    """The rewritten graph (im2col, GEMM kernels: TVM's, as SwiftShader has no subgroup matrices)
-    compiled for WebGPU, run in Chromium, equals the original graph on the CPU. The rewrite on a
+@pytest.mark.parametrize("implicit", [True, False], ids=["implicit", "im2col"])
+def test_the_rewritten_graph_runs_on_webgpu(runner, runner_url, kit, implicit, monkeypatch):
+    """The rewritten graph (im2col or the image read in place, GEMM kernels: TVM's, as
+    SwiftShader has no subgroup matrices) compiled for WebGPU, run in Chromium, equals the
+    original graph on the CPU. The rewrite on a
     whole model: the gate passed 15/15 on SwiftShader on sd15-tiny built with --subgroup-matrix
     (2026-12-05), and on an NVIDIA adapter with the tensor-core shaders swapped in (docs/gpu.md)."""
     import tvm
 
     from wsd.host.modules import run_entry
+    from wsd.passes import subgroup_gemm
     from wsd.passes.options import PassOptions
     from wsd.passes.pipeline import apply, build
     from wsd.webrt import wasm_fcompile
 
+    monkeypatch.setattr(subgroup_gemm, "IMPLICIT_ABOVE", 0 if implicit else 2**40)
     mod, values = small_graph()
     target = compat.webgpu_target()
     with target, tvm.transform.PassContext(opt_level=3):
         built = apply(mod, target, PassOptions(subgroup_matrix=True))
-    assert len(gemm_names(built)) == 6
+    assert len(gemm_names(built)) == 6 and sum("_conv3x3" in n for n in gemm_names(built)) == (2 if implicit else 0)
     executable = build(built, target)
     _, artifacts = runner_url
-    executable.export_library(str(artifacts / "sgemm.wasm"), fcompile=wasm_fcompile(kit))
-    got = run_entry(runner, "/a/sgemm.wasm", "main", values).outputs
+    name = f"sgemm-{'implicit' if implicit else 'im2col'}.wasm"
+    executable.export_library(str(artifacts / name), fcompile=wasm_fcompile(kit))
+    got = run_entry(runner, f"/a/{name}", "main", values).outputs
     for want, out in zip(run_on_cpu(mod, values), got, strict=True):
         np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-3)
