@@ -63,6 +63,11 @@ class Vec4Words:
             raise IndexError(f"vec4 {i} outside the buffer's {len(self.halves)} halves")
         return [Word(h[2 * q], h[2 * q + 1]) for q in range(4)]
 
+    def __setitem__(self, i, words):
+        if i < 0 or 8 * i + 8 > len(self.halves):
+            raise IndexError(f"vec4 {i} outside the buffer's {len(self.halves)} halves")
+        self.halves[8 * i : 8 * i + 8] = [h for w in words for h in (Word.of(w).x, Word.of(w).y)]
+
 
 class Strict:
     """A storage buffer as a flat array whose scalar reads must be in bounds: numpy would wrap a
@@ -122,6 +127,7 @@ def _expr(text: str) -> str:
     text = re.sub(r"subgroup_matrix_result<[^(]*>\(\)", "np.zeros((16, 16))", text)
     text = text.replace("subgroupMatrixMultiplyAccumulate(", "_t.mma(").replace("vec4<u32>()", "None")
     text = text.replace("bitcast<vec2<f16>>(", "_halves(").replace("bitcast<u32>(vec2<f16>(", "_pair((")
+    text = text.replace("vec2<f32>(", "_f16s(")  # only ever converted to vec2<f16> here
     text = text.replace("vec4<u32>(", "_words(").replace("f16(", "_f16(").replace("&&", " and ")
     text = re.sub(r"&(\w+)", r"\1", text).replace("/", "//")
     return text.replace("true", "True").replace("false", "False")
@@ -189,6 +195,7 @@ def run(code: str, grid: tuple[int, int], buffers: dict[str, np.ndarray], subgro
         "select": lambda f, t, cond: t if cond else f,
         "_words": lambda *w: list(w),
         "_f16": lambda v: float(np.float16(v)),
+        "_f16s": lambda *v: tuple(float(np.float16(x)) for x in v),
     }
     exec(compile(source, "<wgsl>", "exec"), scope)  # noqa: S102 (the build's own WGSL, translated above)
     for y in range(grid[1]):

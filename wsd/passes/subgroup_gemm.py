@@ -23,7 +23,7 @@ The tensor-core kernel is the layout the H100 measured fastest at the UNet's sha
 tiles are copied into workgroup memory with 16-byte loads (rows padded by 8 halves) while the
 next K tile is prefetched into registers (a conv's image tile 8 halves at a time, with the
 padding's zeros, as the implicit GEMM must); accumulation is f32, written as f16 through a small
-per-subgroup scratch tile (or as f32 partials when K is split).
+per-subgroup scratch tile with one 16-byte store per lane (or as f32 partials when K is split).
 
 The epilogue (bias, residual) is not fused into the GEMM: it runs as the elementwise kernel FuseOps
 makes of what follows, one extra pass over the output. Shapes that do not fit (the UNet's first and
@@ -527,7 +527,8 @@ def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
     ]
     for m in buffers:
         scalar_image = m.group(3) == right and spec.conv and not _rows_in_vec4(spec.conv)
-        retype = m.group(3) in (left, right) and not scalar_image  # a strided conv's image: halves
+        # 16-byte loads of the operands (a strided conv's image: halves) and stores of f16 results
+        retype = m.group(3) in (left, right) and not scalar_image or (m.group(3) == out and half_out)
         lines.append(m.group(0).replace(f": {m.group(4)};", ": array<vec4<u32>>;") if retype else m.group(0))
     if pod:
         lines += ["", pod.group(0)]
@@ -628,12 +629,17 @@ def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
             if not half_out:
                 lines.append(f"  subgroupMatrixStore(&{out}, {at}, acc{i}_{j}, false, {spec.n}u);")
                 continue
-            # f32 accumulators to f16: through this subgroup's scratch tile
+            # f32 accumulators to f16 through this subgroup's scratch tile: each lane converts 8
+            # of its 256 values and writes them with one 16-byte store (half a fragment row)
+            pairs = ", ".join(
+                f"bitcast<u32>(vec2<f16>(vec2<f32>(Cs[c + {2 * h}u], Cs[c + {2 * h + 1}u])))" for h in range(4)
+            )
             lines += [
                 f"  subgroupMatrixStore(&Cs, sg * {t * t}u, acc{i}_{j}, false, {t}u);",
                 "  workgroupBarrier();",
-                f"  for (var e = lane; e < {t * t}u; e += {SUBGROUP}u) {{",
-                f"    {out}[{at} + (e / {t}u) * {spec.n}u + e % {t}u] = f16(Cs[sg * {t * t}u + e]);",
+                "  {",
+                f"    let c = sg * {t * t}u + lane * 8u;",
+                f"    {out}[({at}) / 8u + (lane / 2u) * {spec.n // 8}u + lane % 2u] = vec4<u32>({pairs});",
                 "  }",
                 "  workgroupBarrier();",
             ]
