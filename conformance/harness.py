@@ -253,7 +253,13 @@ class Harness:
 
         adapter = self.adapters.get(backend_name, {})
         measured = perf_mod.measure(backend, case.params["entry"], entry_args(ref.inputs), self.perf_runs)
-        row["perf"] = {"device": perf_mod.device_key(adapter), "measured": measured, "baseline_ms": None}
+        build = perf_mod.build_of(self._manifest(backend_name))
+        row["perf"] = {
+            "device": perf_mod.device_key(adapter),
+            "build": build,
+            "measured": measured,
+            "baseline_ms": None,
+        }
         path = self.perf_baseline or perf_mod.default_path(adapter)
         if path not in self._perf_baselines:
             if self.perf_baseline is None and not path.is_file():
@@ -266,6 +272,7 @@ class Harness:
             row["perf"]["verdict"] = base.get("missing") or f"{path.name} has no baseline for this stage"
             return
         slower, text, grew = perf_mod.judge(measured, entry)
+        text += perf_mod.other_build(entry.get("build"), build)
         gpu = {"baseline_gpu_ms": entry["gpu"]["min_ms"]} if entry.get("gpu") else {}
         row["perf"].update(baseline_ms=entry["min_ms"], **gpu, verdict=text, grew=grew)
         if slower:

@@ -206,6 +206,27 @@ def merge(measurements: list[dict]) -> dict:
     return out
 
 
+def build_of(manifest: dict) -> dict:
+    """What a baseline says about the build it timed: its library's digest (any compiler or
+    weights-layout change moves it), the TVM it was compiled with, its dtype and kernel path."""
+    library = manifest.get("library", "")
+    return {
+        "library_sha256": manifest.get("files", {}).get(library, {}).get("sha256", "")[:16],
+        "tvm": manifest.get("versions", {}).get("tvm"),
+        "dtype": manifest.get("dtype"),
+        "subgroup_matrix": bool(manifest.get("build_options", {}).get("subgroup_matrix")),
+    }
+
+
+def other_build(then: dict | None, now: dict) -> str:
+    """A note for the verdict where the baseline timed another build (the usual case for a pull
+    request: its change is what is judged); empty where it timed this one or says nothing."""
+    if not then or then == now:
+        return ""
+    moved = [f"{k} {then.get(k)} -> {now.get(k)}" for k in now if then.get(k) != now.get(k)]
+    return f"; the baseline timed another build ({', '.join(moved)})"
+
+
 def stage_key(row: dict) -> str:
     return f"{row['backend']}:{row['model']}/{row['stage']}"
 
@@ -236,9 +257,14 @@ def baseline_from(summaries: list[dict]) -> dict:
             f"the summaries measured several adapters ({', '.join(devices)}): one baseline is one adapter's"
         )
     measured: dict[str, list[dict]] = {}
+    builds: dict[str, dict] = {}
     for r in rows:
         measured.setdefault(stage_key(r), []).append(r["perf"]["measured"])
+        if r["perf"].get("build"):
+            builds.setdefault(stage_key(r), r["perf"]["build"])
     stages = {key: merge(parts) for key, parts in sorted(measured.items())}
+    for key, build in builds.items():
+        stages[key]["build"] = build
     return {
         "device": devices[0],
         "adapter": rows[0].get("adapter", ""),

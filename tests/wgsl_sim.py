@@ -89,10 +89,14 @@ class Strict:
 
 
 class Invocation:
-    """One invocation's view of the subgroup-matrix builtins; `seen` is shared by its subgroup."""
+    """One invocation's view of the subgroup-matrix builtins; `seen` is shared by its subgroup.
+    A fragment stored to workgroup memory waits in `pending` (shared by the workgroup) until the
+    next barrier: every invocation stores the whole fragment here, so without the wait a lane
+    reading it back before a barrier would find it written, where the GPU promises nothing."""
 
-    def __init__(self, sg: int, seen: dict):
+    def __init__(self, sg: int, seen: dict, pending: list | None = None, shared_ids: frozenset = frozenset()):
         self.sg, self.seen, self.calls = sg, seen, 0
+        self.pending, self.shared_ids = pending, shared_ids
 
     def _uniform(self, what, *args):
         key = (self.sg, self.calls)
@@ -118,6 +122,9 @@ class Invocation:
 
     def store(self, buf, offset, frag, col_major, stride):
         self._uniform("store", id(buf), offset, col_major, stride)
+        if self.pending is not None and id(buf) in self.shared_ids:
+            self.pending.append((buf, self._at(offset, col_major, stride), frag))
+            return
         buf[self._at(offset, col_major, stride)] = frag
 
 
@@ -202,6 +209,8 @@ def run(code: str, grid: tuple[int, int], buffers: dict[str, np.ndarray], subgro
         for x in range(grid[0]):
             shared = {n: np.full(int(count), np.nan) for n, _, count in _SHARED.findall(code)}
             seen: dict = {}
+            pending: list = []
+            shared_ids = frozenset(id(a) for a in shared.values())
             block = SimpleNamespace(x=x, y=y, z=0)
             dims = SimpleNamespace(x=grid[0], y=grid[1], z=1)
             pod = SimpleNamespace(packGridDimX=grid[0])  # tvmjs: the grid's x before packing into z
@@ -213,7 +222,7 @@ def run(code: str, grid: tuple[int, int], buffers: dict[str, np.ndarray], subgro
                     li,
                     li // subgroup,
                     li % subgroup,
-                    Invocation(li // subgroup, seen),
+                    Invocation(li // subgroup, seen, pending, shared_ids),
                     *views.values(),
                     *shared.values(),
                 )
@@ -229,5 +238,8 @@ def run(code: str, grid: tuple[int, int], buffers: dict[str, np.ndarray], subgro
                         pass
                 if alive and len(alive) != len(running):
                     raise AssertionError(f"workgroup ({x}, {y}): invocations reach different numbers of barriers")
+                for buf, at, frag in pending:  # every invocation is at the barrier: stores land
+                    buf[at] = frag
+                pending.clear()
                 running = alive
     return buffers

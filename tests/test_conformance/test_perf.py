@@ -239,3 +239,24 @@ def test_a_checked_in_baseline_passes_itself_and_names_a_doubled_kernel(path):
         kernels = {**stage["kernels"], conv: perf._at_pace(stage["kernels"][conv], 0.5)}
         slower, text, grew = perf.judge({**stage, "kernels": kernels}, stage)
         assert slower and grew[0]["kernel"] == conv, (key, text)
+
+
+def test_a_baseline_says_which_build_it_timed_and_the_verdict_notes_another():
+    manifest = {
+        "library": "sd15.wasm",
+        "files": {"sd15.wasm": {"sha256": "ab" * 32}},
+        "versions": {"tvm": "0.27.0.post1"},
+        "dtype": "float16",
+        "build_options": {"subgroup_matrix": True},
+    }
+    build = perf.build_of(manifest)
+    assert build == {"library_sha256": "ab" * 8, "tvm": "0.27.0.post1", "dtype": "float16", "subgroup_matrix": True}
+    timed = row()
+    timed["perf"]["build"] = build
+    stage = perf.baseline_from([{"stages": [timed]}])["stages"]["dawn:sd15/unet/t981-g7.5"]
+    assert stage["build"] == build
+    assert perf.other_build(stage["build"], build) == "" and perf.other_build(None, build) == ""
+    rebuilt = {**build, "library_sha256": "cd" * 8}
+    assert perf.other_build(stage["build"], rebuilt) == (
+        f"; the baseline timed another build (library_sha256 {'ab' * 8} -> {'cd' * 8})"
+    )

@@ -300,6 +300,17 @@ def test_the_simulator_catches_a_wrong_stride_and_a_missing_barrier():
     assert not np.array_equal(run_swap(spec, racy, left, right), want)
 
 
+def test_the_simulator_catches_a_scratch_tile_read_before_its_barrier():
+    """The f16 epilogue reads back the fragment the subgroup stored to its scratch tile: without
+    the barrier between, the lanes read what was there before."""
+    spec = Gemm(1, 64, 64, 64, "float16", False, True, False, tile_m=64, tile_n=64)
+    code = subgroup_wgsl(spec, "gemm_kernel", TVM_HEADER.format(out="f16"))
+    left, right = operands(spec, seed=3)
+    racy = code.replace("  workgroupBarrier();\n  {\n    let c", "  {\n    let c")
+    assert racy != code
+    assert not np.array_equal(run_swap(spec, racy, left, right), expected(spec, left, right))
+
+
 def test_the_simulator_refuses_a_fragment_offset_that_differs_within_a_subgroup():
     spec = Gemm(1, 32, 32, 32, "float16", True, False, False, tile_m=32, tile_n=32)
     code = subgroup_wgsl(spec, "gemm_kernel", TVM_HEADER.format(out="f16")).replace(
