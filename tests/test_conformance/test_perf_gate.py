@@ -44,4 +44,9 @@ def test_perf_times_every_kernel_and_fails_a_stage_slower_than_its_baseline(tmp_
     out = tmp_path / "recorded.json"
     assert conformance_main(["perf-baseline", str(tmp_path / "r" / "summary.json"), "--out", str(out)]) == 0
     recorded = perf.load(out)
-    assert recorded["device"] == row["perf"]["device"] and recorded["stages"][STAGE] == measured
+    assert recorded["device"] == row["perf"]["device"]
+    stage = dict(recorded["stages"][STAGE])
+    # the build it timed, read from the dist's manifest: its library's digest and how it was made
+    assert stage.pop("build") == row["perf"]["build"] and row["perf"]["build"]["dtype"] == "float32"
+    assert len(row["perf"]["build"]["library_sha256"]) == 16 and row["perf"]["build"]["tvm"]
+    assert stage == measured
