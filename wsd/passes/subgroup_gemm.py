@@ -82,6 +82,7 @@ class Conv:
     stride: tuple[int, int]
     padding: tuple[int, int]  # top, left
     dilation: tuple[int, int]
+    out_height: int
     out_width: int
 
     def __post_init__(self):  # lists after a JSON round trip
@@ -239,9 +240,8 @@ def _im2col(x, conv: Conv):
     from tvm import te
 
     n, c = (int(d) for d in x.shape[:2])
-    ho = (conv.height + 2 * conv.padding[0] - (conv.kh - 1) * conv.dilation[0] - 1) // conv.stride[0] + 1
-    k = c * conv.kh * conv.kw
-    return te.compute((n, k, ho * conv.out_width), lambda b, kk, p: _image_at(conv, x, b, kk, p), name="im2col")
+    shape = (n, c * conv.kh * conv.kw, conv.out_height * conv.out_width)
+    return te.compute(shape, lambda b, kk, p: _image_at(conv, x, b, kk, p), name="im2col")
 
 
 def _pad_to(builder, x, sizes: dict[int, int]):
@@ -282,9 +282,8 @@ def subgroup_gemm_pass(gpu: bool = True):
         if (kh, kw) == (1, 1) and strides == [1, 1] and not any(padding):
             cols = builder.emit(relax.op.reshape(x, (batch, c, h * wd)))  # already K x N per batch
             return relax.op.reshape(_call_gemm(builder, spec, weight, cols, gpu), out)
-        if padding[:2] != padding[2:]:
-            return None  # asymmetric padding: SD has none
-        geometry = Conv(c, h, wd, kh, kw, tuple(strides), tuple(padding[:2]), tuple(dilation), wo)
+        # the bottom and right padding only shape the output: reads past the image are zeros
+        geometry = Conv(c, h, wd, kh, kw, tuple(strides), tuple(padding[:2]), tuple(dilation), ho, wo)
         cols_bytes = batch * k * ho * wo * (2 if dtype == "float16" else 4)
         if cols_bytes > IMPLICIT_ABOVE and wo % 8 == 0:  # the WGSL copies runs of 8 positions of a row
             return relax.op.reshape(_call_gemm(builder, replace(spec, conv=geometry), weight, x, gpu), out)

@@ -101,6 +101,31 @@ def test_the_rewrite_computes_what_the_graph_did(implicit, monkeypatch):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("implicit", [True, False], ids=["implicit", "im2col"])
+def test_a_conv_padded_on_one_side_is_a_gemm_too(implicit, monkeypatch):
+    """The VAE encoder's downsampling (diffusers pads right and bottom by one, then a stride-2
+    conv): the output's size carries the far padding, reads past the image are zeros."""
+    from tvm import relax
+
+    from wsd.passes import subgroup_gemm
+
+    monkeypatch.setattr(subgroup_gemm, "IMPLICIT_ABOVE", 0 if implicit else 2**40)
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", compat.tensor_info((1, 16, 17, 17), DT))
+    w = relax.Var("w", compat.tensor_info((32, 16, 3, 3), DT))
+    with bb.function("main", [x, w]):
+        with bb.dataflow():
+            conv = relax.op.nn.conv2d(x, w, strides=(2, 2), padding=(0, 0, 1, 1), out_dtype=DT)
+            out = bb.emit_output(relax.Tuple([bb.emit(conv)]))
+        bb.emit_func_output(out)
+    mod = bb.get()
+    rewritten = subgroup_gemm_pass(gpu=False)(mod)
+    assert gemm_names(rewritten) == [f"sgemm_1x32x64x144_{'conv3x3s2p0_17x17' if implicit else 'kn'}"]
+    rng = np.random.default_rng(6)
+    values = [rng.standard_normal((1, 16, 17, 17)).astype(DT), rng.standard_normal((32, 16, 3, 3)).astype(DT)]
+    np.testing.assert_allclose(run_on_cpu(rewritten, values)[0], run_on_cpu(mod, values)[0], rtol=1e-5, atol=1e-4)
+
+
 def test_attention_with_heads_no_tile_fits_is_padded():
     """SD's 40-wide heads and 77 text tokens: K padded with zeros to 48 and 80, N to 96 and 64,
     and the padded columns sliced off; the result is the graph's."""
@@ -244,8 +269,8 @@ def test_the_subgroup_wgsl_computes_the_gemm(spec):
 def image_cols(conv, image):
     """numpy im2col of image[b, c, h, w]: (b, c*kh*kw, ho*wo), zero in the padding."""
     (sh, sw), (top, left), (dh, dw) = conv.stride, conv.padding, conv.dilation
-    padded = np.pad(image, ((0, 0), (0, 0), (top, top), (left, left)))
-    ho = (conv.height + 2 * top - (conv.kh - 1) * dh - 1) // sh + 1
+    ho = conv.out_height  # padded at the bottom and right as far as the output reaches
+    padded = np.pad(image, ((0, 0), (0, 0), (top, top + ho * sh), (left, left + conv.out_width * sw)))
     taps = [
         padded[:, :, i * dh : i * dh + (ho - 1) * sh + 1 : sh, j * dw : j * dw + (conv.out_width - 1) * sw + 1 : sw]
         for i in range(conv.kh)
@@ -258,21 +283,33 @@ def image_cols(conv, image):
 @pytest.mark.parametrize(
     "conv, m, split",
     [
-        (Conv(16, 8, 8, 3, 3, (1, 1), (1, 1), (1, 1), 8), 32, 1),
-        (Conv(16, 8, 24, 3, 3, (1, 1), (1, 1), (1, 1), 24), 32, 1),  # runs inside a row and at both ends
-        (Conv(16, 16, 16, 3, 3, (2, 2), (1, 1), (1, 1), 8), 64, 1),
-        (Conv(32, 8, 8, 3, 3, (1, 1), (1, 1), (1, 1), 8), 32, 2),
-        (Conv(16, 8, 16, 3, 3, (1, 1), (2, 2), (2, 2), 16), 32, 1),  # dilated
+        (Conv(16, 8, 8, 3, 3, (1, 1), (1, 1), (1, 1), 8, 8), 32, 1),
+        (Conv(16, 8, 24, 3, 3, (1, 1), (1, 1), (1, 1), 8, 24), 32, 1),  # runs inside a row and at both ends
+        (Conv(16, 16, 16, 3, 3, (2, 2), (1, 1), (1, 1), 8, 8), 64, 1),
+        (Conv(32, 8, 8, 3, 3, (1, 1), (1, 1), (1, 1), 8, 8), 32, 2),
+        (Conv(16, 8, 16, 3, 3, (1, 1), (2, 2), (2, 2), 8, 16), 32, 1),  # dilated
+        (Conv(16, 9, 17, 3, 3, (2, 2), (0, 0), (1, 1), 4, 8), 32, 1),  # padded at the bottom and right only
     ],
-    ids=["3x3", "3x3-wide", "stride-2", "split-k2", "dilation-2"],
+    ids=["3x3", "3x3-wide", "stride-2", "split-k2", "dilation-2", "asymmetric"],
 )
 def test_the_implicit_gemm_wgsl_computes_the_conv(conv, m, split):
     """The right matrix read from the image in place: the padding, the stride, the dilation and
     the K parts against numpy's im2col. Stride-1 convs read the image 16 bytes at a time and
     shift the halves into place; the others read it as halves."""
-    (sh, _), (top, _), (dh, _) = conv.stride, conv.padding, conv.dilation
-    ho = (conv.height + 2 * top - (conv.kh - 1) * dh - 1) // sh + 1
-    spec = Gemm(2, m, ho * conv.out_width, conv.channels * 9, "float16", False, True, False, 32, 32, split, conv=conv)
+    spec = Gemm(
+        2,
+        m,
+        conv.out_height * conv.out_width,
+        conv.channels * 9,
+        "float16",
+        False,
+        True,
+        False,
+        32,
+        32,
+        split,
+        conv=conv,
+    )
     code = subgroup_wgsl(spec, "gemm_kernel", TVM_HEADER.format(out="f32" if split > 1 else "f16"))
     vec4 = conv.stride[1] == conv.dilation[1] == 1
     assert "left_ptr : array<vec4<u32>>" in code
