@@ -6,7 +6,8 @@ The function body is translated statement by statement into a Python generator p
 on); subgroup-matrix builtins act on 16x16 numpy blocks, each invocation computing the whole
 fragment, and every call is checked to get the same arguments from all invocations of its
 subgroup, as the hardware requires. It covers the WGSL subset the build's generator writes
-(let/var, for, if, &&, select, blocks, array indexing, halves packed to, from and across words), not WGSL at large.
+(let/var, for, if, &&, select, blocks, array indexing, halves packed to, from and across words),
+not WGSL at large.
 """
 
 from __future__ import annotations
