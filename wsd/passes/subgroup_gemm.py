@@ -430,12 +430,22 @@ def _image_registers(spec: Gemm, reg: str) -> list[str]:
     return [f"var {reg}_{j} = f16(0.0);" for j in range(8)]
 
 
+def _image_row(conv: Conv, per_row: int) -> list[str]:
+    """Opens the block that runs where the run's input row `yy` is inside the image (not in the
+    top or bottom padding), with `row`: where that row starts, in units of `per_row` per row."""
+    top = conv.padding[0]
+    return [
+        f"if (yy >= {top}u && yy < {top + conv.height}u) {{",
+        f"  let row = ((b * {conv.channels}u + kk / {conv.kh * conv.kw}u) * {conv.height}u + yy - {top}u)"
+        f" * {per_row}u;",
+    ]
+
+
 def _image_fetch(spec: Gemm, reg: str, image: str) -> list[str]:
     """The implicit GEMM's loads of one run of the right matrix's K tile from the conv's input
     image, zeros in the padding: loads only, so that the tensor cores' work on the current tile
     hides them (using the values here would wait for them; `_image_stash` does the rest)."""
     c = spec.conv
-    khw, top = c.kh * c.kw, c.padding[0]
     lines = [*_image_run(spec)]
     if _rows_in_vec4(c):
         row_vec4s = c.width // 8
@@ -445,8 +455,7 @@ def _image_fetch(spec: Gemm, reg: str, image: str) -> list[str]:
             "let q = u / 8u;",
             f"{reg}l = {zero};",
             f"{reg}r = {zero};",
-            f"if (yy >= {top}u && yy < {top + c.height}u) {{",
-            f"  let row = ((b * {c.channels}u + kk / {khw}u) * {c.height}u + yy - {top}u) * {row_vec4s}u;",
+            *_image_row(c, row_vec4s),
             f"  if (q >= 1u && q < {row_vec4s + 1}u) {{",
             f"    {reg}l = {image}[row + q - 1u];",
             "  }",
@@ -457,10 +466,7 @@ def _image_fetch(spec: Gemm, reg: str, image: str) -> list[str]:
         ]
     left, sw = c.padding[1], c.stride[1]
     lines += [f"{reg}_{j} = f16(0.0);" for j in range(8)]
-    lines += [
-        f"if (yy >= {top}u && yy < {top + c.height}u) {{",
-        f"  let row = ((b * {c.channels}u + kk / {khw}u) * {c.height}u + yy - {top}u) * {c.width}u;",
-    ]
+    lines += _image_row(c, c.width)
     for j in range(8):
         x = f"xb + {j * sw}u"
         inside = f"{x} >= {left}u && {x} < {left + c.width}u"
@@ -527,7 +533,7 @@ def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
     for m in buffers:
         scalar_image = m.group(3) == right and spec.conv and not _rows_in_vec4(spec.conv)
         # 16-byte loads of the operands (a strided conv's image: halves) and stores of f16 results
-        retype = m.group(3) in (left, right) and not scalar_image or (m.group(3) == out and half_out)
+        retype = (m.group(3) in (left, right) and not scalar_image) or (m.group(3) == out and half_out)
         lines.append(m.group(0).replace(f": {m.group(4)};", ": array<vec4<u32>>;") if retype else m.group(0))
     if pod:
         lines += ["", pod.group(0)]
@@ -559,12 +565,14 @@ def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
     # each thread copies `count` vec4s of each tile (the last round partly where it does not divide)
     sizes = {w: n for w, _, _, n in copies}
     rounds = {w: -(-n // THREADS) for w, n in sizes.items()}
+
+    def image(w):  # the B copy of a conv whose GEMM reads the image in place
+        return w == "b" and spec.conv is not None
+
     for w in sizes:
         for q in range(rounds[w]):
-            image = w == "b" and spec.conv
-            lines += [
-                f"  {x}" for x in (_image_registers(spec, f"r{w}{q}") if image else [f"var r{w}{q} = vec4<u32>();"])
-            ]
+            held = _image_registers(spec, f"r{w}{q}") if image(w) else [f"var r{w}{q} = vec4<u32>();"]
+            lines += [f"  {x}" for x in held]
 
     source = {"a": left, "b": right}
 
@@ -583,7 +591,7 @@ def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
         return out
 
     def load(w, fill):
-        if w == "b" and spec.conv:
+        if image(w):
             return _image_fetch(spec, fill["reg"], right)
         return ["{reg} = {buf}[{src}];".format(**fill)]
 
@@ -591,7 +599,7 @@ def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
     writes = [f"{{arr}}[d + {2 * q + h}u] = h{q}.{'xy'[h]};" for q in range(4) for h in (0, 1)]
 
     def store(w, fill):
-        if w == "b" and spec.conv:
+        if image(w):
             return [f"let d = {fill['dst']};", *_image_stash(spec, fill["reg"], fill["arr"])]
         return [line.format(**fill) for line in ("let d = {dst};", *halves, *writes)]
 
