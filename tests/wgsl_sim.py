@@ -6,7 +6,8 @@ The function body is translated statement by statement into a Python generator p
 on); subgroup-matrix builtins act on 16x16 numpy blocks, each invocation computing the whole
 fragment, and every call is checked to get the same arguments from all invocations of its
 subgroup, as the hardware requires. It covers the WGSL subset the build's generator writes
-(let/var, for, if, &&, select, blocks, array indexing, halves packed to, from and across words),
+(let/var, for, if, &&, select, exp/log/max, blocks, array indexing, halves packed to, from and
+across words),
 not WGSL at large.
 """
 
@@ -204,6 +205,9 @@ def run(code: str, grid: tuple[int, int], buffers: dict[str, np.ndarray], subgro
         "_words": lambda *w: list(w),
         "_f16": lambda v: float(np.float16(v)),
         "_f16s": lambda *v: tuple(float(np.float16(x)) for x in v),
+        "f32": float,
+        "exp": np.exp,
+        "log": np.log,
     }
     exec(compile(source, "<wgsl>", "exec"), scope)  # noqa: S102 (the build's own WGSL, translated above)
     for y in range(grid[1]):

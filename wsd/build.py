@@ -252,7 +252,7 @@ def _compile_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Pha
     from wsd.capture import capture
     from wsd.entries import entries_for
     from wsd.models.folder import load
-    from wsd.passes import subgroup_gemm
+    from wsd.passes import subgroup_attention, subgroup_gemm
     from wsd.passes.pipeline import apply, steps
     from wsd.passes.pipeline import build as build_module
 
@@ -297,7 +297,7 @@ def _compile_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Pha
         (out / "shaders" / "wgsl.json").write_text(json.dumps(shaders, sort_keys=True))
         needs = requirements.collect(mod, shaders, opts.dtype)
         if opts.subgroup_matrix:
-            swaps = subgroup_gemm.overrides(mod, shaders)
+            swaps = subgroup_gemm.overrides(mod, shaders) | subgroup_attention.overrides(mod, shaders)
             (out / SUBGROUP_SHADERS).write_text(json.dumps(swaps, sort_keys=True))
             # optional: without it the page runs TVM's GEMM kernels (correct, slow)
             needs["optional_features"] = subgroup_gemm.FEATURES if swaps else []

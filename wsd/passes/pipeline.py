@@ -21,6 +21,7 @@ from wsd.passes import (
     pad_apart,
     schedule,
     split_k,
+    subgroup_attention,
     subgroup_gemm,
     tuning,
     wgsl_types,
@@ -57,6 +58,10 @@ def _subgroup_matrix(o: PassOptions) -> bool:
     return o.subgroup_matrix
 
 
+def _fused_attention(o: PassOptions) -> bool:
+    return o.subgroup_matrix and o.float16
+
+
 def _split_k(o: PassOptions) -> bool:
     return o.split_k
 
@@ -73,6 +78,10 @@ def steps(options: PassOptions, injected: tuple[Step, ...] = ()) -> tuple[Step, 
         Step("fold", _relax("FoldConstant"), "constant subgraphs (masks, position ids) computed now"),
         # ToMixedPrecision names weights one by one: before bundle-params
         Step("float16", mixed_precision.make, "fp16 arithmetic and fp16 weights", when=_float16),
+        # before half-softmax: it matches the softmax as ToMixedPrecision leaves it, fp32 between casts
+        Step(
+            "subgroup-attention", subgroup_attention.make, "matmul-softmax-matmul as one kernel", when=_fused_attention
+        ),
         Step("half-softmax", half_softmax.make, "softmax in and out fp16, fp32 inside", when=_float16),
         # the page passes an entry's params from the tensor cache as one array, not hundreds
         Step("bundle-params", _relax("BundleModelParams"), "params travel as one tuple per entry point"),

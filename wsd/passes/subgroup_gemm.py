@@ -497,19 +497,85 @@ def _image_stash(spec: Gemm, reg: str, arr: str) -> list[str]:
     return [*lines, *[f"{arr}[d + {2 * q + h}u] = h{q}.{'xy'[h]};" for q in range(4) for h in (0, 1)]]
 
 
+def storage_bindings(compiled: str, entry: str, expected: tuple[str, ...]) -> dict[str, str]:
+    """The storage bindings of a compiled kernel by parameter name: TVM names each binding after
+    its parameter ("left" -> left_ptr); anything but `expected` is refused."""
+    named = {
+        m.group(3).split("_")[0]: m.group(3) for m in _BINDING.finditer(compiled) if m.group(2).startswith("storage")
+    }
+    if set(named) != set(expected) or len(named) != len(expected):
+        raise ValueError(f"{entry}: expected storage bindings {', '.join(expected)}; found {sorted(named.values())}")
+    return named
+
+
+def preamble(compiled: str, retyped: tuple[str, ...]) -> list[str]:
+    """The enables, the compiled kernel's bindings (the same buffers in the same slots, those in
+    `retyped` as array<vec4<u32>> for 16-byte access) and its grid-packing uniform."""
+    lines = [
+        "enable f16;",
+        "enable subgroups;",
+        "enable chromium_experimental_subgroup_matrix;",
+        # fragment offsets derive from subgroup_id, uniform per subgroup; Tint cannot prove it
+        "diagnostic(off, subgroup_uniformity);",
+        "diagnostic(off, chromium.subgroup_matrix_uniformity);",
+        "",
+    ]
+    storage = sorted(
+        (m for m in _BINDING.finditer(compiled) if m.group(2).startswith("storage")), key=lambda m: int(m.group(1))
+    )
+    for m in storage:
+        lines.append(
+            m.group(0).replace(f": {m.group(4)};", ": array<vec4<u32>>;") if m.group(3) in retyped else m.group(0)
+        )
+    if pod := _POD.search(compiled):
+        lines += ["", pod.group(0)]
+    return lines
+
+
+def entry_lines(entry: str, compiled: str) -> list[str]:
+    """The entry point's head, THREADS invocations, and the compiled kernel's grid-packing guard."""
+    lines = [
+        f"@compute @workgroup_size({THREADS}, 1, 1)",
+        f"fn {entry}(@builtin(workgroup_id) blockIdx : vec3<u32>, @builtin(num_workgroups) gridDim : vec3<u32>, "
+        "@builtin(local_invocation_index) li : u32, @builtin(subgroup_id) sg : u32, "
+        "@builtin(subgroup_invocation_id) lane : u32) {",
+    ]
+    if guard := _GUARD.search(compiled):
+        lines.append(f"  {guard.group(1)}")
+    return lines
+
+
+def half_store(scratch: str, at: str, frag: str, out: str, index: str) -> list[str]:
+    """An f32 fragment written as f16 through a subgroup's scratch tile at `at` (16x16, row-major):
+    each lane converts 8 of its 256 values, half a row (row lane / 2), and writes them with one
+    16-byte store at `out`[`index`]."""
+    pairs = ", ".join(
+        f"bitcast<u32>(vec2<f16>(vec2<f32>({scratch}[c + {2 * h}u], {scratch}[c + {2 * h + 1}u])))" for h in range(4)
+    )
+    return [
+        f"  subgroupMatrixStore(&{scratch}, {at}, {frag}, false, {FRAG}u);",
+        "  workgroupBarrier();",
+        "  {",
+        f"    let c = {at} + lane * 8u;",
+        f"    {out}[{index}] = vec4<u32>({pairs});",
+        "  }",
+        "  workgroupBarrier();",
+    ]
+
+
+def shader_of(shaders: dict[str, str], gvar) -> str:
+    entry = f"{gvar.name_hint}_kernel"
+    if entry not in shaders:
+        raise ValueError(f"kernel {gvar.name_hint!r} has no compiled shader {entry!r}")
+    return shaders[entry]
+
+
 def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
     """WGSL computing the GEMM with subgroup matrices, for the kernel TVM compiled as `compiled`:
     its bindings (the same buffers in the same slots; the operands retyped as vec4<u32> for
     16-byte loads), its grid-packing uniform and its grid are kept."""
-    storage = (m for m in _BINDING.finditer(compiled) if m.group(2).startswith("storage"))
-    buffers = sorted(storage, key=lambda m: int(m.group(1)))
-    # TVM names each binding after its parameter (the output's comes first): find them by name
-    named = {m.group(3).split("_")[0]: m for m in buffers}
-    if len(buffers) != 3 or set(named) != {"left", "right", "gemm"}:
-        raise ValueError(f"{entry}: expected storage bindings left, right, gemm; found {[m.group(3) for m in buffers]}")
-    left, right, out = (named[n].group(3) for n in ("left", "right", "gemm"))
-    pod = _POD.search(compiled)
-    guard = _GUARD.search(compiled)
+    named = storage_bindings(compiled, entry, ("left", "right", "gemm"))
+    left, right, out = (named[n] for n in ("left", "right", "gemm"))
     t, kt = FRAG, spec.k_tile
     fm, fn = spec.tile_m // GRID[0] // t, spec.tile_n // GRID[1] // t
     part = spec.k // spec.split
@@ -521,34 +587,14 @@ def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
     b_stride = kt + PAD if spec.right_nk else spec.tile_n + PAD
     copies, arrays = _tile_copies(spec)
     half_out = spec.out_dtype == "float16"
-    lines = [
-        "enable f16;",
-        "enable subgroups;",
-        "enable chromium_experimental_subgroup_matrix;",
-        # fragment offsets derive from subgroup_id, uniform per subgroup; Tint cannot prove it
-        "diagnostic(off, subgroup_uniformity);",
-        "diagnostic(off, chromium.subgroup_matrix_uniformity);",
-        "",
-    ]
-    for m in buffers:
-        scalar_image = m.group(3) == right and spec.conv and not _rows_in_vec4(spec.conv)
-        # 16-byte loads of the operands (a strided conv's image: halves) and stores of f16 results
-        retype = (m.group(3) in (left, right) and not scalar_image) or (m.group(3) == out and half_out)
-        lines.append(m.group(0).replace(f": {m.group(4)};", ": array<vec4<u32>>;") if retype else m.group(0))
-    if pod:
-        lines += ["", pod.group(0)]
+    # 16-byte loads of the operands (a strided conv's image: halves) and stores of f16 results
+    scalar_image = spec.conv is not None and not _rows_in_vec4(spec.conv)
+    retyped = (left, *(() if scalar_image else (right,)), *((out,) if half_out else ()))
+    lines = preamble(compiled, retyped)
     lines += ["", *arrays]
     if half_out:
         lines.append(f"var<workgroup> Cs : array<f32, {GRID[0] * GRID[1] * t * t}>;")
-    lines += [
-        "",
-        f"@compute @workgroup_size({THREADS}, 1, 1)",
-        f"fn {entry}(@builtin(workgroup_id) blockIdx : vec3<u32>, @builtin(num_workgroups) gridDim : vec3<u32>, "
-        "@builtin(local_invocation_index) li : u32, @builtin(subgroup_id) sg : u32, "
-        "@builtin(subgroup_invocation_id) lane : u32) {",
-    ]
-    if guard:
-        lines.append(f"  {guard.group(1)}")
+    lines += ["", *entry_lines(entry, compiled)]
     lines += [
         "  let tile_n = blockIdx.z * gridDim.x + blockIdx.x;",
         f"  let bs = blockIdx.y / {tiles_m}u;",  # batch x split + part
@@ -636,20 +682,9 @@ def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
             if not half_out:
                 lines.append(f"  subgroupMatrixStore(&{out}, {at}, acc{i}_{j}, false, {spec.n}u);")
                 continue
-            # f32 accumulators to f16 through this subgroup's scratch tile: each lane converts 8
-            # of its 256 values and writes them with one 16-byte store (half a fragment row)
-            pairs = ", ".join(
-                f"bitcast<u32>(vec2<f16>(vec2<f32>(Cs[c + {2 * h}u], Cs[c + {2 * h + 1}u])))" for h in range(4)
-            )
-            lines += [
-                f"  subgroupMatrixStore(&Cs, sg * {t * t}u, acc{i}_{j}, false, {t}u);",
-                "  workgroupBarrier();",
-                "  {",
-                f"    let c = sg * {t * t}u + lane * 8u;",
-                f"    {out}[({at}) / 8u + (lane / 2u) * {spec.n // 8}u + lane % 2u] = vec4<u32>({pairs});",
-                "  }",
-                "  workgroupBarrier();",
-            ]
+            # f32 accumulators to f16 through this subgroup's scratch tile, 16 bytes per lane
+            index = f"({at}) / 8u + (lane / 2u) * {spec.n // 8}u + lane % 2u"
+            lines += half_store("Cs", f"sg * {t * t}u", f"acc{i}_{j}", out, index)
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -664,9 +699,7 @@ def overrides(mod, shaders: dict[str, str]) -> dict[str, str]:
         if spec.dtype != "float16":
             continue  # the fragments are f16: an fp32 build keeps TVM's kernels
         entry = f"{gvar.name_hint}_kernel"
-        if entry not in shaders:
-            raise ValueError(f"GEMM kernel {gvar.name_hint!r} has no compiled shader {entry!r}")
-        out[entry] = subgroup_wgsl(spec, entry, shaders[entry])
+        out[entry] = subgroup_wgsl(spec, entry, shader_of(shaders, gvar))
     return out
 
 

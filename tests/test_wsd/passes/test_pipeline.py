@@ -40,6 +40,7 @@ def test_every_optional_step_in_its_place():
         "decompose",
         "fold",
         "float16",  # names weights one by one: before they are bundled
+        "subgroup-attention",  # before half-softmax: it matches the softmax between casts
         "half-softmax",
         "bundle-params",
         "wgsl-types",
@@ -52,6 +53,11 @@ def test_every_optional_step_in_its_place():
         "apply-tuning",
         "schedule",
     ]
+
+
+def test_attention_is_fused_only_in_fp16_tensor_core_builds():
+    assert "subgroup-attention" not in names(PassOptions(subgroup_matrix=True))
+    assert "subgroup-attention" not in names(PassOptions(dtype="float16"))
 
 
 def test_split_k_can_be_left_out():
