@@ -6,8 +6,9 @@ pipeline in PyTorch on the same GPU, the same random weights, noise, prompt and 
 DIST is any family's `wsd build --random-init` webgpu build (SD 1.5, SDXL); its shards are made
 from its seed here when they did not travel (wsd/refill.py). Prints and writes: the model's open
 time, the generation's wall time with its text, median step and decode times on WebGPU; the same
-pipeline in PyTorch eager fp32 with TF32 off (WebGPU's arithmetic) and the ratio; the two images'
-PSNR (both PNGs are written beside the JSON). Run by scripts/gpu/run.sh (`pipeline:NAME`).
+pipeline in PyTorch eager fp32 with TF32 off (WebGPU's fp32 arithmetic) and in fp16, the ratios;
+the WebGPU image's PSNR against each, and PyTorch fp16's own against fp32 (all PNGs are written
+beside the JSON). Run by scripts/gpu/run.sh (`pipeline:NAME`).
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ sys.path.insert(0, str(ROOT))
 PROMPT = "a photo of an astronaut riding a horse on mars"
 
 
-def torch_pipeline(folder, scheduler: str, noise: np.ndarray, steps: int, guidance: float, size: int, device="cuda"):
-    """diffusers' pipeline class for the folder on `device`, fp32 without TF32, with the sampler
-    the gate's reference makes (conformance/reference: diffusers only): (seconds, pixels)."""
+def torch_pipeline(
+    folder, scheduler: str, noise: np.ndarray, steps: int, guidance: float, size: int, device="cuda", dtype="float32"
+):
+    """diffusers' pipeline class for the folder on `device` in `dtype` (fp32 without TF32), with
+    the sampler the gate's reference makes (conformance/reference: diffusers only): (seconds, pixels)."""
     import torch
 
     def sync():
@@ -40,7 +43,7 @@ def torch_pipeline(folder, scheduler: str, noise: np.ndarray, steps: int, guidan
     from conformance.reference import ReferenceModel
 
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    pipe = ReferenceModel(folder, size).with_sampler(scheduler).to(device, torch.float32)
+    pipe = ReferenceModel(folder, size).with_sampler(scheduler).to(device, getattr(torch, dtype))
     pipe.set_progress_bar_config(disable=True)
 
     def once(n):
@@ -51,7 +54,7 @@ def torch_pipeline(folder, scheduler: str, noise: np.ndarray, steps: int, guidan
                 PROMPT,
                 num_inference_steps=n,
                 guidance_scale=guidance,
-                latents=torch.from_numpy(noise).to(device),
+                latents=torch.from_numpy(noise).to(device, getattr(torch, dtype)),  # diffusers keeps their dtype
                 height=size,
                 width=size,
                 output_type="np",
@@ -124,17 +127,25 @@ def main(argv=None) -> int:
     webgpu = image_of(got)
     del got
 
-    torch_s, want = torch_pipeline(
-        random_folder(spec, opts["seed"]), scheduler, noise, args.steps, guidance, size, args.torch_device
-    )
+    folder = random_folder(spec, opts["seed"])
+    torch_s, want = torch_pipeline(folder, scheduler, noise, args.steps, guidance, size, args.torch_device)
     results["torch_fp32_no_tf32_s"] = round(torch_s, 2)
     results["ratio_vs_fp32_no_tf32"] = round(torch_s / results["webgpu_s"], 3)
     results["image_vs_torch"] = compare(want, webgpu.astype(np.float64))
+    if args.torch_device == "cuda":  # fp16 convs are CUDA's: the CPU check stays fp32
+        torch.cuda.empty_cache()
+        half_s, half = torch_pipeline(folder, scheduler, noise, args.steps, guidance, size, "cuda", "float16")
+        results["torch_fp16_s"] = round(half_s, 2)
+        results["ratio_vs_fp16"] = round(half_s / results["webgpu_s"], 3)
+        results["image_vs_torch_fp16"] = compare(half, webgpu.astype(np.float64))
+        results["torch_fp16_vs_fp32"] = compare(want, half)  # PyTorch's own fp16 floor
 
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"gpu-{results['date'][:10]}-{built['model']}-{built['dtype']}-pipeline"
     Image.fromarray(webgpu).save(args.out / f"{stem}-webgpu.png")
     Image.fromarray(want.astype(np.uint8)).save(args.out / f"{stem}-torch.png")
+    if "torch_fp16_s" in results:
+        Image.fromarray(half.astype(np.uint8)).save(args.out / f"{stem}-torch-fp16.png")
     (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
     print(json.dumps({k: v for k, v in results.items() if k != "versions"}, indent=1, default=float))
     print(
@@ -143,6 +154,12 @@ def main(argv=None) -> int:
         f"{results['torch_fp32_no_tf32_s']} s -> {results['ratio_vs_fp32_no_tf32']}x; "
         f"image PSNR {results['image_vs_torch']['psnr']:.1f} dB"
     )
+    if "torch_fp16_s" in results:
+        print(
+            f"PyTorch fp16 {results['torch_fp16_s']} s -> {results['ratio_vs_fp16']}x; image PSNR against it "
+            f"{results['image_vs_torch_fp16']['psnr']:.1f} dB (PyTorch fp16 vs fp32: "
+            f"{results['torch_fp16_vs_fp32']['psnr']:.1f} dB)"
+        )
     print(f"written: {args.out / stem}.json (+ both PNGs)")
     return 0
 

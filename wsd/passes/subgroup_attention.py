@@ -78,7 +78,8 @@ class Attention:
 def attention_func(spec: Attention, gpu: bool):
     """The fused attention as a PrimFunc: the row maximum, the sum of exponentials and the output
     are reductions over the keys whose scores are an inline sum over the head width (so no score
-    buffer); for the GPU one invocation per query row, the grid the WGSL assumes."""
+    buffer); for the GPU one invocation per query row (the grid the WGSL assumes) holding the
+    row's output in registers."""
     from tvm import te
 
     from wsd.compat import get_block, schedule_class, scheduled_attr
@@ -95,11 +96,15 @@ def attention_func(spec: Attention, gpu: bool):
     top = te.compute((b_, m_), lambda b, m: te.max(score(b, m, n1), axis=n1), name="rowmax")
     total = te.compute((b_, m_), lambda b, m: te.sum(te.exp(score(b, m, n2) - top[b, m]), axis=n2), name="rowsum")
 
-    def weighted(b, m, i):
-        prob = (te.exp(score(b, m, n3) - top[b, m]) / total[b, m]).astype("float16")  # as softmax writes it
-        return te.sum(prob.astype("float32") * value[b, n3, i].astype("float32"), axis=n3)
+    def prob(b, m, n):  # rounded to f16 as the unfused softmax writes it
+        return (te.exp(score(b, m, n) - top[b, m]) / total[b, m]).astype("float16")
 
-    acc = te.compute((b_, m_, d_), weighted, name="acc")
+    probs = te.compute((b_, m_, n_), prob, name="prob")
+    acc = te.compute(
+        (b_, m_, d_),
+        lambda b, m, i: te.sum(probs[b, m, n3].astype("float32") * value[b, n3, i].astype("float32"), axis=n3),
+        name="acc",
+    )
     out = te.compute((b_, m_, d_), lambda b, m, i: acc[b, m, i].astype("float16"), name="attention")
     func = te.create_prim_func([query, keyt, value, out]).without_attr("global_symbol")
     func = func.with_attr(ATTR, json.dumps(asdict(spec), sort_keys=True)).with_attr("op_pattern", 8)  # opaque
@@ -112,8 +117,13 @@ def attention_func(spec: Attention, gpu: bool):
     sch.bind(blocks, "blockIdx.x")
     sch.bind(b, "blockIdx.y")
     sch.bind(row, "threadIdx.x")
-    sch.compute_at(get_block(sch, "acc"), i)
+    # a row's outputs accumulate in registers, key by key: each probability is computed once
+    sch.compute_at(get_block(sch, "acc"), row)
     sch.set_scope(get_block(sch, "acc"), 0, "local")
+    *_, i, n = sch.get_loops(get_block(sch, "acc"))
+    sch.reorder(n, i)
+    sch.compute_at(get_block(sch, "prob"), n)
+    sch.set_scope(get_block(sch, "prob"), 0, "local")
     for name in ("rowsum", "rowmax"):  # once per row, before the row's outputs
         sch.compute_at(get_block(sch, name), row)
         sch.set_scope(get_block(sch, name), 0, "local")
