@@ -66,6 +66,7 @@ class BuildOptions:
     subgroup_matrix: bool = False  # GEMMs as tensor-core WGSL the page swaps in where the device has it
     # comparison builds (benchmarks on a GPU); wsd.passes.options says what each does
     split_k: bool = True
+    fused_attention: bool = False
     matmul_tile: str | None = None
     matmul_unroll: int | None = None
 

@@ -79,6 +79,7 @@ def _cmd_build(args) -> int:
         max_binding=args.max_binding,
         subgroup_matrix=args.subgroup_matrix,
         split_k=args.split_k,
+        fused_attention=args.fused_attention,
         matmul_tile=args.matmul_tile,
         matmul_unroll=args.matmul_unroll,
     )
@@ -268,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--entry", action="append", help="build only this entry point (repeatable)")
     tuning = p.add_argument_group("comparison builds", "schedule knobs for benchmarks on a GPU (docs/gpu.md)")
     tuning.add_argument("--no-split-k", dest="split_k", action="store_false", help="convs keep their whole K")
+    tuning.add_argument(
+        "--fused-attention",
+        action="store_true",
+        help="with --subgroup-matrix in fp16: attention as one tensor-core kernel (slower on an H100 so far)",
+    )
     tuning.add_argument("--matmul-tile", metavar="RxC", help="one matmul tile for every kernel (e.g. 64x64)")
     tuning.add_argument("--matmul-unroll", type=cliargs.whole, metavar="N", help="dlight's k-loop unroll")
     p.add_argument(

@@ -59,7 +59,7 @@ def _subgroup_matrix(o: PassOptions) -> bool:
 
 
 def _fused_attention(o: PassOptions) -> bool:
-    return o.subgroup_matrix and o.float16
+    return o.fused_attention and o.subgroup_matrix and o.float16
 
 
 def _split_k(o: PassOptions) -> bool:

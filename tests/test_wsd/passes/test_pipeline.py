@@ -34,7 +34,7 @@ def test_an_fp32_build_runs_the_plain_pipeline():
 
 
 def test_every_optional_step_in_its_place():
-    options = PassOptions(dtype="float16", subgroup_matrix=True, tune_db="db")
+    options = PassOptions(dtype="float16", subgroup_matrix=True, fused_attention=True, tune_db="db")
     fault = Step("fault:dropped-bias@clip", lambda t, o: None, "an injected fault")
     assert names(options, (fault,)) == [
         "decompose",
@@ -55,9 +55,10 @@ def test_every_optional_step_in_its_place():
     ]
 
 
-def test_attention_is_fused_only_in_fp16_tensor_core_builds():
-    assert "subgroup-attention" not in names(PassOptions(subgroup_matrix=True))
-    assert "subgroup-attention" not in names(PassOptions(dtype="float16"))
+def test_attention_is_fused_only_where_asked_in_fp16_tensor_core_builds():
+    assert "subgroup-attention" not in names(PassOptions(subgroup_matrix=True, fused_attention=True))
+    assert "subgroup-attention" not in names(PassOptions(dtype="float16", fused_attention=True))
+    assert "subgroup-attention" not in names(PassOptions(dtype="float16", subgroup_matrix=True))
 
 
 def test_split_k_can_be_left_out():

@@ -180,7 +180,7 @@ def test_the_gpu_kernel_is_tvms_and_ships_a_swap():
     mod, _ = captured_attention(1, 2, 64, 64, 40)
     target = compat.webgpu_target()
     with target, tvm.transform.PassContext(opt_level=3):
-        mod = apply(mod, target, PassOptions(dtype=F16, subgroup_matrix=True))
+        mod = apply(mod, target, PassOptions(dtype=F16, subgroup_matrix=True, fused_attention=True))
     assert fused_names(mod) == ["sattn_2x64x64x48"]
     shaders = shaders_of(build(mod, target).mod)
     swaps = overrides(mod, shaders)
