@@ -136,19 +136,19 @@ def attention_func(spec: Attention, gpu: bool):
 
 def _through(bound, expr):
     """What `expr` is computed from, past aliases and the ops that keep each value (reshapes,
-    same-size broadcasts, casts); the expressions passed on the way."""
-    seen = []
+    same-size broadcasts, casts)."""
+    from tvm import relax
+
     while True:
         source = bound(expr)
-        if source is None:
-            return expr, seen
-        if op_name(source) in _PASS_THROUGH or not op_name(source) and source is not expr and bound(source) is not None:
-            if op_name(source) == "relax.broadcast_to" and shape_of(source) != shape_of(source.args[0]):
-                return expr, seen
-            seen.append(source)
-            expr = source.args[0] if op_name(source) else source
-            continue
-        return expr, seen
+        if isinstance(source, relax.Var):  # an alias
+            expr = source
+        elif op_name(source) in _PASS_THROUGH and (
+            op_name(source) != "relax.broadcast_to" or shape_of(source) == shape_of(source.args[0])
+        ):
+            expr = source.args[0]
+        else:
+            return expr
 
 
 def subgroup_attention_pass(gpu: bool = True):
@@ -159,15 +159,13 @@ def subgroup_attention_pass(gpu: bool = True):
 
     def rewrite(builder, call, bound):
         probs, value = call.args
-        softmax, _ = _through(bound, probs)
-        softmax = bound(softmax)
+        softmax = bound(_through(bound, probs))
         if op_name(softmax) != "relax.nn.softmax":
             return None
         rank = len(shape_of(softmax) or ())
         if int(softmax.attrs.axis) not in (-1, rank - 1):
             return None
-        scores, _ = _through(bound, softmax.args[0])
-        scores = bound(scores)
+        scores = bound(_through(bound, softmax.args[0]))
         if op_name(scores) != "relax.matmul":
             return None
         query, keyt = scores.args
