@@ -16,6 +16,10 @@ calls one kernel instead:
 - TVM's kernel (what runs without subgroup matrices, and on the CPU) is the same two-pass
   arithmetic in TensorIR, one query row per invocation, with the same launch grid.
 
+Measured on an H100 (docs/gpu.md, session 10): correct, but 2.06 ms per 4096-token attention
+against 1.45 ms unfused, since recomputing q k^T runs at the ~38 TFLOP/s our fragments reach; so
+it is opt-in (`wsd build --subgroup-matrix --fused-attention`) until a one-pass version wins.
+
 Only fp16 graphs are fused (the fragments are f16); the head width is padded with zeros to a
 multiple of 16 (SD 1.5's 40 to 48) and the padding sliced off. Shapes whose keys are not a
 multiple of the tile (77 text tokens: padded keys would take part in the softmax) or whose tiles
@@ -198,9 +202,9 @@ def subgroup_attention_pass(gpu: bool = True):
 # --- the WGSL the page swaps in -------------------------------------------------------------
 
 
-def _copies(spec: Attention, values: bool) -> list[tuple[str, str, int]]:
+def _copies(spec: Attention, values: bool) -> list[tuple[str, str, int, str, str]]:
     """The key tile's (and the value tile's) copy into workgroup memory, as (source vec4 index,
-    destination half index, vec4s in the tile) for the `e`-th vec4 of the tile."""
+    destination half index, vec4s in the tile, workgroup array, parameter) for the `e`-th vec4."""
     n8, d8 = spec.n // 8, spec.d // 8
     k8 = KEYS // 8
     keys = (
