@@ -172,6 +172,8 @@ def main(argv=None) -> int:
         results["adapter"] = opened["adapter"]
         results["subgroup_matrix_kernels"] = opened.get("subgroup_matrix_kernels", 0)  # GEMMs on tensor cores
         results["open_s"] = round(time.perf_counter() - t0, 1)
+        # the page's own split of it (web/lib/session.js): fetch and instantiate, pipelines, weights
+        results["open_phases_ms"] = {k: round(v, 1) for k, v in opened.get("timings", {}).items()}
         wire = [encode(x) for x in unet_inputs]
         # tvmjs alone submits a call's dispatches at its end (the GPU idles while they are recorded);
         # web/lib/pacing.js submits every N passes: both measured here, paced last (the default).

@@ -116,6 +116,8 @@ def main(argv=None) -> int:
         opened = runner.call("open", {"url": host.mount(dist)}, timeout_s=900)
         results["adapter"] = {k: opened["adapter"].get(k) for k in ("vendor", "architecture", "device", "description")}
         results["webgpu_open_s"] = round(time.perf_counter() - t0, 1)
+        # the page's own split of it (web/lib/session.js): fetch and instantiate, pipelines, weights
+        results["webgpu_open_phases_ms"] = {k: round(v, 1) for k, v in opened.get("timings", {}).items()}
         options = {"prompt": PROMPT, "steps": args.steps, "guidance": guidance, "scheduler": scheduler}
         options["noise"] = encode(noise)
         got = runner.call("generate", options, timeout_s=900)
