@@ -161,6 +161,8 @@ def subgroup_attention_pass(gpu: bool = True):
     import tvm
     from tvm import relax
 
+    from wsd.compat import tensor_info
+
     def rewrite(builder, call, bound):
         probs, value = call.args
         softmax = bound(_through(bound, probs))
@@ -185,11 +187,9 @@ def subgroup_attention_pass(gpu: bool = True):
         spec = Attention(batch, m, n, dp)
         if not spec.fits():
             return None
-        operands = (gemm._pad_to(builder, query, {2: dp}), gemm._pad_to(builder, keyt, {1: dp}))
-        operands += (gemm._pad_to(builder, value, {2: dp}),)
+        operands = (gemm.pad_to(builder, query, {2: dp}), gemm.pad_to(builder, keyt, {1: dp}))
+        operands += (gemm.pad_to(builder, value, {2: dp}),)
         gvar = builder.add_func(attention_func(spec, gpu), spec.name)
-        from wsd.compat import tensor_info
-
         out = builder.emit(relax.call_tir(gvar, list(operands), tensor_info((batch, m, dp), "float16")))
         if dp == d:
             return out
@@ -278,8 +278,8 @@ def attention_wgsl(spec: Attention, entry: str, compiled: str) -> str:
         body.append("workgroupBarrier();")
         return body
 
-    # pass 1: each row's maximum and sum of exponentials, rescaled as the maximum grows; lane
-    # `lane` takes row lane % 16, half `side` of each tile's keys, in an order rotated by the row
+    # pass 1: each row's maximum and sum of exponentials, rescaled as the maximum grows; a lane
+    # takes row lane % 16 and half of each tile's keys (from col0), in an order rotated by the row
     # so that the 32 lanes read 32 different banks
     half = KEYS // 2
     at = f"srow + col0 + (c + row) % {half}u"

@@ -244,7 +244,7 @@ def _im2col(x, conv: Conv):
     return te.compute(shape, lambda b, kk, p: _image_at(conv, x, b, kk, p), name="im2col")
 
 
-def _pad_to(builder, x, sizes: dict[int, int]):
+def pad_to(builder, x, sizes: dict[int, int]):
     """x with zeros appended along each axis in `sizes` up to that size."""
     from tvm import relax
 
@@ -326,9 +326,9 @@ def subgroup_gemm_pass(gpu: bool = True):
         kp, np_ = -(-k // FRAG) * FRAG, -(-n // min(TILES)) * min(TILES)
         if kp * np_ > PAD_WORK * k * n or not fits(m, np_, kp):
             return None
-        left = _pad_to(builder, builder.emit(relax.op.reshape(x, (batch, m, k))), {2: kp})
+        left = pad_to(builder, builder.emit(relax.op.reshape(x, (batch, m, k))), {2: kp})
         rshape, grow = ((batch, n, k), {1: np_, 2: kp}) if nk else ((batch, k, n), {1: kp, 2: np_})
-        right = _pad_to(builder, builder.emit(relax.op.reshape(source, rshape)), grow)
+        right = pad_to(builder, builder.emit(relax.op.reshape(source, rshape)), grow)
         spec = Gemm(batch, m, np_, kp, dtype, left_batched=True, right_batched=True, right_nk=nk)
         product = _call_gemm(builder, spec, left, right, gpu)
         if np_ != n:
