@@ -34,7 +34,8 @@ from dataclasses import asdict, dataclass
 from wsd.passes import subgroup_gemm as gemm
 from wsd.passes.ir import CONFIG_ATTR, RULE_ATTR, call_rewriter, dtype_of, is_prim_func, op_name, shape_of
 
-ROWS = 64  # query rows per workgroup: 16 per subgroup
+SUBGROUPS = gemm.THREADS // gemm.SUBGROUP  # per workgroup, as gemm.entry_lines declares it
+ROWS = SUBGROUPS * gemm.FRAG  # query rows per workgroup: 16 per subgroup
 KEYS = 32  # keys per tile
 RULE = "SubgroupMatrixAttention"
 ATTR = "wsd.subgroup_attention"  # the kernel's spec (JSON) on its PrimFunc
@@ -64,7 +65,7 @@ class Attention:
         """The WGSL's workgroup memory: the key and value tiles, each subgroup's f32 scores and f16
         probabilities."""
         keys, values = self.d * (KEYS + gemm.PAD) * 2, KEYS * (self.d + gemm.PAD) * 2
-        scores, probs = 4 * gemm.FRAG * KEYS * 4, 4 * gemm.FRAG * (KEYS + gemm.PAD) * 2
+        scores, probs = SUBGROUPS * gemm.FRAG * KEYS * 4, SUBGROUPS * gemm.FRAG * (KEYS + gemm.PAD) * 2
         return keys + values + scores + probs
 
     def fits(self) -> bool:
@@ -231,13 +232,14 @@ def attention_wgsl(spec: Attention, entry: str, compiled: str) -> str:
     lmat, rmat = f"subgroup_matrix_left<f16, {t}, {t}>", f"subgroup_matrix_right<f16, {t}, {t}>"
     cmat = f"subgroup_matrix_result<f32, {t}, {t}>"
     ks, vs, ps = KEYS + gemm.PAD, spec.d + gemm.PAD, KEYS + gemm.PAD
+    scores = f"sg * {t * KEYS}u"  # where this subgroup's rows of Ss start
     lines = gemm.preamble(compiled, retyped=(out, keyt, value))
     lines += [
         "",
         f"var<workgroup> Ks : array<f16, {spec.d * ks}>;",
         f"var<workgroup> Vs : array<f16, {KEYS * vs}>;",
-        f"var<workgroup> Ss : array<f32, {4 * t * KEYS}>;",
-        f"var<workgroup> Ps : array<f16, {4 * t * ps}>;",
+        f"var<workgroup> Ss : array<f32, {SUBGROUPS * t * KEYS}>;",
+        f"var<workgroup> Ps : array<f16, {SUBGROUPS * t * ps}>;",
         "",
         *gemm.entry_lines(entry, compiled),
         "  let b = blockIdx.y;",
@@ -246,7 +248,7 @@ def attention_wgsl(spec: Attention, entry: str, compiled: str) -> str:
         f"  let vbase = b * {spec.n * spec.d // 8}u;",
         "  let row = lane % 16u;",
         f"  let col0 = (lane / 16u) * {KEYS // 2}u;",
-        f"  let srow = sg * {t * KEYS}u + row * {KEYS}u;",  # this lane's row of scores
+        f"  let srow = {scores} + row * {KEYS}u;",  # this lane's row of scores
         f"  let prow = sg * {t * ps}u;",
     ]
     qat = f"b * {spec.m * spec.d}u + r0 * {spec.d}u"
@@ -263,9 +265,7 @@ def attention_wgsl(spec: Attention, entry: str, compiled: str) -> str:
             for q in range(-(-count // gemm.THREADS)):
                 e = f"li + {q * gemm.THREADS}u"
                 body += [f"if ({e} < {count}u) {{", f"  let e = {e};", f"  let w = {name}[{src}];", f"  let d = {dst};"]
-                for h in range(4):
-                    body += [f"  let h{h} = bitcast<vec2<f16>>(w[{h}]);"]
-                    body += [f"  {arr}[d + {2 * h + x}u] = h{h}.{'xy'[x]};" for x in (0, 1)]
+                body += [f"  {x}" for x in gemm.halves_into(arr, [f"w[{h}]" for h in range(4)])]
                 body.append("}")
         body.append("workgroupBarrier();")
         for j in range(KEYS // t):
@@ -274,7 +274,7 @@ def attention_wgsl(spec: Attention, entry: str, compiled: str) -> str:
                 at = f"{i * t * ks}u + {j * t}u"
                 key = f"subgroupMatrixLoad<{rmat}>(&Ks, {at}, false, {ks}u)"
                 body.append(f"s{j} = subgroupMatrixMultiplyAccumulate(q{i}, {key}, s{j});")
-            body.append(f"subgroupMatrixStore(&Ss, sg * {t * KEYS}u + {j * t}u, s{j}, false, {KEYS}u);")
+            body.append(f"subgroupMatrixStore(&Ss, {scores} + {j * t}u, s{j}, false, {KEYS}u);")
         body.append("workgroupBarrier();")
         return body
 
@@ -299,11 +299,11 @@ def attention_wgsl(spec: Attention, entry: str, compiled: str) -> str:
         "    workgroupBarrier();",  # the next tile overwrites Ks and Ss
         "  }",
         # the two halves of each row meet through Ss, free until pass 2's first scores
-        f"  Ss[sg * {t * KEYS}u + lane * 2u] = mx;",
-        f"  Ss[sg * {t * KEYS}u + lane * 2u + 1u] = total;",
+        f"  Ss[{scores} + lane * 2u] = mx;",
+        f"  Ss[{scores} + lane * 2u + 1u] = total;",
         "  workgroupBarrier();",
-        f"  let mo = Ss[sg * {t * KEYS}u + ((lane + 16u) % 32u) * 2u];",
-        f"  let to = Ss[sg * {t * KEYS}u + ((lane + 16u) % 32u) * 2u + 1u];",
+        f"  let mo = Ss[{scores} + ((lane + 16u) % 32u) * 2u];",
+        f"  let to = Ss[{scores} + ((lane + 16u) % 32u) * 2u + 1u];",
         "  let top = max(mx, mo);",
         "  let shift = top + log(total * exp(mx - top) + to * exp(mo - top));",  # exp(s - shift) = softmax
     ]
@@ -328,7 +328,7 @@ def attention_wgsl(spec: Attention, entry: str, compiled: str) -> str:
     # f32 results to f16 through this subgroup's rows of Ss: one 16-byte store per lane
     obase = f"(b * {spec.m * spec.d}u + (r0 + lane / 2u) * {spec.d}u) / 8u + lane % 2u"
     for i in range(frags):
-        lines += gemm.half_store("Ss", f"sg * {t * KEYS}u", f"o{i}", out, f"{obase} + {i * t // 8}u")
+        lines += gemm.half_store("Ss", scores, f"o{i}", out, f"{obase} + {i * t // 8}u")
     lines.append("}")
     return "\n".join(lines) + "\n"
 

@@ -489,21 +489,31 @@ def _image_stash(spec: Gemm, reg: str, arr: str) -> list[str]:
     ]
     # word i of the run: c[w + i], or across a word boundary where t is odd
     lines += [f"let s{k} = select(c{k}, (c{k} >> 16u) | (c{k + 1} << 16u), odd);" for k in range(7)]
+    words = []
     for i in range(4):
         a, b, cc, d = (f"s{i + j}" for j in range(4))
-        lines.append(
-            f"let h{i} = bitcast<vec2<f16>>(select(select({a}, {b}, w == 1u), select({cc}, {d}, w == 3u), w >= 2u));"
-        )
-    return [*lines, *[f"{arr}[d + {2 * q + h}u] = h{q}.{'xy'[h]};" for q in range(4) for h in (0, 1)]]
+        words.append(f"select(select({a}, {b}, w == 1u), select({cc}, {d}, w == 3u), w >= 2u)")
+    return [*lines, *halves_into(arr, words)]
+
+
+def halves_into(arr: str, words: list[str]) -> list[str]:
+    """Four u32 words of two halves each (WGSL expressions) into workgroup memory `arr` at `d`."""
+    lets = [f"let h{q} = bitcast<vec2<f16>>({word});" for q, word in enumerate(words)]
+    return [*lets, *[f"{arr}[d + {2 * q + h}u] = h{q}.{'xy'[h]};" for q in range(len(words)) for h in (0, 1)]]
+
+
+def _storage(compiled: str) -> list:
+    """The compiled kernel's storage-buffer bindings, in slot order."""
+    found = (m for m in _BINDING.finditer(compiled) if m.group(2).startswith("storage"))
+    return sorted(found, key=lambda m: int(m.group(1)))
 
 
 def storage_bindings(compiled: str, entry: str, expected: tuple[str, ...]) -> dict[str, str]:
     """The storage bindings of a compiled kernel by parameter name: TVM names each binding after
     its parameter ("left" -> left_ptr); anything but `expected` is refused."""
-    named = {
-        m.group(3).split("_")[0]: m.group(3) for m in _BINDING.finditer(compiled) if m.group(2).startswith("storage")
-    }
-    if set(named) != set(expected) or len(named) != len(expected):
+    storage = _storage(compiled)
+    named = {m.group(3).split("_")[0]: m.group(3) for m in storage}
+    if set(named) != set(expected) or len(storage) != len(expected):
         raise ValueError(f"{entry}: expected storage bindings {', '.join(expected)}; found {sorted(named.values())}")
     return named
 
@@ -520,10 +530,7 @@ def preamble(compiled: str, retyped: tuple[str, ...]) -> list[str]:
         "diagnostic(off, chromium.subgroup_matrix_uniformity);",
         "",
     ]
-    storage = sorted(
-        (m for m in _BINDING.finditer(compiled) if m.group(2).startswith("storage")), key=lambda m: int(m.group(1))
-    )
-    for m in storage:
+    for m in _storage(compiled):
         lines.append(
             m.group(0).replace(f": {m.group(4)};", ": array<vec4<u32>>;") if m.group(3) in retyped else m.group(0)
         )
@@ -641,13 +648,10 @@ def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
             return _image_fetch(spec, fill["reg"], right)
         return ["{reg} = {buf}[{src}];".format(**fill)]
 
-    halves = [f"let h{q} = bitcast<vec2<f16>>({{reg}}[{q}]);" for q in range(4)]
-    writes = [f"{{arr}}[d + {2 * q + h}u] = h{q}.{'xy'[h]};" for q in range(4) for h in (0, 1)]
-
     def store(w, fill):
         if image(w):
             return [f"let d = {fill['dst']};", *_image_stash(spec, fill["reg"], fill["arr"])]
-        return [line.format(**fill) for line in ("let d = {dst};", *halves, *writes)]
+        return [f"let d = {fill['dst']};", *halves_into(fill["arr"], [f"{fill['reg']}[{q}]" for q in range(4)])]
 
     fetch = each_copy(load)
     stash = each_copy(store)

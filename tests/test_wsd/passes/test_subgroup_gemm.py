@@ -364,6 +364,13 @@ def test_a_shader_without_the_gemm_bindings_is_refused():
         subgroup_wgsl(spec, "k", "@group(0) @binding(0) var<storage, read_write> out_ptr : array<f16>;\n")
 
 
+def test_a_shader_with_an_extra_binding_of_a_known_name_is_refused():
+    spec = Gemm(1, 32, 32, 32, "float16", True, False, False).with_tile()
+    extra = TVM_HEADER.format(out="f16") + "@group(0) @binding(4) var<storage, read> left_1_ptr : array<f16>;\n"
+    with pytest.raises(ValueError, match="left, right, gemm"):
+        subgroup_wgsl(spec, "k", extra)
+
+
 def test_a_webgpu_build_ships_one_swap_per_fp16_gemm():
     """The real codegen's shader is what the swap is made from (bindings named after the GEMM's
     parameters, output first), and an fp32 build swaps nothing."""
