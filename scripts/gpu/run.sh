@@ -12,6 +12,8 @@
 #   perf   the perf gate over Dawn on sd15-tiny (perf:NAME another build): a baseline from two clean
 #          runs, a third clean run judged against it, then the slow-kernel fault (must fail, named);
 #          WSD_PERF_K sets the gate's -k (default "clip or unet or vae")
+#   pipelines:NAME  scripts/gpu/probe_pipelines.mjs: every pipeline of a build created several ways
+#          (all async at once, serial, N in flight), the driver's disk cache off, then on
 #   pipeline:NAME  benchmarks/bench_pipeline_gpu.py on the build packed as NAME (any family, SDXL too):
 #          a whole generation over WebGPU beside diffusers' pipeline in PyTorch, and the images' PSNR
 # WSD_BENCH_ARGS adds bench_gpu.py options (e.g. --flush-sweep= to time only the default pacing).
@@ -80,11 +82,17 @@ for what in "$@"; do
       cp $T/perf-slow/summary.json "$OUT/perf-slow-$name-summary.json" || true ;;
     probe)
       node scripts/gpu/probe_subgroup_matrix.mjs "$OUT/probe-subgroup-matrix.json" > "$OUT/probe.log" 2>&1 || tail -20 "$OUT/probe.log" ;;
+    pipelines:*)
+      # every pipeline of a build created several ways, the driver's disk cache off; then the page's
+      # way twice with the cache on (cold, then warm)
+      d=$G/dists/${what#pipelines:}
+      __GL_SHADER_DISK_CACHE=0 node scripts/gpu/probe_pipelines.mjs "$d" "$OUT/probe-pipelines-nocache.json" 2>&1 | grep -v -i "warning" | tail -12
+      WSD_PROBE_WAYS=async-all,async-all node scripts/gpu/probe_pipelines.mjs "$d" "$OUT/probe-pipelines-cache.json" 2>&1 | grep -v -i "warning" | tail -4 ;;
     tiles)
       node scripts/gpu/probe_gemm_tiles.mjs "$OUT/probe-gemm-tiles.json" 2>&1 | grep -v -i "warning\|^ *at \|^$" | tail -30 ;;
     pipeline:*)
       refill "$G/dists/${what#pipeline:}"
       python3 benchmarks/bench_pipeline_gpu.py --dist "$G/dists/${what#pipeline:}" --out "$OUT" 2>&1 | grep -v "it/s]" | tee -a "$OUT/pipeline.log" ;;
-    *) echo "unknown step $what (bench, bench:NAME, gate, gate:NAME, perf, perf:NAME, probe, tiles, pipeline:NAME)"; exit 2 ;;
+    *) echo "unknown step $what (bench, bench:NAME, gate, gate:NAME, perf, perf:NAME, probe, tiles, pipelines:NAME, pipeline:NAME)"; exit 2 ;;
   esac
 done

@@ -9,7 +9,7 @@ import { VerifiedStore } from "./integrity.js";
 import { floatToHalf, halfToFloat, mergeLayer, parseSafetensors, planLora } from "./lora.js";
 import { KernelProfiler } from "./profile.js";
 import { DEFAULT_FLUSH_EVERY, SubmissionPacer } from "./pacing.js";
-import { hostArray, rawBytes } from "./tensors.js";
+import { batchedSync, hostArray, rawBytes } from "./tensors.js";
 import { checkTensorCache } from "./validate.js";
 
 export { fetchManifest, folderUrl };
@@ -71,16 +71,18 @@ export class ModelSession {
     const t0 = performance.now();
     progress({ stage: "wasm", text: `fetching ${this.manifest.library}` });
     const wasm = await this.store.bytes(this.manifest.library);
-    // Every download is verified (and cached) before the long pipeline compile, so a
-    // missing or altered file fails in seconds, not after minutes.
-    await this.prefetch(progress);
+    await this.smallFiles(); // a missing tokenizer or tensor-cache index fails in seconds
+    const tFetched = performance.now();
     this.tvm = await this.tvmjs.instantiate(wasm.buffer.slice(wasm.byteOffset, wasm.byteOffset + wasm.byteLength), this.tvmjs.createPolyfillWASI(), (msg) => console.error(msg));
     this.tvm.initWebGPU(this.device);
     this.pacer = new SubmissionPacer(this.device, this.tvm.lib.webGPUContext, this.options.flushEvery ?? DEFAULT_FLUSH_EVERY);
+    const tInstantiated = performance.now();
     // tensor-core WGSL in place of TVM's GEMM kernels where the device has subgroup matrices
     const tensorCores = await swapTensorCoreShaders(this.tvm.lib.webGPUContext, this.adapter, this.device, this.store, this.manifest);
     this.subgroupKernels = tensorCores.kernels;
     this.tensorCoreRefusal = tensorCores.refused; // why a --subgroup-matrix build runs TVM's GEMMs here
+    // wasm_ms is these three: fetch and verify the files other than the weights, instantiate, swap
+    this.timings = { fetch_ms: tFetched - t0, instantiate_ms: tInstantiated - tFetched, swap_ms: performance.now() - tInstantiated };
     this.tvm.beginScope(); // tvmjs hands out objects only inside a scope; kept ones are detached
     try {
       await this.loadInScope(progress, t0);
@@ -89,21 +91,28 @@ export class ModelSession {
     }
   }
 
+  // The GPU driver compiles the pipelines on its own threads while the weights stream in (each
+  // shard fetched, verified and uploaded once): an open costs the longer of the two, not the sum.
   async loadInScope(progress, t0) {
     const t1 = performance.now();
     progress({ stage: "shaders", text: "compiling GPU pipelines" });
+    const compiled = this.tvm.asyncLoadWebGPUPipelines(this.tvm.systemLib()).then(() => performance.now());
+    compiled.catch(() => {}); // awaited below, after the weights: a weights error comes first
+    await this.loadWeights(progress);
+    const tWeights = performance.now();
+    progress({ stage: "shaders", text: "compiling GPU pipelines" });
+    let tCompiled;
     try {
-      await this.tvm.asyncLoadWebGPUPipelines(this.tvm.systemLib());
+      tCompiled = await compiled;
     } catch (err) {
       // Dawn reports the root cause as an earlier uncaptured error; let it arrive first.
       await new Promise((resolve) => setTimeout(resolve, 50));
       throw await this.shaderError([...this.gpuErrors, String(err.message || err)].join("\n"));
     }
     this.checkGpu("WSD_SHADER");
-    const t2 = performance.now();
     this.vm = this.tvm.detachFromCurrentScope(this.tvm.createVirtualMachine(this.tvm.webgpu()));
-    await this.loadWeights(progress);
-    this.timings = { wasm_ms: t1 - t0, pipelines_ms: t2 - t1, params_ms: performance.now() - t2 };
+    // pipelines_ms and params_ms overlap; both count from the same start
+    this.timings = { ...this.timings, wasm_ms: t1 - t0, pipelines_ms: tCompiled - t1, params_ms: tWeights - t1 };
   }
 
   // A pipeline failed to compile: name the kernel(s), from the WGSL the build ships beside the wasm.
@@ -119,13 +128,9 @@ export class ModelSession {
     return new WsdError("WSD_SHADER", `${failing.length} GPU pipeline(s) do not compile on this adapter:\n${named}`, { kernels: failing.map((f) => f.kernel) });
   }
 
-  async prefetch(progress) {
-    const cache = checkTensorCache(await this.store.json("tensor-cache.json"), this.manifest);
-    const shards = cache.records.map((r) => r.dataPath);
-    for (const [i, name] of shards.entries()) {
-      progress({ stage: "download", text: `verifying ${name}`, fraction: i / shards.length });
-      await this.store.bytes(name);
-    }
+  // The index of the weights and the tokenizers, verified; the shards stream in later (loadWeights).
+  async smallFiles() {
+    this.shardNames = checkTensorCache(await this.store.json("tensor-cache.json"), this.manifest).records.map((r) => r.dataPath);
     await this.tokenizers();
   }
 
@@ -133,9 +138,12 @@ export class ModelSession {
     progress({ stage: "weights", text: "fetching weights" });
     this.tvm.registerInitProgressCallback?.((report) => progress({ stage: "weights", text: report.text, fraction: report.progress }));
     this.tvm.beginScope();
-    checkTensorCache(await this.store.json("tensor-cache.json"), this.manifest); // before tvmjs reads it
+    const cache = checkTensorCache(await this.store.json("tensor-cache.json"), this.manifest); // before tvmjs reads it
     try {
-      await this.tvm.fetchTensorCache(this.base, this.tvm.webgpu(), { artifactCache: this.store.asArtifactCache() });
+      const gpu = this.tvm.webgpu();
+      const recordBytes = cache.records.flatMap((shard) => shard.records.map((r) => r.nbytes));
+      await this.tvm.fetchTensorCache(this.base, batchedSync(gpu, recordBytes), { artifactCache: this.store.asArtifactCache(this.shardNames) });
+      await gpu.sync(); // the last batch
       for (const [name, entry] of Object.entries(this.manifest.entry_points)) {
         const { prefix, count } = entry.params;
         const params = count === 0 ? this.tvm.makeTVMArray([]) : this.tvm.getParamsFromCache(prefix, count);
@@ -157,7 +165,7 @@ export class ModelSession {
       this.store = new VerifiedStore(base, manifest, this.options.store || {});
       this.tokenizerPromise = null;
       const t0 = performance.now();
-      await this.prefetch(progress);
+      await this.smallFiles();
       await this.loadWeights(progress);
       this.timings = { ...this.timings, params_ms: performance.now() - t0, reused: true };
     });

@@ -123,3 +123,59 @@ test("a full storage quota stops caching but the verified file is still used", a
   assert.equal(puts, 1);
   assert.equal(store.cacheFull, true);
 });
+
+// a fetch Response whose body arrives in chunks of 3 bytes, as a network stream does
+const streamed = (bytes) => async () =>
+  new Response(
+    new ReadableStream({
+      start(controller) {
+        for (let i = 0; i < bytes.length; i += 3) controller.enqueue(bytes.slice(i, i + 3));
+        controller.close();
+      },
+    }),
+  );
+
+test("a streamed body is read whole into one buffer of the manifest's size", async () => {
+  const store = new VerifiedStore(BASE, manifest, { fetcher: streamed(good), cacheStorage: null });
+  const bytes = await store.bytes("params_shard_0.bin");
+  assert.deepEqual(bytes, good);
+  assert.equal(bytes.buffer.byteLength, good.length);
+});
+
+test("a streamed body longer or shorter than the manifest says is refused with its length", async () => {
+  const longer = new VerifiedStore(BASE, manifest, { fetcher: streamed(new TextEncoder().encode("weights and more")), cacheStorage: null });
+  await assert.rejects(longer.bytes("params_shard_0.bin"), /WSD_INTEGRITY: params_shard_0.bin: 16 bytes, manifest.json says 7/);
+  const shorter = new VerifiedStore(BASE, manifest, { fetcher: streamed(good.subarray(0, 5)), cacheStorage: null });
+  await assert.rejects(shorter.bytes("params_shard_0.bin"), /WSD_INTEGRITY: params_shard_0.bin: 5 bytes, manifest.json says 7/);
+});
+
+test("the artifact cache fetches the next shards while tvmjs uploads one, and each only once", async () => {
+  const shards = ["a.bin", "b.bin", "c.bin", "d.bin"];
+  const body = (name) => new TextEncoder().encode(`bytes of ${name}`);
+  const files = Object.fromEntries(shards.map((n) => [n, entry(body(n))]));
+  const calls = [];
+  const fetcher = async (url) => {
+    const name = new URL(url).pathname.split("/").pop();
+    calls.push(name);
+    const bytes = body(name);
+    return { ok: true, status: 200, arrayBuffer: async () => bytes.buffer };
+  };
+  const cache = new VerifiedStore(BASE, { files }, { fetcher, cacheStorage: null }).asArtifactCache(shards, 2);
+  const first = await cache.fetchWithCache(`${BASE}a.bin`);
+  assert.deepEqual(new Uint8Array(first), body("a.bin"));
+  assert.deepEqual(calls, ["a.bin", "b.bin", "c.bin"]); // two ahead of the one asked for
+  for (const name of shards.slice(1)) assert.deepEqual(new Uint8Array(await cache.fetchWithCache(`${BASE}${name}`)), body(name));
+  assert.deepEqual(calls, shards); // none twice
+});
+
+test("a bad shard fetched ahead fails when tvmjs asks for it, not before", async () => {
+  const shards = ["a.bin", "b.bin"];
+  const files = { "a.bin": entry(good), "b.bin": entry(good) };
+  const fetcher = async (url) => {
+    const bytes = url.includes("b.bin") ? new TextEncoder().encode("WEIGHTS") : good;
+    return { ok: true, status: 200, arrayBuffer: async () => bytes.buffer };
+  };
+  const cache = new VerifiedStore(BASE, { files }, { fetcher, cacheStorage: null }).asArtifactCache(shards);
+  assert.deepEqual(new Uint8Array(await cache.fetchWithCache(`${BASE}a.bin`)), good);
+  await assert.rejects(cache.fetchWithCache(`${BASE}b.bin`), /WSD_INTEGRITY: b.bin: sha256/);
+});

@@ -32,9 +32,10 @@ def dlight_rules(target, options: PassOptions = DEFAULT):
 
     if target.kind.name == "llvm":
         return [dl.cpu.GEMV(), dl.cpu.Reduction()] if hasattr(dl, "cpu") else []
+    from wsd.passes.gather_schedule import gather_rule
     from wsd.passes.matmul_schedule import webgpu_matmul_rule
 
-    rules = [dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback()]
+    rules = [dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(), gather_rule(), dl.gpu.Fallback()]
     return [webgpu_matmul_rule(options), *rules]
 
 
