@@ -73,7 +73,7 @@ def torch_outputs(module, inputs) -> list[np.ndarray]:
     return [o.float().cpu().numpy() for o in outs]
 
 
-def kernel_table(kernels: list[dict], table: dict, top: int = 15) -> list[dict]:
+def kernel_table(kernels: list[dict], table: dict, top: int | None = 15) -> list[dict]:
     """Per-kernel GPU time of one call, summed by kernel, with its dlight rule and shapes."""
     total: dict[str, dict] = {}
     for k in kernels:
@@ -217,6 +217,11 @@ def main(argv=None) -> int:
             results["dispatches"] = len(bench["kernels"])
             results["by_kind_ms"] = {k: round(v, 2) for k, v in rule_totals(bench["kernels"], table).items()}
             results["top_kernels"] = kernel_table(bench["kernels"], table)
+            # every kernel (ms and calls only): where the many small dispatches go
+            results["kernels"] = [
+                {"kernel": r["kernel"], "ms": round(r["ms"], 4), "calls": r["calls"], "rule": r["rule"]}
+                for r in kernel_table(bench["kernels"], table, top=None)
+            ]
 
         def run(entry: str, inputs: list[np.ndarray]) -> np.ndarray:
             outs = runner.call("run", {"entry": entry, "inputs": [encode(x) for x in inputs]}, timeout_s=600)
@@ -259,7 +264,7 @@ def main(argv=None) -> int:
 def finish(results: dict, built: dict, args) -> int:
     t = results["torch_unet_ms"]
     results["ratio_vs_fp32_no_tf32"] = round(t["fp32_no_tf32"] / results["webgpu_unet_ms"], 3)
-    print(json.dumps({k: v for k, v in results.items() if k not in ("top_kernels", "versions")}, indent=1))
+    print(json.dumps({k: v for k, v in results.items() if k not in ("top_kernels", "kernels", "versions")}, indent=1))
     print(f"{'kernel':70} {'ms':>8} {'calls':>5}  rule")
     for row in results.get("top_kernels", []):
         print(f"{row['kernel'][:70]:70} {row['ms']:8.2f} {row['calls']:5d}  {row['rule']} {row.get('config') or ''}")
