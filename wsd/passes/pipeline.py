@@ -50,6 +50,17 @@ def _relax(name: str):
     return make
 
 
+def _common_subexpressions(target, options):
+    import tvm
+    from tvm import relax
+
+    # CSE leaves the repeats as aliases of the first; FuseOps would count an alias as one more
+    # consumer and stop fusing there (SiLU's sigmoid and multiply became two kernels)
+    return tvm.transform.Sequential(
+        [relax.transform.EliminateCommonSubexpr(), relax.transform.CanonicalizeBindings()], name="wsd.CSE"
+    )
+
+
 def _float16(o: PassOptions) -> bool:
     return o.float16
 
@@ -83,6 +94,8 @@ def steps(options: PassOptions, injected: tuple[Step, ...] = ()) -> tuple[Step, 
             "subgroup-attention", subgroup_attention.make, "matmul-softmax-matmul as one kernel", when=_fused_attention
         ),
         Step("half-softmax", half_softmax.make, "softmax in and out fp16, fp32 inside", when=_float16),
+        # after float16: its casts of an input (the text embedding: 32 in SD 1.5's UNet) merge too
+        Step("cse", _common_subexpressions, "work repeated on the same value done once (SiLU of temb)"),
         # the page passes an entry's params from the tensor cache as one array, not hundreds
         Step("bundle-params", _relax("BundleModelParams"), "params travel as one tuple per entry point"),
         # every target: the native (llvm) build runs the same graph the browser does
@@ -92,6 +105,13 @@ def steps(options: PassOptions, injected: tuple[Step, ...] = ()) -> tuple[Step, 
         Step("subgroup-gemm", subgroup_gemm.make, "16x16-tiled convs and matmuls as GEMMs", when=_subgroup_matrix),
         Step("f32-accumulate", accumulate.make, "fp16 convs and matmuls sum in fp32, write fp16", when=_float16),
         Step("split-k", split_k.make, "convs with too few output tiles sum K in parts", when=_split_k),
+        # measured only with tensor cores (the matmuls left to TVM there: time embedding, text K/V)
+        Step(
+            "transpose-matmul",
+            _relax("FuseTransposeMatmul"),
+            "x @ W^T reads W as stored: no transpose kernel",
+            when=_subgroup_matrix,
+        ),
         Step("legalize", _relax("LegalizeOps"), "high-level ops to TensorIR"),
         Step("annotate", _relax("AnnotateTIROpPattern"), "op patterns for fusion"),
         Step("pad-apart", pad_apart.make, "a pad is its own kernel, not a conv's epilogue (no rule schedules that)"),

@@ -24,6 +24,7 @@ def test_an_fp32_build_runs_the_plain_pipeline():
     assert names(PassOptions()) == [
         "decompose",
         "fold",
+        "cse",
         "bundle-params",
         "wgsl-types",
         "split-group-norm",
@@ -42,12 +43,14 @@ def test_every_optional_step_in_its_place():
         "float16",  # names weights one by one: before they are bundled
         "subgroup-attention",  # before half-softmax: it matches the softmax between casts
         "half-softmax",
+        "cse",  # after float16: the casts it adds of one input merge too
         "bundle-params",
         "wgsl-types",
         "split-group-norm",
         "subgroup-gemm",  # before split-k: the convs it takes are GEMMs then
         "f32-accumulate",  # after the GEMMs (f32 inside already), before split-k's partial sums
         "split-k",
+        "transpose-matmul",  # the matmuls subgroup-gemm left
         *LOWERING,
         "fault:dropped-bias@clip",
         "apply-tuning",
@@ -59,6 +62,49 @@ def test_attention_is_fused_only_where_asked_in_fp16_tensor_core_builds():
     assert "subgroup-attention" not in names(PassOptions(subgroup_matrix=True, fused_attention=True))
     assert "subgroup-attention" not in names(PassOptions(dtype="float16", fused_attention=True))
     assert "subgroup-attention" not in names(PassOptions(dtype="float16", subgroup_matrix=True))
+
+
+def test_transposed_weights_are_read_in_place_only_in_tensor_core_builds():
+    assert "transpose-matmul" not in names(PassOptions(dtype="float16"))
+
+
+def test_repeated_work_is_done_once_and_still_fused():
+    """SiLU of one input twice and one input cast twice: each one kernel after CSE, and the
+    SiLU's sigmoid and multiply still one kernel (CSE's aliases would split them)."""
+    import re
+
+    import torch
+    import tvm
+    from tvm.relax.frontend.torch import from_exported_program
+
+    from wsd.compat import webgpu_target
+    from wsd.passes.pipeline import apply, build_config
+
+    class TwiceSilu(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(32, 32), torch.nn.Linear(32, 32)
+            self.k, self.v = torch.nn.Linear(16, 32), torch.nn.Linear(16, 32)
+
+        def forward(self, x, t, context):
+            h = x + self.a(torch.nn.functional.silu(t)) + self.b(torch.nn.functional.silu(t))
+            return h + self.k(context).sum(1) + self.v(context).sum(1)
+
+    inputs = (torch.randn(2, 32), torch.randn(2, 32), torch.randn(2, 7, 16))
+    exported = torch.export.export(TwiceSilu().eval(), inputs)
+    target = webgpu_target()
+
+    def kernels_called(options):
+        mod = from_exported_program(exported, keep_params_as_input=True)
+        with target, tvm.transform.PassContext(config=build_config(target)):
+            return re.findall(r"call_tir\(cls\.(\w+)", apply(mod, target, options).script())
+
+    calls = kernels_called(PassOptions(dtype="float16"))
+    assert sum("sigmoid" in c for c in calls) == 1 and not any(c in ("tir_sigmoid", "multiply") for c in calls), calls
+    assert sum(c.startswith("fused_reshape_cast") for c in calls) == 1, calls  # the context's fp16 cast
+    assert sum(c.startswith("transpose") for c in calls) == 4, calls  # one per Linear without tensor cores
+    calls = kernels_called(PassOptions(dtype="float16", subgroup_matrix=True))
+    assert not any(c.startswith("transpose") for c in calls), calls  # the weights read as stored
 
 
 def test_split_k_can_be_left_out():
