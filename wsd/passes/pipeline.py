@@ -105,13 +105,6 @@ def steps(options: PassOptions, injected: tuple[Step, ...] = ()) -> tuple[Step, 
         Step("subgroup-gemm", subgroup_gemm.make, "16x16-tiled convs and matmuls as GEMMs", when=_subgroup_matrix),
         Step("f32-accumulate", accumulate.make, "fp16 convs and matmuls sum in fp32, write fp16", when=_float16),
         Step("split-k", split_k.make, "convs with too few output tiles sum K in parts", when=_split_k),
-        # measured only with tensor cores (the matmuls left to TVM there: time embedding, text K/V)
-        Step(
-            "transpose-matmul",
-            _relax("FuseTransposeMatmul"),
-            "x @ W^T reads W as stored: no transpose kernel",
-            when=_subgroup_matrix,
-        ),
         Step("legalize", _relax("LegalizeOps"), "high-level ops to TensorIR"),
         Step("annotate", _relax("AnnotateTIROpPattern"), "op patterns for fusion"),
         Step("pad-apart", pad_apart.make, "a pad is its own kernel, not a conv's epilogue (no rule schedules that)"),
