@@ -80,6 +80,7 @@ def _cmd_build(args) -> int:
         subgroup_matrix=args.subgroup_matrix,
         split_k=args.split_k,
         fused_attention=args.fused_attention,
+        cse=args.cse,
         matmul_tile=args.matmul_tile,
         matmul_unroll=args.matmul_unroll,
     )
@@ -273,6 +274,11 @@ def main(argv: list[str] | None = None) -> int:
         "--fused-attention",
         action="store_true",
         help="with --subgroup-matrix in fp16: attention as one tensor-core kernel (slower on an H100 so far)",
+    )
+    tuning.add_argument(
+        "--cse",
+        action="store_true",
+        help="repeated work on one value done once (1,210 -> 1,101 UNet dispatches; not yet measured alone)",
     )
     tuning.add_argument("--matmul-tile", metavar="RxC", help="one matmul tile for every kernel (e.g. 64x64)")
     tuning.add_argument("--matmul-unroll", type=cliargs.whole, metavar="N", help="dlight's k-loop unroll")

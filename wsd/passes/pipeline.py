@@ -61,6 +61,10 @@ def _common_subexpressions(target, options):
     )
 
 
+def _cse(o: PassOptions) -> bool:
+    return o.cse
+
+
 def _float16(o: PassOptions) -> bool:
     return o.float16
 
@@ -95,7 +99,7 @@ def steps(options: PassOptions, injected: tuple[Step, ...] = ()) -> tuple[Step, 
         ),
         Step("half-softmax", half_softmax.make, "softmax in and out fp16, fp32 inside", when=_float16),
         # after float16: its casts of an input (the text embedding: 32 in SD 1.5's UNet) merge too
-        Step("cse", _common_subexpressions, "work repeated on the same value done once (SiLU of temb)"),
+        Step("cse", _common_subexpressions, "work repeated on the same value done once (SiLU of temb)", when=_cse),
         # the page passes an entry's params from the tensor cache as one array, not hundreds
         Step("bundle-params", _relax("BundleModelParams"), "params travel as one tuple per entry point"),
         # every target: the native (llvm) build runs the same graph the browser does

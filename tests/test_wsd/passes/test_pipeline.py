@@ -24,7 +24,6 @@ def test_an_fp32_build_runs_the_plain_pipeline():
     assert names(PassOptions()) == [
         "decompose",
         "fold",
-        "cse",
         "bundle-params",
         "wgsl-types",
         "split-group-norm",
@@ -35,7 +34,7 @@ def test_an_fp32_build_runs_the_plain_pipeline():
 
 
 def test_every_optional_step_in_its_place():
-    options = PassOptions(dtype="float16", subgroup_matrix=True, fused_attention=True, tune_db="db")
+    options = PassOptions(dtype="float16", subgroup_matrix=True, fused_attention=True, cse=True, tune_db="db")
     fault = Step("fault:dropped-bias@clip", lambda t, o: None, "an injected fault")
     assert names(options, (fault,)) == [
         "decompose",
@@ -63,8 +62,12 @@ def test_attention_is_fused_only_where_asked_in_fp16_tensor_core_builds():
     assert "subgroup-attention" not in names(PassOptions(dtype="float16", subgroup_matrix=True))
 
 
+def test_cse_is_asked_for():
+    assert "cse" not in names(PassOptions(dtype="float16", subgroup_matrix=True))
+
+
 def test_repeated_work_is_done_once_and_still_fused():
-    """SiLU of one input twice and one input cast twice: each one kernel after CSE, and the
+    """With --cse: SiLU of one input twice and one input cast twice: each one kernel after CSE, and the
     SiLU's sigmoid and multiply still one kernel (CSE's aliases would split them without the
     canonicalization; in tensor-core builds subgroup-gemm's rewrite happens to drop them too)."""
     import re
@@ -89,10 +92,10 @@ def test_repeated_work_is_done_once_and_still_fused():
     inputs = (torch.randn(2, 32), torch.randn(2, 32), torch.randn(2, 7, 16))
     exported = torch.export.export(TwiceSilu().eval(), inputs)
     target = webgpu_target()
-
     mod = from_exported_program(exported, keep_params_as_input=True)
     with target, tvm.transform.PassContext(config=build_config(target)):
-        calls = re.findall(r"call_tir\(cls\.(\w+)", apply(mod, target, PassOptions(dtype="float16")).script())
+        lowered = apply(mod, target, PassOptions(dtype="float16", cse=True))
+    calls = re.findall(r"call_tir\(cls\.(\w+)", lowered.script())
     assert sum("sigmoid" in c for c in calls) == 1 and not any(c in ("tir_sigmoid", "multiply") for c in calls), calls
     assert sum(c.startswith("fused_reshape_cast") for c in calls) == 1, calls  # the context's fp16 cast
 
@@ -108,7 +111,9 @@ def test_build_options_carry_every_pass_knob():
     assert opts.passes == PassOptions(dtype="float16", split_k=False, matmul_tile="64x64")
 
 
-@pytest.mark.parametrize(("field", "value"), [("split_k", False), ("matmul_tile", "32x32"), ("matmul_unroll", 256)])
+@pytest.mark.parametrize(
+    ("field", "value"), [("split_k", False), ("matmul_tile", "32x32"), ("matmul_unroll", 256), ("cse", True)]
+)
 def test_a_pass_knob_changes_the_build_key(field, value, tmp_path):
     from wsd import models
 
