@@ -50,6 +50,18 @@ def test_a_thread_writes_the_longest_run_that_divides_the_row(width, run):
     assert extents[0] * 256 * run >= 2 * 3 * width  # every output has a thread
 
 
+def test_the_run_is_split_off_before_the_loops_are_fused():
+    """The unrolled index is added at the end of the innermost axis only, so the other axes'
+    divisions are the same expression for all eight copies (fusing first puts it inside them)."""
+    import re
+
+    script = _apply(_elementwise((2, 3, 64))).mod["main"].script()
+    inner = re.search(r"for (\w+) in T\.unroll\(8\)", script).group(1)
+    bindings = [line.strip() for line in script.splitlines() if "T.axis.spatial(" in line]
+    assert all(inner not in b for b in bindings[:-1]), bindings
+    assert bindings[-1].endswith(f"+ {inner})"), bindings
+
+
 def test_other_elementwise_kernels_odd_widths_and_reductions_are_left_to_fallback():
     assert _apply(_elementwise((4, 64), name="T_add")) is None
     assert _apply(_elementwise((4, 7))) is None
