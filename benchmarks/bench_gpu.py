@@ -104,13 +104,35 @@ def _kind(name: str) -> str:
     return "other"
 
 
-def open_once(host_class, bundle, dist: Path) -> dict:
-    """One open of the build in a fresh Dawn process: wall seconds and the page's own phases (ms)."""
+def open_once(host_class, bundle, dist: Path, overlap: bool = True) -> dict:
+    """One open of the build in a fresh Dawn process: wall seconds and the page's own phases (ms);
+    `overlap` False loads the weights after the pipelines instead of beside them."""
+    from wsd.host.modules import open_phases
+
     with host_class(bundle, timeout_s=600) as host:
         t0 = time.perf_counter()
-        opened = host.shared_runner().call("open", {"url": host.mount(dist)}, timeout_s=600)
+        opened = host.shared_runner().call("open", {"url": host.mount(dist), "overlap": overlap}, timeout_s=600)
         wall = round(time.perf_counter() - t0, 1)
-    return {"open_s": wall, "phases_ms": {k: round(v, 1) for k, v in opened.get("timings", {}).items()}}
+    return {"overlap": overlap, "open_s": wall, "phases_ms": open_phases(opened)}
+
+
+def open_series(host_class, bundle, dist: Path, opens: int, sequential: bool, cold: bool) -> list[dict]:
+    """`opens` opens (each followed by one that loads the weights after the pipelines, with
+    `sequential`); with `cold`, the NVIDIA driver's shader disk cache is off for all of them, so
+    every open compiles its pipelines as the first one on a machine does."""
+    import os
+
+    saved = os.environ.get("__GL_SHADER_DISK_CACHE")
+    if cold:
+        os.environ["__GL_SHADER_DISK_CACHE"] = "0"  # read by the driver in the Dawn process started below
+    try:
+        modes = [True, False] if sequential else [True]
+        return [open_once(host_class, bundle, dist, overlap) for _ in range(opens) for overlap in modes]
+    finally:
+        if cold:
+            os.environ.pop("__GL_SHADER_DISK_CACHE", None)
+            if saved is not None:
+                os.environ["__GL_SHADER_DISK_CACHE"] = saved
 
 
 def in_words(phases: dict) -> str:
@@ -137,6 +159,12 @@ def main(argv=None) -> int:
         default=0,
         help="first open the build N times, each in a fresh Dawn process (cold, then the driver's disk cache warm)",
     )
+    ap.add_argument(
+        "--open-sequential",
+        action="store_true",
+        help="after each of those opens, one that loads the weights after the pipelines (the order before overlap)",
+    )
+    ap.add_argument("--cold-opens", action="store_true", help="those opens with the driver's shader disk cache off")
     args = ap.parse_args(argv)
 
     import torch
@@ -149,7 +177,7 @@ def main(argv=None) -> int:
     from wsd.build import random_folder
     from wsd.entries import entries_for
     from wsd.host.dawn import DawnHost
-    from wsd.host.modules import decode, encode
+    from wsd.host.modules import decode, encode, open_phases
     from wsd.models.folder import load
     from wsd.refill import seeded_dist
     from wsd.webrt import runtime_bundle
@@ -184,9 +212,11 @@ def main(argv=None) -> int:
     reference = {"unet": torch_outputs(unet, unet_inputs)[0]}
     table = json.loads((dist / "kernels.json").read_text())
 
-    results["opens"] = [open_once(DawnHost, runtime_bundle(), dist) for _ in range(args.opens)]
+    results["opens"] = open_series(DawnHost, runtime_bundle(), dist, args.opens, args.open_sequential, args.cold_opens)
+    results["opens_cold"] = args.cold_opens
     for i, opened in enumerate(results["opens"]):
-        print(f"open {i + 1}: {opened['open_s']} s; {in_words(opened['phases_ms'])}")
+        how = "overlapped" if opened["overlap"] else "sequential"
+        print(f"open {i + 1} ({how}): {opened['open_s']} s; {in_words(opened['phases_ms'])}")
     with DawnHost(runtime_bundle(), timeout_s=600) as host:
         runner = host.shared_runner()
         t0 = time.perf_counter()
@@ -195,7 +225,7 @@ def main(argv=None) -> int:
         results["subgroup_matrix_kernels"] = opened.get("subgroup_matrix_kernels", 0)  # GEMMs on tensor cores
         results["open_s"] = round(time.perf_counter() - t0, 1)
         # the page's own split of it (web/lib/session.js): fetch and instantiate, pipelines, weights
-        results["open_phases_ms"] = {k: round(v, 1) for k, v in opened.get("timings", {}).items()}
+        results["open_phases_ms"] = open_phases(opened)
         print(f"open (profiled): {results['open_s']} s; {in_words(results['open_phases_ms'])}")
         wire = [encode(x) for x in unet_inputs]
         # tvmjs alone submits a call's dispatches at its end (the GPU idles while they are recorded);

@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     from wsd import versions
     from wsd.build import random_folder
     from wsd.host.dawn import DawnHost
-    from wsd.host.modules import encode, image_of
+    from wsd.host.modules import encode, image_of, open_phases
     from wsd.refill import seeded_dist
     from wsd.webrt import runtime_bundle
 
@@ -117,7 +117,7 @@ def main(argv=None) -> int:
         results["adapter"] = {k: opened["adapter"].get(k) for k in ("vendor", "architecture", "device", "description")}
         results["webgpu_open_s"] = round(time.perf_counter() - t0, 1)
         # the page's own split of it (web/lib/session.js): fetch and instantiate, pipelines, weights
-        results["webgpu_open_phases_ms"] = {k: round(v, 1) for k, v in opened.get("timings", {}).items()}
+        results["webgpu_open_phases_ms"] = open_phases(opened)
         options = {"prompt": PROMPT, "steps": args.steps, "guidance": guidance, "scheduler": scheduler}
         options["noise"] = encode(noise)
         got = runner.call("generate", options, timeout_s=900)

@@ -74,18 +74,23 @@ def tiny_dist(tmp_path_factory):
 
 @pytest.mark.e2e
 def test_a_model_runs_and_each_kernel_is_timed(host, tiny_dist):
-    """What bench_gpu.py does on a GPU machine, on the tiny model: open with the profiler,
+    """What bench_gpu.py does on a GPU machine, on the tiny model: open with the profiler (here
+    with the weights after the pipelines, its --open-sequential), the page's split of the open,
     time the UNet, and get one GPU time per dispatch, named by kernel."""
     import json
 
     import numpy as np
 
-    from wsd.host.modules import encode
+    from wsd.host.modules import encode, open_phases
 
     dist = tiny_dist / "sd15-tiny"
     runner = host.shared_runner()
-    opened = runner.call("open", {"url": host.mount(dist), "profile": True}, timeout_s=600)
+    opened = runner.call("open", {"url": host.mount(dist), "profile": True, "overlap": False}, timeout_s=600)
     assert opened["model"] == "sd15-tiny"
+    phases = open_phases(opened)
+    assert {"fetch_ms", "instantiate_ms", "swap_ms", "pipelines_ms", "params_ms", "open_ms"} <= set(phases)
+    assert opened["timings"]["overlap"] is False  # so the two phases follow each other
+    assert phases["pipelines_ms"] + phases["params_ms"] <= phases["open_ms"], phases
     spec = json.loads((dist / "manifest.json").read_text())["entry_points"]["unet"]["inputs"]
     rng = np.random.default_rng(0)
     inputs = [rng.standard_normal(t["shape"]).astype(t["dtype"]) for t in spec]

@@ -3,7 +3,8 @@
 // run entry points and kernels, tokenize, generate. Arrays cross the wire as base64.
 //   adapterInfo()            -> the WebGPU adapter (vendor, architecture, features, limits)
 //   runModule(spec)          -> load a compiled .wasm, run one entry point, return outputs (smoke module)
-//   open({url, profile})     -> load a `wsd build` model once (reused while its wasm is the same)
+//   open({url, profile, overlap}) -> load a `wsd build` model once (reused while its wasm is the same);
+//                            overlap false: the weights after the pipelines, not beside them (benchmarks)
 //   run({entry, inputs})     -> one entry point of the open model on base64 arrays
 //   runKernels({kernels})    -> compiled kernels one by one (localization)
 //   runChain({buffers, calls, upto, fetch}) -> kernels chained on GPU buffers (localization)
@@ -64,7 +65,7 @@ export function createRemote({ onStatus = () => {}, sessionOptions = {} } = {}) 
       session.dispose(); // a profiled session needs its own device (timestamp-query) from the start
       session = null;
     }
-    const options = { ...sessionOptions, profile: Boolean(spec.profile), reuse: session };
+    const options = { ...sessionOptions, profile: Boolean(spec.profile), reuse: session, overlapOpen: spec.overlap !== false };
     session = await ModelSession.open(spec.url, { ...options, onProgress: (p) => setStatus(p.text) });
     setStatus(`open ${session.manifest.model}`);
     return {

@@ -31,6 +31,11 @@ def decode(item: dict) -> np.ndarray:
     return np.frombuffer(base64.b64decode(item["data"]), dtype=item["dtype"]).reshape(item["shape"]).copy()
 
 
+def open_phases(opened: dict) -> dict:
+    """The page's own split of an open (web/lib/session.js `timings`) in ms: its numbers only."""
+    return {k: round(v, 1) for k, v in opened.get("timings", {}).items() if type(v) in (int, float)}
+
+
 def rgb_of(rgba_bytes: np.ndarray, height: int, width: int) -> np.ndarray:
     """(H, W, 3) uint8 from packed little-endian RGBA (int32 words or bytes)."""
     return np.ascontiguousarray(np.asarray(rgba_bytes).view(np.uint8).reshape(height, width, 4)[..., :3])
