@@ -103,7 +103,7 @@ export class ModelSession {
     const tStart = overlap ? t1 : await this.pipelinesCompiled(compiled);
     await this.loadWeights(progress);
     const tWeights = performance.now();
-    progress({ stage: "shaders", text: "compiling GPU pipelines" });
+    if (overlap) progress({ stage: "shaders", text: "compiling GPU pipelines" }); // what is left to wait for
     const tCompiled = await this.pipelinesCompiled(compiled);
     this.vm = this.tvm.detachFromCurrentScope(this.tvm.createVirtualMachine(this.tvm.webgpu()));
     // overlapped, pipelines_ms and params_ms count from the same start
