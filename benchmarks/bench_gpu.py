@@ -73,8 +73,8 @@ def torch_outputs(module, inputs) -> list[np.ndarray]:
     return [o.float().cpu().numpy() for o in outs]
 
 
-def kernel_table(kernels: list[dict], table: dict, top: int | None = 15) -> list[dict]:
-    """Per-kernel GPU time of one call, summed by kernel, with its dlight rule and shapes."""
+def kernel_table(kernels: list[dict], table: dict) -> list[dict]:
+    """Per-kernel GPU time of one call, summed by kernel (slowest first), with its dlight rule and shapes."""
     total: dict[str, dict] = {}
     for k in kernels:
         row = total.setdefault(k["kernel"], {"kernel": k["kernel"], "ms": 0.0, "calls": 0})
@@ -86,7 +86,7 @@ def kernel_table(kernels: list[dict], table: dict, top: int | None = 15) -> list
         row["rule"] = info.get("rule")
         row["config"] = info.get("config")
         row["shapes"] = [a["shape"] for a in info.get("args", [])]
-    return rows[:top]
+    return rows
 
 
 def rule_totals(kernels: list[dict], table: dict) -> dict[str, float]:
@@ -121,18 +121,12 @@ def open_series(host_class, bundle, dist: Path, opens: int, sequential: bool, co
     `sequential`); with `cold`, the NVIDIA driver's shader disk cache is off for all of them, so
     every open compiles its pipelines as the first one on a machine does."""
     import os
+    from unittest import mock
 
-    saved = os.environ.get("__GL_SHADER_DISK_CACHE")
-    if cold:
-        os.environ["__GL_SHADER_DISK_CACHE"] = "0"  # read by the driver in the Dawn process started below
-    try:
+    # read by the driver in the Dawn processes started below; the environment is restored after
+    with mock.patch.dict(os.environ, {"__GL_SHADER_DISK_CACHE": "0"} if cold else {}):
         modes = [True, False] if sequential else [True]
         return [open_once(host_class, bundle, dist, overlap) for _ in range(opens) for overlap in modes]
-    finally:
-        if cold:
-            os.environ.pop("__GL_SHADER_DISK_CACHE", None)
-            if saved is not None:
-                os.environ["__GL_SHADER_DISK_CACHE"] = saved
 
 
 def in_words(phases: dict) -> str:
@@ -246,11 +240,11 @@ def main(argv=None) -> int:
             results["kernel_gpu_ms_total"] = round(sum(k["ms"] for k in bench["kernels"]), 2)
             results["dispatches"] = len(bench["kernels"])
             results["by_kind_ms"] = {k: round(v, 2) for k, v in rule_totals(bench["kernels"], table).items()}
-            results["top_kernels"] = kernel_table(bench["kernels"], table)
+            rows = kernel_table(bench["kernels"], table)
+            results["top_kernels"] = rows[:15]
             # every kernel (ms and calls only): where the many small dispatches go
             results["kernels"] = [
-                {"kernel": r["kernel"], "ms": round(r["ms"], 4), "calls": r["calls"], "rule": r["rule"]}
-                for r in kernel_table(bench["kernels"], table, top=None)
+                {"kernel": r["kernel"], "ms": round(r["ms"], 4), "calls": r["calls"], "rule": r["rule"]} for r in rows
             ]
 
         def run(entry: str, inputs: list[np.ndarray]) -> np.ndarray:

@@ -137,9 +137,10 @@ export class ModelSession {
     return new WsdError("WSD_SHADER", `${failing.length} GPU pipeline(s) do not compile on this adapter:\n${named}`, { kernels: failing.map((f) => f.kernel) });
   }
 
-  // The index of the weights and the tokenizers, verified; the shards stream in later (loadWeights).
+  // The index of the weights (checked before tvmjs reads it) and the tokenizers, verified; the
+  // shards stream in later (loadWeights).
   async smallFiles() {
-    this.shardNames = checkTensorCache(await this.store.json("tensor-cache.json"), this.manifest).records.map((r) => r.dataPath);
+    this.tensorCache = checkTensorCache(await this.store.json("tensor-cache.json"), this.manifest);
     await this.tokenizers();
   }
 
@@ -147,11 +148,12 @@ export class ModelSession {
     progress({ stage: "weights", text: "fetching weights" });
     this.tvm.registerInitProgressCallback?.((report) => progress({ stage: "weights", text: report.text, fraction: report.progress }));
     this.tvm.beginScope();
-    const cache = checkTensorCache(await this.store.json("tensor-cache.json"), this.manifest); // before tvmjs reads it
     try {
       const gpu = this.tvm.webgpu();
-      const recordBytes = cache.records.flatMap((shard) => shard.records.map((r) => r.nbytes));
-      await this.tvm.fetchTensorCache(this.base, batchedSync(gpu, recordBytes), { artifactCache: this.store.asArtifactCache(this.shardNames) });
+      const shards = this.tensorCache.records;
+      const recordBytes = shards.flatMap((shard) => shard.records.map((r) => r.nbytes));
+      const artifactCache = this.store.asArtifactCache(shards.map((shard) => shard.dataPath));
+      await this.tvm.fetchTensorCache(this.base, batchedSync(gpu, recordBytes), { artifactCache });
       await gpu.sync(); // the last batch
       for (const [name, entry] of Object.entries(this.manifest.entry_points)) {
         const { prefix, count } = entry.params;
