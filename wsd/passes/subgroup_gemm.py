@@ -9,7 +9,8 @@ types, so:
   one column per output position) is an im2col buffer, or, where that buffer would be large
   (the VAE at 512², SDXL), read from the input image in place (implicit GEMM); a 1x1 stride-1
   conv reads its input as the right matrix directly, and a linear layer reads its weight
-  column-major;
+  column-major; a left matrix of rows no tile divides (CLIP's 77 tokens, the time embedding's 2)
+  is read as zeros past its last row inside the kernel, and the extra output rows sliced off;
 - where a GEMM has too few output tiles to fill the GPU (the UNet's 16x16 and 8x8 levels, K up
   to 23040), K is split into parts whose f32 partial sums an elementwise kernel adds up;
 - each GEMM is an opaque kernel with a plain TIR schedule (one workgroup per output tile, a
@@ -108,6 +109,9 @@ class Gemm:
     tile_n: int = 0
     split: int = 1
     conv: Conv | None = None  # the right matrix is a conv's input read in place (not right_nk)
+    # the left matrix's rows where it has fewer than m (0: m): the kernel reads the rest as zeros,
+    # so a linear layer of 2 or 154 rows needs no pad kernel; the output keeps m rows
+    rows: int = 0
 
     def __post_init__(self):
         if isinstance(self.conv, dict):  # from the JSON on a kernel's PrimFunc
@@ -130,9 +134,14 @@ class Gemm:
     def name(self) -> str:
         layout = "nk" if self.right_nk else "kn"
         parts = f"_k{self.split}" if self.split > 1 else ""
+        parts = f"_r{self.rows}{parts}" if self.rows else parts
         if c := self.conv:
             layout = f"conv{c.kh}x{c.kw}s{c.stride[0]}p{c.padding[0]}_{c.height}x{c.width}"
         return f"sgemm_{self.batch}x{self.m}x{self.n}x{self.k}_{layout}{parts}"
+
+    @property
+    def left_rows(self) -> int:
+        return self.rows or self.m
 
     @property
     def out_dtype(self) -> str:
@@ -153,6 +162,15 @@ def fits(m: int, n: int, k: int) -> bool:
     return min(m, n) >= edge and m % edge == 0 and n % edge == 0 and k >= FRAG and k % FRAG == 0
 
 
+def padded_rows(m: int) -> int:
+    """M rounded up to the smallest tile, where the rows the kernel adds as zeros are at most
+    PAD_WORK of the work (CLIP's 77 tokens: 96; the text K/V projections' 154: 160) or M is under
+    one tile (the time embedding's 2 rows: the GEMM is a read of the weight, whatever M is)."""
+    edge = min(TILES)
+    up = -(-m // edge) * edge
+    return up if up == m or m < edge or up <= PAD_WORK * m else m
+
+
 # --- the kernel TVM compiles (what runs without the feature) ------------------------------------
 
 
@@ -162,9 +180,9 @@ def gemm_func(spec: Gemm, gpu: bool):
     tiles); unscheduled for the CPU."""
     from tvm import te
 
-    from wsd.compat import get_block, schedule_class, scheduled_attr
+    from wsd.compat import get_block, schedule_class, scheduled_attr, tir
 
-    left = te.placeholder((spec.batch if spec.left_batched else 1, spec.m, spec.k), spec.dtype, name="left")
+    left = te.placeholder((spec.batch if spec.left_batched else 1, spec.left_rows, spec.k), spec.dtype, name="left")
     rshape = (spec.n, spec.k) if spec.right_nk else (spec.k, spec.n)
     if spec.conv:
         rshape = (spec.conv.channels, spec.conv.height, spec.conv.width)
@@ -177,6 +195,8 @@ def gemm_func(spec: Gemm, gpu: bool):
         rb = b if spec.right_batched else 0
         kk = s * part + r
         lv, rv = left[lb, i, kk], (right[rb, j, kk] if spec.right_nk else right[rb, kk, j])
+        if spec.rows:
+            lv = tir().if_then_else(i < spec.rows, lv, tir().const(0, spec.dtype))
         if spec.conv:
             rv = _image_at(spec.conv, right, rb, kk, j)
         if spec.out_dtype != spec.dtype:  # f32 partial sums
@@ -244,15 +264,77 @@ def _im2col(x, conv: Conv):
     return te.compute(shape, lambda b, kk, p: _image_at(conv, x, b, kk, p), name="im2col")
 
 
-def pad_to(builder, x, sizes: dict[int, int]):
-    """x with zeros appended along each axis in `sizes` up to that size."""
+# ops a value may pass through after a GEMM and still be padded in the same elementwise kernel
+_ELEMENTWISE = frozenset(
+    f"relax.{op}"
+    for op in ("reshape", "permute_dims", "strided_slice", "astype", "multiply", "add", "subtract", "divide")
+)
+
+
+def _elementwise_after_kernel(bound, x) -> bool:
+    """Whether x comes from a parameter or one of our GEMMs through elementwise and layout ops
+    only. A pad of it can then join that elementwise kernel; after a reduction or a TVM conv or
+    matmul it would become that kernel's epilogue, which no rule schedules (wsd/passes/pad_apart.py)."""
+    from tvm import relax
+
+    while (producer := bound(x)) is not None:
+        name = op_name(producer)
+        if name == "relax.call_tir":
+            return producer.args[0].name_hint.startswith(("sgemm_", "gemm_parts_sum"))
+        others = [a for a in producer.args[1:] if isinstance(a, relax.Var) and bound(a) is not None]
+        if name not in _ELEMENTWISE or others:
+            return False
+        x = producer.args[0]
+    return True
+
+
+def _zero_pad(x, shape: list[int]):
+    """x with zeros appended up to `shape`, as an elementwise TE kernel (FuseOps joins it to its
+    producer, where Relax's pad stays a kernel of its own: wsd/passes/pad_apart.py)."""
+    from tvm import te
+
+    from wsd.compat import tir
+
+    t = tir()
+    grown = [a for a, size in enumerate(shape) if size != int(x.shape[a])]
+
+    def at(*i):
+        inside = t.all(*[i[a] < int(x.shape[a]) for a in grown])
+        return t.if_then_else(inside, x(*i), t.const(0, x.dtype))
+
+    return te.compute(shape, at, name="zero_pad")
+
+
+def pad_to(builder, x, sizes: dict[int, int], bound=None):
+    """x with zeros appended along each axis in `sizes` up to that size: in the elementwise
+    kernel that makes x where `bound` (the rewriter's binding lookup) shows one does."""
     from tvm import relax
 
     shape = shape_of(x)
     width = [0] * (2 * len(shape))
     for axis, size in sizes.items():
         width[2 * axis + 1] = size - shape[axis]
-    return builder.emit(relax.op.nn.pad(x, width)) if any(width) else x
+    if not any(width):
+        return x
+    if bound is not None and _elementwise_after_kernel(bound, x):
+        grown = [size + width[2 * a + 1] for a, size in enumerate(shape)]
+        return builder.emit_te(lambda v: _zero_pad(v, grown), x, primfunc_name_hint="zero_pad")
+    return builder.emit(relax.op.nn.pad(x, width))
+
+
+def _ragged(m: int, padded: int) -> int:
+    """Gemm.rows for a left matrix of m rows in a GEMM of `padded` rows."""
+    return m if padded != m else 0
+
+
+def _rows_of(builder, product, m: int):
+    """The first m rows of a GEMM's product (its second-to-last axis)."""
+    from tvm import relax
+
+    axis = len(shape_of(product)) - 2
+    if shape_of(product)[axis] == m:
+        return product
+    return builder.emit(relax.op.strided_slice(product, axes=[axis], begin=[0], end=[m]))
 
 
 def subgroup_gemm_pass(gpu: bool = True):
@@ -305,32 +387,34 @@ def subgroup_gemm_pass(gpu: bool = True):
             axes = [int(v) for v in given] if given is not None else list(range(rank))[::-1]  # None: reversed
             if axes == [*range(rank - 2), rank - 1, rank - 2]:
                 source, nk = transposed.args[0], True  # y = W^T: read W column-major, no transpose kernel
-        if len(xs) == len(ys) and xs[:-2] == ys[:-2]:  # batched on both sides (attention)
-            return attention(builder, x, source, nk, out, dtype)
+        if len(xs) == len(ys) > 2 and xs[:-2] == ys[:-2]:  # batched on both sides (attention)
+            return attention(builder, x, source, nk, out, dtype, bound)
         m, n = math.prod(xs[:-1]), ys[-1]  # a shared right matrix (a linear layer's weight): x's rows are M
-        if len(ys) != 2 or not fits(m, n, k):
+        mp = padded_rows(m)
+        if len(ys) != 2 or not fits(mp, n, k):
             return None
         left = builder.emit(relax.op.reshape(x, (1, m, k)))
         right = builder.emit(relax.op.reshape(source, (1, *((n, k) if nk else (k, n)))))
-        spec = Gemm(1, m, n, k, dtype, left_batched=True, right_batched=False, right_nk=nk)
-        return relax.op.reshape(_call_gemm(builder, spec, left, right, gpu), out)
+        spec = Gemm(1, mp, n, k, dtype, left_batched=True, right_batched=False, right_nk=nk, rows=_ragged(m, mp))
+        return relax.op.reshape(_rows_of(builder, _call_gemm(builder, spec, left, right, gpu), m), out)
 
-    def attention(builder, x, source, nk, out, dtype):
+    def attention(builder, x, source, nk, out, dtype, bound):
         """A matmul batched on both sides: attention's scores (q x k^T) and their product with v.
         SD's 40-wide heads and 77 text tokens fit no tile: K is padded with zeros to a multiple of
-        16 and N to one of 32 (the extra output columns sliced off) where that adds at most
-        PAD_WORK of the work."""
+        16, N to one of 32 and M inside the kernel (the extra output columns and rows sliced off)
+        where that adds at most PAD_WORK of the work. The pads join the elementwise kernel that
+        makes the operand where there is one (`pad_to`)."""
         xs = shape_of(x)
         m, k, batch = xs[-2], xs[-1], math.prod(xs[:-2])
         n = shape_of(source)[-2] if nk else shape_of(source)[-1]
-        kp, np_ = -(-k // FRAG) * FRAG, -(-n // min(TILES)) * min(TILES)
-        if kp * np_ > PAD_WORK * k * n or not fits(m, np_, kp):
+        kp, np_, mp = -(-k // FRAG) * FRAG, -(-n // min(TILES)) * min(TILES), padded_rows(m)
+        if mp * kp * np_ > PAD_WORK * m * k * n or not fits(mp, np_, kp):
             return None
-        left = pad_to(builder, builder.emit(relax.op.reshape(x, (batch, m, k))), {2: kp})
+        left = pad_to(builder, builder.emit(relax.op.reshape(x, (batch, m, k))), {2: kp}, bound)
         rshape, grow = ((batch, n, k), {1: np_, 2: kp}) if nk else ((batch, k, n), {1: kp, 2: np_})
-        right = pad_to(builder, builder.emit(relax.op.reshape(source, rshape)), grow)
-        spec = Gemm(batch, m, np_, kp, dtype, left_batched=True, right_batched=True, right_nk=nk)
-        product = _call_gemm(builder, spec, left, right, gpu)
+        right = pad_to(builder, builder.emit(relax.op.reshape(source, rshape)), grow, bound)
+        spec = Gemm(batch, mp, np_, kp, dtype, left_batched=True, right_batched=True, right_nk=nk, rows=_ragged(m, mp))
+        product = _rows_of(builder, _call_gemm(builder, spec, left, right, gpu), m)
         if np_ != n:
             last = len(shape_of(product)) - 1
             product = builder.emit(relax.op.strided_slice(product, axes=[last], begin=[0], end=[n]))
@@ -371,30 +455,31 @@ def _wgsl_type(dtype: str) -> str:
     return {"float16": "f16", "float32": "f32"}[dtype]
 
 
-def _tile_copies(spec: Gemm) -> tuple[list[tuple[str, str, str, int]], list[str]]:
+def _tile_copies(spec: Gemm) -> tuple[list[tuple[str, str, str, int, str]], list[str]]:
     """The K tile's copy into workgroup memory, as (register, source index, destination index,
-    vec4s in the tile) per 16-byte load of one thread (`e` its vec4 within the tile), and the
-    workgroup arrays.
+    vec4s in the tile, the condition under which the source exists: "" always) per 16-byte load
+    of one thread (`e` its vec4 within the tile), and the workgroup arrays.
     Source indexes count vec4s (8 halves); every row start is a multiple of 8 halves."""
     kt, k8 = spec.k_tile, spec.k // 8
     a_stride = kt + PAD
     copies = []
-    # A: tile_m rows of kt halves, from row m0 + row, column k0
+    # A: tile_m rows of kt halves, from row m0 + row, column k0 (zeros past the left's rows)
     a_row = f"(e / {kt // 8}u)"
     a_col = f"(e % {kt // 8}u)"
     a_src = f"abase + (m0 + {a_row}) * {k8}u + k0 / 8u + {a_col}"
-    copies.append(("a", a_src, f"{a_row} * {a_stride}u + {a_col} * 8u", spec.tile_m * kt // 8))
+    exists = f"m0 + {a_row} < {spec.rows}u" if spec.rows else ""
+    copies.append(("a", a_src, f"{a_row} * {a_stride}u + {a_col} * 8u", spec.tile_m * kt // 8, exists))
     arrays = [f"var<workgroup> As : array<f16, {spec.tile_m * a_stride}>;"]
     if spec.right_nk:  # B stored [N, K]: tile_n rows of kt halves
         b_stride = kt + PAD
         src = f"bbase + (n0 + {a_row}) * {k8}u + k0 / 8u + {a_col}"
-        copies.append(("b", src, f"{a_row} * {b_stride}u + {a_col} * 8u", spec.tile_n * kt // 8))
+        copies.append(("b", src, f"{a_row} * {b_stride}u + {a_col} * 8u", spec.tile_n * kt // 8, ""))
         arrays.append(f"var<workgroup> Bs : array<f16, {spec.tile_n * b_stride}>;")
     else:  # B stored [K, N]: kt rows of tile_n halves
         b_stride = spec.tile_n + PAD
         row, col = f"(e / {spec.tile_n // 8}u)", f"(e % {spec.tile_n // 8}u)"
         src = f"bbase + (k0 + {row}) * {spec.n // 8}u + n0 / 8u + {col}"
-        copies.append(("b", src, f"{row} * {b_stride}u + {col} * 8u", spec.tile_n * kt // 8))
+        copies.append(("b", src, f"{row} * {b_stride}u + {col} * 8u", spec.tile_n * kt // 8, ""))
         arrays.append(f"var<workgroup> Bs : array<f16, {kt * b_stride}>;")
     return copies, arrays
 
@@ -609,14 +694,14 @@ def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
         f"  let kbeg = (bs % {spec.split}u) * {part}u;",
         f"  let m0 = (blockIdx.y % {tiles_m}u) * {spec.tile_m}u;",
         f"  let n0 = tile_n * {spec.tile_n}u;",
-        f"  let abase = {f'b * {spec.m * spec.k // 8}u' if spec.left_batched else '0u'};",
+        f"  let abase = {f'b * {spec.left_rows * spec.k // 8}u' if spec.left_batched else '0u'};",
         f"  let bbase = {f'b * {spec.n * spec.k // 8}u' if spec.right_batched else '0u'};",
         f"  let sr = (sg / {GRID[1]}u) * {fm * t}u;",
         f"  let sc = (sg % {GRID[1]}u) * {fn * t}u;",
     ]
     lines += [f"  var acc{i}_{j} = {cmat}();" for i in range(fm) for j in range(fn)]
     # each thread copies `count` vec4s of each tile (the last round partly where it does not divide)
-    sizes = {w: n for w, _, _, n in copies}
+    sizes = {w: n for w, _, _, n, _ in copies}
     rounds = {w: -(-n // THREADS) for w, n in sizes.items()}
 
     def image(w):  # the B copy of a conv whose GEMM reads the image in place
@@ -632,10 +717,11 @@ def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
     def each_copy(body):
         """`body(copy, fill)`: one round's statements ("a" or "b"); `fill`: its names."""
         out = []
-        for w, src, dst, _ in copies:
+        for w, src, dst, _, exists in copies:
             for q in range(rounds[w]):
                 e = f"li + {q * THREADS}u"
                 fill = {"src": src, "dst": dst, "reg": f"r{w}{q}", "arr": f"{w.upper()}s", "buf": source[w]}
+                fill["exists"] = exists
                 inner = [f"  {line}" for line in body(w, fill)]
                 if sizes[w] % THREADS and q == rounds[w] - 1:
                     out += [f"if ({e} < {sizes[w]}u) {{", f"  let e = {e};", *inner, "}"]
@@ -646,6 +732,13 @@ def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
     def load(w, fill):
         if image(w):
             return _image_fetch(spec, fill["reg"], right)
+        if fill["exists"]:  # a row past the left's: zeros (the register keeps the last tile's otherwise)
+            return [
+                "{reg} = vec4<u32>(0u, 0u, 0u, 0u);".format(**fill),
+                "if ({exists}) {{".format(**fill),
+                "  {reg} = {buf}[{src}];".format(**fill),
+                "}",
+            ]
         return ["{reg} = {buf}[{src}];".format(**fill)]
 
     def store(w, fill):

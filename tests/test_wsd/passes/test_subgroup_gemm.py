@@ -12,6 +12,7 @@ import pytest
 import wgsl_sim
 
 from wsd import compat
+from wsd.passes import pad_apart
 from wsd.passes.subgroup_gemm import Conv, Gemm, overrides, subgroup_gemm_pass, subgroup_wgsl
 from wsd.requirements import of_shaders
 
@@ -20,8 +21,9 @@ DT = "float32"
 
 def small_graph(dtype=DT):
     """A 3x3 conv with bias, a 1x1 conv, a linear layer (matmul with permute_dims), a strided conv,
-    a conv too narrow for the fragments (4 output channels), and attention-shaped matmuls batched
-    on both sides over (batch, heads), one against a transposed key."""
+    a conv too narrow for the fragments (4 output channels), attention-shaped matmuls batched
+    on both sides over (batch, heads), one against a transposed key, and the linear layer on 77
+    and on 2 rows (CLIP's tokens, the time embedding: no multiple of a tile)."""
     from tvm import relax
 
     bb = relax.BlockBuilder()
@@ -34,7 +36,9 @@ def small_graph(dtype=DT):
     narrow = relax.Var("narrow", t((4, 32, 3, 3), dtype))
     q = relax.Var("q", t((2, 3, 32, 32), dtype))
     kt = relax.Var("kt", t((2, 3, 64, 32), dtype))
-    params = [x, w, w1, lw, bias, narrow, q, kt]
+    tokens = relax.Var("tokens", t((1, 77, 64), dtype))
+    temb = relax.Var("temb", t((2, 64), dtype))
+    params = [x, w, w1, lw, bias, narrow, q, kt, tokens, temb]
     with bb.function("main", params):
         with bb.dataflow():
             c = bb.emit(relax.op.add(bb.emit(relax.op.nn.conv2d(x, w, padding=(1, 1), out_dtype=dtype)), bias))
@@ -45,7 +49,10 @@ def small_graph(dtype=DT):
             c4 = bb.emit(relax.op.nn.conv2d(x, narrow, padding=(1, 1), out_dtype=dtype))
             scores = bb.emit(relax.op.matmul(q, relax.op.permute_dims(kt, [0, 1, 3, 2]), out_dtype=dtype))
             mixed = bb.emit(relax.op.matmul(scores, kt, out_dtype=dtype))
-            out = bb.emit_output(relax.Tuple([c2, lin, c3, c4, scores, mixed]))
+            ragged = [
+                bb.emit(relax.op.matmul(v, relax.op.permute_dims(lw, [1, 0]), out_dtype=dtype)) for v in (tokens, temb)
+            ]
+            out = bb.emit_output(relax.Tuple([c2, lin, c3, c4, scores, mixed, *ragged]))
         bb.emit_func_output(out)
     rng = np.random.default_rng(0)
     values = [rng.standard_normal([int(d) for d in compat.type_of(v).shape]).astype(dtype) for v in params]
@@ -81,11 +88,14 @@ def test_the_rewrite_computes_what_the_graph_did(implicit, monkeypatch):
     mod, values = small_graph()
     rewritten = subgroup_gemm_pass(gpu=False)(mod)
     # the 3x3, the 1x1 (no im2col), the linear (its weight read column-major), the strided conv,
-    # the two attention matmuls over 2 x 3 (batch, head) pairs (the key read column-major)
+    # the two attention matmuls over 2 x 3 (batch, head) pairs (the key read column-major), the
+    # linear on 77 and 2 rows in GEMMs of 96 and 32 (the rest of the rows zeros, sliced off)
     convs = ["sgemm_2x64x256x288_conv3x3s1p1_16x16", "sgemm_2x64x64x288_conv3x3s2p1_16x16"]
     assert gemm_names(rewritten) == sorted(
         [
             "sgemm_1x512x96x64_nk",
+            "sgemm_1x96x96x64_nk_r77",
+            "sgemm_1x32x96x64_nk_r2",
             *(convs if implicit else ["sgemm_2x64x256x288_kn", "sgemm_2x64x64x288_kn"]),
             "sgemm_2x64x256x64_kn",
             "sgemm_6x32x32x64_kn",
@@ -97,6 +107,7 @@ def test_the_rewrite_computes_what_the_graph_did(implicit, monkeypatch):
     script = rewritten.script()
     assert script.count("R.nn.conv2d(") == 1  # the 4-channel conv keeps its op: 4 rows are no 16x16 fragment
     assert "permute_dims(lw" not in script  # no transpose kernel for the linear's weight
+    assert "R.nn.pad(" not in script  # the ragged rows are zeros in the kernel, not a padded copy
     for want, got in zip(run_on_cpu(mod, values), run_on_cpu(rewritten, values), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
@@ -147,11 +158,44 @@ def test_attention_with_heads_no_tile_fits_is_padded():
     mod = bb.get()
     rewritten = subgroup_gemm_pass(gpu=False)(mod)
     assert gemm_names(rewritten) == ["sgemm_4x64x64x80_kn", "sgemm_4x64x96x48_nk"]
-    assert rewritten.script().count("R.nn.pad(") == 4 and rewritten.script().count("R.strided_slice(") == 2
+    script = rewritten.script()
+    # the pads are elementwise kernels that FuseOps joins to the reshapes (no kernel of their own)
+    assert len(re.findall(r"R\.call_tir\((?:cls\.)?zero_pad", script)) == 4 and "R.nn.pad(" not in script
+    assert script.count("R.strided_slice(") == 2
     assert chained_reshapes(rewritten) == []
     rng = np.random.default_rng(4)
     values = [rng.standard_normal(s).astype(DT) for s in ((2, 2, 64, 40), (2, 2, 77, 40), (2, 2, 77, 40))]
     np.testing.assert_allclose(run_on_cpu(rewritten, values)[0], run_on_cpu(mod, values)[0], rtol=1e-5, atol=1e-4)
+
+
+def test_clip_attention_pads_rows_in_the_kernel_and_a_softmax_output_apart():
+    """CLIP's 77 tokens: the queries' rows are padded to 96 inside the GEMM (zeros read, rows
+    sliced off after), the keys' and values' with elementwise pads; the softmax's output keeps
+    Relax's pad, a kernel of its own (joined to the softmax, no rule would schedule it)."""
+    from tvm import relax
+
+    bb = relax.BlockBuilder()
+    t = compat.tensor_info
+    q, k, v = (relax.Var(name, t((1, 2, 77, 64), DT)) for name in "qkv")
+    with bb.function("main", [q, k, v]):
+        with bb.dataflow():
+            scores = bb.emit(relax.op.matmul(q, relax.op.permute_dims(k, [0, 1, 3, 2]), out_dtype=DT))
+            probs = bb.emit(relax.op.nn.softmax(scores, axis=-1))
+            out = bb.emit_output(relax.Tuple([bb.emit(relax.op.matmul(probs, v, out_dtype=DT))]))
+        bb.emit_func_output(out)
+    mod = bb.get()
+    rewritten = subgroup_gemm_pass(gpu=False)(mod)
+    assert gemm_names(rewritten) == ["sgemm_2x96x64x80_kn_r77", "sgemm_2x96x96x64_nk_r77"]
+    script = rewritten.script()
+    assert len(re.findall(r"R\.call_tir\((?:cls\.)?zero_pad", script)) == 2 and script.count("R.nn.pad(") == 1
+    assert re.search(r"R\.nn\.pad\(lv\d+", script) and "softmax" in script
+    tf = relax.transform
+    annotated = pad_apart.make(None, None)(tf.AnnotateTIROpPattern()(tf.LegalizeOps()(rewritten)))
+    kernels = [g.name_hint for g, f in tf.FuseTIR()(tf.FuseOps()(annotated)).functions_items()]
+    assert "pad" in kernels and not [name for name in kernels if "softmax" in name and "pad" in name]
+    rng = np.random.default_rng(7)
+    values = [rng.standard_normal((1, 2, 77, 64)).astype(DT) for _ in range(3)]
+    np.testing.assert_allclose(run_on_cpu(rewritten, values)[0], run_on_cpu(mod, values)[0], rtol=1e-5, atol=1e-5)
 
 
 def test_split_k_partials_add_up_to_the_product():
@@ -219,7 +263,7 @@ TVM_HEADER = (
 
 def operands(spec, seed=1):
     rng = np.random.default_rng(seed)
-    left = rng.integers(-3, 4, (spec.batch if spec.left_batched else 1, spec.m, spec.k)).astype(np.float64)
+    left = rng.integers(-3, 4, (spec.batch if spec.left_batched else 1, spec.left_rows, spec.k)).astype(np.float64)
     rshape = (spec.n, spec.k) if spec.right_nk else (spec.k, spec.n)
     right = rng.integers(-3, 4, (spec.batch if spec.right_batched else 1, *rshape)).astype(np.float64)
     return left, right
@@ -228,6 +272,7 @@ def operands(spec, seed=1):
 def expected(spec, left, right):
     """out[b, s] = the product over the s-th part of K."""
     r = np.swapaxes(right, 1, 2) if spec.right_nk else right
+    left = np.pad(left, ((0, 0), (0, spec.m - left.shape[1]), (0, 0)))  # the rows past the left's: zeros
     part = spec.k // spec.split
     parts = [left[..., s * part : (s + 1) * part] @ r[:, s * part : (s + 1) * part] for s in range(spec.split)]
     return np.broadcast_to(np.stack(parts, axis=1), (spec.batch, spec.split, spec.m, spec.n))
@@ -250,10 +295,13 @@ def run_swap(spec, code, left, right):
         ),
         Gemm(2, 64, 32, 512, "float16", False, True, False, tile_m=32, tile_n=32, split=4),
         Gemm(1, 64, 64, 256, "float16", True, False, True, tile_m=64, tile_n=64, split=2),
+        Gemm(1, 64, 64, 48, "float16", True, False, True, tile_m=32, tile_n=64, rows=45),
+        Gemm(3, 32, 32, 64, "float16", True, True, False, tile_m=32, tile_n=32, split=2, rows=2),
     ],
     # tiles set apart from with_tile's choice: rows and columns differ, a K tile of 16 where 48
-    # is no multiple of 32 (its copy leaves half the invocations idle), f32 partials of split K
-    ids=["conv", "linear-kt16", "batched-nk", "tile-128", "split-k4", "split-k2-nk"],
+    # is no multiple of 32 (its copy leaves half the invocations idle), f32 partials of split K,
+    # a left matrix of fewer rows than the GEMM's (read as zeros past them: a tile half past its end)
+    ids=["conv", "linear-kt16", "batched-nk", "tile-128", "split-k4", "split-k2-nk", "rows-45", "batched-rows-2"],
 )
 def test_the_subgroup_wgsl_computes_the_gemm(spec):
     code = subgroup_wgsl(spec, "gemm_kernel", TVM_HEADER.format(out="f32" if spec.split > 1 else "f16"))
@@ -382,7 +430,7 @@ def test_a_webgpu_build_ships_one_swap_per_fp16_gemm():
     from wsd.wgsl import shaders_of
 
     target = compat.webgpu_target()
-    for dtype, want in (("float16", 6), ("float32", 0)):
+    for dtype, want in (("float16", 8), ("float32", 0)):
         mod, _ = small_graph(dtype)
         with target, tvm.transform.PassContext(opt_level=3):
             mod = apply(mod, target, PassOptions(subgroup_matrix=True))
