@@ -278,6 +278,11 @@ def _elementwise_after_kernel(bound, x) -> bool:
     from tvm import relax
 
     while (producer := bound(x)) is not None:
+        if isinstance(producer, relax.Var):  # an alias
+            x = producer
+            continue
+        if not isinstance(producer, relax.Call):  # a tuple's item, a constant: not followed
+            return False
         name = op_name(producer)
         if name == "relax.call_tir":
             return producer.args[0].name_hint.startswith(("sgemm_", "gemm_parts_sum"))

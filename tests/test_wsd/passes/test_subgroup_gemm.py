@@ -150,7 +150,8 @@ def test_attention_with_heads_no_tile_fits_is_padded():
     )
     with bb.function("main", [q, k, v]):
         with bb.dataflow():
-            scores = bb.emit(relax.op.matmul(q, relax.op.permute_dims(k, [0, 1, 3, 2]), out_dtype=DT))
+            aliased = bb.emit(k)  # a binding to another variable (the full UNet has them)
+            scores = bb.emit(relax.op.matmul(q, relax.op.permute_dims(aliased, [0, 1, 3, 2]), out_dtype=DT))
             # as torch.export writes it: batched matmuls over reshaped operands
             scores3, v3 = bb.emit(relax.op.reshape(scores, (4, 64, 77))), bb.emit(relax.op.reshape(v, (4, 77, 40)))
             out = bb.emit_output(relax.Tuple([bb.emit(relax.op.matmul(scores3, v3, out_dtype=DT))]))
