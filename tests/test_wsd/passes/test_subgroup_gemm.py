@@ -468,7 +468,7 @@ def test_the_rewritten_graph_runs_on_webgpu(runner, runner_url, kit, implicit, m
     target = compat.webgpu_target()
     with target, tvm.transform.PassContext(opt_level=3):
         built = apply(mod, target, PassOptions(subgroup_matrix=True))
-    assert len(gemm_names(built)) == 6 and sum("_conv3x3" in n for n in gemm_names(built)) == (2 if implicit else 0)
+    assert len(gemm_names(built)) == 8 and sum("_conv3x3" in n for n in gemm_names(built)) == (2 if implicit else 0)
     executable = build(built, target)
     _, artifacts = runner_url
     name = f"sgemm-{'implicit' if implicit else 'im2col'}.wasm"
