@@ -267,22 +267,32 @@ def main(argv=None) -> int:
         if not {"clip", "vae", "image_to_rgba", "scheduler_step"} <= set(built["entry_points"]):
             results["image_s"] = None  # a UNet-only build: no image end to end
             return finish(results, built, args)
+        prompt = {"prompt": "a photo of an astronaut riding a horse", "steps": args.steps, "guidance": 7.5, "seed": 1}
         t0 = time.perf_counter()
-        image = runner.call(
-            "generate",
-            {"prompt": "a photo of an astronaut riding a horse", "steps": args.steps, "guidance": 7.5, "seed": 1},
-            timeout_s=600,
-        )
-        results["image_s"] = round(image["timings"]["wall_ms"] / 1000, 2)
-        results["image_steps"] = args.steps
-        phases = image["timings"]  # the page's own: text encoder, each step, VAE decode
-        results["image_phases_ms"] = {
-            "text": round(phases.get("text_ms", 0.0), 1),
-            "steps": round(sum(phases.get("steps_ms", [])), 1),
-            "decode": round(phases.get("decode_ms", 0.0), 1),
-        }
+        image = runner.call("generate", prompt, timeout_s=600)
         results["image_wall_s_host"] = round(time.perf_counter() - t0, 2)
+        results.update(image_figures(image, ""))
+        results["image_steps"] = args.steps
+        # the loop as it was: each step waited for before the next is recorded (no overlap)
+        synced = runner.call("generate", {**prompt, "syncEachStep": True}, timeout_s=600)
+        results.update(image_figures(synced, "_synced"))
+        results["image_same_synced"] = synced["rgba"] == image["rgba"]  # overlap changes no value
     return finish(results, built, args)
+
+
+def image_figures(image: dict, suffix: str) -> dict:
+    """A generation's seconds and the page's own phases (text encoder, the steps, VAE decode)."""
+    phases = image["timings"]
+    steps = phases.get("steps_ms", [])
+    return {
+        f"image_s{suffix}": round(phases["wall_ms"] / 1000, 2),
+        f"image_phases_ms{suffix}": {
+            "text": round(phases.get("text_ms", 0.0), 1),
+            "steps": round(sum(steps), 1),
+            "step_median": round(float(np.median(steps)), 1) if steps else None,
+            "decode": round(phases.get("decode_ms", 0.0), 1),
+        },
+    }
 
 
 def finish(results: dict, built: dict, args) -> int:
@@ -299,8 +309,12 @@ def finish(results: dict, built: dict, args) -> int:
         f"TF32 {t['tf32']:.1f} ms, fp16 {t['fp16']:.1f} ms -> {results['ratio_vs_fp32_no_tf32']}x of PyTorch fp32"
     )
     print(f"{args.steps}-step {built['image_size']}² image: {results['image_s']} s (None: the build has no vae)")
-    if phases := results.get("image_phases_ms"):
-        print("  of which (ms): " + ", ".join(f"{k} {v}" for k, v in phases.items()))
+    for suffix in ("", "_synced"):
+        if phases := results.get(f"image_phases_ms{suffix}"):
+            print(
+                f"image{suffix} {results[f'image_s{suffix}']} s, of which (ms): "
+                + ", ".join(f"{k} {v}" for k, v in phases.items())
+            )
     args.out.mkdir(parents=True, exist_ok=True)
     name = (
         f"gpu-{results['date'][:10]}-{built['model']}-{built['dtype']}{('-' + args.label) if args.label else ''}.json"

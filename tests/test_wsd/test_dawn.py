@@ -135,6 +135,20 @@ def test_generate_over_dawn_equals_diffusers(host, tiny_dist, tmp_path, tiny_fol
 
 
 @pytest.mark.e2e
+def test_steps_recorded_while_the_gpu_runs_the_last_give_the_same_image(host, tiny_dist):
+    """The page's loop submits a step and waits only for the one before it (web/lib/pipeline.js
+    stepSubmitted): the image is the one the loop that waits for every step makes, byte for byte."""
+    runner = host.shared_runner()
+    runner.call("open", {"url": host.mount(tiny_dist / "sd15-tiny")}, timeout_s=600)
+    runner.call("setLora", {"data": None, "scale": 1.0, "name": None})  # the shared model may carry one
+    settings = {"prompt": "a red cube", "steps": 4, "seed": 4, "guidance": 7.5}
+    overlapped = runner.call("generate", settings, timeout_s=600)
+    synced = runner.call("generate", {**settings, "syncEachStep": True}, timeout_s=600)
+    assert len(overlapped["timings"]["steps_ms"]) == 4
+    assert overlapped["rgba"] == synced["rgba"] and overlapped["latents"] == synced["latents"]
+
+
+@pytest.mark.e2e
 def test_generate_over_dawn_takes_a_lora_and_lets_it_go(host, tiny_dist, tmp_path, tiny_folder):
     """`wsd generate --backend dawn --lora FILE:SCALE`: the LoRA changes the image, and the next
     generation without it (the runner keeps the model open) is the build's own again, exactly. The

@@ -170,7 +170,8 @@ function bindInputs(session, entry, env) {
 //   initImage?: {width, height, rgba | rgb}, strength?, posteriorNoise?, (img2img with initImage)
 //   maskImage?: {width, height, rgba | rgb}, maskedNoise?} (an inpainting model: white repaints)
 // (`stepNoise`: steps x latents values, step i's at i * latents; the harness passes the draws
-// diffusers' generator makes, as it passes `noise`)
+// diffusers' generator makes, as it passes `noise`; `syncEachStep`: wait for every step before
+// recording the next, the loop as it was before steps overlapped, for comparison)
 // hooks: {onProgress({stage, step, steps, itPerSec}), onPreview({rgba, width, height, step})}
 export async function generate(session, options, hooks = {}) {
   const manifest = session.manifest;
@@ -231,6 +232,7 @@ export async function generate(session, options, hooks = {}) {
       } finally {
         tvm.endScope();
       }
+      let inFlight = null; // the previous step's completion, while the GPU may still run it
       for (let i = 0; i < table.timesteps.length; ++i) {
         const ts = performance.now();
         tvm.beginScope();
@@ -246,7 +248,13 @@ export async function generate(session, options, hooks = {}) {
           const [prev, stored] = session.call(plan.denoise.step_entry, latents, eps, ...history, cur, coeffs);
           if (table.push[i]) history = [keep(stored), ...history.slice(0, -1)];
           latents = keep(prev);
-          await tvm.webgpu().sync();
+          const waitHere = o.syncEachStep || i + 1 === table.timesteps.length || (o.previewEvery && (i + 1) % o.previewEvery === 0);
+          if (waitHere) {
+            await tvm.webgpu().sync();
+            inFlight = null;
+          } else {
+            inFlight = await stepSubmitted(session, inFlight);
+          }
         } finally {
           tvm.endScope();
         }
@@ -283,6 +291,18 @@ export async function generate(session, options, hooks = {}) {
       release([]);
     }
   });
+}
+
+// Steps overlap: step i's commands are submitted, then the loop waits for step i-1 only, so the
+// CPU records step i+1 (~1,000 dispatches) while the GPU runs step i. Waiting for each step
+// instead left the GPU idle while the next one was recorded. At most two steps are queued, so
+// their buffers stay bounded. tvmjs builds without flushCommands submit every dispatch at once.
+// Returns {done} (a promise returned bare from an async function would be awaited with it).
+export async function stepSubmitted(session, previous) {
+  session.tvm.lib.webGPUContext?.flushCommands?.();
+  const done = session.device.queue.onSubmittedWorkDone();
+  if (previous) await previous.done;
+  return { done };
 }
 
 // The first latents from a start image (wsd's native twin: conformance/backends.py start_latents):
