@@ -96,6 +96,9 @@ def test_a_model_runs_and_each_kernel_is_timed(host, tiny_dist):
     inputs = [rng.standard_normal(t["shape"]).astype(t["dtype"]) for t in spec]
     result = runner.call("bench", {"entry": "unet", "inputs": [encode(x) for x in inputs], "repeat": 2}, timeout_s=600)
     assert len(result["ms"]) == 2 and all(ms > 0 for ms in result["ms"])
+    assert len(result["record_ms"]) == 2 and all(
+        0 < r <= ms for r, ms in zip(result["record_ms"], result["ms"], strict=True)
+    )
     if "timestamp-query" not in opened["adapter"]["features"]:
         pytest.skip("this adapter has no timestamp-query: no per-kernel times")  # never the case on SwiftShader
     kernels = json.loads((dist / "kernels.json").read_text())

@@ -34,8 +34,9 @@ export function runKernels(session, kernels) {
 // many as fill `warmupMs`: an idle GPU runs its first calls at lower clocks, measured on an H100 as
 // a UNet call 41 ms in one process and 22 ms in the next), then `repeat` calls each waited for
 // (wall ms); with a profiler, `profileRuns` more calls with every dispatch's GPU time (`kernels`:
-// the first, `kernel_runs`: all of them). `flushEvery` (a number) sets submission pacing for this
-// and later calls (0: off).
+// the first, `kernel_runs`: all of them). `record_ms`: the part of each timed call the CPU spent
+// recording its dispatches (the GPU runs behind it where pacing submits early). `flushEvery` (a
+// number) sets submission pacing for this and later calls (0: off).
 export function bench(session, entry, inputs, repeat = 10, flushEvery = undefined, profileRuns = 1, warmupMs = 0) {
   const { tvm } = session;
   return session.exclusive(async () => {
@@ -43,11 +44,13 @@ export function bench(session, entry, inputs, repeat = 10, flushEvery = undefine
     tvm.beginScope();
     try {
       const args = inputs.map((x) => session.upload(x));
+      const recordMs = []; // the CPU's part: until the call returns, every dispatch recorded
       const once = async () => {
         tvm.beginScope();
         try {
           const t0 = performance.now();
           session.call(entry, ...args);
+          recordMs.push(performance.now() - t0);
           await tvm.webgpu().sync();
           return performance.now() - t0;
         } finally {
@@ -58,8 +61,10 @@ export function bench(session, entry, inputs, repeat = 10, flushEvery = undefine
       do {
         await once();
       } while (performance.now() - warm < warmupMs);
+      recordMs.length = 0;
       const ms = [];
       for (let i = 0; i < repeat; ++i) ms.push(await once());
+      const record_ms = recordMs.slice(0, repeat);
       const runs = [];
       for (let i = 0; session.profiler && i < profileRuns; ++i) {
         session.profiler.start();
@@ -68,7 +73,7 @@ export function bench(session, entry, inputs, repeat = 10, flushEvery = undefine
       }
       session.checkGpu();
       const kernels = runs.length ? runs[0] : null;
-      return { ms, kernels, kernel_runs: runs.length ? runs : null, flush_every: session.pacer.supported ? session.pacer.every : null };
+      return { ms, record_ms, kernels, kernel_runs: runs.length ? runs : null, flush_every: session.pacer.supported ? session.pacer.every : null };
     } finally {
       tvm.endScope();
     }
