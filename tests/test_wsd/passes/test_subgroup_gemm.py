@@ -21,7 +21,7 @@ DT = "float32"
 
 def small_graph(dtype=DT):
     """A 3x3 conv with bias, a 1x1 conv, a linear layer (matmul with permute_dims), a strided conv,
-    a conv too narrow for the fragments (4 output channels), attention-shaped matmuls batched
+    a conv of 4 output channels (the UNet's last: a GEMM of 32 rows, 28 of them zeros), attention-shaped matmuls batched
     on both sides over (batch, heads), one against a transposed key, and the linear layer on 77
     and on 2 rows (CLIP's tokens, the time embedding: no multiple of a tile)."""
     from tvm import relax
@@ -90,13 +90,17 @@ def test_the_rewrite_computes_what_the_graph_did(implicit, monkeypatch):
     # the 3x3, the 1x1 (no im2col), the linear (its weight read column-major), the strided conv,
     # the two attention matmuls over 2 x 3 (batch, head) pairs (the key read column-major), the
     # linear on 77 and 2 rows in GEMMs of 96 and 32 (the rest of the rows zeros, sliced off)
-    convs = ["sgemm_2x64x256x288_conv3x3s1p1_16x16", "sgemm_2x64x64x288_conv3x3s2p1_16x16"]
+    convs = [
+        "sgemm_2x64x256x288_conv3x3s1p1_16x16",
+        "sgemm_2x64x64x288_conv3x3s2p1_16x16",
+        "sgemm_2x32x256x288_conv3x3s1p1_16x16_r4",
+    ]
     assert gemm_names(rewritten) == sorted(
         [
             "sgemm_1x512x96x64_nk",
             "sgemm_1x96x96x64_nk_r77",
             "sgemm_1x32x96x64_nk_r2",
-            *(convs if implicit else ["sgemm_2x64x256x288_kn", "sgemm_2x64x64x288_kn"]),
+            *(convs if implicit else ["sgemm_2x64x256x288_kn", "sgemm_2x64x64x288_kn", "sgemm_2x32x256x288_kn_r4"]),
             "sgemm_2x64x256x64_kn",
             "sgemm_6x32x32x64_kn",
             "sgemm_6x32x64x32_nk",
@@ -105,7 +109,7 @@ def test_the_rewrite_computes_what_the_graph_did(implicit, monkeypatch):
     assert ("im2col" in rewritten.script()) is not implicit
     assert chained_reshapes(rewritten) == []
     script = rewritten.script()
-    assert script.count("R.nn.conv2d(") == 1  # the 4-channel conv keeps its op: 4 rows are no 16x16 fragment
+    assert "R.nn.conv2d(" not in script  # the 4-channel conv too: its weight's 4 rows, zeros past them
     assert "permute_dims(lw" not in script  # no transpose kernel for the linear's weight
     assert "R.nn.pad(" not in script  # the ragged rows are zeros in the kernel, not a padded copy
     for want, got in zip(run_on_cpu(mod, values), run_on_cpu(rewritten, values), strict=True):
@@ -330,21 +334,23 @@ def image_cols(conv, image):
 
 
 @pytest.mark.parametrize(
-    "conv, m, split",
+    "conv, m, split, rows",
     [
-        (Conv(16, 8, 8, 3, 3, (1, 1), (1, 1), (1, 1), 8, 8), 32, 1),
-        (Conv(16, 8, 24, 3, 3, (1, 1), (1, 1), (1, 1), 8, 24), 32, 1),  # runs inside a row and at both ends
-        (Conv(16, 16, 16, 3, 3, (2, 2), (1, 1), (1, 1), 8, 8), 64, 1),
-        (Conv(32, 8, 8, 3, 3, (1, 1), (1, 1), (1, 1), 8, 8), 32, 2),
-        (Conv(16, 8, 16, 3, 3, (1, 1), (2, 2), (2, 2), 8, 16), 32, 1),  # dilated
-        (Conv(16, 9, 17, 3, 3, (2, 2), (0, 0), (1, 1), 4, 8), 32, 1),  # padded at the bottom and right only
+        (Conv(16, 8, 8, 3, 3, (1, 1), (1, 1), (1, 1), 8, 8), 32, 1, 0),
+        (Conv(16, 8, 24, 3, 3, (1, 1), (1, 1), (1, 1), 8, 24), 32, 1, 0),  # runs inside a row and at both ends
+        (Conv(16, 16, 16, 3, 3, (2, 2), (1, 1), (1, 1), 8, 8), 64, 1, 0),
+        (Conv(32, 8, 8, 3, 3, (1, 1), (1, 1), (1, 1), 8, 8), 32, 2, 0),
+        (Conv(16, 8, 16, 3, 3, (1, 1), (2, 2), (2, 2), 8, 16), 32, 1, 0),  # dilated
+        (Conv(16, 9, 17, 3, 3, (2, 2), (0, 0), (1, 1), 4, 8), 32, 1, 0),  # padded at the bottom and right only
+        (Conv(16, 8, 8, 3, 3, (1, 1), (1, 1), (1, 1), 8, 8), 32, 1, 3),
     ],
-    ids=["3x3", "3x3-wide", "stride-2", "split-k2", "dilation-2", "asymmetric"],
+    ids=["3x3", "3x3-wide", "stride-2", "split-k2", "dilation-2", "asymmetric", "3-channels"],
 )
-def test_the_implicit_gemm_wgsl_computes_the_conv(conv, m, split):
+def test_the_implicit_gemm_wgsl_computes_the_conv(conv, m, split, rows):
     """The right matrix read from the image in place: the padding, the stride, the dilation and
     the K parts against numpy's im2col. Stride-1 convs read the image 16 bytes at a time and
-    shift the halves into place; the others read it as halves."""
+    shift the halves into place; the others read it as halves. A conv of 3 output channels (the
+    VAE's last) reads zeros past its weight's 3 rows."""
     spec = Gemm(
         2,
         m,
@@ -358,13 +364,14 @@ def test_the_implicit_gemm_wgsl_computes_the_conv(conv, m, split):
         32,
         split,
         conv=conv,
+        rows=rows,
     )
     code = subgroup_wgsl(spec, "gemm_kernel", TVM_HEADER.format(out="f32" if split > 1 else "f16"))
     vec4 = conv.stride[1] == conv.dilation[1] == 1
     assert "left_ptr : array<vec4<u32>>" in code
     assert f"right_ptr : array<{'vec4<u32>' if vec4 else 'f16'}>" in code
     rng = np.random.default_rng(5)
-    left = rng.integers(-3, 4, (1, spec.m, spec.k)).astype(np.float64)
+    left = rng.integers(-3, 4, (1, spec.left_rows, spec.k)).astype(np.float64)
     image = rng.integers(-3, 4, (2, conv.channels, conv.height, conv.width)).astype(np.float64)
     got = run_swap(spec, code, left, image)
     np.testing.assert_array_equal(got, expected(spec, left, image_cols(conv, image)))
@@ -431,7 +438,7 @@ def test_a_webgpu_build_ships_one_swap_per_fp16_gemm():
     from wsd.wgsl import shaders_of
 
     target = compat.webgpu_target()
-    for dtype, want in (("float16", 8), ("float32", 0)):
+    for dtype, want in (("float16", 9), ("float32", 0)):
         mod, _ = small_graph(dtype)
         with target, tvm.transform.PassContext(opt_level=3):
             mod = apply(mod, target, PassOptions(subgroup_matrix=True))
@@ -468,7 +475,7 @@ def test_the_rewritten_graph_runs_on_webgpu(runner, runner_url, kit, implicit, m
     target = compat.webgpu_target()
     with target, tvm.transform.PassContext(opt_level=3):
         built = apply(mod, target, PassOptions(subgroup_matrix=True))
-    assert len(gemm_names(built)) == 8 and sum("_conv3x3" in n for n in gemm_names(built)) == (2 if implicit else 0)
+    assert len(gemm_names(built)) == 9 and sum("_conv3x3" in n for n in gemm_names(built)) == (3 if implicit else 0)
     executable = build(built, target)
     _, artifacts = runner_url
     name = f"sgemm-{'implicit' if implicit else 'im2col'}.wasm"
