@@ -67,7 +67,7 @@ class BuildOptions:
     # comparison builds (benchmarks on a GPU); wsd.passes.options says what each does
     split_k: bool = True
     fused_attention: bool = False
-    cse: bool = True
+    cse: bool = False
     matmul_tile: str | None = None
     matmul_unroll: int | None = None
 
