@@ -217,6 +217,8 @@ def main(argv=None) -> int:
         opened = runner.call("open", {"url": host.mount(dist), "profile": True}, timeout_s=600)
         results["adapter"] = opened["adapter"]
         results["subgroup_matrix_kernels"] = opened.get("subgroup_matrix_kernels", 0)  # GEMMs on tensor cores
+        results["tiled_gemm_kernels"] = opened.get("tiled_gemm_kernels", 0)  # GEMMs tiled, no tensor cores
+        results["subgroup_matrix_refused"] = opened.get("subgroup_matrix_refused")
         results["open_s"] = round(time.perf_counter() - t0, 1)
         # the page's own split of it (web/lib/session.js): fetch and instantiate, pipelines, weights
         results["open_phases_ms"] = open_phases(opened)

@@ -194,8 +194,10 @@ class WebGPUBackend(Backend):
         # profile: a device with timestamp queries, so `bench` times every kernel (the perf gate)
         opened = runner.call("open", {"url": url, "profile": profile}, timeout_s=timeout_s)
         self.adapter, self.open_timings = opened["adapter"], opened["timings"]
-        if opened.get("subgroup_matrix_kernels"):  # a --subgroup-matrix build's GEMMs ran on tensor cores
-            self.adapter = {**self.adapter, "subgroup_matrix_kernels": opened["subgroup_matrix_kernels"]}
+        # a --subgroup-matrix build's GEMMs: on tensor cores, or tiled where the device has none
+        for path in ("subgroup_matrix_kernels", "tiled_gemm_kernels"):
+            if opened.get(path):
+                self.adapter = {**self.adapter, path: opened[path]}
 
     def run(self, entry, inputs):
         result = self.runner.call("run", {"entry": entry, "inputs": [encode(np.asarray(x)) for x in inputs]})

@@ -1,4 +1,4 @@
-"""Runs a tensor-core GEMM shader's WGSL on the CPU, for tests: no machine here has subgroup
+"""Runs a GEMM shader's WGSL (tensor-core or tiled) on the CPU, for tests: no machine here has subgroup
 matrices (SwiftShader lacks them and f16), and the WGSL the build swaps in must still be proven.
 
 The function body is translated statement by statement into a Python generator per invocation
@@ -206,6 +206,7 @@ def run(code: str, grid: tuple[int, int], buffers: dict[str, np.ndarray], subgro
         "_f16": lambda v: float(np.float16(v)),
         "_f16s": lambda *v: tuple(float(np.float16(x)) for x in v),
         "f32": float,
+        "fma": lambda a, b, c: a * b + c,
         "exp": np.exp,
         "log": np.log,
     }

@@ -22,6 +22,7 @@ from wsd.passes.options import DTYPES, PassOptions
 from wsd.progress import Phases
 
 SUBGROUP_SHADERS = "shaders/subgroup-matrix.json"  # --subgroup-matrix: entry point -> WGSL the page swaps in
+TILED_SHADERS = "shaders/tiled-gemm.json"  # the same GEMMs for devices without subgroup matrices
 TARGETS = ("webgpu", "llvm")
 # What the compiled output depends on besides its inputs: the compiler's own files, by glob (a new
 # pass file changes the key without anyone listing it). The CLI, the server and the harness's
@@ -254,7 +255,7 @@ def _compile_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Pha
     from wsd.capture import capture
     from wsd.entries import entries_for
     from wsd.models.folder import load
-    from wsd.passes import subgroup_attention, subgroup_gemm
+    from wsd.passes import subgroup_attention, subgroup_gemm, tiled_gemm
     from wsd.passes.pipeline import apply, steps
     from wsd.passes.pipeline import build as build_module
 
@@ -285,7 +286,7 @@ def _compile_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Pha
     (out / "kernels.json").write_text(json.dumps(kernels, sort_keys=True))
     with phases.phase("build"):
         executable = build_module(mod, target)
-    validation, needs = None, None
+    validation, needs, replacements = None, None, {}
     if opts.target == "webgpu":
         shaders = wgsl.shaders_of(executable.mod)
         extra = kernel_table.unplanned(shaders, kernels)
@@ -300,10 +301,16 @@ def _compile_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Pha
         needs = requirements.collect(mod, shaders, opts.dtype)
         if opts.subgroup_matrix:
             swaps = subgroup_gemm.overrides(mod, shaders) | subgroup_attention.overrides(mod, shaders)
-            (out / SUBGROUP_SHADERS).write_text(json.dumps(swaps, sort_keys=True))
-            # optional: without it the page runs TVM's GEMM kernels (correct, slow)
+            # where the device has no subgroup matrices: the GEMMs as register-tiled WGSL
+            tiled = tiled_gemm.overrides(mod, shaders)
+            for path, table in ((SUBGROUP_SHADERS, swaps), (TILED_SHADERS, tiled)):
+                checked = wgsl.require_valid(table, pipelines=opts.validate_pipelines, echo=echo)
+                replacements[path] = len(table) - len(checked.skipped)
+                (out / path).write_text(json.dumps(table, sort_keys=True))
+            # optional: without it the page runs the tiled GEMMs (or TVM's, correct and slow)
             needs["optional_features"] = subgroup_gemm.FEATURES if swaps else []
             needs["subgroup_matrix"] = subgroup_gemm.requirements(swaps, SUBGROUP_SHADERS)
+            needs["tiled_gemm"] = tiled_gemm.requirements(tiled, TILED_SHADERS)
     with phases.phase("link"):
         lib_name = _link(executable, out, spec, opts, echo)
         bill = _bill_of_materials(out, opts, lib_name, echo)
@@ -370,6 +377,9 @@ def _compile_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Pha
                 "pipelines": opts.validate_pipelines,
                 "ms": validation.ms,
                 "not_validated": len(validation.skipped),
+                "front_end_only": len(validation.front_end_only),
+                # the WGSL files the page may swap in for TVM's kernels: how many shaders of each passed
+                "replacements": replacements,
                 "not_validated_reason": sorted(set(validation.skipped.values())),
             },
             "timings_s": [[k, round(v, 2)] for k, v in phases.times.items()],  # in phase order

@@ -100,11 +100,16 @@ def _cmd_build(args) -> int:
     if result.cached:
         print(f"  (this run: {', '.join(f'{k} {v:.1f}s' for k, v in result.times.items())})")
     if wgsl:
-        checked = wgsl["shaders"] - wgsl.get("not_validated", 0)
+        front = wgsl.get("front_end_only", 0)
+        checked = wgsl["shaders"] - wgsl.get("not_validated", 0) - front
         print(
             f"  WGSL: {checked} of {wgsl['shaders']} shaders valid on {wgsl['adapter'].get('vendor')}/"
-            f"{wgsl['adapter'].get('architecture')}" + (" (pipelines created)" if wgsl.get("pipelines") else "")
+            f"{wgsl['adapter'].get('architecture')}"
+            + (" (pipelines created)" if wgsl.get("pipelines") else "")
+            + (f", {front} valid in Dawn's front end (its null adapter: features this one lacks)" if front else "")
         )
+        if swaps := wgsl.get("replacements"):
+            print("  WGSL the page may swap in, valid: " + ", ".join(f"{p} {n}" for p, n in sorted(swaps.items())))
         if wgsl.get("not_validated"):
             print(
                 f"  WARNING: {wgsl['not_validated']} shaders not validated: {'; '.join(wgsl['not_validated_reason'])}",

@@ -1,6 +1,6 @@
 // What a build ships besides the wasm and the weights, read through the verified store
-// (lib/integrity.js): the manifest, the tokenizer files, the sampler tables, and the tensor-core
-// shaders of a --subgroup-matrix build.
+// (lib/integrity.js): the manifest, the tokenizer files, the sampler tables, and the GEMM shaders
+// of a --subgroup-matrix build (tensor-core and tiled).
 import { WsdError } from "./errors.js";
 import { ClipTokenizer } from "./tokenizer.js";
 import { checkManifest, checkSamplerTable } from "./validate.js";
@@ -88,19 +88,30 @@ export function tensorCoreRefusal(info, device, sg) {
   return null;
 }
 
-// A --subgroup-matrix build ships, per GEMM kernel, WGSL that computes it on tensor cores
-// (subgroup matrices) with the same bindings and grid as TVM's kernel; where the device can run
-// it, it replaces TVM's shader as the pipelines are created. Elsewhere TVM's kernels run.
-// Returns how many kernels were swapped and, where none were, why.
-export async function swapTensorCoreShaders(webGPUContext, adapter, device, store, manifest) {
-  const sg = manifest.requirements?.subgroup_matrix;
-  if (!sg?.kernels) return { kernels: 0, refused: null };
-  const refused = tensorCoreRefusal(adapter.info, device, sg);
-  if (refused) return { kernels: 0, refused };
-  const swaps = new Map(Object.entries(await store.json(sg.shaders)));
+// A --subgroup-matrix build ships, per GEMM kernel, two WGSL replacements with the same bindings
+// and grid as TVM's kernel: one on tensor cores (subgroup matrices) and one register-tiled on plain
+// invocations (requirements.tiled_gemm), for devices without them. Which set this device runs:
+// { path: "tensor cores" | "tiled" | "", section, refused (why not tensor cores) }; "" where
+// neither fits (TVM's own kernels run: correct, slow) or the build has no GEMM shaders.
+export function gemmPath(info, device, requirements) {
+  const sg = requirements?.subgroup_matrix;
+  if (!sg?.kernels) return { path: "", section: null, refused: null };
+  const refused = tensorCoreRefusal(info, device, sg);
+  if (!refused) return { path: "tensor cores", section: sg, refused: null };
+  const tiled = requirements.tiled_gemm;
+  const fits = tiled?.kernels && (tiled.workgroup_storage || 0) <= device.limits.maxComputeWorkgroupStorageSize;
+  return fits ? { path: "tiled", section: tiled, refused } : { path: "", section: null, refused };
+}
+
+// Swaps the chosen set in as the pipelines are created. Returns gemmPath's answer and how many
+// kernels were swapped.
+export async function swapGemmShaders(webGPUContext, adapter, device, store, manifest) {
+  const chosen = gemmPath(adapter.info, device, manifest.requirements);
+  if (!chosen.section) return { ...chosen, kernels: 0 };
+  const swaps = new Map(Object.entries(await store.json(chosen.section.shaders)));
   const makeSync = webGPUContext.createShader.bind(webGPUContext);
   const makeAsync = webGPUContext.createShaderAsync.bind(webGPUContext);
   webGPUContext.createShader = (finfo, code) => makeSync(finfo, swaps.get(finfo.name) ?? code);
   webGPUContext.createShaderAsync = (finfo, code) => makeAsync(finfo, swaps.get(finfo.name) ?? code);
-  return { kernels: swaps.size, refused: null };
+  return { ...chosen, kernels: swaps.size };
 }

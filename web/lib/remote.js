@@ -73,6 +73,7 @@ export function createRemote({ onStatus = () => {}, sessionOptions = {} } = {}) 
       adapter: session.adapterInfo(),
       subgroup_matrix_kernels: session.subgroupKernels, // GEMM kernels on tensor cores (--subgroup-matrix builds)
       subgroup_matrix_refused: session.tensorCoreRefusal || null, // why not, where a build has them
+      tiled_gemm_kernels: session.tiledKernels || 0, // GEMM kernels as tiled WGSL (no tensor cores)
       timings: { ...session.timings, open_ms: performance.now() - t0 },
     };
   }

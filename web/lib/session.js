@@ -2,7 +2,7 @@
 // the weights uploaded), then entry points run as often as wanted, one at a time; each run's
 // temporaries live in a tvmjs scope that ends with the run, so GPU memory stays flat across runs.
 // What the build ships besides: lib/assets.js; what only the harness asks: lib/probes.js.
-import { fetchManifest, folderUrl, loadSamplerTable, loadTokenizers, stepChoices, swapTensorCoreShaders } from "./assets.js";
+import { fetchManifest, folderUrl, loadSamplerTable, loadTokenizers, stepChoices, swapGemmShaders } from "./assets.js";
 import { WsdError } from "./errors.js";
 import { createDevice, describeAdapter, diagnoseShaders, requestAdapter } from "./gpu.js";
 import { VerifiedStore } from "./integrity.js";
@@ -60,7 +60,9 @@ export class ModelSession {
   // Which GEMM kernels this open runs, in words (empty for a build without tensor-core shaders).
   kernelPath() {
     if (!this.manifest.requirements?.subgroup_matrix?.kernels) return "";
-    return this.subgroupKernels ? `${this.subgroupKernels} GEMMs on tensor cores` : `GEMMs without tensor cores: ${this.tensorCoreRefusal}`;
+    if (this.subgroupKernels) return `${this.subgroupKernels} GEMMs on tensor cores`;
+    const how = this.tiledKernels ? `${this.tiledKernels} GEMMs tiled` : "TVM's GEMM kernels";
+    return `${how}, no tensor cores: ${this.tensorCoreRefusal}`;
   }
 
   adapterInfo() {
@@ -77,10 +79,11 @@ export class ModelSession {
     this.tvm.initWebGPU(this.device);
     this.pacer = new SubmissionPacer(this.device, this.tvm.lib.webGPUContext, this.options.flushEvery ?? DEFAULT_FLUSH_EVERY);
     const tInstantiated = performance.now();
-    // tensor-core WGSL in place of TVM's GEMM kernels where the device has subgroup matrices
-    const tensorCores = await swapTensorCoreShaders(this.tvm.lib.webGPUContext, this.adapter, this.device, this.store, this.manifest);
-    this.subgroupKernels = tensorCores.kernels;
-    this.tensorCoreRefusal = tensorCores.refused; // why a --subgroup-matrix build runs TVM's GEMMs here
+    // tensor-core WGSL in place of TVM's GEMM kernels where the device has subgroup matrices, tiled elsewhere
+    const gemms = await swapGemmShaders(this.tvm.lib.webGPUContext, this.adapter, this.device, this.store, this.manifest);
+    this.subgroupKernels = gemms.path === "tensor cores" ? gemms.kernels : 0;
+    this.tiledKernels = gemms.path === "tiled" ? gemms.kernels : 0;
+    this.tensorCoreRefusal = gemms.refused; // why a --subgroup-matrix build's GEMMs are not on tensor cores here
     // wasm_ms is these three: fetch and verify the files other than the weights, instantiate, swap
     this.timings = { fetch_ms: tFetched - t0, instantiate_ms: tInstantiated - tFetched, swap_ms: performance.now() - tInstantiated };
     this.tvm.beginScope(); // tvmjs hands out objects only inside a scope; kept ones are detached

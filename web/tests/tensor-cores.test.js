@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { SUBGROUP_MATRIX, tensorCoreRefusal } from "../lib/assets.js";
+import { SUBGROUP_MATRIX, gemmPath, tensorCoreRefusal } from "../lib/assets.js";
 
 // What an H100 reports through Dawn (benchmarks/results/gpu-2026-12-05-subgroup-matrix-probe.json).
 const h100 = {
@@ -30,4 +30,21 @@ test("each thing the WGSL assumes is checked, and the refusal says which", () =>
 
 test("a browser that does not report a property is not refused for it", () => {
   assert.equal(tensorCoreRefusal({}, device([SUBGROUP_MATRIX, "subgroups"]), sg), null);
+});
+
+test("without tensor cores a build's tiled GEMMs are chosen, where their workgroup memory fits", () => {
+  const tiled = { shaders: "shaders/tiled-gemm.json", kernels: 40, workgroup_storage: 18944 };
+  const requirements = { subgroup_matrix: { ...sg, shaders: "shaders/subgroup-matrix.json" }, tiled_gemm: tiled };
+  assert.equal(gemmPath(h100, device([SUBGROUP_MATRIX, "subgroups"]), requirements).path, "tensor cores");
+  const plain = gemmPath(h100, device([]), requirements);
+  assert.equal(plain.path, "tiled");
+  assert.equal(plain.section, tiled);
+  assert.match(plain.refused, /lacks chromium-experimental-subgroup-matrix/);
+  // too little workgroup memory for either: TVM's kernels, and the reason for tensor cores kept
+  const small = gemmPath(h100, device([], 16384), requirements);
+  assert.deepEqual([small.path, small.section], ["", null]);
+  assert.match(small.refused, /lacks chromium/);
+  // a build from before the tiled kernels, and a build without GEMM shaders
+  assert.equal(gemmPath(h100, device([]), { subgroup_matrix: requirements.subgroup_matrix }).path, "");
+  assert.deepEqual(gemmPath(h100, device([]), {}), { path: "", section: null, refused: null });
 });

@@ -463,7 +463,7 @@ def _wgsl_type(dtype: str) -> str:
     return {"float16": "f16", "float32": "f32"}[dtype]
 
 
-def _tile_copies(spec: Gemm) -> tuple[list[tuple[str, str, str, int, str]], list[str]]:
+def tile_copies(spec: Gemm) -> tuple[list[tuple[str, str, str, int, str]], list[str]]:
     """The K tile's copy into workgroup memory, as (register, source index, destination index,
     vec4s in the tile, the condition under which the source exists: "" always) per 16-byte load
     of one thread (`e` its vec4 within the tile), and the workgroup arrays.
@@ -611,18 +611,20 @@ def storage_bindings(compiled: str, entry: str, expected: tuple[str, ...]) -> di
     return named
 
 
-def preamble(compiled: str, retyped: tuple[str, ...]) -> list[str]:
+SUBGROUP_ENABLES = (
+    "enable f16;",
+    "enable subgroups;",
+    "enable chromium_experimental_subgroup_matrix;",
+    # fragment offsets derive from subgroup_id, uniform per subgroup; Tint cannot prove it
+    "diagnostic(off, subgroup_uniformity);",
+    "diagnostic(off, chromium.subgroup_matrix_uniformity);",
+)
+
+
+def preamble(compiled: str, retyped: tuple[str, ...], enables: tuple[str, ...] = SUBGROUP_ENABLES) -> list[str]:
     """The enables, the compiled kernel's bindings (the same buffers in the same slots, those in
     `retyped` as array<vec4<u32>> for 16-byte access) and its grid-packing uniform."""
-    lines = [
-        "enable f16;",
-        "enable subgroups;",
-        "enable chromium_experimental_subgroup_matrix;",
-        # fragment offsets derive from subgroup_id, uniform per subgroup; Tint cannot prove it
-        "diagnostic(off, subgroup_uniformity);",
-        "diagnostic(off, chromium.subgroup_matrix_uniformity);",
-        "",
-    ]
+    lines = [*enables, ""]
     for m in _storage(compiled):
         lines.append(
             m.group(0).replace(f": {m.group(4)};", ": array<vec4<u32>>;") if m.group(3) in retyped else m.group(0)
@@ -632,13 +634,14 @@ def preamble(compiled: str, retyped: tuple[str, ...]) -> list[str]:
     return lines
 
 
-def entry_lines(entry: str, compiled: str) -> list[str]:
-    """The entry point's head, THREADS invocations, and the compiled kernel's grid-packing guard."""
+def entry_lines(entry: str, compiled: str, threads: int = THREADS, subgroups: bool = True) -> list[str]:
+    """The entry point's head, `threads` invocations (with their subgroup and lane where
+    `subgroups`), and the compiled kernel's grid-packing guard."""
+    ids = ", @builtin(subgroup_id) sg : u32, @builtin(subgroup_invocation_id) lane : u32" if subgroups else ""
     lines = [
-        f"@compute @workgroup_size({THREADS}, 1, 1)",
+        f"@compute @workgroup_size({threads}, 1, 1)",
         f"fn {entry}(@builtin(workgroup_id) blockIdx : vec3<u32>, @builtin(num_workgroups) gridDim : vec3<u32>, "
-        "@builtin(local_invocation_index) li : u32, @builtin(subgroup_id) sg : u32, "
-        "@builtin(subgroup_invocation_id) lane : u32) {",
+        f"@builtin(local_invocation_index) li : u32{ids}) {{",
     ]
     if guard := _GUARD.search(compiled):
         lines.append(f"  {guard.group(1)}")
@@ -670,51 +673,44 @@ def shader_of(shaders: dict[str, str], gvar) -> str:
     return shaders[entry]
 
 
-def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
-    """WGSL computing the GEMM with subgroup matrices, for the kernel TVM compiled as `compiled`:
-    its bindings (the same buffers in the same slots; the operands retyped as vec4<u32> for
-    16-byte loads), its grid-packing uniform and its grid are kept."""
-    named = storage_bindings(compiled, entry, ("left", "right", "gemm"))
-    left, right, out = (named[n] for n in ("left", "right", "gemm"))
-    t, kt = FRAG, spec.k_tile
-    fm, fn = spec.tile_m // GRID[0] // t, spec.tile_n // GRID[1] // t
-    part = spec.k // spec.split
+def tile_origin(spec: Gemm) -> list[str]:
+    """The workgroup's output tile and operand bases, from the grid (x: N tiles, packed into z
+    where it is large; y: batch x split x M tiles): b, the K part's start kbeg, m0, n0, abase,
+    bbase (in vec4s), bs (batch x split + part: the output's slab)."""
     tiles_m = spec.m // spec.tile_m
-    acc = "f32"  # f16 products summed in f32: fp16 accumulators over K = 11520 cost accuracy
-    lmat, rmat = f"subgroup_matrix_left<f16, {t}, {t}>", f"subgroup_matrix_right<f16, {t}, {t}>"
-    cmat = f"subgroup_matrix_result<{acc}, {t}, {t}>"
-    a_stride = kt + PAD
-    b_stride = kt + PAD if spec.right_nk else spec.tile_n + PAD
-    copies, arrays = _tile_copies(spec)
-    half_out = spec.out_dtype == "float16"
-    # 16-byte loads of the operands (a strided conv's image: halves) and stores of f16 results
-    scalar_image = spec.conv is not None and not _rows_in_vec4(spec.conv)
-    retyped = (left, *(() if scalar_image else (right,)), *((out,) if half_out else ()))
-    lines = preamble(compiled, retyped)
-    lines += ["", *arrays]
-    if half_out:
-        lines.append(f"var<workgroup> Cs : array<f32, {GRID[0] * GRID[1] * t * t}>;")
-    lines += ["", *entry_lines(entry, compiled)]
-    lines += [
+    return [
         "  let tile_n = blockIdx.z * gridDim.x + blockIdx.x;",
         f"  let bs = blockIdx.y / {tiles_m}u;",  # batch x split + part
         f"  let b = bs / {spec.split}u;",
-        f"  let kbeg = (bs % {spec.split}u) * {part}u;",
+        f"  let kbeg = (bs % {spec.split}u) * {spec.k // spec.split}u;",
         f"  let m0 = (blockIdx.y % {tiles_m}u) * {spec.tile_m}u;",
         f"  let n0 = tile_n * {spec.tile_n}u;",
         f"  let abase = {f'b * {spec.left_rows * spec.k // 8}u' if spec.left_batched else '0u'};",
         f"  let bbase = {f'b * {spec.n * spec.k // 8}u' if spec.right_batched else '0u'};",
-        f"  let sr = (sg / {GRID[1]}u) * {fm * t}u;",
-        f"  let sc = (sg % {GRID[1]}u) * {fn * t}u;",
     ]
-    lines += [f"  var acc{i}_{j} = {cmat}();" for i in range(fm) for j in range(fn)]
+
+
+def operands_retyped(spec: Gemm, left: str, right: str) -> tuple[str, ...]:
+    """The operand bindings read 16 bytes at a time (a strided conv's image: halves)."""
+    scalar_image = spec.conv is not None and not _rows_in_vec4(spec.conv)
+    return (left, *(() if scalar_image else (right,)))
+
+
+def staged_k_loop(spec: Gemm, left: str, right: str, threads: int, compute: list[str]) -> list[str]:
+    """The K loop both kernels share: each K tile of A and B is copied from registers into
+    workgroup memory (As, Bs), and the next tile's loads are in flight while `compute` (statements
+    of the loop body, indented by 4, reading As and Bs) works on this one. `threads` invocations
+    (`li`) share each copy."""
+    copies, _ = tile_copies(spec)
+    kt, part = spec.k_tile, spec.k // spec.split
     # each thread copies `count` vec4s of each tile (the last round partly where it does not divide)
     sizes = {w: n for w, _, _, n, _ in copies}
-    rounds = {w: -(-n // THREADS) for w, n in sizes.items()}
+    rounds = {w: -(-n // threads) for w, n in sizes.items()}
 
     def image(w):  # the B copy of a conv whose GEMM reads the image in place
         return w == "b" and spec.conv is not None
 
+    lines = []
     for w in sizes:
         for q in range(rounds[w]):
             held = _image_registers(spec, f"r{w}{q}") if image(w) else [f"var r{w}{q} = vec4<u32>();"]
@@ -727,11 +723,11 @@ def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
         out = []
         for w, src, dst, _, exists in copies:
             for q in range(rounds[w]):
-                e = f"li + {q * THREADS}u"
+                e = f"li + {q * threads}u"
                 fill = {"src": src, "dst": dst, "reg": f"r{w}{q}", "arr": f"{w.upper()}s", "buf": source[w]}
                 fill["exists"] = exists
                 inner = [f"  {line}" for line in body(w, fill)]
-                if sizes[w] % THREADS and q == rounds[w] - 1:
+                if sizes[w] % threads and q == rounds[w] - 1:
                     out += [f"if ({e} < {sizes[w]}u) {{", f"  let e = {e};", *inner, "}"]
                 else:
                     out += ["{", f"  let e = {e};", *inner, "}"]
@@ -760,14 +756,46 @@ def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
     lines.append(f"  for (var k0 = kbeg; k0 < kbeg + {part}u; k0 += {kt}u) {{")
     lines += [f"    {x}" for x in stash]
     lines.append("    workgroupBarrier();")
-    # the next K tile's loads are in flight while the tensor cores work on this one
+    # the next K tile's loads are in flight while this one is multiplied
     lines.append(f"    if (k0 + {kt}u < kbeg + {part}u) {{")
     lines.append(f"      let k1 = k0 + {kt}u;")
     lines += [f"      {x.replace('k0', 'k1')}" for x in fetch]  # the copy's only K term is k0
     lines.append("    }")
-    lines.append(f"    for (var kk = 0u; kk < {kt}u; kk += {t}u) {{")
+    lines += compute
+    lines += ["    workgroupBarrier();", "  }"]
+    return lines
+
+
+def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
+    """WGSL computing the GEMM with subgroup matrices, for the kernel TVM compiled as `compiled`:
+    its bindings (the same buffers in the same slots; the operands retyped as vec4<u32> for
+    16-byte loads), its grid-packing uniform and its grid are kept."""
+    named = storage_bindings(compiled, entry, ("left", "right", "gemm"))
+    left, right, out = (named[n] for n in ("left", "right", "gemm"))
+    t, kt = FRAG, spec.k_tile
+    fm, fn = spec.tile_m // GRID[0] // t, spec.tile_n // GRID[1] // t
+    acc = "f32"  # f16 products summed in f32: fp16 accumulators over K = 11520 cost accuracy
+    lmat, rmat = f"subgroup_matrix_left<f16, {t}, {t}>", f"subgroup_matrix_right<f16, {t}, {t}>"
+    cmat = f"subgroup_matrix_result<{acc}, {t}, {t}>"
+    a_stride = kt + PAD
+    b_stride = kt + PAD if spec.right_nk else spec.tile_n + PAD
+    _, arrays = tile_copies(spec)
+    half_out = spec.out_dtype == "float16"
+    # 16-byte loads of the operands and stores of f16 results
+    retyped = (*operands_retyped(spec, left, right), *((out,) if half_out else ()))
+    lines = preamble(compiled, retyped)
+    lines += ["", *arrays]
+    if half_out:
+        lines.append(f"var<workgroup> Cs : array<f32, {GRID[0] * GRID[1] * t * t}>;")
+    lines += ["", *entry_lines(entry, compiled), *tile_origin(spec)]
+    lines += [
+        f"  let sr = (sg / {GRID[1]}u) * {fm * t}u;",
+        f"  let sc = (sg % {GRID[1]}u) * {fn * t}u;",
+    ]
+    lines += [f"  var acc{i}_{j} = {cmat}();" for i in range(fm) for j in range(fn)]
+    compute = [f"    for (var kk = 0u; kk < {kt}u; kk += {t}u) {{"]
     for i in range(fm):
-        lines.append(
+        compute.append(
             f"      let a{i} = subgroupMatrixLoad<{lmat}>(&As, (sr + {i * t}u) * {a_stride}u + kk, false, {a_stride}u);"
         )
     for j in range(fn):
@@ -775,11 +803,12 @@ def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
             at = f"(sc + {j * t}u) * {b_stride}u + kk, true"
         else:
             at = f"kk * {b_stride}u + sc + {j * t}u, false"
-        lines.append(f"      let b{j} = subgroupMatrixLoad<{rmat}>(&Bs, {at}, {b_stride}u);")
+        compute.append(f"      let b{j} = subgroupMatrixLoad<{rmat}>(&Bs, {at}, {b_stride}u);")
     for i in range(fm):
         for j in range(fn):
-            lines.append(f"      acc{i}_{j} = subgroupMatrixMultiplyAccumulate(a{i}, b{j}, acc{i}_{j});")
-    lines += ["    }", "    workgroupBarrier();", "  }"]
+            compute.append(f"      acc{i}_{j} = subgroupMatrixMultiplyAccumulate(a{i}, b{j}, acc{i}_{j});")
+    compute.append("    }")
+    lines += staged_k_loop(spec, left, right, THREADS, compute)
     lines.append(f"  let obase = bs * {spec.m * spec.n}u;")
     for i in range(fm):
         for j in range(fn):

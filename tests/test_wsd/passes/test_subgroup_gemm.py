@@ -289,25 +289,23 @@ def run_swap(spec, code, left, right):
     return out
 
 
-@pytest.mark.parametrize(
-    "spec",
-    [
-        Gemm(2, 64, 128, 96, "float16", left_batched=False, right_batched=True, right_nk=False, tile_m=64, tile_n=32),
-        Gemm(1, 96, 64, 48, "float16", left_batched=True, right_batched=False, right_nk=True, tile_m=32, tile_n=64),
-        Gemm(3, 32, 64, 32, "float16", left_batched=True, right_batched=True, right_nk=True, tile_m=32, tile_n=32),
-        Gemm(
-            1, 128, 128, 64, "float16", left_batched=False, right_batched=True, right_nk=False, tile_m=128, tile_n=128
-        ),
-        Gemm(2, 64, 32, 512, "float16", False, True, False, tile_m=32, tile_n=32, split=4),
-        Gemm(1, 64, 64, 256, "float16", True, False, True, tile_m=64, tile_n=64, split=2),
-        Gemm(1, 64, 64, 48, "float16", True, False, True, tile_m=32, tile_n=64, rows=45),
-        Gemm(3, 32, 32, 64, "float16", True, True, False, tile_m=32, tile_n=32, split=2, rows=2),
-    ],
+GEMM_SPECS = [
+    Gemm(2, 64, 128, 96, "float16", left_batched=False, right_batched=True, right_nk=False, tile_m=64, tile_n=32),
+    Gemm(1, 96, 64, 48, "float16", left_batched=True, right_batched=False, right_nk=True, tile_m=32, tile_n=64),
+    Gemm(3, 32, 64, 32, "float16", left_batched=True, right_batched=True, right_nk=True, tile_m=32, tile_n=32),
+    Gemm(1, 128, 128, 64, "float16", left_batched=False, right_batched=True, right_nk=False, tile_m=128, tile_n=128),
+    Gemm(2, 64, 32, 512, "float16", False, True, False, tile_m=32, tile_n=32, split=4),
+    Gemm(1, 64, 64, 256, "float16", True, False, True, tile_m=64, tile_n=64, split=2),
+    Gemm(1, 64, 64, 48, "float16", True, False, True, tile_m=32, tile_n=64, rows=45),
+    Gemm(3, 32, 32, 64, "float16", True, True, False, tile_m=32, tile_n=32, split=2, rows=2),
     # tiles set apart from with_tile's choice: rows and columns differ, a K tile of 16 where 48
     # is no multiple of 32 (its copy leaves half the invocations idle), f32 partials of split K,
     # a left matrix of fewer rows than the GEMM's (read as zeros past them: a tile half past its end)
-    ids=["conv", "linear-kt16", "batched-nk", "tile-128", "split-k4", "split-k2-nk", "rows-45", "batched-rows-2"],
-)
+]
+GEMM_IDS = ["conv", "linear-kt16", "batched-nk", "tile-128", "split-k4", "split-k2-nk", "rows-45", "batched-rows-2"]
+
+
+@pytest.mark.parametrize("spec", GEMM_SPECS, ids=GEMM_IDS)
 def test_the_subgroup_wgsl_computes_the_gemm(spec):
     code = subgroup_wgsl(spec, "gemm_kernel", TVM_HEADER.format(out="f32" if spec.split > 1 else "f16"))
     assert "@compute @workgroup_size(128, 1, 1)" in code and "fn gemm_kernel(" in code
@@ -333,48 +331,40 @@ def image_cols(conv, image):
     return cols.reshape(image.shape[0], -1, ho * conv.out_width)
 
 
-@pytest.mark.parametrize(
-    "conv, m, split, rows",
-    [
-        (Conv(16, 8, 8, 3, 3, (1, 1), (1, 1), (1, 1), 8, 8), 32, 1, 0),
-        (Conv(16, 8, 24, 3, 3, (1, 1), (1, 1), (1, 1), 8, 24), 32, 1, 0),  # runs inside a row and at both ends
-        (Conv(16, 16, 16, 3, 3, (2, 2), (1, 1), (1, 1), 8, 8), 64, 1, 0),
-        (Conv(32, 8, 8, 3, 3, (1, 1), (1, 1), (1, 1), 8, 8), 32, 2, 0),
-        (Conv(16, 8, 16, 3, 3, (1, 1), (2, 2), (2, 2), 8, 16), 32, 1, 0),  # dilated
-        (Conv(16, 9, 17, 3, 3, (2, 2), (0, 0), (1, 1), 4, 8), 32, 1, 0),  # padded at the bottom and right only
-        (Conv(16, 8, 8, 3, 3, (1, 1), (1, 1), (1, 1), 8, 8), 32, 1, 3),
-    ],
-    ids=["3x3", "3x3-wide", "stride-2", "split-k2", "dilation-2", "asymmetric", "3-channels"],
-)
+CONV_CASES = [
+    (Conv(16, 8, 8, 3, 3, (1, 1), (1, 1), (1, 1), 8, 8), 32, 1, 0),
+    (Conv(16, 8, 24, 3, 3, (1, 1), (1, 1), (1, 1), 8, 24), 32, 1, 0),  # runs inside a row and at both ends
+    (Conv(16, 16, 16, 3, 3, (2, 2), (1, 1), (1, 1), 8, 8), 64, 1, 0),
+    (Conv(32, 8, 8, 3, 3, (1, 1), (1, 1), (1, 1), 8, 8), 32, 2, 0),
+    (Conv(16, 8, 16, 3, 3, (1, 1), (2, 2), (2, 2), 8, 16), 32, 1, 0),  # dilated
+    (Conv(16, 9, 17, 3, 3, (2, 2), (0, 0), (1, 1), 4, 8), 32, 1, 0),  # padded at the bottom and right only
+    (Conv(16, 8, 8, 3, 3, (1, 1), (1, 1), (1, 1), 8, 8), 32, 1, 3),
+]
+CONV_IDS = ["3x3", "3x3-wide", "stride-2", "split-k2", "dilation-2", "asymmetric", "3-channels"]
+
+
+def conv_case(conv, m, split, rows):
+    """A CONV_CASES entry as (the implicit GEMM's spec, its left matrix, the image, numpy's product)."""
+    k = conv.channels * conv.kh * conv.kw
+    spec = Gemm(2, m, conv.out_height * conv.out_width, k, "float16", False, True, False, 32, 32, split, conv, rows)
+    rng = np.random.default_rng(5)
+    left = rng.integers(-3, 4, (1, spec.left_rows, spec.k)).astype(np.float64)
+    image = rng.integers(-3, 4, (2, conv.channels, conv.height, conv.width)).astype(np.float64)
+    return spec, left, image, expected(spec, left, image_cols(conv, image))
+
+
+@pytest.mark.parametrize("conv, m, split, rows", CONV_CASES, ids=CONV_IDS)
 def test_the_implicit_gemm_wgsl_computes_the_conv(conv, m, split, rows):
     """The right matrix read from the image in place: the padding, the stride, the dilation and
     the K parts against numpy's im2col. Stride-1 convs read the image 16 bytes at a time and
     shift the halves into place; the others read it as halves. A conv of 3 output channels (the
     VAE's last) reads zeros past its weight's 3 rows."""
-    spec = Gemm(
-        2,
-        m,
-        conv.out_height * conv.out_width,
-        conv.channels * 9,
-        "float16",
-        False,
-        True,
-        False,
-        32,
-        32,
-        split,
-        conv=conv,
-        rows=rows,
-    )
+    spec, left, image, want = conv_case(conv, m, split, rows)
     code = subgroup_wgsl(spec, "gemm_kernel", TVM_HEADER.format(out="f32" if split > 1 else "f16"))
     vec4 = conv.stride[1] == conv.dilation[1] == 1
     assert "left_ptr : array<vec4<u32>>" in code
     assert f"right_ptr : array<{'vec4<u32>' if vec4 else 'f16'}>" in code
-    rng = np.random.default_rng(5)
-    left = rng.integers(-3, 4, (1, spec.left_rows, spec.k)).astype(np.float64)
-    image = rng.integers(-3, 4, (2, conv.channels, conv.height, conv.width)).astype(np.float64)
-    got = run_swap(spec, code, left, image)
-    np.testing.assert_array_equal(got, expected(spec, left, image_cols(conv, image)))
+    np.testing.assert_array_equal(run_swap(spec, code, left, image), want)
 
 
 def test_the_simulator_catches_a_wrong_stride_and_a_missing_barrier():
@@ -433,6 +423,7 @@ def test_a_webgpu_build_ships_one_swap_per_fp16_gemm():
     import tvm
 
     from wsd.kernels import signatures, unplanned
+    from wsd.passes import tiled_gemm
     from wsd.passes.options import PassOptions
     from wsd.passes.pipeline import apply, build
     from wsd.wgsl import shaders_of
@@ -446,8 +437,9 @@ def test_a_webgpu_build_ships_one_swap_per_fp16_gemm():
         # relax.build fuses nothing more: every shader is one of the kernels the pipeline made
         assert unplanned(shaders, signatures(mod)) == []
         swaps = overrides(mod, shaders)
-        assert len(swaps) == want
-        for entry, code in swaps.items():
+        tiled = tiled_gemm.overrides(mod, shaders)  # the same kernels, for devices without tensor cores
+        assert len(swaps) == len(tiled) == want and tiled.keys() == swaps.keys()
+        for entry, code in [*swaps.items(), *tiled.items()]:
             assert entry in shaders and f"fn {entry}(" in code
             # the same buffers in the same slots with the same access; the operands read as vec4<u32>
             binding = re.compile(r"^@group\(0\) @binding\((\d)\) var<([^>]*)> (\w+) : ", re.M)

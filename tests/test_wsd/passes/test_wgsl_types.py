@@ -115,6 +115,24 @@ def test_dawn_names_the_kernel_it_refuses():
         wgsl.require_valid({"ok_kernel": good, "bad_kernel": bad})
 
 
+def test_fp16_shaders_are_checked_by_tints_front_end_where_the_adapter_lacks_f16():
+    """SwiftShader has no shader-f16: fp16 kernels and the tensor-core WGSL go to Dawn's null
+    adapter, whose front end still refuses a wrong one (and names it); none is skipped."""
+    head = "enable f16;\n@group(0) @binding(0) var<storage, read_write> a : array<f16>;\n"
+    good = head + "@compute @workgroup_size(1) fn half_kernel() { a[0] = a[1] * 2.0h; }"
+    bad = head + "@compute @workgroup_size(1) fn wrong_kernel() { a[0] = a[1] * 2.0f; }"  # f16 * f32
+    matrix = (
+        "enable f16;\nenable chromium_experimental_subgroup_matrix;\n"
+        "var<workgroup> s : array<f16, 256>;\n"
+        "@compute @workgroup_size(128) fn matrix_kernel() {\n"
+        "  let m = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&s, 0u, false, 16u);\n}"
+    )
+    result = wgsl.validate({"half_kernel": good, "wrong_kernel": bad, "matrix_kernel": matrix}, pipelines=True)
+    assert list(result.failures) == ["wrong_kernel"] and not result.skipped
+    assert result.front_end_only == {"half_kernel", "wrong_kernel", "matrix_kernel"}
+    assert "operator * (f16, f32)" in result.failures["wrong_kernel"][0]
+
+
 def test_too_many_storage_buffers_is_a_build_error():
     bindings = "\n".join(f"@group(0) @binding({i}) var<storage, read_write> b{i} : array<f32>;" for i in range(11))
     code = bindings + "\n@compute @workgroup_size(1) fn wide_kernel() {}"
