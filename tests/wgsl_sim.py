@@ -71,6 +71,19 @@ class Vec4Words:
         self.halves[8 * i : 8 * i + 8] = [h for w in words for h in (Word.of(w).x, Word.of(w).y)]
 
 
+class Vec4Floats:
+    """A storage buffer of floats read as array<vec4<u32>>: each element is 4 words of one float."""
+
+    def __init__(self, values: np.ndarray):
+        self.values = values.reshape(-1)
+
+    def __getitem__(self, i):
+        v = self.values[4 * i : 4 * i + 4]
+        if i < 0 or len(v) != 4:
+            raise IndexError(f"vec4 {i} outside the buffer's {len(self.values)} floats")
+        return list(v)
+
+
 class Strict:
     """A storage buffer as a flat array whose scalar reads must be in bounds: numpy would wrap a
     negative index (an unsigned underflow on the GPU) around to the end."""
@@ -136,6 +149,7 @@ def _expr(text: str) -> str:
     text = re.sub(r"subgroup_matrix_result<[^(]*>\(\)", "np.zeros((16, 16))", text)
     text = text.replace("subgroupMatrixMultiplyAccumulate(", "_t.mma(").replace("vec4<u32>()", "None")
     text = text.replace("bitcast<vec2<f16>>(", "_halves(").replace("bitcast<u32>(vec2<f16>(", "_pair((")
+    text = text.replace("bitcast<f32>(", "_float(")
     text = text.replace("vec2<f32>(", "_f16s(")  # only ever converted to vec2<f16> here
     text = text.replace("vec4<u32>(", "_words(").replace("f16(", "_f16(").replace("&&", " and ")
     text = re.sub(r"&(\w+)", r"\1", text).replace("/", "//")
@@ -182,8 +196,11 @@ def run(code: str, grid: tuple[int, int], buffers: dict[str, np.ndarray], subgro
     values; written in place). Returns the buffers."""
     size = int(re.search(r"@workgroup_size\((\d+)", code).group(1))
     views = {}
+    # a GEMM's operands read 16 bytes at a time hold halves or floats: what its workgroup arrays hold
+    shared = _SHARED.findall(code)
+    words = Vec4Floats if shared and shared[0][1] == "f32" else Vec4Words
     for name, kind in _BINDING.findall(code):
-        views[name] = Vec4Words(buffers[name]) if kind == "vec4<u32>" else Strict(buffers[name])
+        views[name] = words(buffers[name]) if kind == "vec4<u32>" else Strict(buffers[name])
     head = code.index("{", code.index("fn "))
     names = [
         "blockIdx",
@@ -207,6 +224,7 @@ def run(code: str, grid: tuple[int, int], buffers: dict[str, np.ndarray], subgro
         "_f16s": lambda *v: tuple(float(np.float16(x)) for x in v),
         "f32": float,
         "fma": lambda a, b, c: a * b + c,
+        "_float": lambda w: w,  # bitcast<f32> of a word that holds one float
         "exp": np.exp,
         "log": np.log,
     }

@@ -264,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         "--subgroup-matrix",
         action="store_true",
         help="convs and matmuls as GEMMs that run on tensor cores where the device has subgroup matrices "
-        "(Dawn's chromium-experimental-subgroup-matrix; fp16 builds), TVM's kernels elsewhere",
+        "(Dawn's chromium-experimental-subgroup-matrix; fp16 builds) and as register-tiled WGSL elsewhere "
+        "(fp32 builds: tiled everywhere)",
     )
     p.add_argument(
         "--max-binding",

@@ -95,10 +95,11 @@ export function tensorCoreRefusal(info, device, sg) {
 // neither fits (TVM's own kernels run: correct, slow) or the build has no GEMM shaders.
 export function gemmPath(info, device, requirements) {
   const sg = requirements?.subgroup_matrix;
-  if (!sg?.kernels) return { path: "", section: null, refused: null };
-  const refused = tensorCoreRefusal(info, device, sg);
+  const tiled = requirements?.tiled_gemm;
+  if (!sg?.kernels && !tiled?.kernels) return { path: "", section: null, refused: null };
+  // an fp32 build has tiled GEMMs only: tensor cores take f16
+  const refused = sg?.kernels ? tensorCoreRefusal(info, device, sg) : "the build's GEMMs are fp32";
   if (!refused) return { path: "tensor cores", section: sg, refused: null };
-  const tiled = requirements.tiled_gemm;
   const fits = tiled?.kernels && (tiled.workgroup_storage || 0) <= device.limits.maxComputeWorkgroupStorageSize;
   return fits ? { path: "tiled", section: tiled, refused } : { path: "", section: null, refused };
 }
@@ -108,10 +109,17 @@ export function gemmPath(info, device, requirements) {
 export async function swapGemmShaders(webGPUContext, adapter, device, store, manifest) {
   const chosen = gemmPath(adapter.info, device, manifest.requirements);
   if (!chosen.section) return { ...chosen, kernels: 0 };
-  const swaps = new Map(Object.entries(await store.json(chosen.section.shaders)));
+  const swaps = await store.json(chosen.section.shaders);
+  return { ...chosen, kernels: replaceShaders(webGPUContext, swaps) };
+}
+
+// From now on the pipelines of the entry points in `swaps` (entry -> WGSL) are made from that
+// WGSL instead of the module's own. Returns how many entries it names.
+export function replaceShaders(webGPUContext, swaps) {
+  const table = new Map(Object.entries(swaps || {}));
   const makeSync = webGPUContext.createShader.bind(webGPUContext);
   const makeAsync = webGPUContext.createShaderAsync.bind(webGPUContext);
-  webGPUContext.createShader = (finfo, code) => makeSync(finfo, swaps.get(finfo.name) ?? code);
-  webGPUContext.createShaderAsync = (finfo, code) => makeAsync(finfo, swaps.get(finfo.name) ?? code);
-  return { ...chosen, kernels: swaps.size };
+  webGPUContext.createShader = (finfo, code) => makeSync(finfo, table.get(finfo.name) ?? code);
+  webGPUContext.createShaderAsync = (finfo, code) => makeAsync(finfo, table.get(finfo.name) ?? code);
+  return table.size;
 }

@@ -2,7 +2,8 @@
 // (web/runner/runner.js) and in Node over Dawn (web/tools/dawn_runner.mjs): open a build,
 // run entry points and kernels, tokenize, generate. Arrays cross the wire as base64.
 //   adapterInfo()            -> the WebGPU adapter (vendor, architecture, features, limits)
-//   runModule(spec)          -> load a compiled .wasm, run one entry point, return outputs (smoke module)
+//   runModule(spec)          -> load a compiled .wasm, run one entry point, return outputs (smoke module;
+//                            spec.shaders: entry -> WGSL made into pipelines instead of the module's)
 //   open({url, profile, overlap}) -> load a `wsd build` model once (reused while its wasm is the same);
 //                            overlap false: the weights after the pipelines, not beside them (benchmarks)
 //   run({entry, inputs})     -> one entry point of the open model on base64 arrays
@@ -15,6 +16,7 @@
 //   setLora({data, scale, name}) -> a LoRA file (base64 safetensors) merged into the open model; data null: none
 //   memory()                 -> GPU buffers and bytes the runtime holds
 // Errors are Error objects whose message starts with a stable code ("WSD_NO_WEBGPU: ...").
+import { replaceShaders } from "./assets.js";
 import { WsdError } from "./errors.js";
 import { createDevice, describeAdapter, requestAdapter } from "./gpu.js";
 import { generate as generateImage } from "./pipeline.js";
@@ -150,6 +152,7 @@ export function createRemote({ onStatus = () => {}, sessionOptions = {} } = {}) 
     tvm.beginScope();
     try {
       tvm.initWebGPU(device);
+      replaceShaders(tvm.lib.webGPUContext, spec.shaders); // WGSL in place of the module's (tests)
       let t0 = performance.now();
       try {
         await tvm.asyncLoadWebGPUPipelines(tvm.systemLib());

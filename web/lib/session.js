@@ -59,7 +59,8 @@ export class ModelSession {
 
   // Which GEMM kernels this open runs, in words (empty for a build without tensor-core shaders).
   kernelPath() {
-    if (!this.manifest.requirements?.subgroup_matrix?.kernels) return "";
+    const { subgroup_matrix: sg, tiled_gemm: tiled } = this.manifest.requirements || {};
+    if (!sg?.kernels && !tiled?.kernels) return "";
     if (this.subgroupKernels) return `${this.subgroupKernels} GEMMs on tensor cores`;
     const how = this.tiledKernels ? `${this.tiledKernels} GEMMs tiled` : "TVM's GEMM kernels";
     return `${how}, no tensor cores: ${this.tensorCoreRefusal}`;

@@ -47,4 +47,7 @@ test("without tensor cores a build's tiled GEMMs are chosen, where their workgro
   // a build from before the tiled kernels, and a build without GEMM shaders
   assert.equal(gemmPath(h100, device([]), { subgroup_matrix: requirements.subgroup_matrix }).path, "");
   assert.deepEqual(gemmPath(h100, device([]), {}), { path: "", section: null, refused: null });
+  // an fp32 build: tiled GEMMs only, even where the device has tensor cores
+  const fp32 = gemmPath(h100, device([SUBGROUP_MATRIX, "subgroups"]), { subgroup_matrix: { kernels: 0 }, tiled_gemm: tiled });
+  assert.deepEqual([fp32.path, fp32.refused], ["tiled", "the build's GEMMs are fp32"]);
 });

@@ -47,10 +47,20 @@ def image_of(generated: dict) -> np.ndarray:
     return rgb_of(pixels, generated["height"], generated["width"])
 
 
-def run_entry(runner: RunnerPage, wasm_url: str, entry: str, inputs: list[np.ndarray], repeat: int = 1) -> WebGPURun:
-    """A bare module (no manifest, no weights: the smoke module) loaded, run and disposed.
+def run_entry(
+    runner: RunnerPage,
+    wasm_url: str,
+    entry: str,
+    inputs: list[np.ndarray],
+    repeat: int = 1,
+    shaders: dict[str, str] | None = None,
+) -> WebGPURun:
+    """A bare module (no manifest, no weights: the smoke module) loaded, run and disposed;
+    `shaders` (entry point -> WGSL) replace the module's own, as a build's swap files do.
     A `wsd build` model is opened once instead: conformance.backends.WebGPUBackend."""
     spec = {"wasm": wasm_url, "entry": entry, "inputs": [encode(x) for x in inputs], "repeat": repeat}
+    if shaders:
+        spec["shaders"] = shaders
     result = runner.call("runModule", spec)
     timings = result["timings"]
     return WebGPURun(

@@ -119,14 +119,14 @@ class Gemm:
 
     def with_tile(self) -> Gemm:
         """64x64 tiles (the probe's fastest at the UNet's convs), 128x128 where they still give
-        MIN_TILES workgroups, smaller where the output is not a multiple of 64; fp16 GEMMs with
-        too few workgroups split K."""
+        MIN_TILES workgroups, smaller where the output is not a multiple of 64; GEMMs with too
+        few workgroups split K."""
         for tm, tn in PREFERRED_TILES:
             tiles = self.batch * (self.m // tm) * (self.n // tn)
             if self.m % tm == 0 and self.n % tn == 0 and (tm < max(TILES) or tiles >= MIN_TILES):
                 break
         split = 1
-        if self.dtype == "float16" and tiles < SPLIT_BELOW:
+        if tiles < SPLIT_BELOW:
             split = next((s for s in (4, 2) if self.k % (s * FRAG) == 0 and self.k // s >= MIN_SPLIT_K), 1)
         return replace(self, tile_m=tm, tile_n=tn, split=split)
 
@@ -149,8 +149,9 @@ class Gemm:
 
     @property
     def k_tile(self) -> int:
-        """K per workgroup-memory tile: 32 (probe: the fastest), 16 where a part is not a multiple."""
-        return 32 if (self.k // self.split) % 32 == 0 else 16
+        """K per workgroup-memory tile: 32 (probe: the fastest), 16 where a part is not a multiple,
+        and for fp32 operands (a 128x128 tile's A and B then take 21 KiB of workgroup memory, not 37)."""
+        return 32 if (self.k // self.split) % 32 == 0 and self.dtype == "float16" else 16
 
     def grid(self) -> tuple[int, int]:
         """(x, y) workgroups: x over N tiles, y over batch x split x M tiles."""
@@ -463,39 +464,49 @@ def _wgsl_type(dtype: str) -> str:
     return {"float16": "f16", "float32": "f32"}[dtype]
 
 
+def per_vec4(spec: Gemm) -> int:
+    """Operand elements in 16 bytes: 8 halves or 4 floats."""
+    return 8 if spec.dtype == "float16" else 4
+
+
 def tile_copies(spec: Gemm) -> tuple[list[tuple[str, str, str, int, str]], list[str]]:
     """The K tile's copy into workgroup memory, as (register, source index, destination index,
-    vec4s in the tile, the condition under which the source exists: "" always) per 16-byte load
-    of one thread (`e` its vec4 within the tile), and the workgroup arrays.
-    Source indexes count vec4s (8 halves); every row start is a multiple of 8 halves."""
-    kt, k8 = spec.k_tile, spec.k // 8
+    units in the tile, the condition under which the source exists: "" always) per 16-byte load
+    of one thread (`e` its unit within the tile), and the workgroup arrays. A unit is a vec4 (8
+    halves or 4 floats; source indexes count vec4s, and every row starts on one), or, for a conv
+    whose image is read in place, a run of 8 output positions (`_image_run`)."""
+    v, elem = per_vec4(spec), _wgsl_type(spec.dtype)
+    kt, kv = spec.k_tile, spec.k // v
     a_stride = kt + PAD
     copies = []
-    # A: tile_m rows of kt halves, from row m0 + row, column k0 (zeros past the left's rows)
-    a_row = f"(e / {kt // 8}u)"
-    a_col = f"(e % {kt // 8}u)"
-    a_src = f"abase + (m0 + {a_row}) * {k8}u + k0 / 8u + {a_col}"
+    # A: tile_m rows of kt elements, from row m0 + row, column k0 (zeros past the left's rows)
+    a_row = f"(e / {kt // v}u)"
+    a_col = f"(e % {kt // v}u)"
+    a_src = f"abase + (m0 + {a_row}) * {kv}u + k0 / {v}u + {a_col}"
     exists = f"m0 + {a_row} < {spec.rows}u" if spec.rows else ""
-    copies.append(("a", a_src, f"{a_row} * {a_stride}u + {a_col} * 8u", spec.tile_m * kt // 8, exists))
-    arrays = [f"var<workgroup> As : array<f16, {spec.tile_m * a_stride}>;"]
-    if spec.right_nk:  # B stored [N, K]: tile_n rows of kt halves
+    copies.append(("a", a_src, f"{a_row} * {a_stride}u + {a_col} * {v}u", spec.tile_m * kt // v, exists))
+    arrays = [f"var<workgroup> As : array<{elem}, {spec.tile_m * a_stride}>;"]
+    if spec.right_nk:  # B stored [N, K]: tile_n rows of kt elements
         b_stride = kt + PAD
-        src = f"bbase + (n0 + {a_row}) * {k8}u + k0 / 8u + {a_col}"
-        copies.append(("b", src, f"{a_row} * {b_stride}u + {a_col} * 8u", spec.tile_n * kt // 8, ""))
-        arrays.append(f"var<workgroup> Bs : array<f16, {spec.tile_n * b_stride}>;")
-    else:  # B stored [K, N]: kt rows of tile_n halves
+        src = f"bbase + (n0 + {a_row}) * {kv}u + k0 / {v}u + {a_col}"
+        copies.append(("b", src, f"{a_row} * {b_stride}u + {a_col} * {v}u", spec.tile_n * kt // v, ""))
+        arrays.append(f"var<workgroup> Bs : array<{elem}, {spec.tile_n * b_stride}>;")
+    else:  # B stored [K, N]: kt rows of tile_n elements
         b_stride = spec.tile_n + PAD
-        row, col = f"(e / {spec.tile_n // 8}u)", f"(e % {spec.tile_n // 8}u)"
-        src = f"bbase + (k0 + {row}) * {spec.n // 8}u + n0 / 8u + {col}"
-        copies.append(("b", src, f"{row} * {b_stride}u + {col} * 8u", spec.tile_n * kt // 8, ""))
-        arrays.append(f"var<workgroup> Bs : array<f16, {kt * b_stride}>;")
+        u = 8 if spec.conv else v  # an image is read in runs of 8 positions
+        row, col = f"(e / {spec.tile_n // u}u)", f"(e % {spec.tile_n // u}u)"
+        src = f"bbase + (k0 + {row}) * {spec.n // v}u + n0 / {v}u + {col}"
+        copies.append(("b", src, f"{row} * {b_stride}u + {col} * {u}u", spec.tile_n * kt // u, ""))
+        arrays.append(f"var<workgroup> Bs : array<{elem}, {kt * b_stride}>;")
     return copies, arrays
 
 
-def _rows_in_vec4(conv: Conv) -> bool:
-    """Whether a conv's image tile can be read 16 bytes at a time: stride 1 (8 output positions
-    are 8 neighbouring inputs), rows whole vec4s, at most 8 halves of padding on the left."""
-    return conv.stride[1] == conv.dilation[1] == 1 and conv.width % 8 == 0 and conv.padding[1] <= 8
+def _rows_in_vec4(spec: Gemm) -> bool:
+    """Whether a conv's image tile can be read 16 bytes at a time: halves, stride 1 (8 output
+    positions are 8 neighbouring inputs), rows whole vec4s, at most 8 halves of padding on the left."""
+    conv = spec.conv
+    aligned = conv.stride[1] == conv.dilation[1] == 1 and conv.width % 8 == 0 and conv.padding[1] <= 8
+    return aligned and spec.dtype == "float16"
 
 
 def _image_run(spec: Gemm) -> list[str]:
@@ -510,7 +521,7 @@ def _image_run(spec: Gemm) -> list[str]:
         f"let p = n0 + (e % {runs}u) * 8u;",
         f"let yy = (p / {c.out_width}u) * {sh}u + ((kk % {khw}u) / {c.kw}u) * {dh}u;",
     ]
-    if _rows_in_vec4(c):  # the first input column plus 8 (never negative): its vec4 plus one, and where in it
+    if _rows_in_vec4(spec):  # the first input column plus 8 (never negative): its vec4 plus one, and where in it
         return [*lines, f"let u = p % {c.out_width}u + kk % {c.kw}u + {8 - c.padding[1]}u;"]
     return [*lines, f"let xb = (p % {c.out_width}u) * {sw}u + (kk % {c.kw}u) * {dw}u;"]
 
@@ -518,9 +529,9 @@ def _image_run(spec: Gemm) -> list[str]:
 def _image_registers(spec: Gemm, reg: str) -> list[str]:
     """What one thread holds of a conv's image tile between its load and its copy into workgroup
     memory: two aligned vec4s of a row (`_rows_in_vec4`), else 8 halves."""
-    if _rows_in_vec4(spec.conv):
+    if _rows_in_vec4(spec):
         return [f"var {reg}{side} = vec4<u32>(0u, 0u, 0u, 0u);" for side in "lr"]
-    return [f"var {reg}_{j} = f16(0.0);" for j in range(8)]
+    return [f"var {reg}_{j} = {_wgsl_type(spec.dtype)}(0.0);" for j in range(8)]
 
 
 def _image_row(conv: Conv, per_row: int) -> list[str]:
@@ -540,7 +551,7 @@ def _image_fetch(spec: Gemm, reg: str, image: str) -> list[str]:
     hides them (using the values here would wait for them; `_image_stash` does the rest)."""
     c = spec.conv
     lines = [*_image_run(spec)]
-    if _rows_in_vec4(c):
+    if _rows_in_vec4(spec):
         row_vec4s = c.width // 8
         zero = "vec4<u32>(0u, 0u, 0u, 0u)"
         return [
@@ -558,7 +569,7 @@ def _image_fetch(spec: Gemm, reg: str, image: str) -> list[str]:
             "}",
         ]
     left, sw = c.padding[1], c.stride[1]
-    lines += [f"{reg}_{j} = f16(0.0);" for j in range(8)]
+    lines += [f"{reg}_{j} = {_wgsl_type(spec.dtype)}(0.0);" for j in range(8)]
     lines += _image_row(c, c.width)
     for j in range(8):
         x = f"xb + {j * sw}u"
@@ -571,7 +582,7 @@ def _image_stash(spec: Gemm, reg: str, arr: str) -> list[str]:
     """The 8 halves `_image_fetch` loaded, into workgroup memory at `d`: for `_rows_in_vec4`
     convs shifted out of the two vec4s (`t` halves into the first). Branch-free (selects):
     neighbouring invocations hold different taps, so different shifts."""
-    if not _rows_in_vec4(spec.conv):
+    if not _rows_in_vec4(spec):
         return [f"{arr}[d + {j}u] = {reg}_{j};" for j in range(8)]
     lines = [
         *_image_run(spec),
@@ -685,14 +696,14 @@ def tile_origin(spec: Gemm) -> list[str]:
         f"  let kbeg = (bs % {spec.split}u) * {spec.k // spec.split}u;",
         f"  let m0 = (blockIdx.y % {tiles_m}u) * {spec.tile_m}u;",
         f"  let n0 = tile_n * {spec.tile_n}u;",
-        f"  let abase = {f'b * {spec.left_rows * spec.k // 8}u' if spec.left_batched else '0u'};",
-        f"  let bbase = {f'b * {spec.n * spec.k // 8}u' if spec.right_batched else '0u'};",
+        f"  let abase = {f'b * {spec.left_rows * spec.k // per_vec4(spec)}u' if spec.left_batched else '0u'};",
+        f"  let bbase = {f'b * {spec.n * spec.k // per_vec4(spec)}u' if spec.right_batched else '0u'};",
     ]
 
 
 def operands_retyped(spec: Gemm, left: str, right: str) -> tuple[str, ...]:
     """The operand bindings read 16 bytes at a time (a strided conv's image: halves)."""
-    scalar_image = spec.conv is not None and not _rows_in_vec4(spec.conv)
+    scalar_image = spec.conv is not None and not _rows_in_vec4(spec)
     return (left, *(() if scalar_image else (right,)))
 
 
@@ -748,7 +759,11 @@ def staged_k_loop(spec: Gemm, left: str, right: str, threads: int, compute: list
     def store(w, fill):
         if image(w):
             return [f"let d = {fill['dst']};", *_image_stash(spec, fill["reg"], fill["arr"])]
-        return [f"let d = {fill['dst']};", *halves_into(fill["arr"], [f"{fill['reg']}[{q}]" for q in range(4)])]
+        words = [f"{fill['reg']}[{q}]" for q in range(4)]
+        if spec.dtype == "float16":
+            return [f"let d = {fill['dst']};", *halves_into(fill["arr"], words)]
+        floats = [f"{fill['arr']}[d + {q}u] = bitcast<f32>({w});" for q, w in enumerate(words)]
+        return [f"let d = {fill['dst']};", *floats]
 
     fetch = each_copy(load)
     stash = each_copy(store)

@@ -21,7 +21,6 @@ from wsd.passes.ir import is_prim_func
 
 SIDE = 16  # invocations along each edge of the output tile
 THREADS = SIDE * SIDE
-ENABLES = ("enable f16;",)
 
 
 def tiled_wgsl(spec: gemm.Gemm, entry: str, compiled: str) -> str:
@@ -34,12 +33,14 @@ def tiled_wgsl(spec: gemm.Gemm, entry: str, compiled: str) -> str:
     a_stride = kt + gemm.PAD
     b_stride = kt + gemm.PAD if spec.right_nk else spec.tile_n + gemm.PAD
     _, arrays = gemm.tile_copies(spec)
-    lines = gemm.preamble(compiled, gemm.operands_retyped(spec, left, right), enables=ENABLES)
+    enables = ("enable f16;",) if spec.dtype == "float16" else ()
+    lines = gemm.preamble(compiled, gemm.operands_retyped(spec, left, right), enables=enables)
     lines += ["", *arrays, "", *gemm.entry_lines(entry, compiled, THREADS, subgroups=False)]
     lines += gemm.tile_origin(spec)
     lines += [f"  let ty = li / {SIDE}u;", f"  let tx = li % {SIDE}u;"]
     lines += [f"  var acc{i}_{j} = 0.0;" for i in range(rm) for j in range(rn)]
     compute = [f"    for (var kk = 0u; kk < {kt}u; kk += 1u) {{"]
+    # f16 operands: each product in f32 (the page's fp16 builds sum in f32 everywhere)
     compute += [f"      let a{i} = f32(As[(ty + {i * SIDE}u) * {a_stride}u + kk]);" for i in range(rm)]
     for j in range(rn):
         at = f"(tx + {j * SIDE}u) * {b_stride}u + kk" if spec.right_nk else f"kk * {b_stride}u + tx + {j * SIDE}u"
@@ -57,14 +58,12 @@ def tiled_wgsl(spec: gemm.Gemm, entry: str, compiled: str) -> str:
 
 
 def overrides(mod, shaders: dict[str, str]) -> dict[str, str]:
-    """Entry point -> tiled WGSL, for each f16 GEMM kernel of a scheduled module."""
+    """Entry point -> tiled WGSL, for each GEMM kernel (fp16 or fp32) of a scheduled module."""
     out = {}
     for gvar, func in mod.functions_items():
         if not is_prim_func(func) or func.attrs is None or gemm.ATTR not in func.attrs:
             continue
         spec = gemm.Gemm(**json.loads(str(func.attrs[gemm.ATTR])))
-        if spec.dtype != "float16":
-            continue  # the staged copies move halves
         entry = f"{gvar.name_hint}_kernel"
         out[entry] = tiled_wgsl(spec, entry, gemm.shader_of(shaders, gvar))
     return out

@@ -419,7 +419,7 @@ def test_a_shader_with_an_extra_binding_of_a_known_name_is_refused():
 
 def test_a_webgpu_build_ships_one_swap_per_fp16_gemm():
     """The real codegen's shader is what the swap is made from (bindings named after the GEMM's
-    parameters, output first), and an fp32 build swaps nothing."""
+    parameters, output first); an fp32 build has no tensor-core swaps, only tiled ones."""
     import tvm
 
     from wsd.kernels import signatures, unplanned
@@ -437,8 +437,8 @@ def test_a_webgpu_build_ships_one_swap_per_fp16_gemm():
         # relax.build fuses nothing more: every shader is one of the kernels the pipeline made
         assert unplanned(shaders, signatures(mod)) == []
         swaps = overrides(mod, shaders)
-        tiled = tiled_gemm.overrides(mod, shaders)  # the same kernels, for devices without tensor cores
-        assert len(swaps) == len(tiled) == want and tiled.keys() == swaps.keys()
+        tiled = tiled_gemm.overrides(mod, shaders)  # every GEMM, for devices without tensor cores
+        assert len(swaps) == want and len(tiled) == 9 and swaps.keys() <= tiled.keys()
         for entry, code in [*swaps.items(), *tiled.items()]:
             assert entry in shaders and f"fn {entry}(" in code
             # the same buffers in the same slots with the same access; the operands read as vec4<u32>
@@ -449,18 +449,19 @@ def test_a_webgpu_build_ships_one_swap_per_fp16_gemm():
 @pytest.mark.browser
 @pytest.mark.parametrize("implicit", [True, False], ids=["implicit", "im2col"])
 def test_the_rewritten_graph_runs_on_webgpu(runner, runner_url, kit, implicit, monkeypatch):
-    """The rewritten graph (im2col or the image read in place, GEMM kernels: TVM's, as
-    SwiftShader has no subgroup matrices) compiled for WebGPU, run in Chromium, equals the
-    original graph on the CPU. The rewrite on a
+    """The rewritten graph (im2col or the image read in place; GEMM kernels: TVM's, then the
+    tiled WGSL, as SwiftShader has no subgroup matrices) compiled for WebGPU, run in Chromium,
+    equals the original graph on the CPU. The rewrite on a
     whole model: the gate passed 15/15 on SwiftShader on sd15-tiny built with --subgroup-matrix
     (2026-12-05), and on an NVIDIA adapter with the tensor-core shaders swapped in (docs/gpu.md)."""
     import tvm
 
     from wsd.host.modules import run_entry
-    from wsd.passes import subgroup_gemm
+    from wsd.passes import subgroup_gemm, tiled_gemm
     from wsd.passes.options import PassOptions
     from wsd.passes.pipeline import apply, build
     from wsd.webrt import wasm_fcompile
+    from wsd.wgsl import shaders_of
 
     monkeypatch.setattr(subgroup_gemm, "IMPLICIT_ABOVE", 0 if implicit else 2**40)
     mod, values = small_graph()
@@ -472,6 +473,11 @@ def test_the_rewritten_graph_runs_on_webgpu(runner, runner_url, kit, implicit, m
     _, artifacts = runner_url
     name = f"sgemm-{'implicit' if implicit else 'im2col'}.wasm"
     executable.export_library(str(artifacts / name), fcompile=wasm_fcompile(kit))
-    got = run_entry(runner, f"/a/{name}", "main", values).outputs
-    for want, out in zip(run_on_cpu(mod, values), got, strict=True):
-        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-3)
+    want = run_on_cpu(mod, values)
+    # TVM's GEMM kernels, then the tiled WGSL a build ships for devices without tensor cores
+    tiled = tiled_gemm.overrides(built, shaders_of(executable.mod))
+    assert len(tiled) == 9
+    for shaders in (None, tiled):
+        got = run_entry(runner, f"/a/{name}", "main", values, shaders=shaders).outputs
+        for expect, out in zip(want, got, strict=True):
+            np.testing.assert_allclose(out, expect, rtol=1e-4, atol=1e-3)

@@ -1,5 +1,8 @@
 """The register-tiled GEMM WGSL (wsd/passes/tiled_gemm.py), executed by tests/wgsl_sim.py on the
-cases the tensor-core WGSL is proven on: no adapter here has f16, so the simulator is what runs it."""
+cases the tensor-core WGSL is proven on, in fp16 (no adapter here has f16: the simulator is what
+runs it) and fp32 (which SwiftShader also runs: tests/test_wsd/passes/test_subgroup_gemm.py)."""
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -21,25 +24,40 @@ from wsd.requirements import of_shaders
 
 
 def header(spec):
-    return TVM_HEADER.format(out="f32" if spec.split > 1 else "f16")
+    """TVM's bindings for the GEMM kernel: f16 or f32 operands, f32 partial sums where K is split."""
+    elem = "f16" if spec.dtype == "float16" else "f32"
+    return TVM_HEADER.format(out="f32" if spec.split > 1 else elem).replace("array<f16>", f"array<{elem}>")
 
 
+DTYPES = pytest.mark.parametrize("dtype", ["float16", "float32"])
+
+
+@DTYPES
 @pytest.mark.parametrize("spec", GEMM_SPECS, ids=GEMM_IDS)
-def test_the_tiled_wgsl_computes_the_gemm(spec):
+def test_the_tiled_wgsl_computes_the_gemm(spec, dtype):
+    """fp16 operands (16-byte loads of 8 halves) and fp32 ones (4 floats): every layout of A and B,
+    K tiles of 32 and 16, split K, a left matrix of fewer rows."""
+    spec = replace(spec, dtype=dtype)
     code = tiled_wgsl(spec, "gemm_kernel", header(spec))
     assert f"@compute @workgroup_size({THREADS}, 1, 1)" in code and "fn gemm_kernel(" in code
     assert "podArgs.packGridDimX) { return; }" in code and "@binding(3) var<uniform> podArgs" in code
-    assert "subgroup" not in code  # what every adapter with shader-f16 runs
+    assert "subgroup" not in code  # what every adapter runs (fp16: with shader-f16)
+    assert ("enable f16;" in code) == (dtype == "float16")
     # the WebGPU default is 16 KiB; 128x128 tiles take more, which a device must offer (the page checks)
     assert of_shaders({"gemm": code})["maxComputeWorkgroupStorageSize"] <= 32768
     left, right = operands(spec)
     np.testing.assert_array_equal(run_swap(spec, code, left, right), expected(spec, left, right))
 
 
+@DTYPES
 @pytest.mark.parametrize("conv, m, split, rows", CONV_CASES, ids=CONV_IDS)
-def test_the_tiled_implicit_gemm_computes_the_conv(conv, m, split, rows):
+def test_the_tiled_implicit_gemm_computes_the_conv(conv, m, split, rows, dtype):
+    """fp32 images are read element by element (runs of 8 positions), fp16 ones 16 bytes at a time
+    where the stride allows."""
     spec, left, image, want = conv_case(conv, m, split, rows)
+    spec = replace(spec, dtype=dtype)
     code = tiled_wgsl(spec, "gemm_kernel", header(spec))
+    assert ("right_ptr : array<vec4<u32>>" in code) == (dtype == "float16" and conv.stride[1] == conv.dilation[1] == 1)
     np.testing.assert_array_equal(run_swap(spec, code, left, image), want)
 
 
