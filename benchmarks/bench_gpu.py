@@ -159,6 +159,12 @@ def main(argv=None) -> int:
         help="after each of those opens, one that loads the weights after the pipelines (the order before overlap)",
     )
     ap.add_argument("--cold-opens", action="store_true", help="those opens with the driver's shader disk cache off")
+    ap.add_argument(
+        "--gemm-path",
+        choices=("auto", "tiled", "tvm"),
+        default="auto",
+        help="a --subgroup-matrix build's GEMMs: the fastest the device offers, the tiled WGSL, or TVM's kernels",
+    )
     args = ap.parse_args(argv)
 
     import torch
@@ -214,10 +220,14 @@ def main(argv=None) -> int:
     with DawnHost(runtime_bundle(), timeout_s=600) as host:
         runner = host.shared_runner()
         t0 = time.perf_counter()
-        opened = runner.call("open", {"url": host.mount(dist), "profile": True}, timeout_s=600)
+        spec = {"url": host.mount(dist), "profile": True}
+        if args.gemm_path != "auto":  # a --subgroup-matrix build's slower GEMM paths, timed on purpose
+            spec["gemmPath"] = args.gemm_path
+        opened = runner.call("open", spec, timeout_s=600)
         results["adapter"] = opened["adapter"]
         results["subgroup_matrix_kernels"] = opened.get("subgroup_matrix_kernels", 0)  # GEMMs on tensor cores
         results["tiled_gemm_kernels"] = opened.get("tiled_gemm_kernels", 0)  # GEMMs tiled, no tensor cores
+        results["gemm_path"] = args.gemm_path  # auto: the fastest the device offers
         results["subgroup_matrix_refused"] = opened.get("subgroup_matrix_refused")
         results["open_s"] = round(time.perf_counter() - t0, 1)
         # the page's own split of it (web/lib/session.js): fetch and instantiate, pipelines, weights

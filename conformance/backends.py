@@ -189,10 +189,14 @@ class WebGPUBackend(Backend):
 
     name = "webgpu"
 
-    def __init__(self, runner, url: str, dist: Path, timeout_s: float = 600, profile: bool = False):
+    def __init__(
+        self, runner, url: str, dist: Path, timeout_s: float = 600, profile: bool = False, gemm_path: str = "auto"
+    ):
         self.runner, self.url, self.dist, self.timeout_s = runner, url, Path(dist), timeout_s
-        # profile: a device with timestamp queries, so `bench` times every kernel (the perf gate)
-        opened = runner.call("open", {"url": url, "profile": profile}, timeout_s=timeout_s)
+        # profile: a device with timestamp queries, so `bench` times every kernel (the perf gate);
+        # gemm_path: a --subgroup-matrix build's GEMMs as the page would pick them, or tiled, or TVM's
+        spec = {"url": url, "profile": profile} | ({"gemmPath": gemm_path} if gemm_path != "auto" else {})
+        opened = runner.call("open", spec, timeout_s=timeout_s)
         self.adapter, self.open_timings = opened["adapter"], opened["timings"]
         # a --subgroup-matrix build's GEMMs: on tensor cores, or tiled where the device has none
         for path in ("subgroup_matrix_kernels", "tiled_gemm_kernels"):

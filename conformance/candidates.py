@@ -32,6 +32,7 @@ class Candidates:
         self.playwright = host.get("playwright")
         self.browser = host.get("browser")  # a running wsd.host.browser.Browser (shared), or None
         self.profile: bool = host.get("profile", False)  # GPU pages opened with per-kernel timing (--perf)
+        self.gemm_path: str = host.get("gemm_path", "auto")  # --gemm-path: which GEMM kernels the page runs
         self._own_browser = self.browser is None
         self._dawn = None  # a wsd.host.dawn.DawnHost, started for the dawn backend
         self._checked: set[str] = set()
@@ -104,7 +105,9 @@ class Candidates:
         where = "Dawn for Node" if name == "dawn" else "headless Chromium"
         self.echo(f"[conformance] opening {self.model} in {where} (compiles every GPU pipeline once)")
         runner = host.shared_runner()
-        backend = WebGPUBackend(runner, host.mount(dist), dist, timeout_s=self.timeout_s, profile=self.profile)
+        backend = WebGPUBackend(
+            runner, host.mount(dist), dist, timeout_s=self.timeout_s, profile=self.profile, gemm_path=self.gemm_path
+        )
         backend.name = name
         self.adapter = self.adapters[name] = backend.adapter
         self.timings["browser_open_s"] += time.perf_counter() - t0

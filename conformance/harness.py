@@ -66,6 +66,7 @@ class Harness:
     inject: tuple[str, ...] = ()  # shared-code faults every build carries (conformance/faults.py)
     entries: tuple[str, ...] = ()  # entry points to build (empty: all); a `-k` run builds what it runs
     perf: bool = False  # --perf: timed stages on GPU backends against a perf baseline (conformance/perf.py)
+    gemm_path: str = "auto"  # --gemm-path: a --subgroup-matrix build's GEMMs: fastest, tiled or TVM's
     perf_runs: int = perf_mod.RUNS
     perf_baseline: Path | None = None  # default: conformance/perf/<adapter>.json
 
@@ -99,6 +100,7 @@ class Harness:
             playwright=self.playwright,
             browser=self.browser,
             profile=self.perf,
+            gemm_path=self.gemm_path,
         )
         self._perf_baselines: dict[Path, dict] = {}
 

@@ -63,6 +63,13 @@ def pytest_addoption(parser):
         help="the perf baseline to judge against (default conformance/perf/<adapter>.json)",
     )
     group.addoption(
+        "--gemm-path",
+        choices=("auto", "tiled", "tvm"),
+        default="auto",
+        help="a --subgroup-matrix build's GEMMs on GPU backends: the fastest the device offers (auto), "
+        "the tiled WGSL, or TVM's own kernels, so that each path a device can run is gated",
+    )
+    group.addoption(
         "--allow-skip",
         action="append",
         default=[],

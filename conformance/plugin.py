@@ -111,6 +111,7 @@ class Harnesses:
             golden_root=Path(golden_root) if golden_root else None,
             backends=backends,
             perf=config.getoption("--perf"),
+            gemm_path=config.getoption("--gemm-path"),
             perf_runs=config.getoption("--perf-runs"),
             perf_baseline=Path(config.getoption("--perf-baseline")) if config.getoption("--perf-baseline") else None,
             out_dir=Path(config.getoption("--report-dir") or reports_dir()),

@@ -54,34 +54,23 @@ class Word:
 
 
 class Vec4Words:
-    """A storage buffer of halves read as array<vec4<u32>>: each element is 4 words of 2 halves."""
+    """A storage buffer read as array<vec4<u32>>: each element is 16 bytes, 4 words of 2 halves
+    (`halves`) or of one float each."""
 
-    def __init__(self, halves: np.ndarray):
-        self.halves = halves.reshape(-1)
+    def __init__(self, values: np.ndarray, halves: bool = True):
+        self.values, self.per = values.reshape(-1), 8 if halves else 4
 
     def __getitem__(self, i):
-        h = self.halves[8 * i : 8 * i + 8]
-        if i < 0 or len(h) != 8:
-            raise IndexError(f"vec4 {i} outside the buffer's {len(self.halves)} halves")
-        return [Word(h[2 * q], h[2 * q + 1]) for q in range(4)]
+        v = self.values[self.per * i : self.per * (i + 1)]
+        if i < 0 or len(v) != self.per:
+            raise IndexError(f"vec4 {i} outside the buffer's {len(self.values)} elements")
+        return [Word(v[2 * q], v[2 * q + 1]) for q in range(4)] if self.per == 8 else list(v)
 
     def __setitem__(self, i, words):
-        if i < 0 or 8 * i + 8 > len(self.halves):
-            raise IndexError(f"vec4 {i} outside the buffer's {len(self.halves)} halves")
-        self.halves[8 * i : 8 * i + 8] = [h for w in words for h in (Word.of(w).x, Word.of(w).y)]
-
-
-class Vec4Floats:
-    """A storage buffer of floats read as array<vec4<u32>>: each element is 4 words of one float."""
-
-    def __init__(self, values: np.ndarray):
-        self.values = values.reshape(-1)
-
-    def __getitem__(self, i):
-        v = self.values[4 * i : 4 * i + 4]
-        if i < 0 or len(v) != 4:
-            raise IndexError(f"vec4 {i} outside the buffer's {len(self.values)} floats")
-        return list(v)
+        assert self.per == 8, "the kernels store halves only"
+        if i < 0 or 8 * i + 8 > len(self.values):
+            raise IndexError(f"vec4 {i} outside the buffer's {len(self.values)} halves")
+        self.values[8 * i : 8 * i + 8] = [h for w in words for h in (Word.of(w).x, Word.of(w).y)]
 
 
 class Strict:
@@ -198,9 +187,9 @@ def run(code: str, grid: tuple[int, int], buffers: dict[str, np.ndarray], subgro
     views = {}
     # a GEMM's operands read 16 bytes at a time hold halves or floats: what its workgroup arrays hold
     shared = _SHARED.findall(code)
-    words = Vec4Floats if shared and shared[0][1] == "f32" else Vec4Words
+    halves = not (shared and shared[0][1] == "f32")
     for name, kind in _BINDING.findall(code):
-        views[name] = words(buffers[name]) if kind == "vec4<u32>" else Strict(buffers[name])
+        views[name] = Vec4Words(buffers[name], halves) if kind == "vec4<u32>" else Strict(buffers[name])
     head = code.index("{", code.index("fn "))
     names = [
         "blockIdx",

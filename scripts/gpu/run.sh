@@ -16,7 +16,8 @@
 #          (all async at once, serial, N in flight), the driver's disk cache off, then on
 #   pipeline:NAME  benchmarks/bench_pipeline_gpu.py on the build packed as NAME (any family, SDXL too):
 #          a whole generation over WebGPU beside diffusers' pipeline in PyTorch, and the images' PSNR
-# WSD_BENCH_ARGS adds bench_gpu.py options (e.g. --flush-sweep= to time only the default pacing).
+# WSD_BENCH_ARGS adds bench_gpu.py options (e.g. --flush-sweep= to time only the default pacing);
+# WSD_GATE_ARGS adds gate options (e.g. --gemm-path tiled: a --subgroup-matrix build without tensor cores).
 # Results go to $OUT (the device tool brings them back) and to benchmarks/results/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -62,7 +63,7 @@ for what in "$@"; do
       name=sd15-tiny; [ "$what" = gate ] || name=${what#gate:}
       refill $G/dists/$name
       python3 -m pytest -p conformance.plugin -m conformance conformance/gate -p no:cacheprovider -p no:xdist --backend dawn \
-        --model "$(model_of $G/dists/$name)" --built "dawn=$G/dists/$name" --accept-drift --report-dir $T/gate-$name 2>&1 | tail -40 | tee "$OUT/gate-$name.log" || true
+        --model "$(model_of $G/dists/$name)" --built "dawn=$G/dists/$name" --accept-drift --report-dir $T/gate-$name ${WSD_GATE_ARGS:-} 2>&1 | tail -40 | tee "$OUT/gate-$name.log" || true
       # the device tool brings back few files: the summary, not the image report
       cp $T/gate-$name/summary.json "$OUT/gate-$name-summary.json" || true ;;
     perf|perf:*)

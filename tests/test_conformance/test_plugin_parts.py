@@ -112,3 +112,20 @@ def test_a_narrowed_run_builds_the_same_entry_points_for_both_targets(tmp_path):
     assert h.build_options("llvm").entries == h.build_options("webgpu").entries == ()
     h.entries = ("clip",)
     assert h.build_options("llvm").entries == h.build_options("webgpu").entries == ("clip",)
+
+
+@pytest.mark.parametrize("path, sent", [("auto", None), ("tiled", "tiled"), ("tvm", "tvm")])
+def test_the_gemm_path_reaches_the_page(tmp_path, path, sent):
+    """--gemm-path goes to the page's open (web/lib/assets.js gemmPath), and the page's answer on
+    which GEMMs ran lands in the adapter the report shows."""
+    from conformance.backends import WebGPUBackend
+
+    class Runner:
+        def call(self, what, spec, timeout_s=None):
+            self.spec = spec
+            return {"adapter": {"vendor": "v"}, "timings": {}, "tiled_gemm_kernels": 42 if sent == "tiled" else 0}
+
+    runner = Runner()
+    backend = WebGPUBackend(runner, "/a/x/", tmp_path, gemm_path=path)
+    assert runner.spec.get("gemmPath") == sent
+    assert backend.adapter.get("tiled_gemm_kernels") == (42 if sent == "tiled" else None)

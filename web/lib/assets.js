@@ -93,12 +93,18 @@ export function tensorCoreRefusal(info, device, sg) {
 // invocations (requirements.tiled_gemm), for devices without them. Which set this device runs:
 // { path: "tensor cores" | "tiled" | "", section, refused (why not tensor cores) }; "" where
 // neither fits (TVM's own kernels run: correct, slow) or the build has no GEMM shaders.
-export function gemmPath(info, device, requirements) {
+// `prefer` ("tiled" or "tvm") rules out the faster paths, so that the gate and the benchmarks
+// can run each path a device offers.
+export const GEMM_PATHS = ["auto", "tiled", "tvm"];
+export function gemmPath(info, device, requirements, prefer = "auto") {
+  if (!GEMM_PATHS.includes(prefer)) throw new WsdError("WSD_INPUT", `gemmPath must be one of ${GEMM_PATHS.join(", ")}, not ${prefer}`);
   const sg = requirements?.subgroup_matrix;
   const tiled = requirements?.tiled_gemm;
   if (!sg?.kernels && !tiled?.kernels) return { path: "", section: null, refused: null };
+  if (prefer === "tvm") return { path: "", section: null, refused: "TVM's kernels asked for" };
   // an fp32 build has tiled GEMMs only: tensor cores take f16
-  const refused = sg?.kernels ? tensorCoreRefusal(info, device, sg) : "the build's GEMMs are fp32";
+  let refused = sg?.kernels ? tensorCoreRefusal(info, device, sg) : "the build's GEMMs are fp32";
+  if (!refused && prefer === "tiled") refused = "tiled GEMMs asked for";
   if (!refused) return { path: "tensor cores", section: sg, refused: null };
   const fits = tiled?.kernels && (tiled.workgroup_storage || 0) <= device.limits.maxComputeWorkgroupStorageSize;
   return fits ? { path: "tiled", section: tiled, refused } : { path: "", section: null, refused };
@@ -106,8 +112,8 @@ export function gemmPath(info, device, requirements) {
 
 // Swaps the chosen set in as the pipelines are created. Returns gemmPath's answer and how many
 // kernels were swapped.
-export async function swapGemmShaders(webGPUContext, adapter, device, store, manifest) {
-  const chosen = gemmPath(adapter.info, device, manifest.requirements);
+export async function swapGemmShaders(webGPUContext, adapter, device, store, manifest, prefer = "auto") {
+  const chosen = gemmPath(adapter.info, device, manifest.requirements, prefer);
   if (!chosen.section) return { ...chosen, kernels: 0 };
   const swaps = await store.json(chosen.section.shaders);
   return { ...chosen, kernels: replaceShaders(webGPUContext, swaps) };

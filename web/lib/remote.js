@@ -4,8 +4,9 @@
 //   adapterInfo()            -> the WebGPU adapter (vendor, architecture, features, limits)
 //   runModule(spec)          -> load a compiled .wasm, run one entry point, return outputs (smoke module;
 //                            spec.shaders: entry -> WGSL made into pipelines instead of the module's)
-//   open({url, profile, overlap}) -> load a `wsd build` model once (reused while its wasm is the same);
-//                            overlap false: the weights after the pipelines, not beside them (benchmarks)
+//   open({url, profile, overlap, gemmPath}) -> load a `wsd build` model once (reused while its wasm is
+//                            the same); overlap false: the weights after the pipelines, not beside them
+//                            (benchmarks); gemmPath "tiled"/"tvm": that GEMM path, not the fastest
 //   run({entry, inputs})     -> one entry point of the open model on base64 arrays
 //   runKernels({kernels})    -> compiled kernels one by one (localization)
 //   runChain({buffers, calls, upto, fetch}) -> kernels chained on GPU buffers (localization)
@@ -68,6 +69,7 @@ export function createRemote({ onStatus = () => {}, sessionOptions = {} } = {}) 
       session = null;
     }
     const options = { ...sessionOptions, profile: Boolean(spec.profile), reuse: session, overlapOpen: spec.overlap !== false };
+    if (spec.gemmPath) options.gemmPath = spec.gemmPath; // "tiled" or "tvm": that GEMM path, not the fastest
     session = await ModelSession.open(spec.url, { ...options, onProgress: (p) => setStatus(p.text) });
     setStatus(`open ${session.manifest.model}`);
     return {

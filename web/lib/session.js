@@ -81,7 +81,8 @@ export class ModelSession {
     this.pacer = new SubmissionPacer(this.device, this.tvm.lib.webGPUContext, this.options.flushEvery ?? DEFAULT_FLUSH_EVERY);
     const tInstantiated = performance.now();
     // tensor-core WGSL in place of TVM's GEMM kernels where the device has subgroup matrices, tiled elsewhere
-    const gemms = await swapGemmShaders(this.tvm.lib.webGPUContext, this.adapter, this.device, this.store, this.manifest);
+    const prefer = this.options.gemmPath ?? "auto"; // "tiled" or "tvm": a slower path on purpose (gate, benchmarks)
+    const gemms = await swapGemmShaders(this.tvm.lib.webGPUContext, this.adapter, this.device, this.store, this.manifest, prefer);
     this.subgroupKernels = gemms.path === "tensor cores" ? gemms.kernels : 0;
     this.tiledKernels = gemms.path === "tiled" ? gemms.kernels : 0;
     this.tensorCoreRefusal = gemms.refused; // why a --subgroup-matrix build's GEMMs are not on tensor cores here

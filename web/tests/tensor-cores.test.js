@@ -51,3 +51,13 @@ test("without tensor cores a build's tiled GEMMs are chosen, where their workgro
   const fp32 = gemmPath(h100, device([SUBGROUP_MATRIX, "subgroups"]), { subgroup_matrix: { kernels: 0 }, tiled_gemm: tiled });
   assert.deepEqual([fp32.path, fp32.refused], ["tiled", "the build's GEMMs are fp32"]);
 });
+
+test("a slower GEMM path can be asked for, and a wrong name is refused", () => {
+  const tiled = { shaders: "shaders/tiled-gemm.json", kernels: 40, workgroup_storage: 18944 };
+  const requirements = { subgroup_matrix: { ...sg, shaders: "shaders/subgroup-matrix.json" }, tiled_gemm: tiled };
+  const h100dev = device([SUBGROUP_MATRIX, "subgroups"]);
+  assert.deepEqual([gemmPath(h100, h100dev, requirements, "tiled").path, gemmPath(h100, h100dev, requirements, "tiled").refused], ["tiled", "tiled GEMMs asked for"]);
+  assert.deepEqual(gemmPath(h100, h100dev, requirements, "tvm"), { path: "", section: null, refused: "TVM's kernels asked for" });
+  assert.equal(gemmPath(h100, h100dev, requirements, "auto").path, "tensor cores");
+  assert.throws(() => gemmPath(h100, h100dev, requirements, "fastest"), /WSD_INPUT: gemmPath must be one of auto, tiled, tvm/);
+});
