@@ -2,6 +2,7 @@
 // (lib/integrity.js): the manifest, the tokenizer files, the sampler tables, and the GEMM shaders
 // of a --subgroup-matrix build (tensor-core and tiled).
 import { WsdError } from "./errors.js";
+import { shaderOverLimits } from "./gpu.js";
 import { ClipTokenizer } from "./tokenizer.js";
 import { checkManifest, checkSamplerTable } from "./validate.js";
 
@@ -106,16 +107,23 @@ export function gemmPath(info, device, requirements, prefer = "auto") {
   let refused = sg?.kernels ? tensorCoreRefusal(info, device, sg) : "the build's GEMMs are fp32";
   if (!refused && prefer === "tiled") refused = "tiled GEMMs asked for";
   if (!refused) return { path: "tensor cores", section: sg, refused: null };
-  const fits = tiled?.kernels && (tiled.workgroup_storage || 0) <= device.limits.maxComputeWorkgroupStorageSize;
-  return fits ? { path: "tiled", section: tiled, refused } : { path: "", section: null, refused };
+  // a tiled kernel whose workgroup memory the device lacks keeps TVM's (swapGemmShaders)
+  return tiled?.kernels ? { path: "tiled", section: tiled, refused } : { path: "", section: null, refused };
+}
+
+// The tiled kernels a device can run: those within its limits (a 128x128 tile takes 18.5 KiB of
+// workgroup memory in fp16, over WebGPU's default 16 KiB; smaller tiles fit). The rest keep TVM's.
+export function fittingShaders(swaps, limits) {
+  return Object.fromEntries(Object.entries(swaps).filter(([, code]) => shaderOverLimits(code, limits).length === 0));
 }
 
 // Swaps the chosen set in as the pipelines are created. Returns gemmPath's answer and how many
-// kernels were swapped.
+// kernels were swapped (tiled: those the device's limits allow).
 export async function swapGemmShaders(webGPUContext, adapter, device, store, manifest, prefer = "auto") {
   const chosen = gemmPath(adapter.info, device, manifest.requirements, prefer);
   if (!chosen.section) return { ...chosen, kernels: 0 };
-  const swaps = await store.json(chosen.section.shaders);
+  let swaps = await store.json(chosen.section.shaders);
+  if (chosen.path === "tiled") swaps = fittingShaders(swaps, device.limits);
   return { ...chosen, kernels: replaceShaders(webGPUContext, swaps) };
 }
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { SUBGROUP_MATRIX, gemmPath, tensorCoreRefusal } from "../lib/assets.js";
+import { SUBGROUP_MATRIX, fittingShaders, gemmPath, tensorCoreRefusal } from "../lib/assets.js";
 
 // What an H100 reports through Dawn (benchmarks/results/gpu-2026-12-05-subgroup-matrix-probe.json).
 const h100 = {
@@ -40,10 +40,8 @@ test("without tensor cores a build's tiled GEMMs are chosen, where their workgro
   assert.equal(plain.path, "tiled");
   assert.equal(plain.section, tiled);
   assert.match(plain.refused, /lacks chromium-experimental-subgroup-matrix/);
-  // too little workgroup memory for either: TVM's kernels, and the reason for tensor cores kept
-  const small = gemmPath(h100, device([], 16384), requirements);
-  assert.deepEqual([small.path, small.section], ["", null]);
-  assert.match(small.refused, /lacks chromium/);
+  // little workgroup memory: still the tiled path (fittingShaders keeps the kernels that fit)
+  assert.equal(gemmPath(h100, device([], 16384), requirements).path, "tiled");
   // a build from before the tiled kernels, and a build without GEMM shaders
   assert.equal(gemmPath(h100, device([]), { subgroup_matrix: requirements.subgroup_matrix }).path, "");
   assert.deepEqual(gemmPath(h100, device([]), {}), { path: "", section: null, refused: null });
@@ -60,4 +58,13 @@ test("a slower GEMM path can be asked for, and a wrong name is refused", () => {
   assert.deepEqual(gemmPath(h100, h100dev, requirements, "tvm"), { path: "", section: null, refused: "TVM's kernels asked for" });
   assert.equal(gemmPath(h100, h100dev, requirements, "auto").path, "tensor cores");
   assert.throws(() => gemmPath(h100, h100dev, requirements, "fastest"), /WSD_INPUT: gemmPath must be one of auto, tiled, tvm/);
+});
+
+test("a tiled kernel over the device's workgroup memory keeps TVM's; the others are swapped", () => {
+  const wgsl = (halves) => `var<workgroup> As : array<f16, ${halves}>;\n@compute @workgroup_size(256, 1, 1)\nfn k() {}`;
+  const swaps = { big_kernel: wgsl(9472), small_kernel: wgsl(4096) }; // 18944 and 8192 bytes
+  const limits = { maxComputeWorkgroupStorageSize: 16384, maxComputeInvocationsPerWorkgroup: 256 };
+  assert.deepEqual(Object.keys(fittingShaders(swaps, limits)), ["small_kernel"]);
+  assert.deepEqual(Object.keys(fittingShaders(swaps, { ...limits, maxComputeWorkgroupStorageSize: 32768 })), ["big_kernel", "small_kernel"]);
+  assert.deepEqual(fittingShaders(swaps, { ...limits, maxComputeInvocationsPerWorkgroup: 128 }), {});
 });
