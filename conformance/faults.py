@@ -399,7 +399,12 @@ def clobbered_input(dist: Path, work: Path) -> Path:
     for kernel, shader, info in _kernels_of(out, "unet", "var<storage, read> "):
         if len(info["args"]) != 2 or info["outputs"] != [1]:
             continue
+        # only an input another kernel also reads shows the clobber (kernels.json: readers)
+        if info["args"][0].get("readers", 2) < 2 or re.fullmatch(r"reshape\d*", kernel):
+            continue  # (a reshape writes back the values it read)
         candidates.append((("sigmoid" not in kernel), kernel, shader, info))
+    if not candidates:  # a --cse build takes the SiLU of the time embedding once, in the time MLP
+        raise LookupError("no one-input kernel of unet reads a value that another kernel reads too")
     _, kernel, shader, info = min(candidates)
     source = info["args"][0]["name"] + "_ptr"
     declared = re.search(rf"@binding\((\d+)\) var<storage, read> {source}\b", _shader_of(out, shader))

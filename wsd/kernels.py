@@ -31,9 +31,40 @@ def callers(mod) -> dict[str, list[str]]:
     return {k: sorted(v) for k, v in out.items()}
 
 
+def readers(mod) -> dict[str, list[int]]:
+    """Kernel name -> per argument, how many kernel calls read the value it is given (the most
+    over the kernel's call sites): an input also read by a later kernel is one whose corruption
+    the chained replay sees (the self-test's clobbered-input fault targets one)."""
+    from collections import Counter
+
+    import tvm
+    from tvm import relax
+
+    ops = {tvm.ir.Op.get("relax.call_tir"), tvm.ir.Op.get("relax.call_tir_inplace")}
+    out: dict[str, list[int]] = {}
+    for _, func in mod.functions_items():
+        if is_prim_func(func) or not isinstance(func.body, relax.SeqExpr):
+            continue
+        calls = []
+        for block in func.body.blocks:
+            for binding in block.bindings:
+                value = binding.value
+                if isinstance(value, relax.Call) and value.op in ops:
+                    args = value.args[1]
+                    fields = list(args.fields) if isinstance(args, relax.Tuple) else [args]
+                    calls.append((value.args[0].name_hint, fields))
+        count = Counter(a for _, args in calls for a in args)
+        for name, args in calls:
+            seen = [count[a] for a in args]
+            before = out.get(name, seen)
+            out[name] = [max(x, y) for x, y in zip(before, seen, strict=True)]
+    return out
+
+
 def signatures(mod) -> dict[str, dict]:
     out = {}
     called_by = callers(mod)
+    read_by = readers(mod)
     for gvar, func in mod.functions_items():
         if not is_prim_func(func):
             continue
@@ -41,8 +72,13 @@ def signatures(mod) -> dict[str, dict]:
         names = [b.name for b in bufs]
         written = _written(func.script(), names)
         attrs = func.attrs if func.attrs is not None else {}
+        counts = read_by.get(gvar.name_hint, [])
         out[gvar.name_hint] = {
-            "args": [{"name": b.name, "shape": [int(d) for d in b.shape], "dtype": str(b.dtype)} for b in bufs],
+            "args": [
+                {"name": b.name, "shape": [int(d) for d in b.shape], "dtype": str(b.dtype)}
+                | ({"readers": counts[i]} if i < len(counts) else {})  # the inputs' (outputs are not call args)
+                for i, b in enumerate(bufs)
+            ],
             "outputs": [i for i, n in enumerate(names) if n in written],
             "rule": str(attrs[RULE_ATTR]) if RULE_ATTR in attrs else None,  # the dlight rule that scheduled it
             "config": str(attrs[CONFIG_ATTR]) if CONFIG_ATTR in attrs else None,

@@ -20,7 +20,8 @@ class PassOptions:
     fused_attention: bool = False  # with subgroup_matrix in fp16: attention as one kernel (subgroup_attention)
     # repeated work on one value done once (pipeline's cse step). Measured on an H100 (session 12):
     # 53 fewer UNet dispatches, GPU time equal. Off by default until the clobbered-input fault has a
-    # target in CSE builds (its SiLU of the time embedding fuses into the MLP there)
+    # target in CSE builds: there no one-input UNet kernel reads a value another kernel reads too
+    # (kernels.json `readers`; the SiLU of the time embedding is taken once, inside the time MLP)
     cse: bool = False
     matmul_tile: str | None = None  # "RxC" pins one tile for every matmul (matmul_schedule.TILES); None: per kernel
     matmul_unroll: int | None = None  # dlight's k-loop unroll; None: matmul_schedule's per-kernel default
