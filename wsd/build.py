@@ -39,6 +39,7 @@ COMPILER_SOURCES = (
     "requirements.py",
     "faults.py",
     "kernels.py",
+    "tiled_gemm.py",
     "generation.py",
     "lora.py",
     "weights.py",
@@ -249,13 +250,13 @@ def _build_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phase
 def _compile_into(out: Path, spec, opts: BuildOptions, folder: Path, phases: Phases, echo, injected: dict) -> None:
     import tvm
 
-    from wsd import faults, generation, lora, requirements, schedulers, wgsl
+    from wsd import faults, generation, lora, requirements, schedulers, tiled_gemm, wgsl
     from wsd import kernels as kernel_table
     from wsd import params as param_shards
     from wsd.capture import capture
     from wsd.entries import entries_for
     from wsd.models.folder import load
-    from wsd.passes import subgroup_attention, subgroup_gemm, tiled_gemm
+    from wsd.passes import subgroup_attention, subgroup_gemm
     from wsd.passes.pipeline import apply, steps
     from wsd.passes.pipeline import build as build_module
 

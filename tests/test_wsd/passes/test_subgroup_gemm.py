@@ -252,7 +252,7 @@ def test_tiles_and_split_k_follow_the_probe():
     assert plan(1, 512, 1280, 1280, nk=True) == (64, 64, 4, 32)  # 160 workgroups: parts of 320
     assert plan(1, 96, 64, 48, nk=True) == (32, 64, 1, 16)  # 96 rows are no 64 multiple; K tiles of 16
     fp32 = Gemm(2, 1280, 64, 11520, "float32", False, True, False).with_tile()
-    assert fp32.split == 1  # f32 builds run TVM's kernels only: no partial sums to add
+    assert fp32.split == 4 and fp32.k_tile == 16  # fp32 GEMMs run tiled: split as fp16, K tiles of 16
 
 
 # --- the WGSL, executed: its offsets, strides, barriers and subgroups against numpy -----------
@@ -422,8 +422,8 @@ def test_a_webgpu_build_ships_one_swap_per_fp16_gemm():
     parameters, output first); an fp32 build has no tensor-core swaps, only tiled ones."""
     import tvm
 
+    from wsd import tiled_gemm
     from wsd.kernels import signatures, unplanned
-    from wsd.passes import tiled_gemm
     from wsd.passes.options import PassOptions
     from wsd.passes.pipeline import apply, build
     from wsd.wgsl import shaders_of
@@ -456,8 +456,9 @@ def test_the_rewritten_graph_runs_on_webgpu(runner, runner_url, kit, implicit, m
     (2026-12-05), and on an NVIDIA adapter with the tensor-core shaders swapped in (docs/gpu.md)."""
     import tvm
 
+    from wsd import tiled_gemm
     from wsd.host.modules import run_entry
-    from wsd.passes import subgroup_gemm, tiled_gemm
+    from wsd.passes import subgroup_gemm
     from wsd.passes.options import PassOptions
     from wsd.passes.pipeline import apply, build
     from wsd.webrt import wasm_fcompile

@@ -1,4 +1,4 @@
-"""The register-tiled GEMM WGSL (wsd/passes/tiled_gemm.py), executed by tests/wgsl_sim.py on the
+"""The register-tiled GEMM WGSL (wsd/tiled_gemm.py), executed by tests/wgsl_sim.py on the
 cases the tensor-core WGSL is proven on, in fp16 (no adapter here has f16: the simulator is what
 runs it) and fp32 (which SwiftShader also runs: tests/test_wsd/passes/test_subgroup_gemm.py)."""
 
@@ -19,8 +19,8 @@ from test_wsd.passes.test_subgroup_gemm import (
 )
 
 from wsd.passes.subgroup_gemm import Gemm
-from wsd.passes.tiled_gemm import THREADS, tiled_wgsl
 from wsd.requirements import of_shaders
+from wsd.tiled_gemm import THREADS, tiled_wgsl
 
 
 def header(spec):
