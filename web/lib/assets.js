@@ -124,16 +124,32 @@ export async function swapGemmShaders(webGPUContext, adapter, device, store, man
   if (!chosen.section) return { ...chosen, kernels: 0 };
   let swaps = await store.json(chosen.section.shaders);
   if (chosen.path === "tiled") swaps = fittingShaders(swaps, device.limits);
-  return { ...chosen, kernels: replaceShaders(webGPUContext, swaps) };
+  const { kernels, fallbacks } = replaceShaders(webGPUContext, swaps);
+  return { ...chosen, kernels, fallbacks };
 }
 
 // From now on the pipelines of the entry points in `swaps` (entry -> WGSL) are made from that
-// WGSL instead of the module's own. Returns how many entries it names.
+// WGSL instead of the module's own. A replacement this device refuses (its WGSL or its pipeline)
+// falls back to the module's own kernel, and `fallbacks` (filled as the pipelines are made) says
+// which and why: a driver that cannot take the tiled WGSL leaves the model slower, not broken.
 export function replaceShaders(webGPUContext, swaps) {
   const table = new Map(Object.entries(swaps || {}));
+  const fallbacks = [];
+  const device = webGPUContext.device;
   const makeSync = webGPUContext.createShader.bind(webGPUContext);
   const makeAsync = webGPUContext.createShaderAsync.bind(webGPUContext);
   webGPUContext.createShader = (finfo, code) => makeSync(finfo, table.get(finfo.name) ?? code);
-  webGPUContext.createShaderAsync = (finfo, code) => makeAsync(finfo, table.get(finfo.name) ?? code);
-  return table.size;
+  webGPUContext.createShaderAsync = async (finfo, code) => {
+    const swapped = table.get(finfo.name);
+    if (swapped === undefined) return makeAsync(finfo, code);
+    // the module is made in the call's synchronous part: the scope catches its errors alone
+    device.pushErrorScope("validation");
+    const made = makeAsync(finfo, swapped).then((func) => ({ func }), (error) => ({ error }));
+    const scoped = device.popErrorScope();
+    const [result, error] = await Promise.all([made, scoped]);
+    if (result.func && !error) return result.func;
+    fallbacks.push({ kernel: finfo.name, reason: String(error?.message ?? result.error?.message ?? result.error) });
+    return makeAsync(finfo, code);
+  };
+  return { kernels: table.size, fallbacks };
 }

@@ -78,6 +78,7 @@ export function createRemote({ onStatus = () => {}, sessionOptions = {} } = {}) 
       subgroup_matrix_kernels: session.subgroupKernels, // GEMM kernels on tensor cores (--subgroup-matrix builds)
       subgroup_matrix_refused: session.tensorCoreRefusal || null, // why not, where a build has them
       tiled_gemm_kernels: session.tiledKernels || 0, // GEMM kernels as tiled WGSL (no tensor cores)
+      gemm_fallbacks: session.gemmFallbacks || [], // replacements the device refused, each on TVM's kernel
       timings: { ...session.timings, open_ms: performance.now() - t0 },
     };
   }
@@ -154,7 +155,7 @@ export function createRemote({ onStatus = () => {}, sessionOptions = {} } = {}) 
     tvm.beginScope();
     try {
       tvm.initWebGPU(device);
-      replaceShaders(tvm.lib.webGPUContext, spec.shaders); // WGSL in place of the module's (tests)
+      const { fallbacks } = replaceShaders(tvm.lib.webGPUContext, spec.shaders); // WGSL in place of the module's (tests)
       let t0 = performance.now();
       try {
         await tvm.asyncLoadWebGPUPipelines(tvm.systemLib());
@@ -191,7 +192,7 @@ export function createRemote({ onStatus = () => {}, sessionOptions = {} } = {}) 
       }
       timings.run_ms = runs;
       setStatus(`done ${spec.entry}`);
-      return { outputs, timings, adapter: describeAdapter(adapter) };
+      return { outputs, timings, adapter: describeAdapter(adapter), shader_fallbacks: fallbacks };
     } finally {
       tvm.endScope();
       tvm.dispose();

@@ -85,6 +85,7 @@ export class ModelSession {
     const gemms = await swapGemmShaders(this.tvm.lib.webGPUContext, this.adapter, this.device, this.store, this.manifest, prefer);
     this.subgroupKernels = gemms.path === "tensor cores" ? gemms.kernels : 0;
     this.tiledKernels = gemms.path === "tiled" ? gemms.kernels : 0;
+    this.gemmFallbacks = gemms.fallbacks ?? []; // replacements the device refused: TVM's kernel runs there
     this.tensorCoreRefusal = gemms.refused; // why a --subgroup-matrix build's GEMMs are not on tensor cores here
     // wasm_ms is these three: fetch and verify the files other than the weights, instantiate, swap
     this.timings = { fetch_ms: tFetched - t0, instantiate_ms: tInstantiated - tFetched, swap_ms: performance.now() - tInstantiated };

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -16,6 +16,8 @@ class WebGPURun:
     adapter: dict
     pipelines_ms: float
     run_ms: list[float]
+    # replacement WGSL (`shaders`) the device refused, each run as the module's own kernel instead
+    shader_fallbacks: list[dict] = field(default_factory=list)
 
 
 def encode(array: np.ndarray) -> dict:
@@ -63,6 +65,6 @@ def run_entry(
         spec["shaders"] = shaders
     result = runner.call("runModule", spec)
     timings = result["timings"]
-    return WebGPURun(
-        [decode(o) for o in result["outputs"]], result["adapter"], timings["pipelines_ms"], timings["run_ms"]
-    )
+    outputs = [decode(o) for o in result["outputs"]]
+    fallbacks = result.get("shader_fallbacks", [])
+    return WebGPURun(outputs, result["adapter"], timings["pipelines_ms"], timings["run_ms"], fallbacks)

@@ -478,7 +478,10 @@ def test_the_rewritten_graph_runs_on_webgpu(runner, runner_url, kit, implicit, m
     # TVM's GEMM kernels, then the tiled WGSL a build ships for devices without tensor cores
     tiled = tiled_gemm.overrides(built, shaders_of(executable.mod))
     assert len(tiled) == 9
-    for shaders in (None, tiled):
-        got = run_entry(runner, f"/a/{name}", "main", values, shaders=shaders).outputs
-        for expect, out in zip(want, got, strict=True):
+    # and a replacement the device refuses (here: WGSL that does not compile) runs TVM's kernel
+    broken = dict(tiled, **{next(iter(tiled)): "fn broken( {"})
+    for shaders, refused in ((None, 0), (tiled, 0), (broken, 1)):
+        ran = run_entry(runner, f"/a/{name}", "main", values, shaders=shaders)
+        assert len(ran.shader_fallbacks) == refused
+        for expect, out in zip(want, ran.outputs, strict=True):
             np.testing.assert_allclose(out, expect, rtol=1e-4, atol=1e-3)
