@@ -14,10 +14,8 @@ invocations of a row read 16 neighbouring halves of B and write 16 neighbouring 
 
 from __future__ import annotations
 
-import json
-
 from wsd.passes import subgroup_gemm as gemm
-from wsd.passes.ir import is_prim_func
+from wsd.passes.ir import kernel_swaps
 
 SIDE = 16  # invocations along each edge of the output tile
 THREADS = SIDE * SIDE
@@ -30,8 +28,7 @@ def tiled_wgsl(spec: gemm.Gemm, entry: str, compiled: str) -> str:
     left, right, out = (named[n] for n in ("left", "right", "gemm"))
     kt = spec.k_tile
     rm, rn = spec.tile_m // SIDE, spec.tile_n // SIDE
-    a_stride = kt + gemm.PAD
-    b_stride = kt + gemm.PAD if spec.right_nk else spec.tile_n + gemm.PAD
+    a_stride, b_stride = gemm.tile_strides(spec)
     _, arrays = gemm.tile_copies(spec)
     enables = ("enable f16;",) if spec.dtype == "float16" else ()
     lines = gemm.preamble(compiled, gemm.operands_retyped(spec, left, right), enables=enables)
@@ -59,14 +56,11 @@ def tiled_wgsl(spec: gemm.Gemm, entry: str, compiled: str) -> str:
 
 def overrides(mod, shaders: dict[str, str]) -> dict[str, str]:
     """Entry point -> tiled WGSL, for each GEMM kernel (fp16 or fp32) of a scheduled module."""
-    out = {}
-    for gvar, func in mod.functions_items():
-        if not is_prim_func(func) or func.attrs is None or gemm.ATTR not in func.attrs:
-            continue
-        spec = gemm.Gemm(**json.loads(str(func.attrs[gemm.ATTR])))
-        entry = f"{gvar.name_hint}_kernel"
-        out[entry] = tiled_wgsl(spec, entry, gemm.shader_of(shaders, gvar))
-    return out
+
+    def write(fields, entry, compiled):
+        return tiled_wgsl(gemm.Gemm(**fields), entry, compiled)
+
+    return kernel_swaps(mod, shaders, gemm.ATTR, write)
 
 
 def requirements(swaps: dict[str, str], path: str) -> dict:

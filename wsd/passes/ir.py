@@ -2,6 +2,7 @@
 
 - reading a Relax expression's type: `type_info`, `dtype_of`, `shape_of`, `static`, `op_name`;
 - reading a kernel: `is_prim_func`, `param_buffers`, and the attributes the schedule writes;
+- `kernel_swaps`: the WGSL a build ships to run in place of TVM's for kernels a pass tagged;
 - `call_rewriter`: one Relax operator's calls rewritten into others, the shape of wsd's graph passes;
 - `fail` and `failures`: a BuildError raised inside a pass, recognized after TVM's FFI has turned
   it into another exception on the way out.
@@ -63,6 +64,24 @@ def param_buffers(func) -> list:
     from wsd.compat import param_buffers as buffers
 
     return buffers(func)
+
+
+def kernel_swaps(mod, shaders: dict[str, str], attr: str, write: Callable) -> dict[str, str]:
+    """Entry point -> WGSL to run instead of TVM's, for each kernel of a scheduled module whose
+    PrimFunc carries `attr` (its spec as JSON): `write(spec_fields, entry, compiled)` makes it
+    from TVM's compiled shader for that entry, or returns None to keep TVM's."""
+    import json
+
+    out = {}
+    for gvar, func in mod.functions_items():
+        if not is_prim_func(func) or func.attrs is None or attr not in func.attrs:
+            continue
+        entry = f"{gvar.name_hint}_kernel"
+        if entry not in shaders:
+            raise ValueError(f"kernel {gvar.name_hint!r} has no compiled shader {entry!r}")
+        if (code := write(json.loads(str(func.attrs[attr])), entry, shaders[entry])) is not None:
+            out[entry] = code
+    return out
 
 
 # --- errors raised inside a pass -------------------------------------------------------------

@@ -32,7 +32,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from wsd.passes import subgroup_gemm as gemm
-from wsd.passes.ir import CONFIG_ATTR, RULE_ATTR, call_rewriter, dtype_of, is_prim_func, op_name, shape_of
+from wsd.passes.ir import CONFIG_ATTR, RULE_ATTR, call_rewriter, dtype_of, kernel_swaps, op_name, shape_of
 
 SUBGROUPS = gemm.THREADS // gemm.SUBGROUP  # per workgroup, as gemm.entry_lines declares it
 ROWS = SUBGROUPS * gemm.FRAG  # query rows per workgroup: 16 per subgroup
@@ -335,14 +335,11 @@ def attention_wgsl(spec: Attention, entry: str, compiled: str) -> str:
 
 def overrides(mod, shaders: dict[str, str]) -> dict[str, str]:
     """Entry point -> subgroup-matrix WGSL, for each fused attention kernel of a scheduled module."""
-    out = {}
-    for gvar, func in mod.functions_items():
-        if is_prim_func(func) and func.attrs is not None and ATTR in func.attrs:
-            spec = Attention(**json.loads(str(func.attrs[ATTR])))
-            out[f"{gvar.name_hint}_kernel"] = attention_wgsl(
-                spec, f"{gvar.name_hint}_kernel", gemm.shader_of(shaders, gvar)
-            )
-    return out
+
+    def write(fields, entry, compiled):
+        return attention_wgsl(Attention(**fields), entry, compiled)
+
+    return kernel_swaps(mod, shaders, ATTR, write)
 
 
 def make(target, options):

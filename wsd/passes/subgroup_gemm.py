@@ -38,7 +38,7 @@ import math
 import re
 from dataclasses import asdict, dataclass, replace
 
-from wsd.passes.ir import CONFIG_ATTR, RULE_ATTR, call_rewriter, dtype_of, is_prim_func, op_name, shape_of
+from wsd.passes.ir import CONFIG_ATTR, RULE_ATTR, call_rewriter, dtype_of, kernel_swaps, op_name, shape_of
 from wsd.passes.split_k import sum_parts
 
 FRAG = 16  # the fragment edge: f16 16x16x16 is offered by every adapter seen (NVIDIA; Apple's is 8x8)
@@ -469,6 +469,12 @@ def per_vec4(spec: Gemm) -> int:
     return 8 if spec.dtype == "float16" else 4
 
 
+def tile_strides(spec: Gemm) -> tuple[int, int]:
+    """Elements per workgroup-memory row of As and of Bs (a K tile, or for B stored [K, N] an N
+    tile), PAD past it."""
+    return spec.k_tile + PAD, (spec.k_tile if spec.right_nk else spec.tile_n) + PAD
+
+
 def tile_copies(spec: Gemm) -> tuple[list[tuple[str, str, str, int, str]], list[str]]:
     """The K tile's copy into workgroup memory, as (register, source index, destination index,
     units in the tile, the condition under which the source exists: "" always) per 16-byte load
@@ -477,7 +483,7 @@ def tile_copies(spec: Gemm) -> tuple[list[tuple[str, str, str, int, str]], list[
     whose image is read in place, a run of 8 output positions (`_image_run`)."""
     v, elem = per_vec4(spec), _wgsl_type(spec.dtype)
     kt, kv = spec.k_tile, spec.k // v
-    a_stride = kt + PAD
+    a_stride, b_stride = tile_strides(spec)
     copies = []
     # A: tile_m rows of kt elements, from row m0 + row, column k0 (zeros past the left's rows)
     a_row = f"(e / {kt // v}u)"
@@ -487,12 +493,10 @@ def tile_copies(spec: Gemm) -> tuple[list[tuple[str, str, str, int, str]], list[
     copies.append(("a", a_src, f"{a_row} * {a_stride}u + {a_col} * {v}u", spec.tile_m * kt // v, exists))
     arrays = [f"var<workgroup> As : array<{elem}, {spec.tile_m * a_stride}>;"]
     if spec.right_nk:  # B stored [N, K]: tile_n rows of kt elements
-        b_stride = kt + PAD
         src = f"bbase + (n0 + {a_row}) * {kv}u + k0 / {v}u + {a_col}"
         copies.append(("b", src, f"{a_row} * {b_stride}u + {a_col} * {v}u", spec.tile_n * kt // v, ""))
         arrays.append(f"var<workgroup> Bs : array<{elem}, {spec.tile_n * b_stride}>;")
     else:  # B stored [K, N]: kt rows of tile_n elements
-        b_stride = spec.tile_n + PAD
         u = 8 if spec.conv else v  # an image is read in runs of 8 positions
         row, col = f"(e / {spec.tile_n // u}u)", f"(e % {spec.tile_n // u}u)"
         src = f"bbase + (k0 + {row}) * {spec.n // v}u + n0 / {v}u + {col}"
@@ -677,13 +681,6 @@ def half_store(scratch: str, at: str, frag: str, out: str, index: str) -> list[s
     ]
 
 
-def shader_of(shaders: dict[str, str], gvar) -> str:
-    entry = f"{gvar.name_hint}_kernel"
-    if entry not in shaders:
-        raise ValueError(f"kernel {gvar.name_hint!r} has no compiled shader {entry!r}")
-    return shaders[entry]
-
-
 def tile_origin(spec: Gemm) -> list[str]:
     """The workgroup's output tile and operand bases, from the grid (x: N tiles, packed into z
     where it is large; y: batch x split x M tiles): b, the K part's start kbeg, m0, n0, abase,
@@ -792,8 +789,7 @@ def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
     acc = "f32"  # f16 products summed in f32: fp16 accumulators over K = 11520 cost accuracy
     lmat, rmat = f"subgroup_matrix_left<f16, {t}, {t}>", f"subgroup_matrix_right<f16, {t}, {t}>"
     cmat = f"subgroup_matrix_result<{acc}, {t}, {t}>"
-    a_stride = kt + PAD
-    b_stride = kt + PAD if spec.right_nk else spec.tile_n + PAD
+    a_stride, b_stride = tile_strides(spec)
     _, arrays = tile_copies(spec)
     half_out = spec.out_dtype == "float16"
     # 16-byte loads of the operands and stores of f16 results
@@ -840,16 +836,13 @@ def subgroup_wgsl(spec: Gemm, entry: str, compiled: str) -> str:
 
 def overrides(mod, shaders: dict[str, str]) -> dict[str, str]:
     """Entry point -> subgroup-matrix WGSL, for each f16 GEMM kernel of a scheduled module."""
-    out = {}
-    for gvar, func in mod.functions_items():
-        if not is_prim_func(func) or func.attrs is None or ATTR not in func.attrs:
-            continue
-        spec = Gemm(**json.loads(str(func.attrs[ATTR])))
-        if spec.dtype != "float16":
-            continue  # the fragments are f16: an fp32 build keeps TVM's kernels
-        entry = f"{gvar.name_hint}_kernel"
-        out[entry] = subgroup_wgsl(spec, entry, shader_of(shaders, gvar))
-    return out
+
+    def write(fields, entry, compiled):
+        spec = Gemm(**fields)
+        # the fragments are f16: an fp32 build's GEMMs have the tiled WGSL only (wsd/tiled_gemm.py)
+        return subgroup_wgsl(spec, entry, compiled) if spec.dtype == "float16" else None
+
+    return kernel_swaps(mod, shaders, ATTR, write)
 
 
 def requirements(swaps: dict[str, str], path: str) -> dict:
