@@ -132,6 +132,8 @@ export async function swapGemmShaders(webGPUContext, adapter, device, store, man
 // WGSL instead of the module's own. A replacement this device refuses (its WGSL or its pipeline)
 // falls back to the module's own kernel, and `fallbacks` (filled as the pipelines are made) says
 // which and why: a driver that cannot take the tiled WGSL leaves the model slower, not broken.
+// (The fallback is on the asynchronous path, the one tvmjs's pipeline loader takes; the
+// synchronous createShader swaps without one.)
 export function replaceShaders(webGPUContext, swaps) {
   const table = new Map(Object.entries(swaps || {}));
   const fallbacks = [];
