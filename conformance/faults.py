@@ -390,23 +390,42 @@ def workgroup_over_limit(dist: Path, work: Path) -> Path:
 _STORE = re.compile(r"^([ ]*)(\w+_ptr)\[([^\]\n]+)\] = ([^\n]+);$", re.M)
 
 
+def _clobber_targets(kernel: str, info: dict, code: str) -> list[int]:
+    """Inputs `kernel` could overwrite with its result without changing that result: each
+    invocation reads the input at the index it stores to (so no other invocation reads that
+    element), the input has the output's shape and dtype, and another kernel reads it too
+    (kernels.json `readers`), so that only a later reader sees the damage."""
+    args, outputs = info["args"], info["outputs"]
+    store = _STORE.search(code)
+    if len(outputs) != 1 or not store or re.fullmatch(r"reshape\d*", kernel):
+        return []  # (a reshape writes back the values it read)
+    out, index = args[outputs[0]], store.group(3)
+    return [
+        i
+        for i, a in enumerate(args)
+        if i != outputs[0]
+        and a.get("readers", 0) >= 2
+        and (a["shape"], a["dtype"]) == (out["shape"], out["dtype"])
+        and f"{a['name']}_ptr[{index}]" in code
+    ]
+
+
 def clobbered_input(dist: Path, work: Path) -> Path:
-    """An elementwise kernel of the UNet that also writes its result back into its input, as an
+    """An elementwise kernel of the UNet that also writes its result back into an input, as an
     in-place buffer reuse gone wrong would: its own output is right, its input's later readers
-    (here: the time embedding every ResNet block reads) get the wrong values."""
+    get the wrong values. Preferred: the SiLU of the time embedding, which every ResNet block
+    reads (a build without --cse); else a GroupNorm-and-SiLU kernel, whose input the block's
+    residual add reads later (with --cse the SiLU of the time embedding is taken once, inside
+    the time MLP)."""
     out = copy_dist(dist, work / "clobbered-input")
     candidates = []
     for kernel, shader, info in _kernels_of(out, "unet", "var<storage, read> "):
-        if len(info["args"]) != 2 or info["outputs"] != [1]:
-            continue
-        # only an input another kernel also reads shows the clobber (kernels.json: readers)
-        if info["args"][0].get("readers", 2) < 2 or re.fullmatch(r"reshape\d*", kernel):
-            continue  # (a reshape writes back the values it read)
-        candidates.append((("sigmoid" not in kernel), kernel, shader, info))
-    if not candidates:  # a --cse build takes the SiLU of the time embedding once, in the time MLP
-        raise LookupError("no one-input kernel of unet reads a value that another kernel reads too")
-    _, kernel, shader, info = min(candidates)
-    source = info["args"][0]["name"] + "_ptr"
+        for arg in _clobber_targets(kernel, info, _shader_of(out, shader)):
+            candidates.append((kernel, shader, info, arg))
+    if not candidates:
+        raise LookupError("no elementwise kernel of unet reads a value that another kernel reads too")
+    kernel, shader, info, arg = min(candidates, key=lambda c: (len(c[2]["args"]) > 2, "sigmoid" not in c[0], c[0]))
+    source = info["args"][arg]["name"] + "_ptr"
     declared = re.search(rf"@binding\((\d+)\) var<storage, read> {source}\b", _shader_of(out, shader))
 
     def change(code: str) -> str:
