@@ -69,7 +69,7 @@ class BuildOptions:
     # comparison builds (benchmarks on a GPU); wsd.passes.options says what each does
     split_k: bool = True
     fused_attention: bool = False
-    cse: bool = False
+    cse: bool = True
     matmul_tile: str | None = None
     matmul_unroll: int | None = None
 

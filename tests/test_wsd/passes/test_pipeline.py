@@ -24,6 +24,7 @@ def test_an_fp32_build_runs_the_plain_pipeline():
     assert names(PassOptions()) == [
         "decompose",
         "fold",
+        "cse",
         "bundle-params",
         "wgsl-types",
         "split-group-norm",
@@ -62,12 +63,13 @@ def test_attention_is_fused_only_where_asked_in_fp16_tensor_core_builds():
     assert "subgroup-attention" not in names(PassOptions(dtype="float16", subgroup_matrix=True))
 
 
-def test_cse_is_asked_for():
-    assert "cse" not in names(PassOptions(dtype="float16", subgroup_matrix=True))
+def test_cse_is_on_unless_left_out():
+    assert "cse" in names(PassOptions(dtype="float16", subgroup_matrix=True))
+    assert "cse" not in names(PassOptions(dtype="float16", subgroup_matrix=True, cse=False))
 
 
 def test_repeated_work_is_done_once_and_still_fused():
-    """With --cse: SiLU of one input twice and one input cast twice: each one kernel after CSE, and the
+    """With CSE: SiLU of one input twice and one input cast twice: each one kernel after CSE, and the
     SiLU's sigmoid and multiply still one kernel (CSE's aliases would split them without the
     canonicalization; in tensor-core builds subgroup-gemm's rewrite happens to drop them too)."""
     import re
@@ -112,7 +114,7 @@ def test_build_options_carry_every_pass_knob():
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("split_k", False), ("matmul_tile", "32x32"), ("matmul_unroll", 256), ("cse", True)]
+    ("field", "value"), [("split_k", False), ("matmul_tile", "32x32"), ("matmul_unroll", 256), ("cse", False)]
 )
 def test_a_pass_knob_changes_the_build_key(field, value, tmp_path):
     from wsd import models
