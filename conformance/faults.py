@@ -23,6 +23,7 @@ import shutil
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -421,23 +422,30 @@ def clobbered_input(dist: Path, work: Path) -> Path:
     candidates = []
     for kernel, shader, info in _kernels_of(out, "unet", "var<storage, read> "):
         for arg in _clobber_targets(kernel, info, _shader_of(out, shader)):
-            candidates.append((kernel, shader, info, arg))
+            # one-input kernels first (the SiLU of the time embedding without CSE), SiLUs first
+            rank = (len(info["args"]) > 2, "sigmoid" not in kernel)
+            candidates.append((rank, kernel, shader, info["args"][arg]["name"] + "_ptr"))
     if not candidates:
         raise LookupError("no elementwise kernel of unet reads a value that another kernel reads too")
-    kernel, shader, info, arg = min(candidates, key=lambda c: (len(c[2]["args"]) > 2, "sigmoid" not in c[0], c[0]))
-    source = info["args"][arg]["name"] + "_ptr"
-    declared = re.search(rf"@binding\((\d+)\) var<storage, read> {source}\b", _shader_of(out, shader))
+    # the first whose patched WGSL still fits its place in the wasm (patch_shader refuses others)
+    for _, kernel, shader, source in sorted(candidates):
+        declared = re.search(rf"@binding\((\d+)\) var<storage, read> {source}\b", _shader_of(out, shader))
+        try:  # the launch info indexes bindings
+            patch_shader(out, shader, partial(_write_back, source), writable=int(declared.group(1)))
+        except LookupError:
+            continue
+        resign(out, {"clobbered-input": kernel})
+        return out
+    raise LookupError(f"none of the {len(candidates)} kernels that could clobber an input has room for the extra store")
 
-    def change(code: str) -> str:
-        code = code.replace(f"var<storage, read> {source}", f"var<storage, read_write> {source}", 1)
-        store = _STORE.search(code)
-        indent, target, index, _ = store.groups()
-        extra = f"\n{indent}{source}[{index}] = {target}[{index}];"
-        return code[: store.end()] + extra + code[store.end() :]
 
-    patch_shader(out, shader, change, writable=int(declared.group(1)))  # the launch info indexes bindings
-    resign(out, {"clobbered-input": kernel})
-    return out
+def _write_back(source: str, code: str) -> str:
+    """`code` that also stores its first result into `source` at the same index."""
+    code = code.replace(f"var<storage, read> {source}", f"var<storage, read_write> {source}", 1)
+    store = _STORE.search(code)
+    indent, target, index, _ = store.groups()
+    extra = f"\n{indent}{source}[{index}] = {target}[{index}];"
+    return code[: store.end()] + extra + code[store.end() :]
 
 
 def _conv_cost(info: dict) -> int:
