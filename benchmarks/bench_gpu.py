@@ -28,6 +28,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from wsd.host.modules import GEMM_PATHS  # noqa: E402 (after the checkout is on the path)
+
 
 def torch_medians(module, inputs, repeat: int) -> dict[str, float]:
     """PyTorch eager per-call medians (ms) in the three arithmetics people compare with."""
@@ -161,7 +163,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cold-opens", action="store_true", help="those opens with the driver's shader disk cache off")
     ap.add_argument(
         "--gemm-path",
-        choices=("auto", "tiled", "tvm"),
+        choices=GEMM_PATHS,
         default="auto",
         help="a --subgroup-matrix build's GEMMs: the fastest the device offers, the tiled WGSL, or TVM's kernels",
     )
@@ -177,7 +179,7 @@ def main(argv=None) -> int:
     from wsd.build import random_folder
     from wsd.entries import entries_for
     from wsd.host.dawn import DawnHost
-    from wsd.host.modules import decode, encode, open_phases
+    from wsd.host.modules import decode, encode, open_phases, open_spec
     from wsd.models.folder import load
     from wsd.refill import seeded_dist
     from wsd.webrt import runtime_bundle
@@ -220,10 +222,7 @@ def main(argv=None) -> int:
     with DawnHost(runtime_bundle(), timeout_s=600) as host:
         runner = host.shared_runner()
         t0 = time.perf_counter()
-        spec = {"url": host.mount(dist), "profile": True}
-        if args.gemm_path != "auto":  # a --subgroup-matrix build's slower GEMM paths, timed on purpose
-            spec["gemmPath"] = args.gemm_path
-        opened = runner.call("open", spec, timeout_s=600)
+        opened = runner.call("open", open_spec(host.mount(dist), True, args.gemm_path), timeout_s=600)
         results["adapter"] = opened["adapter"]
         results["subgroup_matrix_kernels"] = opened.get("subgroup_matrix_kernels", 0)  # GEMMs on tensor cores
         results["tiled_gemm_kernels"] = opened.get("tiled_gemm_kernels", 0)  # GEMMs tiled, no tensor cores

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from wsd import schedulers, toolchain
-from wsd.host.modules import decode, encode, image_of, rgb_of
+from wsd.host.modules import decode, encode, image_of, open_spec, rgb_of
 from wsd.paths import web_dir
 
 # a start image's settings (NativeBackend.start_latents) as the page's generate() options name them
@@ -195,8 +195,7 @@ class WebGPUBackend(Backend):
         self.runner, self.url, self.dist, self.timeout_s = runner, url, Path(dist), timeout_s
         # profile: a device with timestamp queries, so `bench` times every kernel (the perf gate);
         # gemm_path: a --subgroup-matrix build's GEMMs as the page would pick them, or tiled, or TVM's
-        spec = {"url": url, "profile": profile} | ({"gemmPath": gemm_path} if gemm_path != "auto" else {})
-        opened = runner.call("open", spec, timeout_s=timeout_s)
+        opened = runner.call("open", open_spec(url, profile, gemm_path), timeout_s=timeout_s)
         self.adapter, self.open_timings = opened["adapter"], opened["timings"]
         # a --subgroup-matrix build's GEMMs: on tensor cores, or tiled where the device has none
         for path in ("subgroup_matrix_kernels", "tiled_gemm_kernels"):

@@ -9,6 +9,7 @@ import pytest
 
 from conformance.candidates import BACKENDS
 from conformance.perf import RUNS
+from wsd.host.modules import GEMM_PATHS
 
 DEFAULT_MODELS = ("sd15-tiny", "sdxl-tiny")  # the seeded tiny twin of each family
 
@@ -64,7 +65,7 @@ def pytest_addoption(parser):
     )
     group.addoption(
         "--gemm-path",
-        choices=("auto", "tiled", "tvm"),
+        choices=GEMM_PATHS,
         default="auto",
         help="a --subgroup-matrix build's GEMMs on GPU backends: the fastest the device offers (auto), "
         "the tiled WGSL, or TVM's own kernels, so that each path a device can run is gated",

@@ -129,3 +129,15 @@ def test_the_gemm_path_reaches_the_page(tmp_path, path, sent):
     backend = WebGPUBackend(runner, "/a/x/", tmp_path, gemm_path=path)
     assert runner.spec.get("gemmPath") == sent
     assert backend.adapter.get("tiled_gemm_kernels") == (42 if sent == "tiled" else None)
+
+
+def test_the_gemm_paths_are_the_pages():
+    """The Python callers' choices (wsd.host.modules GEMM_PATHS) are those the page accepts."""
+    import re
+
+    from wsd.host.modules import GEMM_PATHS
+    from wsd.paths import web_dir
+
+    assets = (web_dir() / "lib" / "assets.js").read_text()
+    listed = re.search(r"export const GEMM_PATHS = \[([^\]]*)\];", assets).group(1)
+    assert tuple(re.findall(r'"(\w+)"', listed)) == GEMM_PATHS

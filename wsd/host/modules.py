@@ -33,6 +33,18 @@ def decode(item: dict) -> np.ndarray:
     return np.frombuffer(base64.b64decode(item["data"]), dtype=item["dtype"]).reshape(item["shape"]).copy()
 
 
+# a --subgroup-matrix build's GEMM kernels (web/lib/assets.js GEMM_PATHS): the fastest the device
+# offers, the tiled WGSL (no tensor cores), or TVM's own kernels
+GEMM_PATHS = ("auto", "tiled", "tvm")
+
+
+def open_spec(url: str, profile: bool = False, gemm_path: str = "auto") -> dict:
+    """The runner page's `open` request; a GEMM path other than auto runs a slower one on purpose."""
+    if gemm_path not in GEMM_PATHS:
+        raise ValueError(f"gemm path {gemm_path!r}: one of {', '.join(GEMM_PATHS)}")
+    return {"url": url, "profile": profile} | ({"gemmPath": gemm_path} if gemm_path != "auto" else {})
+
+
 def open_phases(opened: dict) -> dict:
     """The page's own split of an open (web/lib/session.js `timings`) in ms: its numbers only."""
     return {k: round(v, 1) for k, v in opened.get("timings", {}).items() if type(v) in (int, float)}
