@@ -334,19 +334,15 @@ def patch_shader(dist: Path, shader: str, change, writable: int | None = None) -
     rewrite(table_path, json.dumps(shaders, sort_keys=True).encode())
 
 
-def _shader_of(dist: Path, shader: str) -> str:
-    return json.loads((dist / "shaders" / "wgsl.json").read_text())[shader]
-
-
-def _kernels_of(dist: Path, entry: str, shader_has: str) -> list[tuple[str, str, dict]]:
-    """(kernel, shader, signature) of `entry`'s kernels whose WGSL contains `shader_has`, by name."""
+def _kernels_of(dist: Path, entry: str, shader_has: str) -> list[tuple[str, str, dict, str]]:
+    """(kernel, shader, signature, WGSL) of `entry`'s kernels whose WGSL contains `shader_has`, by name."""
     table = json.loads((dist / "kernels.json").read_text())
     shaders = json.loads((dist / "shaders" / "wgsl.json").read_text())
     found = []
     for kernel, info in sorted(table.items()):
         shader = f"{kernel}_kernel"
         if entry in info.get("entries", []) and shader in shaders and shader_has in shaders[shader]:
-            found.append((kernel, shader, info))
+            found.append((kernel, shader, info, shaders[shader]))
     if not found:
         raise LookupError(f"no kernel of {entry} has {shader_has!r} in its WGSL")
     return found
@@ -355,7 +351,7 @@ def _kernels_of(dist: Path, entry: str, shader_has: str) -> list[tuple[str, str,
 def missing_barrier(dist: Path, work: Path) -> Path:
     out = copy_dist(dist, work / "missing-barrier")
     # A tiled conv of the UNet: threads fill a shared tile, then read each other's part of it.
-    kernel, shader, _ = next(
+    kernel, shader, *_ = next(
         k for k in _kernels_of(out, "unet", "workgroupBarrier();") if k[0].startswith("fused_conv2d")
     )
     patch_shader(out, shader, lambda code: code.replace("workgroupBarrier();", "//rkgroupBarrier();"))
@@ -366,7 +362,7 @@ def missing_barrier(dist: Path, work: Path) -> Path:
 def bool_as_i8(dist: Path, work: Path) -> Path:
     out = copy_dist(dist, work / "bool-as-i8")
     candidates = _kernels_of(out, "clip", ": array<i32>;")
-    kernel, shader, _ = candidates[0]
+    kernel, shader, *_ = candidates[0]
     patch_shader(out, shader, lambda code: code.replace(": array<i32>;", ": array<i8>; ", 1))
     resign(out, {"bool-as-i8": kernel})
     return out
@@ -378,11 +374,10 @@ _WORKGROUP_ARRAY = re.compile(r"(var<workgroup> \w+ ?: array<f32, )(\d+)>;")
 def workgroup_over_limit(dist: Path, work: Path) -> Path:
     out = copy_dist(dist, work / "workgroup-over-limit")
     # 40 000 bytes of workgroup memory: over WebGPU's default (16 KiB) and SwiftShader's 32 KiB.
-    shaders = json.loads((out / "shaders" / "wgsl.json").read_text())
-    found = [k for k in _kernels_of(out, "unet", "var<workgroup>") if _WORKGROUP_ARRAY.search(shaders[k[1]])]
+    found = [k for k in _kernels_of(out, "unet", "var<workgroup>") if _WORKGROUP_ARRAY.search(k[3])]
     if not found:
         raise LookupError("no kernel of unet declares a workgroup array<f32, N>")
-    kernel, shader, _ = found[0]
+    kernel, shader, *_ = found[0]
     patch_shader(out, shader, lambda code: _WORKGROUP_ARRAY.sub(r"\g<1>10000>;", code, count=1))
     resign(out, {"workgroup-over-limit": kernel})
     return out
@@ -420,16 +415,17 @@ def clobbered_input(dist: Path, work: Path) -> Path:
     the time MLP)."""
     out = copy_dist(dist, work / "clobbered-input")
     candidates = []
-    for kernel, shader, info in _kernels_of(out, "unet", "var<storage, read> "):
-        for arg in _clobber_targets(kernel, info, _shader_of(out, shader)):
+    for kernel, shader, info, code in _kernels_of(out, "unet", "var<storage, read> "):
+        for arg in _clobber_targets(kernel, info, code):
             # one-input kernels first (the SiLU of the time embedding without CSE), SiLUs first
             rank = (len(info["args"]) > 2, "sigmoid" not in kernel)
-            candidates.append((rank, kernel, shader, info["args"][arg]["name"] + "_ptr"))
+            candidates.append((rank, kernel, shader, code, info["args"][arg]["name"] + "_ptr"))
     if not candidates:
         raise LookupError("no elementwise kernel of unet reads a value that another kernel reads too")
     # the first whose patched WGSL still fits its place in the wasm (patch_shader refuses others)
-    for _, kernel, shader, source in sorted(candidates):
-        declared = re.search(rf"@binding\((\d+)\) var<storage, read> {source}\b", _shader_of(out, shader))
+    # (a refused patch writes nothing: each candidate's WGSL is still the one read above)
+    for _, kernel, shader, code, source in sorted(candidates):
+        declared = re.search(rf"@binding\((\d+)\) var<storage, read> {source}\b", code)
         try:  # the launch info indexes bindings
             patch_shader(out, shader, partial(_write_back, source), writable=int(declared.group(1)))
         except LookupError:
@@ -469,7 +465,7 @@ def slow_kernel(dist: Path, work: Path) -> Path:
     """A schedule regression: the UNet's costliest conv does its work twice (right results, 2x its
     time). Nothing but time changes, so only the perf gate sees it."""
     out = copy_dist(dist, work / "slow-kernel")
-    convs = [(k, s, info) for k, s, info in _kernels_of(out, "unet", "fn ") if k.startswith("fused_conv2d")]
+    convs = [(k, s, info) for k, s, info, _ in _kernels_of(out, "unet", "fn ") if k.startswith("fused_conv2d")]
     kernel, shader, _ = max(convs, key=lambda k: _conv_cost(k[2]))
     patch_shader(out, shader, lambda code: _twice(code, shader))
     resign(out, {"slow-kernel": kernel})
